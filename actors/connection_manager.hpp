@@ -1,0 +1,34 @@
+#pragma once
+// One connection_manager per WebSocket connection. It owns the socket (the only writer) and
+// the connection's UserExecutionContext, stamps every outbound frame with its own user_id and
+// the next event_id, answers `ping` itself, and spawns the handlers and agent runs that serve
+// its connection. Its children get its handle and a copy of its context, nothing else.
+
+#include <memory>
+#include <string>
+
+#include <caf/typed_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "actors/messages.hpp"
+
+namespace er::actors {
+
+struct manager_settings {
+  std::string server_id;
+  net::session_limits session; ///< reported to clients in connection_established
+};
+
+using manager_actor = caf::typed_actor<
+  caf::reacts_to<frame_atom, std::string>,              // an inbound text frame
+  caf::reacts_to<binary_atom, std::uint64_t>,           // an inbound binary frame (refused)
+  caf::reacts_to<closed_atom, std::uint16_t, bool>,     // the socket closed: code, clean
+  caf::reacts_to<shutdown_atom, std::uint16_t>,         // close the socket with this code
+  caf::reacts_to<emit_atom, outbound_event>>;           // a child's event, stamped and sent
+
+/// Spawned by the router, linked to it (see router.hpp); `connection` is not started yet.
+manager_actor spawn_connection_manager(caf::local_actor* parent, connection_ptr connection,
+                                       context::user_execution_context ctx,
+                                       std::shared_ptr<const manager_settings> settings);
+
+} // namespace er::actors

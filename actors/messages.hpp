@@ -1,0 +1,42 @@
+#pragma once
+// Atoms and message types shared by the router, its managers and their children.
+// The interfaces of the actors themselves are declared next to their spawn functions.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+
+#include "actors/protocol.hpp"
+#include "context/user_execution_context.hpp"
+#include "net/connection.hpp"
+
+namespace er::actors {
+
+using attach_atom = caf::atom_constant<caf::atom("attach")>;     ///< net -> router
+using stats_atom = caf::atom_constant<caf::atom("stats")>;       ///< anyone -> router
+using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>; ///< router -> managers
+using frame_atom = caf::atom_constant<caf::atom("frame")>;       ///< socket -> manager
+using binary_atom = caf::atom_constant<caf::atom("binary")>;     ///< socket -> manager
+using closed_atom = caf::atom_constant<caf::atom("closed")>;     ///< socket -> manager
+using emit_atom = caf::atom_constant<caf::atom("emit")>;         ///< child -> manager
+using handle_atom = caf::atom_constant<caf::atom("handle")>;     ///< manager -> handler
+
+using connection_ptr = std::shared_ptr<net::ws_connection>;
+
+/// Counts the router answers to stats_atom (tests, /healthz).
+struct router_stats {
+  std::uint64_t connections = 0;
+  std::uint64_t users = 0;
+};
+
+} // namespace er::actors
+
+// Local-only types: they never cross a process boundary (sockets, identities).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(er::actors::connection_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(er::context::user_execution_context)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(er::actors::outbound_event)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(er::actors::inbound_message)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(er::actors::router_stats)

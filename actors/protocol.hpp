@@ -1,0 +1,54 @@
+#pragma once
+// The router.v1 wire format (DESIGN §4): validation of client messages and rendering of the
+// server envelope. Pure functions, no actor state: the manager stamps event_id and user_id.
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include <nlohmann/json.hpp>
+
+namespace er::actors {
+
+/// A well-formed client message. `payload` is always an object (empty when absent).
+struct inbound_message {
+  std::string type;
+  std::optional<std::string> id;
+  std::optional<std::string> thread_id;
+  nlohmann::json payload;
+};
+
+/// Why a client message was refused; `reply_to` echoes the request's id when one was readable.
+struct protocol_error {
+  std::string_view code; ///< one of er::error_code
+  std::string message;
+  std::optional<std::string> reply_to;
+};
+
+/// Checks the envelope (JSON object, string `type`, optional string `id`/`thread_id`, object
+/// `payload`). The type itself is not checked here: the manager knows which ones it serves.
+std::variant<inbound_message, protocol_error> parse_inbound(std::string_view text);
+
+/// What a manager's child asks it to send; the manager adds event_id, user_id and timestamp.
+struct outbound_event {
+  std::string type;
+  std::optional<std::string> thread_id;
+  std::optional<std::string> run_id;
+  std::optional<std::string> reply_to;
+  nlohmann::json data = nlohmann::json::object();
+};
+
+/// The server envelope as one JSON text frame.
+std::string render_event(const outbound_event& event, std::uint64_t event_id,
+                         const std::string& user_id,
+                         std::chrono::system_clock::time_point at);
+
+outbound_event make_error(const protocol_error& error);
+
+/// RFC 3339 UTC with milliseconds, e.g. 2026-11-25T22:10:59.123Z
+std::string rfc3339(std::chrono::system_clock::time_point at);
+
+} // namespace er::actors

@@ -1,0 +1,123 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace er::actors {
+
+// Any failure of the storage itself (open, schema, I/O, lock timeout). The
+// message always names the database path so logs point at the right file.
+class thread_db_error : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+struct thread_info {
+  std::string thread_id;
+  std::string title;
+  std::int64_t created_at_ms;
+  std::int64_t updated_at_ms;
+  std::int64_t message_count;
+};
+
+struct thread_message {
+  std::int64_t seq;   // 1, 2, 3, ... within one thread
+  std::string role;   // "user" or "agent"
+  std::string run_id; // empty for user messages
+  std::string content; // JSON text, byte-for-byte as appended
+  std::int64_t created_at_ms;
+};
+
+// Conversation threads and their messages in one SQLite database.
+//
+// Isolation: every call is scoped by user_id. Another user's thread behaves
+// exactly like a missing one (same answers, nothing written), and different
+// users may use the same thread_id independently.
+//
+// Threading: one connection and no locking. Use it from one actor at a time;
+// handing it to another thread between calls is fine, concurrent calls are not.
+//
+// Errors: storage failures throw thread_db_error. Caller bugs (empty ids, a
+// role other than "user"/"agent", content that is not JSON) throw
+// std::invalid_argument before anything is written.
+class thread_db {
+public:
+  // Opens or creates the database; ":memory:" gives a private in-memory one.
+  // File databases use WAL. Refuses files written by a newer schema version.
+  explicit thread_db(const std::string& path);
+  ~thread_db();
+
+  thread_db(const thread_db&) = delete;
+  thread_db& operator=(const thread_db&) = delete;
+  // A moved-from thread_db may only be destroyed or assigned to.
+  thread_db(thread_db&&) noexcept;
+  thread_db& operator=(thread_db&&) noexcept;
+
+  // Throws thread_db_error if this user already has a thread with thread_id.
+  thread_info create_thread(const std::string& user_id,
+                            const std::string& thread_id,
+                            const std::string& title, std::int64_t now_ms);
+
+  // Most recently updated first (ties: thread_id ascending), at most `limit`.
+  std::vector<thread_info> list_threads(const std::string& user_id,
+                                        std::size_t limit);
+
+  bool thread_exists(const std::string& user_id, const std::string& thread_id);
+
+  // nullopt when the thread is not this user's. Otherwise the latest `limit`
+  // messages, oldest first (seq ascending).
+  std::optional<std::vector<thread_message>>
+  history(const std::string& user_id, const std::string& thread_id,
+          std::size_t limit);
+
+  // false (and nothing written) when the thread is not this user's. Otherwise
+  // appends with the next seq and sets updated_at_ms = now_ms and bumps
+  // message_count in the same transaction.
+  bool append_message(const std::string& user_id, const std::string& thread_id,
+                      const std::string& role, const std::string& run_id,
+                      const std::string& content, std::int64_t now_ms);
+
+  const std::string& path() const noexcept { return path_; }
+
+private:
+  struct db_closer {
+    void operator()(sqlite3* db) const noexcept;
+  };
+  struct stmt_finalizer {
+    void operator()(sqlite3_stmt* stmt) const noexcept;
+  };
+  using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_finalizer>;
+
+  [[noreturn]] void fail(const std::string& what) const;
+  void exec(const std::string& sql, const std::string& what);
+  std::string query_text(const char* sql);
+  stmt_ptr prepare(const char* sql);
+  void configure();
+  void migrate();
+  void prepare_statements();
+
+  std::string path_;
+  // Declared before the statements so that it is destroyed after them: every
+  // cached statement is finalized before the connection closes.
+  std::unique_ptr<sqlite3, db_closer> db_;
+  stmt_ptr begin_deferred_;
+  stmt_ptr begin_immediate_;
+  stmt_ptr commit_;
+  stmt_ptr rollback_;
+  stmt_ptr insert_thread_;
+  stmt_ptr select_threads_;
+  stmt_ptr select_thread_exists_;
+  stmt_ptr bump_thread_;
+  stmt_ptr insert_message_;
+  stmt_ptr select_messages_;
+};
+
+} // namespace er::actors

@@ -1,0 +1,248 @@
+#include "app/config.hpp"
+
+#include <array>
+#include <cstring>
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <variant>
+
+#include <caf/actor_system_config.hpp>
+#include <caf/config_value.hpp>
+#include <caf/settings.hpp>
+#include <unistd.h>
+
+namespace er::app {
+
+namespace {
+
+using int_member = std::int64_t router_settings::*;
+using string_member = std::string router_settings::*;
+
+struct option_spec {
+  const char* key; ///< "section.name"
+  std::variant<int_member, string_member> member;
+  std::int64_t min;
+  std::int64_t max;
+  const char* help;
+};
+
+constexpr std::int64_t big = std::int64_t{1} << 40;
+
+// One table: what the file and the command line may set, and within which bounds.
+const std::array<option_spec, 27> options{{
+  {"router.host", &router_settings::host, 0, 0, "listen address"},
+  {"router.port", &router_settings::port, 0, 65535, "listen port (0: any free port)"},
+  {"router.io-threads", &router_settings::io_threads, 1, 64, "asio threads"},
+  {"router.server-id", &router_settings::server_id, 0, 0, "node id (default: host name)"},
+  {"router.jwt-secret", &router_settings::jwt_secret, 0, 0, "HS256 secret"},
+  {"router.jwt-issuer", &router_settings::jwt_issuer, 0, 0, "required iss, when set"},
+  {"router.jwt-audience", &router_settings::jwt_audience, 0, 0, "required aud, when set"},
+  {"router.api-key", &router_settings::api_key, 0, 0, "Bearer key of the HTTP API"},
+  {"router.store-path", &router_settings::store_path, 0, 0, "SQLite file (or :memory:)"},
+  {"router.max-connections", &router_settings::max_connections, 1, 10000000,
+   "total connections, past it 503"},
+  {"router.max-connections-per-user", &router_settings::max_connections_per_user, 1, 100000,
+   "per user, past it close 4503"},
+  {"router.max-message-bytes", &router_settings::max_message_bytes, 64, 64 << 20,
+   "inbound frame limit, past it close 1009"},
+  {"router.outbound-queue-bytes", &router_settings::outbound_queue_bytes, 1024, big,
+   "queued outbound bytes per connection, past it close 4008"},
+  {"router.messages-per-second", &router_settings::messages_per_second, 1, 1000000,
+   "token bucket rate per connection"},
+  {"router.messages-burst", &router_settings::messages_burst, 1, 1000000,
+   "token bucket size per connection"},
+  {"router.heartbeat-interval-ms", &router_settings::heartbeat_interval_ms, 100, big,
+   "server ping interval"},
+  {"router.heartbeat-timeout-ms", &router_settings::heartbeat_timeout_ms, 100, big,
+   "close 4009 without a pong within"},
+  {"router.handshake-timeout-ms", &router_settings::handshake_timeout_ms, 100, big,
+   "the upgrade (and a close handshake) must finish within"},
+  {"router.resume-window-ms", &router_settings::resume_window_ms, 0, big,
+   "detached session lifetime"},
+  {"router.resume-buffer-events", &router_settings::resume_buffer_events, 0, 1000000,
+   "events buffered for a detached session"},
+  {"router.max-runs-per-connection", &router_settings::max_runs_per_connection, 1, 10000,
+   "concurrent agent runs per connection"},
+  {"router.drain-timeout-ms", &router_settings::drain_timeout_ms, 0, big,
+   "on SIGTERM: how long in-flight work may finish"},
+  {"router.demo-token-ttl-s", &router_settings::demo_token_ttl_s, 1, big,
+   "lifetime of minted demo tokens"},
+  {"agents.demo-steps", &router_settings::demo_steps, 0, 1000, "demo agent thinking steps"},
+  {"agents.demo-step-delay-ms", &router_settings::demo_step_delay_ms, 0, 600000,
+   "demo agent pause between events"},
+  // CAF's own keys are checked for their type, then left to CAF.
+  {"scheduler.max-threads", static_cast<int_member>(nullptr), 1, 1024, "CAF worker threads"},
+  {"scheduler.max-throughput", static_cast<int_member>(nullptr), 1, big,
+   "messages an actor handles before yielding"},
+}};
+
+const option_spec* find_option(std::string_view key) {
+  for (auto& opt : options)
+    if (key == opt.key)
+      return &opt;
+  return nullptr;
+}
+
+bool section_is_ours(std::string_view key) {
+  return key.rfind("router.", 0) == 0 || key.rfind("agents.", 0) == 0;
+}
+
+void assign_int(const option_spec& opt, std::int64_t value, router_settings& out,
+                const std::string& origin) {
+  if (value < opt.min || value > opt.max)
+    throw config_error(origin + ": " + opt.key + " = " + std::to_string(value)
+                       + " is out of range [" + std::to_string(opt.min) + ", "
+                       + std::to_string(opt.max) + "]");
+  if (auto member = std::get<int_member>(opt.member))
+    out.*member = value;
+}
+
+void assign_from_text(const option_spec& opt, std::string_view text, router_settings& out,
+                      const std::string& origin) {
+  if (auto member = std::get_if<string_member>(&opt.member)) {
+    if (text.size() >= 2 && text.front() == '"' && text.back() == '"')
+      text = text.substr(1, text.size() - 2);
+    out.**member = std::string{text};
+    return;
+  }
+  std::int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size())
+    throw config_error(origin + ": " + opt.key + " expects an integer, got '"
+                       + std::string{text} + "'");
+  assign_int(opt, value, out, origin);
+}
+
+void assign_from_value(const option_spec& opt, const caf::config_value& value,
+                       router_settings& out, const std::string& origin) {
+  if (auto member = std::get_if<string_member>(&opt.member)) {
+    auto str = caf::get_if<std::string>(&value);
+    if (!str)
+      throw config_error(origin + ": " + opt.key + " expects a quoted string, got "
+                         + caf::to_string(value));
+    out.**member = *str;
+    return;
+  }
+  auto integer = caf::get_if<caf::config_value::integer>(&value);
+  if (!integer)
+    throw config_error(origin + ": " + opt.key + " expects an integer, got "
+                       + caf::to_string(value));
+  assign_int(opt, *integer, out, origin);
+}
+
+void apply_file(const std::string& path, router_settings& out) {
+  auto parsed = caf::actor_system_config::parse_config_file(path.c_str());
+  if (!parsed)
+    throw config_error(path + ": cannot parse: "
+                       + caf::actor_system_config::render(parsed.error())
+                       + " (INI syntax: [section], key=value, ';' comments, quoted strings)");
+  for (auto& [section, entries] : *parsed) {
+    auto dict = caf::get_if<caf::config_value::dictionary>(&entries);
+    if (!dict)
+      continue;
+    for (auto& [name, value] : *dict) {
+      auto key = section + "." + name;
+      if (auto opt = find_option(key))
+        assign_from_value(*opt, value, out, path);
+      else if (section_is_ours(key))
+        throw config_error(path + ": unknown option " + key + " (see README, Configuration)");
+    }
+  }
+}
+
+std::string host_name() {
+  std::array<char, 256> buf{};
+  if (gethostname(buf.data(), buf.size() - 1) != 0 || buf[0] == '\0')
+    return "event-router";
+  return buf.data();
+}
+
+bool is_loopback(const std::string& host) {
+  return host.rfind("127.", 0) == 0 || host == "::1" || host == "localhost";
+}
+
+// The shipped development secrets are public: fine on loopback, never on a reachable port.
+void check_secrets(const router_settings& s) {
+  if (s.jwt_secret.empty())
+    throw config_error("router.jwt-secret must not be empty");
+  if (s.api_key.empty())
+    throw config_error("router.api-key must not be empty");
+  if (is_loopback(s.host))
+    return;
+  if (s.jwt_secret == dev_jwt_secret)
+    throw config_error("router.host " + s.host
+                       + " is not a loopback address: set router.jwt-secret to a secret of your own");
+  if (s.api_key == dev_api_key)
+    throw config_error("router.host " + s.host
+                       + " is not a loopback address: set router.api-key to a key of your own");
+}
+
+} // namespace
+
+loaded_config load_config(const std::vector<std::string>& args) {
+  loaded_config result;
+  std::string file = default_config_file;
+  bool file_required = false;
+  std::vector<std::pair<std::string, std::string>> overrides;
+  for (auto& arg : args) {
+    auto eq = arg.find('=');
+    auto name = arg.substr(0, eq);
+    auto value = eq == std::string::npos ? std::string{} : arg.substr(eq + 1);
+    if (name == "--help" || name == "-h") {
+      result.help = true;
+    } else if (name == "--config-file") {
+      file = value;
+      file_required = true;
+    } else if (name == "--mint-token") {
+      if (value.empty())
+        throw config_error("--mint-token needs a user id: --mint-token=alice");
+      result.mint_token_for = value;
+    } else if (name.rfind("--", 0) == 0 && find_option(name.substr(2))) {
+      if (eq == std::string::npos)
+        throw config_error(name + " needs a value: " + name + "=VALUE");
+      overrides.emplace_back(name.substr(2), value);
+      if (!section_is_ours(name.substr(2)))
+        result.caf_args.push_back(arg);
+    } else if (name.rfind("--", 0) == 0 && section_is_ours(name.substr(2))) {
+      throw config_error("unknown option " + name + " (see --help)");
+    } else {
+      result.caf_args.push_back(arg);
+    }
+  }
+  if (std::ifstream probe{file}; probe.good()) {
+    apply_file(file, result.settings);
+    result.config_file = file;
+  } else if (file_required) {
+    throw config_error("cannot read config file " + file);
+  }
+  for (auto& [key, value] : overrides)
+    assign_from_text(*find_option(key), value, result.settings, "command line");
+  if (result.settings.server_id.empty())
+    result.settings.server_id = host_name();
+  check_secrets(result.settings);
+  return result;
+}
+
+std::string options_help() {
+  std::ostringstream out;
+  out << "Options (caf-application.conf keys; each also as --key=value):\n";
+  for (auto& opt : options)
+    out << "  --" << opt.key << std::string(34 - std::min<size_t>(33, strlen(opt.key)), ' ')
+        << opt.help << "\n";
+  out << "  --config-file=PATH                  read PATH instead of ./caf-application.conf\n"
+      << "  --mint-token=USER                   print a token for USER and exit\n"
+      << "Other --scheduler.* / --logger.* options go to CAF.\n";
+  return out.str();
+}
+
+std::string describe(const router_settings& s) {
+  std::ostringstream out;
+  out << "listen " << s.host << ":" << s.port << ", io-threads " << s.io_threads
+      << ", server-id " << s.server_id << ", max-message-bytes " << s.max_message_bytes
+      << ", outbound-queue-bytes " << s.outbound_queue_bytes;
+  return out.str();
+}
+
+} // namespace er::app

@@ -1,0 +1,134 @@
+#include "app/router_server.hpp"
+
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include "actors/router.hpp"
+#include "context/jwt_auth.hpp"
+#include "net/listener.hpp"
+#include "net/protocol_codes.hpp"
+
+namespace er::app {
+
+namespace asio = boost::asio;
+
+namespace {
+
+context::jwt_settings jwt_settings_of(const router_settings& s) {
+  return {s.jwt_secret, s.jwt_issuer, s.jwt_audience, std::chrono::seconds{30}};
+}
+
+net::session_limits session_limits_of(const router_settings& s) {
+  net::session_limits limits;
+  limits.max_message_bytes = static_cast<std::size_t>(s.max_message_bytes);
+  limits.outbound_queue_bytes = static_cast<std::size_t>(s.outbound_queue_bytes);
+  limits.handshake_timeout = std::chrono::milliseconds{s.handshake_timeout_ms};
+  return limits;
+}
+
+std::unique_ptr<caf::actor_system_config> default_caf_config() {
+  auto cfg = std::make_unique<caf::actor_system_config>();
+  // CAF 0.17 starts at least 4 workers otherwise, even on 2 cores.
+  cfg->set("scheduler.max-threads", std::max(2u, std::thread::hardware_concurrency()));
+  return cfg;
+}
+
+} // namespace
+
+struct router_server::impl {
+  impl(const router_settings& s, std::unique_ptr<caf::actor_system_config> cfg)
+    : settings(s),
+      caf_config(cfg ? std::move(cfg) : default_caf_config()),
+      system(*caf_config),
+      verifier(jwt_settings_of(s)),
+      io(static_cast<int>(s.io_threads)),
+      work(asio::make_work_guard(io)) {
+    auto manager_cfg = std::make_shared<actors::manager_settings>();
+    manager_cfg->server_id = s.server_id;
+    manager_cfg->session = session_limits_of(s);
+    router = actors::spawn_router(system, std::move(manager_cfg));
+    net::listener_hooks hooks;
+    hooks.on_upgrade = [r = router](actors::connection_ptr connection,
+                                    context::user_execution_context ctx) {
+      caf::anon_send(r, actors::attach_atom::value, std::move(connection), std::move(ctx));
+    };
+    listener = std::make_unique<net::listener>(io, s.host, static_cast<unsigned short>(s.port),
+                                               verifier, session_limits_of(s), std::move(hooks));
+    listener->start();
+    for (std::int64_t i = 0; i < s.io_threads; ++i)
+      threads.emplace_back([this] { io.run(); });
+  }
+
+  router_settings settings;
+  std::unique_ptr<caf::actor_system_config> caf_config;
+  caf::actor_system system;
+  context::jwt_verifier verifier;
+  asio::io_context io;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  actors::router_actor router;
+  std::unique_ptr<net::listener> listener;
+  std::vector<std::thread> threads;
+  bool stopped = false;
+};
+
+router_server::router_server(const router_settings& settings,
+                             std::unique_ptr<caf::actor_system_config> caf_config)
+  : impl_(std::make_unique<impl>(settings, std::move(caf_config))) {
+}
+
+router_server::~router_server() {
+  shutdown(std::chrono::milliseconds{2000});
+}
+
+unsigned short router_server::port() const {
+  return impl_->listener->port();
+}
+
+const router_settings& router_server::settings() const {
+  return impl_->settings;
+}
+
+actors::router_stats router_server::stats() {
+  caf::scoped_actor self{impl_->system};
+  actors::router_stats result;
+  self->request(impl_->router, std::chrono::seconds{10}, actors::stats_atom::value)
+    .receive([&](const actors::router_stats& s) { result = s; },
+             [&](const caf::error& err) {
+               throw std::runtime_error("router stats: " + impl_->system.render(err));
+             });
+  return result;
+}
+
+std::size_t router_server::running_actors() {
+  return impl_->system.registry().running();
+}
+
+void router_server::shutdown(std::chrono::milliseconds drain) {
+  auto& i = *impl_;
+  if (i.stopped)
+    return;
+  i.stopped = true;
+  i.listener->stop();
+  caf::anon_send(i.router, actors::shutdown_atom::value, close_code::going_away);
+  auto deadline = std::chrono::steady_clock::now() + drain;
+  while (std::chrono::steady_clock::now() < deadline && stats().connections > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  // Managers still alive after the drain die with the router (they are linked to it).
+  caf::anon_send_exit(i.router, caf::exit_reason::user_shutdown);
+  i.system.await_all_actors_done();
+  i.work.reset();
+  i.io.stop();
+  for (auto& t : i.threads)
+    t.join();
+  i.listener.reset();
+}
+
+} // namespace er::app

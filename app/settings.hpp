@@ -1,0 +1,43 @@
+#pragma once
+// Every option of caf-application.conf (DESIGN §10) with its embedded default. The shipped
+// caf-application.conf repeats these defaults; README "Configuration" documents each key.
+
+#include <cstdint>
+#include <string>
+
+namespace er::app {
+
+inline constexpr const char* dev_jwt_secret = "dev-only-jwt-secret-change-me";
+inline constexpr const char* dev_api_key = "dev-only-api-key-change-me";
+
+struct router_settings {
+  // [router]
+  std::string host = "127.0.0.1";
+  std::int64_t port = 8080;
+  std::int64_t io_threads = 1;
+  std::string server_id; ///< empty: the host name
+  std::string jwt_secret = dev_jwt_secret;
+  std::string jwt_issuer;
+  std::string jwt_audience;
+  std::string api_key = dev_api_key;
+  std::string store_path = "router.db";
+  std::int64_t max_connections = 18000;
+  std::int64_t max_connections_per_user = 8;
+  std::int64_t max_message_bytes = 65536;
+  std::int64_t outbound_queue_bytes = 1048576;
+  std::int64_t messages_per_second = 50;
+  std::int64_t messages_burst = 100;
+  std::int64_t heartbeat_interval_ms = 25000;
+  std::int64_t heartbeat_timeout_ms = 20000;
+  std::int64_t handshake_timeout_ms = 5000;
+  std::int64_t resume_window_ms = 30000;
+  std::int64_t resume_buffer_events = 1000;
+  std::int64_t max_runs_per_connection = 4;
+  std::int64_t drain_timeout_ms = 10000;
+  std::int64_t demo_token_ttl_s = 86400;
+  // [agents]
+  std::int64_t demo_steps = 3;
+  std::int64_t demo_step_delay_ms = 100;
+};
+
+} // namespace er::app

@@ -1,0 +1,154 @@
+#include "context/jwt_auth.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include <jwt/jwt.hpp>
+
+namespace er::context {
+
+namespace {
+
+constexpr const char* accepted_algorithm = "HS256";
+
+std::int64_t seconds_since_epoch() {
+  using namespace std::chrono;
+  return duration_cast<seconds>(system_clock::now().time_since_epoch()).count();
+}
+
+auth_failure map_decode_error(const std::error_code& ec) {
+  if (ec == jwt::VerificationErrc::InvalidAlgorithm || ec == jwt::AlgorithmErrc::NoneAlgorithmUsed)
+    return auth_failure::unsupported_algorithm;
+  if (ec == jwt::VerificationErrc::TokenExpired)
+    return auth_failure::token_expired;
+  if (ec == jwt::VerificationErrc::ImmatureSignature)
+    return auth_failure::token_not_yet_valid;
+  if (ec == jwt::VerificationErrc::InvalidSignature || ec == jwt::AlgorithmErrc::VerificationErr)
+    return auth_failure::invalid_signature;
+  return auth_failure::malformed_token;
+}
+
+// cpp-jwt checks exp and nbf before the signature; a forged token must not learn more than
+// "invalid_signature", so the signature is checked on its own before time failures are told.
+bool signature_valid(std::string_view token, const std::string& secret) {
+  auto first_dot = token.find('.');
+  auto last_dot = token.rfind('.');
+  jwt::jwt_header header;
+  std::error_code ec;
+  header.decode(jwt::string_view{token.data(), first_dot}, ec);
+  if (ec)
+    return false;
+  jwt::jwt_signature signature{secret};
+  auto signed_part = jwt::string_view{token.data(), last_dot};
+  auto sig = jwt::string_view{token.data() + last_dot + 1, token.size() - last_dot - 1};
+  auto result = signature.verify(header, signed_part, sig);
+  return !result.second && result.first;
+}
+
+bool well_formed(std::string_view token) {
+  if (std::count(token.begin(), token.end(), '.') != 2)
+    return false;
+  auto first_dot = token.find('.');
+  auto last_dot = token.rfind('.');
+  return first_dot > 0 && last_dot > first_dot + 1 && last_dot + 1 < token.size();
+}
+
+bool audience_matches(const json_t& claims, const std::string& audience) {
+  auto it = claims.find("aud");
+  if (it == claims.end())
+    return false;
+  if (it->is_string())
+    return it->get<std::string>() == audience;
+  if (it->is_array())
+    return std::any_of(it->begin(), it->end(), [&](const json_t& entry) {
+      return entry.is_string() && entry.get<std::string>() == audience;
+    });
+  return false;
+}
+
+verification_result check_claims(const json_t& claims, const jwt_settings& settings) {
+  auto sub = claims.find("sub");
+  auto exp = claims.find("exp");
+  if (sub == claims.end() || exp == claims.end())
+    return auth_failure::missing_claim;
+  if (!sub->is_string() || !exp->is_number_integer())
+    return auth_failure::malformed_token;
+  if (!settings.issuer.empty()) {
+    auto iss = claims.find("iss");
+    if (iss == claims.end() || !iss->is_string() || iss->get<std::string>() != settings.issuer)
+      return auth_failure::invalid_issuer;
+  }
+  if (!settings.audience.empty() && !audience_matches(claims, settings.audience))
+    return auth_failure::invalid_audience;
+  return verified_token{sub->get<std::string>(), exp->get<std::int64_t>()};
+}
+
+} // namespace
+
+std::string_view to_string(auth_failure failure) noexcept {
+  switch (failure) {
+    case auth_failure::missing_token: return "missing_token";
+    case auth_failure::malformed_token: return "malformed_token";
+    case auth_failure::unsupported_algorithm: return "unsupported_algorithm";
+    case auth_failure::invalid_signature: return "invalid_signature";
+    case auth_failure::token_expired: return "token_expired";
+    case auth_failure::token_not_yet_valid: return "token_not_yet_valid";
+    case auth_failure::invalid_issuer: return "invalid_issuer";
+    case auth_failure::invalid_audience: return "invalid_audience";
+    case auth_failure::missing_claim: return "missing_claim";
+    case auth_failure::invalid_subject: return "invalid_subject";
+  }
+  return "unknown";
+}
+
+jwt_verifier::jwt_verifier(jwt_settings settings) : settings_(std::move(settings)) {
+  // Empty secret would make every HMAC trivially forgeable by anyone who guesses it.
+  if (settings_.secret.empty())
+    throw std::invalid_argument("the JWT secret must not be empty");
+}
+
+verification_result jwt_verifier::verify(std::string_view token) const {
+  if (token.empty())
+    return auth_failure::missing_token;
+  if (!well_formed(token))
+    return auth_failure::malformed_token;
+  try {
+    std::error_code ec;
+    using namespace jwt::params;
+    auto leeway_s = static_cast<uint32_t>(settings_.leeway.count());
+    auto decoded = jwt::decode(jwt::string_view{token.data(), token.size()},
+                               algorithms({accepted_algorithm}), ec, secret(settings_.secret),
+                               leeway(leeway_s));
+    if (ec) {
+      auto failure = map_decode_error(ec);
+      bool time_failure = failure == auth_failure::token_expired
+                          || failure == auth_failure::token_not_yet_valid;
+      if (time_failure && !signature_valid(token, settings_.secret))
+        return auth_failure::invalid_signature;
+      return failure;
+    }
+    if (decoded.header().algo() != jwt::algorithm::HS256)
+      return auth_failure::unsupported_algorithm;
+    return check_claims(decoded.payload().create_json_obj(), settings_);
+  } catch (const std::exception&) {
+    // cpp-jwt throws on some malformed inputs (e.g. a non-string "alg") despite the ec overload.
+    return auth_failure::malformed_token;
+  }
+}
+
+std::string mint_token(const jwt_settings& settings, std::string_view user_id,
+                       std::chrono::seconds ttl) {
+  using namespace jwt::params;
+  auto now = seconds_since_epoch();
+  jwt::jwt_object obj{algorithm(accepted_algorithm), secret(settings.secret)};
+  obj.add_claim("sub", std::string{user_id});
+  obj.add_claim("iat", now);
+  obj.add_claim("exp", now + ttl.count());
+  if (!settings.issuer.empty())
+    obj.add_claim("iss", settings.issuer);
+  if (!settings.audience.empty())
+    obj.add_claim("aud", settings.audience);
+  return obj.signature();
+}
+
+} // namespace er::context

@@ -1,0 +1,56 @@
+#pragma once
+// The identity of one WebSocket connection, created once from a verified token and never
+// mutated: per-message and per-operation ids live in derived copies (with_request, with_run,
+// with_thread). The user id comes only from the token, never from a client's payload.
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace er::context {
+
+/// True for user ids that name nobody in particular ("", "default", "anonymous", "null", ...):
+/// accepting them would put unrelated clients into one shared user.
+bool is_placeholder_user_id(std::string_view user_id);
+
+class invalid_user_id : public std::invalid_argument {
+public:
+  using std::invalid_argument::invalid_argument;
+};
+
+class user_execution_context {
+public:
+  using time_point = std::chrono::system_clock::time_point;
+
+  /// Mints fresh connection and session ids. Throws invalid_user_id for placeholder ids.
+  static user_execution_context for_connection(std::string user_id,
+                                               std::string client_address);
+
+  const std::string& user_id() const noexcept { return user_id_; }
+  const std::string& connection_id() const noexcept { return connection_id_; }
+  const std::string& session_id() const noexcept { return session_id_; }
+  const std::string& request_id() const noexcept { return request_id_; }
+  const std::string& thread_id() const noexcept { return thread_id_; }
+  const std::string& run_id() const noexcept { return run_id_; }
+  const std::string& client_address() const noexcept { return client_address_; }
+  time_point created_at() const noexcept { return created_at_; }
+
+  user_execution_context with_request(std::string request_id) const;
+  user_execution_context with_thread(std::string thread_id) const;
+  user_execution_context with_run(std::string run_id) const;
+
+private:
+  user_execution_context() = default;
+
+  std::string user_id_;
+  std::string connection_id_;
+  std::string session_id_;
+  std::string request_id_;
+  std::string thread_id_;
+  std::string run_id_;
+  std::string client_address_;
+  time_point created_at_;
+};
+
+} // namespace er::context

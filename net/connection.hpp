@@ -1,0 +1,51 @@
+#pragma once
+// The seam between the net layer and the actors: a connection_manager owns one ws_connection
+// and is its only writer; the connection reports what it reads to one session_sink.
+// This header stays free of Beast so that actor code compiles quickly.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace er::net {
+
+/// Per-socket limits, read from configuration in one place (see README, "Configuration").
+struct session_limits {
+  std::size_t max_message_bytes = 65536;       ///< inbound frame limit, past it close 1009
+  std::size_t outbound_queue_bytes = 1 << 20;  ///< queued outbound bytes, past it close 4008
+  std::chrono::milliseconds handshake_timeout{5000};
+};
+
+struct close_info {
+  std::uint16_t code = 1006; ///< the peer's or our close code; 1006 when none was exchanged
+  bool clean = false;        ///< a close frame was exchanged (not a reset or a timeout)
+};
+
+/// Receives what a connection reads, in order, on the connection's strand.
+class session_sink {
+public:
+  virtual ~session_sink() = default;
+  virtual void on_text(std::string frame) = 0;
+  virtual void on_binary(std::size_t bytes) = 0;
+  /// Called once; nothing else is delivered after it.
+  virtual void on_closed(close_info info) = 0;
+};
+
+/// A WebSocket connection whose upgrade request was authenticated but not yet answered.
+/// All members are thread-safe; calls after the connection closed are ignored.
+class ws_connection {
+public:
+  virtual ~ws_connection() = default;
+  /// Completes the upgrade (101) and starts reading into `sink`.
+  virtual void start(std::shared_ptr<session_sink> sink) = 0;
+  /// Queues one text frame. Past session_limits::outbound_queue_bytes the connection
+  /// drops its queue and closes with 4008 (slow consumer).
+  virtual void send(std::string frame) = 0;
+  /// Sends what is queued, then the close frame; idempotent.
+  virtual void close(std::uint16_t code, std::string_view reason) = 0;
+};
+
+} // namespace er::net

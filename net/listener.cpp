@@ -1,0 +1,239 @@
+#include "net/listener.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <nlohmann/json.hpp>
+
+#include "context/token_source.hpp"
+#include "net/ws_session.hpp"
+
+namespace er::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string json_error(std::string_view reason) {
+  return nlohmann::json{{"error", reason}}.dump();
+}
+
+namespace {
+
+constexpr std::size_t max_request_body_bytes = 1 << 20;
+constexpr std::string_view websocket_path = "/ws";
+
+struct shared_settings {
+  const context::jwt_verifier& verifier;
+  session_limits limits;
+  listener_hooks hooks;
+};
+
+/// One HTTP exchange at a time on one TCP connection, until it upgrades or closes.
+class http_session : public std::enable_shared_from_this<http_session> {
+public:
+  http_session(tcp::socket socket, std::shared_ptr<const shared_settings> settings)
+    : stream_(std::move(socket)), settings_(std::move(settings)) {
+  }
+
+  void start() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+  }
+
+private:
+  void do_read() {
+    parser_.emplace();
+    parser_->body_limit(max_request_body_bytes);
+    stream_.expires_after(settings_->limits.handshake_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->on_read(ec);
+                     });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::body_limit)
+      return reply(http_reply{413, json_error("request body too large")}, false);
+    if (ec)
+      return close();
+    auto& req = parser_->get();
+    auto path = context::target_path(req.target());
+    if (path == websocket_path) {
+      if (beast::websocket::is_upgrade(req))
+        return authenticate_upgrade();
+      return reply(http_reply{426, json_error("websocket upgrade required")}, false);
+    }
+    if (!settings_->hooks.on_request)
+      return reply(http_reply{404, json_error("not found")}, req.keep_alive());
+    forward_request();
+  }
+
+  void forward_request() {
+    auto& req = parser_->get();
+    http_request_view view{std::string_view{req.method_string()}, std::string_view{req.target()},
+                           std::string_view{req[http::field::authorization]},
+                           std::string_view{req.body()}};
+    bool keep_alive = req.keep_alive();
+    auto respond = [self = shared_from_this(), keep_alive](http_reply r) {
+      asio::post(self->stream_.get_executor(), [self, keep_alive, r = std::move(r)]() mutable {
+        self->reply(std::move(r), keep_alive);
+      });
+    };
+    settings_->hooks.on_request(view, std::move(respond));
+  }
+
+  void authenticate_upgrade() {
+    auto& req = parser_->get();
+    auto subprotocols = std::string_view{req[http::field::sec_websocket_protocol]};
+    auto extracted = context::extract_token(
+      {subprotocols, std::string_view{req[http::field::authorization]},
+       std::string_view{req.target()}});
+    if (!subprotocols.empty() && !extracted.offers_protocol)
+      return reply(http_reply{400, json_error("subprotocol router.v1 required")}, false);
+    auto verdict = settings_->verifier.verify(extracted.token);
+    if (auto* failure = std::get_if<context::auth_failure>(&verdict))
+      return refuse(*failure);
+    auto& token = std::get<context::verified_token>(verdict);
+    if (context::is_placeholder_user_id(token.user_id))
+      return refuse(context::auth_failure::invalid_subject);
+    auto ctx = context::user_execution_context::for_connection(std::move(token.user_id),
+                                                               remote_address());
+    stream_.expires_never(); // the WebSocket's own timeouts take over
+    auto connection = make_ws_session(std::move(stream_), parser_->release(), settings_->limits,
+                                      extracted.offers_protocol);
+    settings_->hooks.on_upgrade(std::move(connection), std::move(ctx));
+  }
+
+  void refuse(context::auth_failure failure) {
+    if (settings_->hooks.on_auth_failure)
+      settings_->hooks.on_auth_failure(failure);
+    reply(http_reply{401, json_error(context::to_string(failure))}, false);
+  }
+
+  std::string remote_address() {
+    beast::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    return ec ? std::string{} : ep.address().to_string();
+  }
+
+  void reply(http_reply r, bool keep_alive) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+      static_cast<http::status>(r.status), 11);
+    res->set(http::field::server, "event-router");
+    res->set(http::field::content_type, r.content_type);
+    if (r.status == 401)
+      res->set(http::field::www_authenticate, "Bearer");
+    res->keep_alive(keep_alive);
+    res->body() = std::move(r.body);
+    res->prepare_payload();
+    stream_.expires_after(settings_->limits.handshake_timeout);
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res, keep_alive](beast::error_code ec,
+                                                                  std::size_t) {
+                        if (ec || !keep_alive)
+                          return self->close();
+                        self->do_read();
+                      });
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.close();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<const shared_settings> settings_;
+};
+
+} // namespace
+
+struct listener::impl : std::enable_shared_from_this<listener::impl> {
+  impl(asio::io_context& io, std::shared_ptr<const shared_settings> s)
+    : io(io), acceptor(asio::make_strand(io)), backoff(acceptor.get_executor()),
+      settings(std::move(s)) {
+  }
+
+  void accept_next() {
+    if (!acceptor.is_open())
+      return;
+    acceptor.async_accept(asio::make_strand(io),
+                          [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+                            self->on_accept(ec, std::move(socket));
+                          });
+  }
+
+  void on_accept(beast::error_code ec, tcp::socket socket) {
+    if (!acceptor.is_open())
+      return;
+    if (ec) {
+      // EMFILE and friends: pause instead of spinning; fds may be free again soon.
+      backoff.expires_after(std::chrono::milliseconds(50));
+      backoff.async_wait([self = shared_from_this()](beast::error_code) { self->accept_next(); });
+      return;
+    }
+    socket.set_option(tcp::no_delay{true}, ec);
+    std::make_shared<http_session>(std::move(socket), settings)->start();
+    accept_next();
+  }
+
+  asio::io_context& io;
+  tcp::acceptor acceptor;
+  asio::steady_timer backoff;
+  std::shared_ptr<const shared_settings> settings;
+  unsigned short bound_port = 0;
+};
+
+listener::listener(asio::io_context& io, const std::string& host, unsigned short port,
+                   const context::jwt_verifier& verifier, session_limits limits,
+                   listener_hooks hooks) {
+  auto settings = std::make_shared<const shared_settings>(
+    shared_settings{verifier, limits, std::move(hooks)});
+  impl_ = std::make_shared<impl>(io, std::move(settings));
+  auto where = host + ":" + std::to_string(port);
+  beast::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (ec)
+    throw boost::system::system_error(ec, "invalid listen address " + host);
+  tcp::endpoint endpoint{address, port};
+  auto& acc = impl_->acceptor;
+  acc.open(endpoint.protocol(), ec);
+  if (!ec)
+    acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec)
+    acc.bind(endpoint, ec);
+  if (!ec)
+    acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    throw boost::system::system_error(ec, "cannot listen on " + where);
+  impl_->bound_port = acc.local_endpoint().port();
+}
+
+listener::~listener() {
+  stop();
+}
+
+void listener::start() {
+  asio::dispatch(impl_->acceptor.get_executor(), [i = impl_] { i->accept_next(); });
+}
+
+void listener::stop() {
+  asio::dispatch(impl_->acceptor.get_executor(), [i = impl_] {
+    beast::error_code ignored;
+    i->acceptor.close(ignored);
+    i->backoff.cancel();
+  });
+}
+
+unsigned short listener::port() const {
+  return impl_->bound_port;
+}
+
+} // namespace er::net

@@ -1,0 +1,67 @@
+#pragma once
+// The router's TCP front door: accepts, reads one HTTP request per exchange, answers plain
+// HTTP through `on_request`, and for `GET /ws` authenticates the upgrade *before* answering
+// it: a bad token gets 401 and never becomes a WebSocket.
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/io_context.hpp>
+
+#include "context/jwt_auth.hpp"
+#include "context/user_execution_context.hpp"
+#include "net/connection.hpp"
+
+namespace er::net {
+
+struct http_request_view {
+  std::string_view method;
+  std::string_view target;
+  std::string_view authorization;
+  std::string_view body;
+};
+
+struct http_reply {
+  unsigned status = 200;
+  std::string body; ///< JSON
+  std::string content_type = "application/json";
+};
+
+struct listener_hooks {
+  /// An authenticated upgrade request: the callee owns the connection and must start() it.
+  std::function<void(std::shared_ptr<ws_connection>, context::user_execution_context)> on_upgrade;
+  /// Plain HTTP other than /ws. `respond` may be called from any thread, exactly once.
+  /// Without this hook every such request gets 404.
+  std::function<void(const http_request_view&, std::function<void(http_reply)> respond)>
+    on_request;
+  /// Called for every refused upgrade (metrics); never given the token.
+  std::function<void(context::auth_failure)> on_auth_failure;
+};
+
+class listener {
+public:
+  /// Binds and listens; throws boost::system::system_error (a std::runtime_error) naming the address on failure.
+  listener(boost::asio::io_context& io, const std::string& host, unsigned short port,
+           const context::jwt_verifier& verifier, session_limits limits, listener_hooks hooks);
+  ~listener();
+
+  listener(const listener&) = delete;
+  listener& operator=(const listener&) = delete;
+
+  void start();
+  /// Stops accepting; connections already accepted are not affected. Thread-safe.
+  void stop();
+  unsigned short port() const;
+
+private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+/// `{"error": reason}` as a JSON text.
+std::string json_error(std::string_view reason);
+
+} // namespace er::net

@@ -1,0 +1,258 @@
+#include "net/ws_session.hpp"
+
+#include <deque>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "context/token_source.hpp"
+#include "net/protocol_codes.hpp"
+
+namespace er::net {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+
+class ws_session final : public ws_connection,
+                         public std::enable_shared_from_this<ws_session> {
+public:
+  ws_session(beast::tcp_stream stream, upgrade_request request, const session_limits& limits,
+             bool select_protocol)
+    : ws_(std::move(stream)),
+      request_(std::move(request)),
+      limits_(limits),
+      select_protocol_(select_protocol),
+      close_timer_(ws_.get_executor()) {
+  }
+
+  void start(std::shared_ptr<session_sink> sink) override {
+    asio::dispatch(ws_.get_executor(),
+                   [self = shared_from_this(), sink = std::move(sink)]() mutable {
+                     self->do_accept(std::move(sink));
+                   });
+  }
+
+  void send(std::string frame) override {
+    asio::post(ws_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
+      self->enqueue(std::move(f));
+    });
+  }
+
+  void close(std::uint16_t code, std::string_view reason) override {
+    asio::post(ws_.get_executor(),
+               [self = shared_from_this(), code, r = std::string{reason}]() mutable {
+                 self->begin_close(code, std::move(r), false);
+               });
+  }
+
+private:
+  // -- accept and read ------------------------------------------------------
+
+  void do_accept(std::shared_ptr<session_sink> sink) {
+    sink_ = std::move(sink);
+    if (finished_) // closed before the manager started it
+      return report_closed();
+    auto timeouts = websocket::stream_base::timeout{limits_.handshake_timeout,
+                                                    websocket::stream_base::none(), false};
+    ws_.set_option(timeouts);
+    ws_.read_message_max(limits_.max_message_bytes);
+    ws_.auto_fragment(false);
+    bool select = select_protocol_;
+    ws_.set_option(websocket::stream_base::decorator([select](websocket::response_type& res) {
+      res.set(beast::http::field::server, "event-router");
+      if (select)
+        res.set(beast::http::field::sec_websocket_protocol, context::protocol_name);
+    }));
+    accept_pending_ = true;
+    ws_.async_accept(request_, [self = shared_from_this()](beast::error_code ec) {
+      self->on_accept(ec);
+    });
+  }
+
+  void on_accept(beast::error_code ec) {
+    accept_pending_ = false;
+    upgrade_request{}.swap(request_); // the request is not needed any more: free it
+    if (ec || closing_)
+      return abort_transport();
+    accepted_ = true;
+    do_read();
+    write_next();
+  }
+
+  void do_read() {
+    read_pending_ = true;
+    ws_.async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      self->on_read(ec);
+    });
+  }
+
+  void on_read(beast::error_code ec) {
+    read_pending_ = false;
+    if (ec)
+      return on_read_error(ec);
+    if (sink_) {
+      if (ws_.got_text())
+        sink_->on_text(beast::buffers_to_string(buffer_.data()));
+      else
+        sink_->on_binary(buffer_.size());
+    }
+    buffer_.consume(buffer_.size());
+    do_read();
+  }
+
+  void on_read_error(beast::error_code ec) {
+    close_info info;
+    if (ec == websocket::error::closed) {
+      info.clean = true;
+      info.code = close_sent_ ? close_code_ : static_cast<std::uint16_t>(ws_.reason().code);
+    } else if (ec == websocket::error::message_too_big) {
+      info.code = close_code::too_big; // Beast has sent the 1009 close frame
+    } else if (closing_) {
+      info.code = close_code_;
+    }
+    finish(info);
+  }
+
+  // -- write queue ----------------------------------------------------------
+
+  void enqueue(std::string frame) {
+    if (closing_ || finished_)
+      return;
+    queued_bytes_ += frame.size();
+    queue_.push_back(std::move(frame));
+    if (queued_bytes_ > limits_.outbound_queue_bytes)
+      return begin_close(close_code::slow_consumer, "slow consumer", true);
+    write_next();
+  }
+
+  void write_next() {
+    if (!accepted_ || writing_ || finished_)
+      return;
+    if (queue_.empty()) {
+      if (closing_ && !close_sent_)
+        send_close();
+      return;
+    }
+    writing_ = true;
+    ws_.text(true);
+    ws_.async_write(asio::buffer(queue_.front()),
+                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      self->on_write(ec);
+                    });
+  }
+
+  void on_write(beast::error_code ec) {
+    writing_ = false;
+    queued_bytes_ -= queue_.front().size();
+    queue_.pop_front();
+    if (ec)
+      return abort_transport();
+    write_next();
+  }
+
+  // -- closing --------------------------------------------------------------
+
+  // `discard` drops what is queued (slow consumer); otherwise the queue is flushed first.
+  void begin_close(std::uint16_t code, std::string reason, bool discard) {
+    if (closing_ || finished_)
+      return;
+    closing_ = true;
+    close_code_ = code;
+    close_reason_ = std::move(reason);
+    if (discard)
+      drop_queued();
+    if (!accepted_) // never upgraded: there is no WebSocket to close, only the TCP stream
+      return abort_transport();
+    // A peer that never reads would keep the last write (and the close) pending forever.
+    close_timer_.expires_after(limits_.handshake_timeout);
+    close_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec)
+        self->abort_transport();
+    });
+    write_next();
+  }
+
+  void send_close() {
+    close_sent_ = true;
+    websocket::close_reason cr{static_cast<websocket::close_code>(close_code_), close_reason_};
+    ws_.async_close(cr, [self = shared_from_this()](beast::error_code ec) {
+      if (ec)
+        self->abort_transport();
+      // On success the pending read completes with error::closed and finishes the session.
+    });
+  }
+
+  // Drops every queued frame except one being written: Beast still reads its buffer.
+  void drop_queued() {
+    while (queue_.size() > (writing_ ? 1u : 0u)) {
+      queued_bytes_ -= queue_.back().size();
+      queue_.pop_back();
+    }
+  }
+
+  void abort_transport() {
+    beast::error_code ignored;
+    auto& socket = beast::get_lowest_layer(ws_).socket();
+    socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
+    // A pending accept or read completes with an error and finishes the session itself.
+    if (!accept_pending_ && !read_pending_)
+      finish(close_info{closing_ ? close_code_ : std::uint16_t{1006}, false});
+  }
+
+  void finish(close_info info) {
+    if (finished_)
+      return;
+    finished_ = true;
+    closed_info_ = info;
+    close_timer_.cancel();
+    drop_queued();
+    beast::error_code ignored;
+    beast::get_lowest_layer(ws_).socket().close(ignored); // a pending write fails and ends
+    report_closed();
+  }
+
+  void report_closed() {
+    if (auto sink = std::move(sink_))
+      sink->on_closed(closed_info_); // also breaks the session <-> manager cycle
+  }
+
+  websocket::stream<beast::tcp_stream> ws_;
+  upgrade_request request_;
+  session_limits limits_;
+  bool select_protocol_;
+  asio::steady_timer close_timer_;
+  beast::flat_buffer buffer_;
+  std::shared_ptr<session_sink> sink_;
+  std::deque<std::string> queue_;
+  std::size_t queued_bytes_ = 0;
+  close_info closed_info_;
+  bool accept_pending_ = false;
+  bool read_pending_ = false;
+  bool accepted_ = false;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool close_sent_ = false;
+  bool finished_ = false;
+  std::uint16_t close_code_ = close_code::normal;
+  std::string close_reason_;
+};
+
+} // namespace
+
+std::shared_ptr<ws_connection> make_ws_session(beast::tcp_stream stream, upgrade_request request,
+                                               const session_limits& limits,
+                                               bool select_protocol) {
+  return std::make_shared<ws_session>(std::move(stream), std::move(request), limits,
+                                      select_protocol);
+}
+
+} // namespace er::net

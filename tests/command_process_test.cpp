@@ -1,0 +1,444 @@
+#include "actors/command_process.hpp"
+
+#include <doctest/doctest.h>
+
+#include <boost/asio/io_context.hpp>
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+using er::actors::command_callbacks;
+using er::actors::command_process;
+using er::actors::command_spec;
+using er::actors::process_exit;
+using namespace std::chrono_literals;
+
+namespace {
+
+command_spec shell(std::string script) {
+  command_spec spec;
+  spec.executable = "/bin/sh";
+  spec.args = {"-c", std::move(script)};
+  return spec;
+}
+
+int open_fd_count() {
+  int n = 0;
+  DIR* dir = ::opendir("/proc/self/fd");
+  REQUIRE(dir != nullptr);
+  while (dirent* entry = ::readdir(dir))
+    if (entry->d_name[0] != '.')
+      ++n;
+  ::closedir(dir);
+  return n;
+}
+
+struct proc_stat {
+  char state;
+  pid_t pgid;
+};
+
+// /proc/<pid>/stat: "pid (comm) state ppid pgrp ...", comm may contain spaces.
+std::optional<proc_stat> read_stat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close_paren = text.rfind(')');
+  if (close_paren == std::string::npos)
+    return std::nullopt;
+  std::istringstream rest(text.substr(close_paren + 1));
+  proc_stat st{};
+  pid_t ppid = 0;
+  if (!(rest >> st.state >> ppid >> st.pgid))
+    return std::nullopt;
+  return st;
+}
+
+// Zombies do not count: in a container nobody may be reaping orphans.
+bool is_running(pid_t pid) {
+  auto st = read_stat(pid);
+  return st && st->state != 'Z' && st->state != 'X';
+}
+
+int running_members_of_group(pid_t pgid) {
+  int n = 0;
+  DIR* dir = ::opendir("/proc");
+  REQUIRE(dir != nullptr);
+  while (dirent* entry = ::readdir(dir)) {
+    char* end = nullptr;
+    long pid = std::strtol(entry->d_name, &end, 10);
+    if (pid <= 0 || *end != '\0')
+      continue;
+    auto st = read_stat(static_cast<pid_t>(pid));
+    if (st && st->pgid == pgid && st->state != 'Z' && st->state != 'X')
+      ++n;
+  }
+  ::closedir(dir);
+  return n;
+}
+
+template <class Pred>
+bool eventually(Pred pred, std::chrono::milliseconds timeout = 3s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+bool reaped(pid_t pid) {
+  return ::waitpid(pid, nullptr, WNOHANG) == -1 && errno == ECHILD;
+}
+
+// Collects callbacks; the io_context runs in the test thread, always bounded.
+struct recorder {
+  std::vector<std::string> events; // "line:...", "bad:...", "exit" in call order
+  std::vector<std::string> lines;
+  std::vector<std::string> bad_output;
+  std::optional<process_exit> exit;
+  int exit_calls = 0;
+
+  command_callbacks callbacks() {
+    command_callbacks cb;
+    cb.on_line = [this](std::string line) {
+      events.push_back("line:" + line);
+      lines.push_back(std::move(line));
+    };
+    cb.on_bad_output = [this](std::string reason) {
+      events.push_back("bad:" + reason);
+      bad_output.push_back(std::move(reason));
+    };
+    cb.on_exit = [this](process_exit e) {
+      events.push_back("exit");
+      exit = e;
+      ++exit_calls;
+    };
+    return cb;
+  }
+};
+
+template <class Pred>
+bool run_until(boost::asio::io_context& io, Pred pred, std::chrono::milliseconds timeout = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > deadline)
+      return false;
+    if (io.stopped())
+      io.restart();
+    io.run_for(10ms);
+  }
+  return true;
+}
+
+// Gives every test a warmed-up io_context (the reactor opens its own fds on
+// first use) and the fd count to come back to.
+struct fixture {
+  boost::asio::io_context io;
+  recorder rec;
+  int fds_before = 0;
+
+  fixture() {
+    recorder warmup;
+    auto p = command_process::start(io, shell("true"), warmup.callbacks());
+    REQUIRE(run_until(io, [&] { return warmup.exit.has_value(); }));
+    p.reset();
+    io.poll();
+    fds_before = open_fd_count();
+  }
+
+  std::shared_ptr<command_process> start(command_spec spec) {
+    return command_process::start(io, spec, rec.callbacks());
+  }
+
+  bool wait_exit(std::chrono::milliseconds timeout = 10s) {
+    return run_until(io, [&] { return rec.exit.has_value(); }, timeout);
+  }
+
+  bool wait_lines(std::size_t n) {
+    return run_until(io, [&] { return rec.lines.size() >= n; });
+  }
+
+  // Lets late handlers run, so the counts below see the final state.
+  void settle(std::shared_ptr<command_process>& p) {
+    p.reset();
+    io.poll();
+  }
+};
+
+std::string example_agent_path() {
+#ifdef ER_EXAMPLE_AGENT
+  return ER_EXAMPLE_AGENT;
+#else
+  std::string here = __FILE__;
+  auto slash = here.rfind("/tests/");
+  return (slash == std::string::npos ? std::string(".") : here.substr(0, slash)) +
+         "/agents/example-agent";
+#endif
+}
+
+} // namespace
+
+TEST_CASE_FIXTURE(fixture, "a process that prints lines delivers each line in order, then its exit status") {
+  auto p = start(shell("printf 'one\\ntwo\\n\\nthree'"));
+  REQUIRE(wait_exit());
+  CHECK(rec.lines == std::vector<std::string>{"one", "two", "", "three"});
+  CHECK(rec.events.back() == "exit");
+  CHECK_FALSE(rec.exit->signaled);
+  CHECK(rec.exit->code == 0);
+  CHECK(rec.exit_calls == 1);
+}
+
+TEST_CASE_FIXTURE(fixture, "a line written to stdin reaches the process") {
+  auto p = start(shell("read line; echo \"got:$line\""));
+  p->write_line("hello world");
+  REQUIRE(wait_exit());
+  CHECK(rec.lines == std::vector<std::string>{"got:hello world"});
+}
+
+TEST_CASE_FIXTURE(fixture, "close_stdin ends the input after every queued line was written") {
+  auto p = start(command_spec{"cat", {}});
+  p->write_line("first");
+  p->write_line("second");
+  p->close_stdin();
+  p->write_line("ignored after close");
+  REQUIRE(wait_exit());
+  CHECK(rec.lines == std::vector<std::string>{"first", "second"});
+  CHECK(rec.exit->code == 0);
+}
+
+TEST_CASE_FIXTURE(fixture, "a line longer than the pipe buffer is written completely") {
+  auto p = start(shell("wc -c"));
+  p->write_line(std::string(300000, 'x'));
+  p->close_stdin();
+  REQUIRE(wait_exit());
+  REQUIRE(rec.lines.size() == 1);
+  CHECK(std::stoi(rec.lines[0]) == 300001);
+}
+
+TEST_CASE_FIXTURE(fixture, "writing to a process that closed its stdin neither fails nor raises SIGPIPE") {
+  auto p = start(shell("exec 0<&-; echo ready; sleep 0.3"));
+  REQUIRE(wait_lines(1));
+  for (int i = 0; i < 20; ++i)
+    p->write_line("nobody reads this");
+  REQUIRE(wait_exit());
+  CHECK_FALSE(rec.exit->signaled);
+  CHECK(rec.exit->code == 0);
+}
+
+TEST_CASE_FIXTURE(fixture, "a non-zero exit code is reported") {
+  auto p = start(shell("echo before; exit 3"));
+  REQUIRE(wait_exit());
+  CHECK(rec.lines == std::vector<std::string>{"before"});
+  CHECK_FALSE(rec.exit->signaled);
+  CHECK(rec.exit->code == 3);
+}
+
+TEST_CASE_FIXTURE(fixture, "a crash is reported as the signal that killed the process") {
+  auto p = start(shell("ulimit -c 0; kill -SEGV $$"));
+  REQUIRE(wait_exit());
+  CHECK(rec.exit->signaled);
+  CHECK(rec.exit->code == SIGSEGV);
+}
+
+TEST_CASE_FIXTURE(fixture, "terminate() ends a hanging process and everything in its process group") {
+  auto p = start(shell("sleep 30 & echo $!; sleep 30"));
+  REQUIRE(wait_lines(1));
+  pid_t leader = p->pid();
+  pid_t grandchild = std::stoi(rec.lines[0]);
+  REQUIRE(read_stat(grandchild));
+  CHECK(read_stat(grandchild)->pgid == leader);
+  CHECK(read_stat(leader)->pgid == leader);
+
+  p->terminate();
+  p->terminate(); // idempotent
+  REQUIRE(wait_exit(5s));
+  CHECK(rec.exit->signaled);
+  CHECK(rec.exit->code == SIGTERM);
+  CHECK(eventually([&] { return !is_running(grandchild); }));
+  CHECK(eventually([&] { return running_members_of_group(leader) == 0; }));
+  p->terminate(); // after the end: no effect, no second on_exit
+  io.poll();
+  CHECK(rec.exit_calls == 1);
+  CHECK(reaped(leader));
+  settle(p);
+  CHECK(open_fd_count() == fds_before);
+}
+
+TEST_CASE_FIXTURE(fixture, "a process that ignores SIGTERM is killed with SIGKILL once the grace period is over") {
+  auto p = start(shell("trap '' TERM; echo ready; sleep 30"));
+  REQUIRE(wait_lines(1));
+  auto asked = std::chrono::steady_clock::now();
+  p->terminate(300ms);
+  REQUIRE(wait_exit(5s));
+  auto took = std::chrono::steady_clock::now() - asked;
+  CHECK(rec.exit->signaled);
+  CHECK(rec.exit->code == SIGKILL);
+  CHECK(took >= 290ms);
+  CHECK(took < 3s);
+  CHECK(eventually([&] { return running_members_of_group(p->pid()) == 0; }));
+}
+
+TEST_CASE_FIXTURE(fixture, "an over-long stdout line is reported as bad output and the process is terminated") {
+  command_spec spec = shell("echo short; head -c 5000 /dev/zero | tr '\\000' a; echo; echo after; sleep 30");
+  spec.max_line_bytes = 1000;
+  auto p = start(spec);
+  REQUIRE(wait_exit(5s));
+  CHECK(rec.lines == std::vector<std::string>{"short"});
+  REQUIRE(rec.bad_output.size() == 1);
+  CHECK(rec.bad_output[0].find("1000") != std::string::npos);
+  CHECK(rec.exit->signaled);
+  CHECK(rec.exit->code == SIGTERM);
+}
+
+TEST_CASE_FIXTURE(fixture, "a line of exactly max_line_bytes is still accepted") {
+  command_spec spec = shell("head -c 1000 /dev/zero | tr '\\000' a; echo");
+  spec.max_line_bytes = 1000;
+  auto p = start(spec);
+  REQUIRE(wait_exit());
+  CHECK(rec.bad_output.empty());
+  REQUIRE(rec.lines.size() == 1);
+  CHECK(rec.lines[0] == std::string(1000, 'a'));
+}
+
+TEST_CASE_FIXTURE(fixture, "starting a missing or non-executable file throws and leaves nothing behind") {
+  CHECK_THROWS_AS(start(command_spec{"/nonexistent/agent", {}}), std::system_error);
+  CHECK_THROWS_AS(start(command_spec{"no-such-agent-in-path", {}}), std::system_error);
+  CHECK_THROWS_AS(start(command_spec{"/etc/hostname", {}}), std::system_error);
+  CHECK_THROWS_AS(start(command_spec{"", {}}), std::system_error);
+  try {
+    start(command_spec{"/nonexistent/agent", {}});
+    FAIL("no exception");
+  } catch (const std::system_error& e) {
+    CHECK(std::string(e.what()).find("/nonexistent/agent") != std::string::npos);
+    CHECK(e.code().value() == ENOENT);
+  }
+  io.poll();
+  CHECK(rec.exit_calls == 0);
+  CHECK(open_fd_count() == fds_before);
+}
+
+TEST_CASE_FIXTURE(fixture, "a finished process leaves no zombie and no open descriptor") {
+  auto p = start(shell("read x; echo out; echo err >&2"));
+  pid_t pid = p->pid();
+  p->write_line("go");
+  REQUIRE(wait_exit());
+  CHECK(reaped(pid));
+  settle(p);
+  CHECK(open_fd_count() == fds_before);
+}
+
+TEST_CASE_FIXTURE(fixture, "destroying a running process kills its group, reaps it and closes its descriptors") {
+  auto p = start(shell("sleep 30 & echo $!; sleep 30"));
+  REQUIRE(wait_lines(1));
+  pid_t leader = p->pid();
+  pid_t grandchild = std::stoi(rec.lines[0]);
+  settle(p);
+  CHECK(reaped(leader));
+  CHECK(eventually([&] { return !is_running(grandchild); }));
+  CHECK(running_members_of_group(leader) == 0);
+  CHECK(rec.exit_calls == 0);
+  CHECK(open_fd_count() == fds_before);
+}
+
+TEST_CASE_FIXTURE(fixture, "stderr output never arrives as a line but its tail is kept for diagnostics") {
+  auto p = start(shell("echo out; echo 'err line' >&2; head -c 20000 /dev/zero | tr '\\000' e >&2; "
+                       "echo ' last words' >&2; echo out2"));
+  REQUIRE(wait_exit());
+  CHECK(rec.lines == std::vector<std::string>{"out", "out2"});
+  std::string tail = p->stderr_tail();
+  CHECK(tail.size() <= 4096);
+  CHECK(tail.size() > 100);
+  CHECK(tail.find(" last words\n") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(fixture, "a background process holding stdout after the process exited is killed after orphan_grace") {
+  command_spec spec = shell("sleep 30 & echo $!; echo done; exit 4");
+  spec.orphan_grace = 200ms;
+  auto p = start(spec);
+  REQUIRE(wait_exit(5s));
+  CHECK(rec.lines.size() == 2);
+  CHECK_FALSE(rec.exit->signaled);
+  CHECK(rec.exit->code == 4);
+  pid_t orphan = std::stoi(rec.lines[0]);
+  CHECK(eventually([&] { return !is_running(orphan); }));
+  CHECK(reaped(p->pid()));
+}
+
+TEST_CASE_FIXTURE(fixture, "callbacks are serialized when the io_context runs on several threads") {
+  std::atomic<int> inside{0};
+  std::atomic<bool> overlapped{false};
+  int lines = 0; // deliberately not atomic: the strand must protect it
+  std::atomic<bool> done{false};
+  command_callbacks cb;
+  cb.on_line = [&](std::string) {
+    if (inside.fetch_add(1) != 0)
+      overlapped = true;
+    ++lines;
+    inside.fetch_sub(1);
+  };
+  cb.on_exit = [&](process_exit) { done = true; };
+  auto p = command_process::start(io, shell("i=0; while [ $i -lt 2000 ]; do echo $i; i=$((i+1)); done"),
+                                  std::move(cb));
+  io.restart(); // the fixture's warm-up left it stopped
+  auto work = [&] {
+    while (!done && !io.stopped())
+      io.run_for(10ms);
+  };
+  std::thread other(work);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!done && std::chrono::steady_clock::now() < deadline)
+    io.run_for(10ms);
+  other.join();
+  REQUIRE(done);
+  CHECK_FALSE(overlapped);
+  CHECK(lines == 2000);
+}
+
+TEST_CASE_FIXTURE(fixture, "the example agent answers a request with a stream of events ending in agent_completed") {
+  std::string agent = example_agent_path();
+  REQUIRE_MESSAGE(::access(agent.c_str(), X_OK) == 0, "example agent not found at " << agent);
+  auto p = start(command_spec{agent, {}});
+  p->write_line(R"({"run_id":"run-7","thread_id":"thread-1","agent":"example","payload":{"text":"ping pong"}})");
+  p->close_stdin();
+  REQUIRE(wait_exit());
+  CHECK_FALSE(rec.exit->signaled);
+  CHECK(rec.exit->code == 0);
+  REQUIRE(rec.lines.size() >= 2);
+  for (const auto& line : rec.lines) {
+    CHECK(line.front() == '{');
+    CHECK(line.back() == '}');
+    CHECK(line.find("\"data\":") != std::string::npos);
+  }
+  CHECK(rec.lines.front().find("\"type\":\"agent_thinking\"") != std::string::npos);
+  const std::string& last = rec.lines.back();
+  CHECK(last.find("\"type\":\"agent_completed\"") != std::string::npos);
+  CHECK(last.find("\"echo\":\"ping pong\"") != std::string::npos);
+  CHECK(last.find("\"run_id\":\"run-7\"") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(fixture, "the example agent reports unusable input as agent_error") {
+  std::string agent = example_agent_path();
+  REQUIRE_MESSAGE(::access(agent.c_str(), X_OK) == 0, "example agent not found at " << agent);
+  auto p = start(command_spec{agent, {}});
+  p->write_line("this is not json");
+  REQUIRE(wait_exit());
+  REQUIRE(rec.lines.size() == 1);
+  CHECK(rec.lines[0].find("\"type\":\"agent_error\"") != std::string::npos);
+  CHECK(rec.exit->code == 2);
+  CHECK(p->stderr_tail().find("not valid JSON") != std::string::npos);
+}

@@ -1,0 +1,187 @@
+#include "tests/support.hpp"
+
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <jwt/jwt.hpp>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace er::test {
+
+app::router_settings test_settings() {
+  app::router_settings s;
+  s.host = "127.0.0.1";
+  s.port = 0;
+  s.jwt_secret = secret;
+  s.api_key = "test-api-key";
+  s.store_path = ":memory:";
+  s.server_id = "test-node";
+  s.handshake_timeout_ms = 2000;
+  return s;
+}
+
+test_router::test_router(app::router_settings settings)
+  : settings_(std::move(settings)),
+    server_(std::make_unique<app::router_server>(settings_)) {
+}
+
+context::jwt_settings test_router::jwt() const {
+  return {settings_.jwt_secret, settings_.jwt_issuer, settings_.jwt_audience, 30s};
+}
+
+std::string token_for(const test_router& router, const std::string& user,
+                      std::chrono::seconds ttl) {
+  return context::mint_token(router.jwt(), user, ttl);
+}
+
+std::string sign_claims(const json& claims, const std::string& key, const std::string& alg) {
+  using namespace jwt::params;
+  jwt::jwt_object obj{algorithm(alg), secret(key)};
+  for (auto& [name, value] : claims.items())
+    obj.add_claim(name, value);
+  return obj.signature();
+}
+
+net::client_options options_for(const test_router& router) {
+  net::client_options o;
+  o.port = router.port();
+  return o;
+}
+
+connection connect_user(const test_router& router, const std::string& user,
+                        const std::string& bind_address) {
+  auto o = options_for(router);
+  o.subprotocols = "router.v1, jwt." + token_for(router, user);
+  o.bind_address = bind_address;
+  auto [client, handshake] = net::ws_client::connect(o);
+  REQUIRE_MESSAGE(handshake.upgraded, "status " << handshake.status << " " << handshake.body);
+  auto greeting = next_json(*client);
+  REQUIRE(greeting["type"] == "connection_established");
+  return {std::move(client), std::move(greeting)};
+}
+
+json next_json(net::ws_client& client, std::chrono::milliseconds timeout) {
+  auto f = client.read(timeout);
+  REQUIRE_MESSAGE(f.what == net::frame::kind::text,
+                  "expected a text frame, got kind " << static_cast<int>(f.what) << " code "
+                                                     << f.close_code);
+  return json::parse(f.data);
+}
+
+bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done())
+      return true;
+    std::this_thread::sleep_for(10ms);
+  }
+  return done();
+}
+
+long rss_kib() {
+  std::ifstream status{"/proc/self/status"};
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0)
+      return std::stol(line.substr(6));
+  return -1;
+}
+
+// -- child_process ------------------------------------------------------------
+
+child_process::child_process(const std::vector<std::string>& argv) {
+  int out[2], err[2];
+  REQUIRE(pipe2(out, O_CLOEXEC) == 0);
+  REQUIRE(pipe2(err, O_CLOEXEC) == 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  std::vector<char*> args;
+  for (auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  close(err[1]);
+  out_ = out[0];
+  err_ = err[0];
+  REQUIRE_MESSAGE(rc == 0, "cannot start " << argv[0]);
+}
+
+child_process::~child_process() {
+  if (!reaped_ && pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  close(out_);
+  close(err_);
+}
+
+std::string child_process::read_line(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (auto nl = out_buffer_.find('\n'); nl != std::string::npos) {
+      auto line = out_buffer_.substr(0, nl);
+      out_buffer_.erase(0, nl + 1);
+      return line;
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0)
+      return {};
+    pollfd p{out_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0)
+      return {};
+    char buf[4096];
+    auto n = ::read(out_, buf, sizeof(buf));
+    if (n <= 0)
+      return {};
+    out_buffer_.append(buf, static_cast<size_t>(n));
+  }
+}
+
+std::string child_process::read_all_stderr(std::chrono::milliseconds timeout) {
+  std::string all;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    pollfd p{err_, POLLIN, 0};
+    if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) <= 0)
+      return all;
+    char buf[4096];
+    auto n = ::read(err_, buf, sizeof(buf));
+    if (n <= 0)
+      return all;
+    all.append(buf, static_cast<size_t>(n));
+  }
+}
+
+void child_process::signal(int sig) {
+  if (!reaped_)
+    kill(pid_, sig);
+}
+
+int child_process::wait(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      reaped_ = true;
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  return -1;
+}
+
+} // namespace er::test

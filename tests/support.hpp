@@ -1,0 +1,87 @@
+#pragma once
+// Test support: a real router in-process on an ephemeral loopback port, real WebSocket
+// clients, token crafting, and a child-process helper for the binary tests.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "app/router_server.hpp"
+#include "context/jwt_auth.hpp"
+#include "net/ws_client.hpp"
+
+namespace er::test {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+inline constexpr const char* secret = "test-secret-for-the-suite";
+
+app::router_settings test_settings();
+
+/// A router on 127.0.0.1 with an ephemeral port.
+class test_router {
+public:
+  explicit test_router(app::router_settings settings = test_settings());
+  unsigned short port() const { return server_->port(); }
+  app::router_server& server() { return *server_; }
+  context::jwt_settings jwt() const;
+
+private:
+  app::router_settings settings_;
+  std::unique_ptr<app::router_server> server_;
+};
+
+std::string token_for(const test_router& router, const std::string& user,
+                      std::chrono::seconds ttl = 3600s);
+
+/// Claims signed with HS256 and `key`, exactly as given (for malformed-claim tests).
+std::string sign_claims(const json& claims, const std::string& key,
+                        const std::string& alg = "HS256");
+
+struct connection {
+  std::unique_ptr<net::ws_client> client;
+  json established; ///< the connection_established frame
+};
+
+net::client_options options_for(const test_router& router);
+
+/// Connects as `user` with the subprotocol carrier; requires the upgrade and the greeting.
+connection connect_user(const test_router& router, const std::string& user,
+                        const std::string& bind_address = {});
+
+/// Reads the next text frame as JSON; fails the test on timeout or close.
+json next_json(net::ws_client& client, std::chrono::milliseconds timeout = 5s);
+
+/// Polls `done` until it holds or `timeout` passes; returns whether it held.
+bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s);
+
+/// Resident set size of this process in KiB.
+long rss_kib();
+
+/// A child process with its stdout and stderr captured.
+class child_process {
+public:
+  explicit child_process(const std::vector<std::string>& argv);
+  ~child_process();
+  /// Next stdout line, empty on EOF or timeout.
+  std::string read_line(std::chrono::milliseconds timeout = 10s);
+  std::string read_all_stderr(std::chrono::milliseconds timeout = 10s);
+  void signal(int sig);
+  /// Exit status, or -1 when it did not exit within `timeout`.
+  int wait(std::chrono::milliseconds timeout = 15s);
+  pid_t pid() const { return pid_; }
+
+private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  int err_ = -1;
+  std::string out_buffer_;
+  bool reaped_ = false;
+};
+
+} // namespace er::test

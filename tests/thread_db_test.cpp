@@ -1,0 +1,352 @@
+#include "actors/thread_db.hpp"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+#include <sqlite3.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <string>
+
+using er::actors::thread_db;
+using er::actors::thread_db_error;
+using er::actors::thread_info;
+using er::actors::thread_message;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// A fresh directory per test case, removed with everything in it (including
+// the -wal and -shm side files) when the case ends.
+class temp_dir {
+public:
+  temp_dir() {
+    std::string pattern = (fs::temp_directory_path() / "thread_db_test.XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr)
+      throw std::runtime_error("mkdtemp failed for " + pattern);
+    path_ = pattern;
+  }
+  ~temp_dir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  const fs::path& path() const { return path_; }
+
+private:
+  fs::path path_;
+};
+
+// Looks at the file with plain SQLite, independent of the class under test.
+class raw_db {
+public:
+  explicit raw_db(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK)
+      throw std::runtime_error("raw open failed: " + path);
+  }
+  ~raw_db() { sqlite3_close_v2(db_); }
+  raw_db(const raw_db&) = delete;
+  raw_db& operator=(const raw_db&) = delete;
+
+  std::string text(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK)
+      throw std::runtime_error(sqlite3_errmsg(db_));
+    std::string value;
+    if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr)
+      value = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    sqlite3_finalize(stmt);
+    return value;
+  }
+  long long integer(const std::string& sql) { return std::stoll(text(sql)); }
+
+private:
+  sqlite3* db_ = nullptr;
+};
+
+std::string json_text(const std::string& s) { return nlohmann::json({{"text", s}}).dump(); }
+
+} // namespace
+
+TEST_CASE("a created thread is listed and its history comes back in append order") {
+  temp_dir dir;
+  thread_db db(dir.file("threads.db"));
+
+  const thread_info created = db.create_thread("alice", "t1", "First chat", 1000);
+  CHECK(created.thread_id == "t1");
+  CHECK(created.title == "First chat");
+  CHECK(created.created_at_ms == 1000);
+  CHECK(created.updated_at_ms == 1000);
+  CHECK(created.message_count == 0);
+  CHECK(db.thread_exists("alice", "t1"));
+
+  auto empty = db.history("alice", "t1", 10);
+  REQUIRE(empty.has_value());
+  CHECK(empty->empty());
+
+  REQUIRE(db.append_message("alice", "t1", "user", "", json_text("hi"), 1100));
+  REQUIRE(db.append_message("alice", "t1", "agent", "run-1", json_text("hello"), 1200));
+
+  const auto listed = db.list_threads("alice", 10);
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].thread_id == "t1");
+  CHECK(listed[0].title == "First chat");
+  CHECK(listed[0].created_at_ms == 1000);
+  CHECK(listed[0].updated_at_ms == 1200);
+  CHECK(listed[0].message_count == 2);
+
+  const auto messages = db.history("alice", "t1", 10);
+  REQUIRE(messages.has_value());
+  REQUIRE(messages->size() == 2);
+  const thread_message& first = (*messages)[0];
+  const thread_message& second = (*messages)[1];
+  CHECK(first.seq == 1);
+  CHECK(first.role == "user");
+  CHECK(first.run_id.empty());
+  CHECK(first.content == json_text("hi"));
+  CHECK(first.created_at_ms == 1100);
+  CHECK(second.seq == 2);
+  CHECK(second.role == "agent");
+  CHECK(second.run_id == "run-1");
+  CHECK(second.content == json_text("hello"));
+  CHECK(second.created_at_ms == 1200);
+}
+
+TEST_CASE("a thread of user A is invisible to user B") {
+  temp_dir dir;
+  const auto path = dir.file("threads.db");
+  thread_db db(path);
+  db.create_thread("alice", "shared-id", "Alice's", 1000);
+  REQUIRE(db.append_message("alice", "shared-id", "user", "", json_text("secret"), 1100));
+
+  SUBCASE("it answers exactly like an unknown thread id") {
+    CHECK_FALSE(db.thread_exists("bob", "shared-id"));
+    CHECK(db.thread_exists("bob", "shared-id") == db.thread_exists("bob", "no-such-id"));
+    CHECK_FALSE(db.history("bob", "shared-id", 10).has_value());
+    CHECK(db.history("bob", "shared-id", 10).has_value()
+          == db.history("bob", "no-such-id", 10).has_value());
+    CHECK_FALSE(db.append_message("bob", "no-such-id", "user", "", json_text("x"), 2000));
+    CHECK_FALSE(db.append_message("bob", "shared-id", "user", "", json_text("x"), 2000));
+    CHECK(db.list_threads("bob", 10).empty());
+  }
+
+  SUBCASE("appending to it writes nothing") {
+    CHECK_FALSE(db.append_message("bob", "shared-id", "agent", "r", json_text("intrusion"), 2000));
+    raw_db raw(path);
+    CHECK(raw.integer("SELECT COUNT(*) FROM messages") == 1);
+    CHECK(raw.integer("SELECT COUNT(*) FROM threads") == 1);
+    CHECK(raw.integer("SELECT COUNT(*) FROM messages WHERE user_id = 'bob'") == 0);
+    const auto alice = db.list_threads("alice", 10);
+    REQUIRE(alice.size() == 1);
+    CHECK(alice[0].updated_at_ms == 1100);
+    CHECK(alice[0].message_count == 1);
+    const auto history = db.history("alice", "shared-id", 10);
+    REQUIRE(history.has_value());
+    REQUIRE(history->size() == 1);
+    CHECK((*history)[0].content == json_text("secret"));
+  }
+}
+
+TEST_CASE("two users can own threads with the same thread id independently") {
+  thread_db db(":memory:");
+  db.create_thread("alice", "t", "A", 1000);
+  db.create_thread("bob", "t", "B", 2000);
+  REQUIRE(db.append_message("bob", "t", "user", "", json_text("from bob"), 2100));
+
+  const auto alice = db.history("alice", "t", 10);
+  const auto bob = db.history("bob", "t", 10);
+  REQUIRE(alice.has_value());
+  REQUIRE(bob.has_value());
+  CHECK(alice->empty());
+  REQUIRE(bob->size() == 1);
+  CHECK((*bob)[0].seq == 1);
+  CHECK(db.list_threads("alice", 10).at(0).title == "A");
+  CHECK(db.list_threads("bob", 10).at(0).title == "B");
+}
+
+TEST_CASE("history survives closing and reopening the database file") {
+  temp_dir dir;
+  const auto path = dir.file("threads.db");
+  {
+    thread_db db(path);
+    db.create_thread("alice", "t1", "Persistent", 1000);
+    REQUIRE(db.append_message("alice", "t1", "user", "", json_text("one"), 1100));
+    REQUIRE(db.append_message("alice", "t1", "agent", "run-7", json_text("two"), 1200));
+  }
+  thread_db reopened(path);
+  CHECK(reopened.thread_exists("alice", "t1"));
+  const auto history = reopened.history("alice", "t1", 10);
+  REQUIRE(history.has_value());
+  REQUIRE(history->size() == 2);
+  CHECK((*history)[0].content == json_text("one"));
+  CHECK((*history)[1].run_id == "run-7");
+  REQUIRE(reopened.append_message("alice", "t1", "user", "", json_text("three"), 1300));
+  CHECK(reopened.history("alice", "t1", 10)->back().seq == 3);
+}
+
+TEST_CASE("a file database runs in WAL journal mode with a recorded schema version") {
+  temp_dir dir;
+  const auto path = dir.file("threads.db");
+  thread_db db(path);
+  raw_db raw(path);
+  CHECK(raw.text("PRAGMA journal_mode") == "wal");
+  CHECK(raw.integer("PRAGMA user_version") == 1);
+}
+
+TEST_CASE("an in-memory database works") {
+  thread_db db(":memory:");
+  db.create_thread("alice", "t1", "Scratch", 1);
+  REQUIRE(db.append_message("alice", "t1", "user", "", "{}", 2));
+  const auto history = db.history("alice", "t1", 5);
+  REQUIRE(history.has_value());
+  REQUIRE(history->size() == 1);
+  CHECK((*history)[0].content == "{}");
+  CHECK(db.list_threads("alice", 5).size() == 1);
+}
+
+TEST_CASE("opening a path in a missing directory throws thread_db_error naming the path") {
+  temp_dir dir;
+  const auto path = (dir.path() / "missing" / "threads.db").string();
+  try {
+    thread_db db(path);
+    FAIL("opening should have thrown");
+  } catch (const thread_db_error& e) {
+    CHECK(std::string(e.what()).find(path) != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(dir.path() / "missing"));
+}
+
+TEST_CASE("opening a file that is not a database throws thread_db_error naming the path") {
+  temp_dir dir;
+  const auto path = dir.file("garbage.db");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << std::string(8192, 'x');
+  }
+  try {
+    thread_db db(path);
+    FAIL("opening should have thrown");
+  } catch (const thread_db_error& e) {
+    CHECK(std::string(e.what()).find(path) != std::string::npos);
+  }
+}
+
+TEST_CASE("a database from a newer schema version is refused") {
+  temp_dir dir;
+  const auto path = dir.file("threads.db");
+  { thread_db db(path); }
+  {
+    raw_db raw(path);
+    raw.text("PRAGMA user_version = 99");
+  }
+  CHECK_THROWS_AS(thread_db{path}, thread_db_error);
+}
+
+TEST_CASE("threads are listed most recently updated first, up to the limit") {
+  thread_db db(":memory:");
+  db.create_thread("alice", "t1", "one", 100);
+  db.create_thread("alice", "t2", "two", 200);
+  db.create_thread("alice", "t3", "three", 300);
+  db.create_thread("bob", "b1", "not alice's", 999);
+  REQUIRE(db.append_message("alice", "t1", "user", "", "1", 400));
+
+  const auto all = db.list_threads("alice", 10);
+  REQUIRE(all.size() == 3);
+  CHECK(all[0].thread_id == "t1");
+  CHECK(all[1].thread_id == "t3");
+  CHECK(all[2].thread_id == "t2");
+
+  const auto two = db.list_threads("alice", 2);
+  REQUIRE(two.size() == 2);
+  CHECK(two[0].thread_id == "t1");
+  CHECK(two[1].thread_id == "t3");
+
+  CHECK(db.list_threads("alice", 0).empty());
+  CHECK(db.list_threads("nobody", 10).empty());
+}
+
+TEST_CASE("history returns the latest messages up to the limit, oldest first") {
+  thread_db db(":memory:");
+  db.create_thread("alice", "t1", "long", 0);
+  for (int i = 1; i <= 5; ++i)
+    REQUIRE(db.append_message("alice", "t1", "user", "", std::to_string(i), i));
+
+  const auto last_two = db.history("alice", "t1", 2);
+  REQUIRE(last_two.has_value());
+  REQUIRE(last_two->size() == 2);
+  CHECK((*last_two)[0].seq == 4);
+  CHECK((*last_two)[0].content == "4");
+  CHECK((*last_two)[1].seq == 5);
+
+  const auto none = db.history("alice", "t1", 0);
+  REQUIRE(none.has_value());
+  CHECK(none->empty());
+  CHECK(db.history("alice", "t1", 100)->size() == 5);
+}
+
+TEST_CASE("content, ids and titles with quotes, unicode and SQL metacharacters round-trip intact") {
+  temp_dir dir;
+  const auto path = dir.file("threads.db");
+  const std::string nasty = "it's \"quoted\" ; DROP TABLE messages; -- %_ \\ ' OR '1'='1"
+                            " \xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80 \xE4\xB8\xAD\xE6\x96\x87";
+  const std::string user = "u'\"; --" + nasty;
+  const std::string thread = "t' OR 1=1 --\xF0\x9F\x98\x80";
+  const std::string content = nlohmann::json({{"text", nasty}, {"n", 1}}).dump();
+  {
+    thread_db db(path);
+    db.create_thread(user, thread, nasty, 10);
+    REQUIRE(db.append_message(user, thread, "agent", nasty, content, 20));
+  }
+  thread_db db(path);
+  const auto listed = db.list_threads(user, 10);
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].thread_id == thread);
+  CHECK(listed[0].title == nasty);
+  const auto history = db.history(user, thread, 10);
+  REQUIRE(history.has_value());
+  REQUIRE(history->size() == 1);
+  CHECK((*history)[0].content == content);
+  CHECK((*history)[0].run_id == nasty);
+  CHECK(nlohmann::json::parse((*history)[0].content).at("text") == nasty);
+  CHECK_FALSE(db.thread_exists("u", "t"));
+  CHECK(raw_db(path).integer("SELECT COUNT(*) FROM messages") == 1);
+}
+
+TEST_CASE("append rejects an unknown role or non-JSON content without writing") {
+  thread_db db(":memory:");
+  db.create_thread("alice", "t1", "strict", 0);
+  CHECK_THROWS_AS(db.append_message("alice", "t1", "system", "", "{}", 1), std::invalid_argument);
+  CHECK_THROWS_AS(db.append_message("alice", "t1", "user", "", "not json", 1), std::invalid_argument);
+  CHECK_THROWS_AS(db.append_message("alice", "t1", "user", "", "", 1), std::invalid_argument);
+  CHECK(db.history("alice", "t1", 10)->empty());
+  CHECK(db.list_threads("alice", 1).at(0).message_count == 0);
+}
+
+TEST_CASE("creating a thread that already exists throws and keeps the original") {
+  thread_db db(":memory:");
+  db.create_thread("alice", "t1", "original", 100);
+  CHECK_THROWS_AS(db.create_thread("alice", "t1", "impostor", 200), thread_db_error);
+  CHECK_THROWS_AS(db.create_thread("", "t1", "no user", 200), std::invalid_argument);
+  CHECK_THROWS_AS(db.create_thread("alice", "", "no id", 200), std::invalid_argument);
+  const auto listed = db.list_threads("alice", 10);
+  REQUIRE(listed.size() == 1);
+  CHECK(listed[0].title == "original");
+  CHECK(listed[0].created_at_ms == 100);
+}
+
+TEST_CASE("a moved thread_db keeps serving the same database") {
+  thread_db first(":memory:");
+  first.create_thread("alice", "t1", "moved", 1);
+  thread_db second(std::move(first));
+  CHECK(second.thread_exists("alice", "t1"));
+  thread_db third(":memory:");
+  third = std::move(second);
+  CHECK(third.thread_exists("alice", "t1"));
+  REQUIRE(third.append_message("alice", "t1", "user", "", "{}", 2));
+}
