@@ -16,7 +16,8 @@
 //    killed. When the run ends, whatever is left of its group is killed, so
 //    nothing the agent started outlives it (unless it left the group).
 //  - The object owns the process: destroying it kills the group and reaps the
-//    process (blocking briefly). Destroy it before its io_context.
+//    process (blocking briefly), and on_exit is then not called. Destroy it
+//    before its io_context.
 //  - write_line/close_stdin/terminate may be called from any thread; they are
 //    no-ops once the process has finished.
 //

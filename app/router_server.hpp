@@ -9,10 +9,7 @@
 #include "actors/messages.hpp"
 #include "app/settings.hpp"
 
-namespace caf {
-class actor_system;
-class actor_system_config;
-} // namespace caf
+#include <caf/actor_system_config.hpp>
 
 namespace er::app {
 

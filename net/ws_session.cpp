@@ -63,7 +63,9 @@ private:
     auto timeouts = websocket::stream_base::timeout{limits_.handshake_timeout,
                                                     websocket::stream_base::none(), false};
     ws_.set_option(timeouts);
-    ws_.read_message_max(limits_.max_message_bytes);
+    // The frame limit is enforced in on_read: Beast 1.74's own limit tears the TCP connection
+    // down after its close frame without draining it, so the peer sees a reset, not 1009.
+    ws_.read_message_max(0);
     ws_.auto_fragment(false);
     bool select = select_protocol_;
     ws_.set_option(websocket::stream_base::decorator([select](websocket::response_type& res) {
@@ -89,15 +91,30 @@ private:
 
   void do_read() {
     read_pending_ = true;
-    ws_.async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->on_read(ec);
-    });
+    ws_.async_read_some(buffer_, limits_.max_message_bytes + 1,
+                        [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                          self->on_read(ec);
+                        });
   }
 
   void on_read(beast::error_code ec) {
     read_pending_ = false;
     if (ec)
       return on_read_error(ec);
+    if (discarding_) {
+      // After our 1009 close frame: drop what is still in flight until the peer's close.
+      buffer_.consume(buffer_.size());
+    } else if (buffer_.size() > limits_.max_message_bytes) {
+      discarding_ = true;
+      buffer_.consume(buffer_.size());
+      begin_close(close_code::too_big, "message too big", true);
+    } else if (ws_.is_message_done()) {
+      deliver();
+    }
+    do_read();
+  }
+
+  void deliver() {
     if (sink_) {
       if (ws_.got_text())
         sink_->on_text(beast::buffers_to_string(buffer_.data()));
@@ -105,7 +122,6 @@ private:
         sink_->on_binary(buffer_.size());
     }
     buffer_.consume(buffer_.size());
-    do_read();
   }
 
   void on_read_error(beast::error_code ec) {
@@ -113,8 +129,6 @@ private:
     if (ec == websocket::error::closed) {
       info.clean = true;
       info.code = close_sent_ ? close_code_ : static_cast<std::uint16_t>(ws_.reason().code);
-    } else if (ec == websocket::error::message_too_big) {
-      info.code = close_code::too_big; // Beast has sent the 1009 close frame
     } else if (closing_) {
       info.code = close_code_;
     }
@@ -242,6 +256,7 @@ private:
   bool closing_ = false;
   bool close_sent_ = false;
   bool finished_ = false;
+  bool discarding_ = false;
   std::uint16_t close_code_ = close_code::normal;
   std::string close_reason_;
 };

@@ -1,1 +1,186 @@
+// JWT authentication of the upgrade request, over real loopback connections (DESIGN §3).
+
 #include <doctest/doctest.h>
+#include <jwt/base64.hpp>
+
+#include "tests/support.hpp"
+
+using namespace er::test;
+
+namespace {
+
+std::int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+std::string b64url(const std::string& s) {
+  auto encoded = jwt::base64_encode(s.data(), s.size());
+  encoded.resize(jwt::base64_uri_encode(encoded.data(), encoded.size()));
+  return encoded;
+}
+
+er::net::handshake_result offer(const test_router& router, const std::string& token) {
+  auto o = options_for(router);
+  o.subprotocols = "router.v1, jwt." + token;
+  return er::net::ws_client::connect(o).second;
+}
+
+void expect_refused(const er::net::handshake_result& h, const std::string& reason) {
+  CHECK_FALSE(h.upgraded);
+  CHECK(h.status == 401);
+  CHECK(json::parse(h.body) == json{{"error", reason}});
+}
+
+} // namespace
+
+TEST_CASE("a valid token in the subprotocol list upgrades and the server selects router.v1") {
+  test_router router;
+  auto token = token_for(router, "alice");
+  auto h = offer(router, token);
+  CHECK(h.upgraded);
+  CHECK(h.status == 101);
+  CHECK(h.selected_protocol == "router.v1");
+  CHECK(h.selected_protocol.find(token) == std::string::npos);
+}
+
+TEST_CASE("a valid token in the Authorization header upgrades") {
+  test_router router;
+  auto o = options_for(router);
+  o.authorization = "Bearer " + token_for(router, "alice");
+  auto [client, h] = er::net::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  CHECK(h.selected_protocol.empty()); // nothing was offered, nothing is selected
+  CHECK(next_json(*client)["user_id"] == "alice");
+}
+
+TEST_CASE("a valid token in the query string upgrades") {
+  test_router router;
+  auto o = options_for(router);
+  o.target = "/ws?token=" + token_for(router, "alice");
+  auto [client, h] = er::net::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  CHECK(next_json(*client)["user_id"] == "alice");
+}
+
+TEST_CASE("the subprotocol carrier wins over the header, and the header over the query") {
+  test_router router;
+  auto good_a = token_for(router, "alice");
+  auto good_b = token_for(router, "bob");
+  auto o = options_for(router);
+  o.subprotocols = "router.v1, jwt." + good_a;
+  o.authorization = "Bearer " + good_b;
+  o.target = "/ws?token=" + good_b;
+  auto [client, h] = er::net::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  CHECK(next_json(*client)["user_id"] == "alice");
+
+  auto o2 = options_for(router);
+  o2.authorization = "Bearer not-a-token";
+  o2.target = "/ws?token=" + good_b;
+  expect_refused(er::net::ws_client::connect(o2).second, "malformed_token");
+}
+
+TEST_CASE("an upgrade without any token is refused with 401 missing_token") {
+  test_router router;
+  auto o = options_for(router);
+  o.subprotocols = "router.v1";
+  expect_refused(er::net::ws_client::connect(o).second, "missing_token");
+}
+
+TEST_CASE("a subprotocol list without router.v1 is refused before authentication") {
+  test_router router;
+  auto o = options_for(router);
+  o.subprotocols = "chat, jwt." + token_for(router, "alice");
+  auto h = er::net::ws_client::connect(o).second;
+  CHECK_FALSE(h.upgraded);
+  CHECK(h.status == 400);
+}
+
+TEST_CASE("every kind of bad token is refused with its own reason") {
+  test_router router;
+  auto exp = now_s() + 600;
+  SUBCASE("malformed") {
+    expect_refused(offer(router, "abc.def"), "malformed_token");
+    expect_refused(offer(router, "a.b.c"), "malformed_token");
+    expect_refused(offer(router, "....."), "malformed_token");
+  }
+  SUBCASE("wrong signature") {
+    expect_refused(offer(router, sign_claims({{"sub", "alice"}, {"exp", exp}}, "other-secret")),
+                   "invalid_signature");
+  }
+  SUBCASE("alg none") {
+    auto header = b64url(R"({"alg":"none","typ":"JWT"})");
+    auto payload = b64url(json{{"sub", "alice"}, {"exp", exp}}.dump());
+    expect_refused(offer(router, header + "." + payload + "."), "malformed_token");
+    expect_refused(offer(router, header + "." + payload + ".c2ln"), "unsupported_algorithm");
+  }
+  SUBCASE("another HMAC algorithm") {
+    expect_refused(offer(router, sign_claims({{"sub", "alice"}, {"exp", exp}}, test_secret, "HS512")),
+                   "unsupported_algorithm");
+  }
+  SUBCASE("expired, beyond the 30 s leeway") {
+    expect_refused(offer(router, sign_claims({{"sub", "alice"}, {"exp", now_s() - 120}}, test_secret)),
+                   "token_expired");
+  }
+  SUBCASE("expired within the leeway is still accepted") {
+    CHECK(offer(router, sign_claims({{"sub", "alice"}, {"exp", now_s() - 5}}, test_secret)).upgraded);
+  }
+  SUBCASE("an expired token with a bad signature reveals only the bad signature") {
+    expect_refused(offer(router, sign_claims({{"sub", "a"}, {"exp", now_s() - 120}}, "x")),
+                   "invalid_signature");
+  }
+  SUBCASE("not yet valid") {
+    expect_refused(
+      offer(router, sign_claims({{"sub", "alice"}, {"exp", exp}, {"nbf", now_s() + 600}}, test_secret)),
+      "token_not_yet_valid");
+  }
+  SUBCASE("missing sub or exp") {
+    expect_refused(offer(router, sign_claims({{"exp", exp}}, test_secret)), "missing_claim");
+    expect_refused(offer(router, sign_claims({{"sub", "alice"}}, test_secret)), "missing_claim");
+  }
+  SUBCASE("a sub that is not a string") {
+    expect_refused(offer(router, sign_claims({{"sub", 42}, {"exp", exp}}, test_secret)),
+                   "malformed_token");
+  }
+  SUBCASE("placeholder user ids") {
+    for (auto sub : {"anonymous", "default", "null", " ", "Guest"})
+      expect_refused(offer(router, sign_claims({{"sub", sub}, {"exp", exp}}, test_secret)),
+                     "invalid_subject");
+  }
+}
+
+TEST_CASE("issuer and audience are checked when configured") {
+  auto settings = test_settings();
+  settings.jwt_issuer = "https://issuer.test";
+  settings.jwt_audience = "router";
+  test_router router{settings};
+  auto exp = now_s() + 600;
+  CHECK(offer(router, token_for(router, "alice")).upgraded); // minted with iss and aud
+  expect_refused(offer(router, sign_claims({{"sub", "a"}, {"exp", exp}, {"aud", "router"}}, test_secret)),
+                 "invalid_issuer");
+  expect_refused(offer(router, sign_claims({{"sub", "a"},
+                                            {"exp", exp},
+                                            {"iss", "https://evil.test"},
+                                            {"aud", "router"}},
+                                           test_secret)),
+                 "invalid_issuer");
+  expect_refused(
+    offer(router, sign_claims({{"sub", "a"}, {"exp", exp}, {"iss", "https://issuer.test"}}, test_secret)),
+    "invalid_audience");
+  CHECK(offer(router, sign_claims({{"sub", "a"},
+                                   {"exp", exp},
+                                   {"iss", "https://issuer.test"},
+                                   {"aud", json::array({"other", "router"})}},
+                                  test_secret))
+          .upgraded);
+}
+
+TEST_CASE("plain HTTP: /ws without an upgrade is 426, unknown paths are 404") {
+  test_router router;
+  CHECK(er::net::http_request("127.0.0.1", router.port(), "GET", "/ws").status == 426);
+  auto r = er::net::http_request("127.0.0.1", router.port(), "GET", "/nowhere");
+  CHECK(r.status == 404);
+  CHECK(r.content_type == "application/json");
+}

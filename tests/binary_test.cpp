@@ -1,1 +1,93 @@
+// The event-router binary itself: starts from the shipped caf-application.conf, serves,
+// refuses bad configuration clearly, and stops cleanly on SIGTERM.
+
+#include <csignal>
+#include <regex>
+
 #include <doctest/doctest.h>
+
+#include "tests/support.hpp"
+
+using namespace er::test;
+
+namespace {
+
+const std::string conf = ER_SOURCE_DIR "/caf-application.conf";
+
+/// Reads the banner up to the listen line and returns the port.
+unsigned short listening_port(child_process& router) {
+  static const std::regex listen_line{R"(listening on ws://127\.0\.0\.1:(\d+)/ws)"};
+  for (int i = 0; i < 5; ++i) {
+    auto line = router.read_line();
+    std::smatch m;
+    if (std::regex_search(line, m, listen_line))
+      return static_cast<unsigned short>(std::stoi(m[1]));
+  }
+  FAIL("no listen line in the banner");
+  return 0;
+}
+
+std::string banner_token(child_process& router) {
+  for (int i = 0; i < 5; ++i) {
+    auto line = router.read_line();
+    if (line.rfind("  eyJ", 0) == 0)
+      return line.substr(2);
+  }
+  return {};
+}
+
+} // namespace
+
+TEST_CASE("the binary starts from the shipped config, accepts its demo token, and exits 0 on "
+          "SIGTERM after closing connections with 1001") {
+  child_process router{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=0",
+                        "--router.store-path=:memory:"}};
+  auto port = listening_port(router);
+  auto token = banner_token(router);
+  REQUIRE_FALSE(token.empty());
+  er::net::client_options o;
+  o.port = port;
+  o.subprotocols = "router.v1, jwt." + token;
+  auto [client, h] = er::net::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  CHECK(next_json(*client)["user_id"] == "demo-user");
+  client->send_text(R"({"type":"ping","id":"bin"})");
+  CHECK(next_json(*client)["reply_to"] == "bin");
+  router.signal(SIGTERM);
+  auto f = client->read(10s);
+  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.close_code == 1001);
+  CHECK(router.wait() == 0);
+}
+
+TEST_CASE("the binary exits 0 on SIGINT") {
+  child_process router{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=0",
+                        "--router.store-path=:memory:"}};
+  listening_port(router);
+  router.signal(SIGINT);
+  CHECK(router.wait() == 0);
+}
+
+TEST_CASE("the binary refuses a bad config value with a clear message and status 2") {
+  child_process router{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=not-a-port"}};
+  CHECK(router.wait() == 2);
+  auto err = router.read_all_stderr(2s);
+  CHECK(err.find("router.port") != std::string::npos);
+  CHECK(err.find("expects an integer") != std::string::npos);
+}
+
+TEST_CASE("--mint-token prints a token the router accepts for that user") {
+  child_process mint{{ER_ROUTER_BINARY, "--config-file=" + conf, "--mint-token=carol"}};
+  auto token = mint.read_line();
+  CHECK(mint.wait() == 0);
+  child_process router{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=0",
+                        "--router.store-path=:memory:"}};
+  er::net::client_options o;
+  o.port = listening_port(router);
+  o.authorization = "Bearer " + token;
+  auto [client, h] = er::net::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  CHECK(next_json(*client)["user_id"] == "carol");
+  router.signal(SIGTERM);
+  CHECK(router.wait() == 0);
+}

@@ -1,1 +1,114 @@
+// Configuration (DESIGN §10): the file and the command line, and what CAF alone would
+// silently ignore becoming a clear start-up error.
+
+#include <cstdio>
+#include <fstream>
+
+#include <unistd.h>
+
 #include <doctest/doctest.h>
+
+#include "app/config.hpp"
+
+using er::app::config_error;
+using er::app::load_config;
+
+namespace {
+
+struct temp_file {
+  std::string path;
+  explicit temp_file(const std::string& content) {
+    char name[] = "/tmp/er-config-XXXXXX";
+    int fd = mkstemp(name);
+    REQUIRE(fd >= 0);
+    close(fd);
+    path = name;
+    std::ofstream{path} << content;
+  }
+  ~temp_file() { std::remove(path.c_str()); }
+};
+
+std::string error_of(const std::vector<std::string>& args) {
+  try {
+    load_config(args);
+  } catch (const config_error& e) {
+    return e.what();
+  }
+  return {};
+}
+
+} // namespace
+
+TEST_CASE("the shipped caf-application.conf loads and matches the embedded defaults") {
+  auto cfg = load_config({"--config-file=" ER_SOURCE_DIR "/caf-application.conf"});
+  er::app::router_settings defaults;
+  CHECK(cfg.settings.port == defaults.port);
+  CHECK(cfg.settings.host == defaults.host);
+  CHECK(cfg.settings.max_message_bytes == defaults.max_message_bytes);
+  CHECK(cfg.settings.max_connections == defaults.max_connections);
+  CHECK(cfg.settings.demo_steps == defaults.demo_steps);
+  CHECK(cfg.settings.demo_step_delay_ms == defaults.demo_step_delay_ms);
+  CHECK_FALSE(cfg.settings.server_id.empty());
+}
+
+TEST_CASE("file values and command-line overrides are applied, the command line last") {
+  temp_file f{"[router]\nport=9001\nserver-id=\"node-a\"\n[agents]\ndemo-steps=7\n"};
+  auto cfg = load_config({"--config-file=" + f.path, "--router.port=9002"});
+  CHECK(cfg.settings.port == 9002);
+  CHECK(cfg.settings.server_id == "node-a");
+  CHECK(cfg.settings.demo_steps == 7);
+  CHECK(cfg.config_file == f.path);
+}
+
+TEST_CASE("a value of the wrong type in the file is an error naming the key") {
+  temp_file f{"[router]\nport=\"eighty\"\n"};
+  auto err = error_of({"--config-file=" + f.path});
+  CHECK(err.find("router.port") != std::string::npos);
+  CHECK(err.find("integer") != std::string::npos);
+}
+
+TEST_CASE("a value out of range is an error naming the key and the range") {
+  temp_file f{"[router]\nmax-message-bytes=10\n"};
+  auto err = error_of({"--config-file=" + f.path});
+  CHECK(err.find("router.max-message-bytes") != std::string::npos);
+  CHECK(err.find("out of range") != std::string::npos);
+  CHECK(error_of({"--router.port=70000"}).find("out of range") != std::string::npos);
+  CHECK(error_of({"--router.io-threads=0"}).find("router.io-threads") != std::string::npos);
+}
+
+TEST_CASE("a wrong type on the command line is an error") {
+  CHECK(error_of({"--router.port=abc"}).find("expects an integer") != std::string::npos);
+  CHECK(error_of({"--router.port"}).find("needs a value") != std::string::npos);
+}
+
+TEST_CASE("an unknown key in [router] is an error, a typo never passes silently") {
+  temp_file f{"[router]\nprot=9000\n"};
+  CHECK(error_of({"--config-file=" + f.path}).find("unknown option router.prot")
+        != std::string::npos);
+  CHECK(error_of({"--router.prot=1"}).find("unknown option") != std::string::npos);
+}
+
+TEST_CASE("a syntax error in the file is reported with the file name") {
+  temp_file f{"[router]\nport=9000 # not an INI comment\n"};
+  CHECK(error_of({"--config-file=" + f.path}).find(f.path) != std::string::npos);
+}
+
+TEST_CASE("a missing explicit config file is an error, a missing default one is not") {
+  CHECK_FALSE(error_of({"--config-file=/nonexistent/router.conf"}).empty());
+  CHECK(error_of({}).empty());
+}
+
+TEST_CASE("the development secrets are refused on a non-loopback host") {
+  CHECK(error_of({"--router.host=0.0.0.0"}).find("jwt-secret") != std::string::npos);
+  CHECK(error_of({"--router.host=0.0.0.0", "--router.jwt-secret=s3cret"}).find("api-key")
+        != std::string::npos);
+  CHECK(error_of({"--router.host=0.0.0.0", "--router.jwt-secret=s3cret", "--router.api-key=k"})
+          .empty());
+}
+
+TEST_CASE("CAF's own options pass through to CAF, after a type check") {
+  auto cfg = load_config({"--scheduler.max-threads=3", "--scheduler.policy=sharing"});
+  CHECK(cfg.caf_args.size() == 2);
+  CHECK(error_of({"--scheduler.max-threads=many"}).find("scheduler.max-threads")
+        != std::string::npos);
+}

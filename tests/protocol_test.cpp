@@ -1,1 +1,127 @@
+// The protocol core (DESIGN §4) over real connections: greeting, envelope, ping/pong, and
+// how malformed input is answered without closing the connection.
+
+#include <regex>
+
 #include <doctest/doctest.h>
+
+#include "tests/support.hpp"
+
+using namespace er::test;
+
+namespace {
+
+const std::regex hex_id{"^[cs]-[0-9a-f]{32}$"};
+const std::regex rfc3339_utc{R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$)"};
+
+json roundtrip(er::net::ws_client& c, const std::string& text) {
+  c.send_text(text);
+  return next_json(c);
+}
+
+void expect_error(er::net::ws_client& c, const std::string& text, const std::string& code,
+                  const json& reply_to = nullptr) {
+  auto reply = roundtrip(c, text);
+  CHECK(reply["type"] == "error");
+  CHECK(reply["data"]["code"] == code);
+  CHECK(reply["data"]["message"].is_string());
+  CHECK(reply["reply_to"] == reply_to);
+}
+
+} // namespace
+
+TEST_CASE("connection_established comes first, with event_id 0, random ids and the limits") {
+  test_router router;
+  auto a = connect_user(router, "alice");
+  auto b = connect_user(router, "alice");
+  auto& g = a.established;
+  CHECK(g["event_id"] == 0);
+  CHECK(g["user_id"] == "alice");
+  CHECK(g["data"]["server_id"] == "test-node");
+  CHECK(g["data"]["recovered"] == false);
+  CHECK(std::regex_match(g["data"]["connection_id"].get<std::string>(), hex_id));
+  CHECK(std::regex_match(g["data"]["session_id"].get<std::string>(), hex_id));
+  CHECK(g["data"]["connection_id"] != b.established["data"]["connection_id"]);
+  CHECK(g["data"]["limits"]["max_message_bytes"] == 65536);
+  CHECK(std::regex_match(g["timestamp"].get<std::string>(), rfc3339_utc));
+}
+
+TEST_CASE("ping gets pong with reply_to, and event ids count up from 1 per connection") {
+  test_router router;
+  auto c = connect_user(router, "alice");
+  for (int i = 1; i <= 3; ++i) {
+    auto pong = roundtrip(*c.client, json{{"type", "ping"}, {"id", "p" + std::to_string(i)}}.dump());
+    CHECK(pong["type"] == "pong");
+    CHECK(pong["reply_to"] == "p" + std::to_string(i));
+    CHECK(pong["event_id"] == i);
+    CHECK(pong["user_id"] == "alice");
+    CHECK(std::regex_match(pong["timestamp"].get<std::string>(), rfc3339_utc));
+  }
+  auto other = connect_user(router, "alice");
+  CHECK(roundtrip(*other.client, R"({"type":"ping"})")["event_id"] == 1);
+}
+
+TEST_CASE("malformed messages get the documented error code and the connection stays open") {
+  test_router router;
+  auto c = connect_user(router, "alice");
+  auto& client = *c.client;
+  expect_error(client, "{not json", "invalid_json");
+  expect_error(client, "", "invalid_json");
+  expect_error(client, "[1,2,3]", "invalid_message");
+  expect_error(client, "\"ping\"", "invalid_message");
+  expect_error(client, R"({"id":"m1"})", "invalid_message", "m1");
+  expect_error(client, R"({"type":42,"id":"m2"})", "invalid_message", "m2");
+  expect_error(client, R"({"type":"ping","id":7})", "invalid_message");
+  expect_error(client, R"({"type":"ping","id":"m3","payload":"text"})", "invalid_message", "m3");
+  expect_error(client, R"({"type":"ping","id":"m4","thread_id":5})", "invalid_message", "m4");
+  expect_error(client, R"({"type":"teleport","id":"m5"})", "unknown_type", "m5");
+  client.send_binary("\x01\x02\x03");
+  auto binary = next_json(client);
+  CHECK(binary["type"] == "error");
+  CHECK(binary["data"]["code"] == "invalid_message");
+  auto pong = roundtrip(client, R"({"type":"ping","id":"still-here"})");
+  CHECK(pong["type"] == "pong");
+  CHECK(pong["reply_to"] == "still-here");
+}
+
+TEST_CASE("deeply nested JSON is an ordinary error, not a crash") {
+  test_router router;
+  auto c = connect_user(router, "alice");
+  expect_error(*c.client, std::string(30000, '[') + std::string(30000, ']'), "invalid_message");
+  expect_error(*c.client, std::string(30000, '['), "invalid_json");
+  CHECK(roundtrip(*c.client, R"({"type":"ping"})")["type"] == "pong");
+}
+
+TEST_CASE("a user_id smuggled into a message never changes the stamped user_id") {
+  test_router router;
+  auto c = connect_user(router, "alice");
+  auto pong = roundtrip(*c.client,
+                        R"({"type":"ping","id":"x","user_id":"bob","payload":{"user_id":"bob"}})");
+  CHECK(pong["user_id"] == "alice");
+}
+
+TEST_CASE("a frame over max-message-bytes closes only that connection with 1009") {
+  auto settings = test_settings();
+  settings.max_message_bytes = 1024;
+  test_router router{settings};
+  auto victim = connect_user(router, "alice");
+  auto bystander = connect_user(router, "alice");
+  victim.client->send_text(std::string(2000, 'x'));
+  auto f = victim.client->read(5s);
+  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.close_code == 1009);
+  bystander.client->send_text(R"({"type":"ping","id":"b"})");
+  CHECK(next_json(*bystander.client)["reply_to"] == "b");
+  CHECK(eventually([&] { return router.server().stats().connections == 1; }));
+}
+
+TEST_CASE("a frame at exactly max-message-bytes is accepted") {
+  auto settings = test_settings();
+  settings.max_message_bytes = 1024;
+  test_router router{settings};
+  auto c = connect_user(router, "alice");
+  std::string msg = R"({"type":"ping","id":"edge","pad":")";
+  msg += std::string(1024 - msg.size() - 2, 'p') + "\"}";
+  REQUIRE(msg.size() == 1024);
+  CHECK(roundtrip(*c.client, msg)["reply_to"] == "edge");
+}

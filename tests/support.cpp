@@ -20,7 +20,7 @@ app::router_settings test_settings() {
   app::router_settings s;
   s.host = "127.0.0.1";
   s.port = 0;
-  s.jwt_secret = secret;
+  s.jwt_secret = test_secret;
   s.api_key = "test-api-key";
   s.store_path = ":memory:";
   s.server_id = "test-node";

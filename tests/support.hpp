@@ -19,7 +19,7 @@ namespace er::test {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-inline constexpr const char* secret = "test-secret-for-the-suite";
+inline constexpr const char* test_secret = "test-secret-for-the-suite";
 
 app::router_settings test_settings();
 
