@@ -2,7 +2,8 @@
 // One connection_manager per WebSocket connection. It owns the socket (the only writer) and
 // the connection's UserExecutionContext, stamps every outbound frame with its own user_id and
 // the next event_id, answers `ping` itself, and spawns the handlers and agent runs that serve
-// its connection. Its children get its handle and a copy of its context, nothing else.
+// its connection. Its children get its handle and nothing else: the thread store is reached
+// only through the manager, which puts its own user_id into every query.
 
 #include <memory>
 #include <string>
@@ -10,21 +11,29 @@
 #include <caf/typed_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "actors/agent_run.hpp"
 #include "actors/messages.hpp"
+#include "actors/thread_store.hpp"
 
 namespace er::actors {
 
 struct manager_settings {
   std::string server_id;
-  net::session_limits session; ///< reported to clients in connection_established
+  net::session_limits session;   ///< reported to clients in connection_established
+  std::size_t max_runs_per_connection = 4;
+  thread_store_actor store;
+  std::shared_ptr<const agent_catalog> agents;
 };
 
 using manager_actor = caf::typed_actor<
-  caf::reacts_to<frame_atom, std::string>,              // an inbound text frame
-  caf::reacts_to<binary_atom, std::uint64_t>,           // an inbound binary frame (refused)
-  caf::reacts_to<closed_atom, std::uint16_t, bool>,     // the socket closed: code, clean
-  caf::reacts_to<shutdown_atom, std::uint16_t>,         // close the socket with this code
-  caf::reacts_to<emit_atom, outbound_event>>;           // a child's event, stamped and sent
+  caf::reacts_to<frame_atom, std::string>,               // an inbound text frame
+  caf::reacts_to<binary_atom, std::uint64_t>,            // an inbound binary frame (refused)
+  caf::reacts_to<closed_atom, std::uint16_t, bool>,      // the socket closed: code, clean
+  caf::reacts_to<shutdown_atom, std::uint16_t>,          // close the socket with this code
+  caf::reacts_to<emit_atom, outbound_event>,             // a handler's reply, stamped and sent
+  caf::reacts_to<run_event_atom, outbound_event>,        // a run's event, stamped and sent
+  caf::replies_to<store_atom, thread_query>::with<thread_reply>, // a handler's store query
+  caf::reacts_to<deadline_atom, std::string>>;           // a run's timeout (run_id)
 
 /// Spawned by the router, linked to it (see router.hpp); `connection` is not started yet.
 manager_actor spawn_connection_manager(caf::local_actor* parent, connection_ptr connection,

@@ -23,6 +23,8 @@ using binary_atom = caf::atom_constant<caf::atom("binary")>;     ///< socket -> 
 using closed_atom = caf::atom_constant<caf::atom("closed")>;     ///< socket -> manager
 using emit_atom = caf::atom_constant<caf::atom("emit")>;         ///< child -> manager
 using handle_atom = caf::atom_constant<caf::atom("handle")>;     ///< manager -> handler
+using run_event_atom = caf::atom_constant<caf::atom("run_event")>; ///< run -> manager
+using deadline_atom = caf::atom_constant<caf::atom("deadline")>; ///< manager -> itself
 
 using connection_ptr = std::shared_ptr<net::ws_connection>;
 

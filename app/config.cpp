@@ -31,7 +31,7 @@ struct option_spec {
 constexpr std::int64_t big = std::int64_t{1} << 40;
 
 // One table: what the file and the command line may set, and within which bounds.
-const std::array<option_spec, 27> options{{
+const std::array<option_spec, 30> options{{
   {"router.host", &router_settings::host, 0, 0, "listen address"},
   {"router.port", &router_settings::port, 0, 65535, "listen port (0: any free port)"},
   {"router.io-threads", &router_settings::io_threads, 1, 64, "asio threads"},
@@ -72,6 +72,11 @@ const std::array<option_spec, 27> options{{
   {"agents.demo-steps", &router_settings::demo_steps, 0, 1000, "demo agent thinking steps"},
   {"agents.demo-step-delay-ms", &router_settings::demo_step_delay_ms, 0, 600000,
    "demo agent pause between events"},
+  {"agents.default", &router_settings::default_agent, 0, 0, "agent of user_message"},
+  {"agents.run-timeout-ms", &router_settings::run_timeout_ms, 1, big,
+   "built-in agents' run timeout"},
+  {"agents.test-agents", &router_settings::test_agents, 0, 1,
+   "1: fault-injection agents test-throw, test-hang (tests only)"},
   // CAF's own keys are checked for their type, then left to CAF.
   {"scheduler.max-threads", static_cast<int_member>(nullptr), 1, 1024, "CAF worker threads"},
   {"scheduler.max-throughput", static_cast<int_member>(nullptr), 1, big,
@@ -132,6 +137,42 @@ void assign_from_value(const option_spec& opt, const caf::config_value& value,
   assign_int(opt, *integer, out, origin);
 }
 
+std::string resolve_against(const std::string& file, const std::string& path) {
+  if (path.empty() || path.front() == '/' || path.find('/') == std::string::npos)
+    return path; // absolute, or a bare name looked up in PATH
+  auto slash = file.rfind('/');
+  return slash == std::string::npos ? path : file.substr(0, slash + 1) + path;
+}
+
+command_agent_settings command_agent(const std::string& file, const std::string& name,
+                                     const caf::config_value::dictionary& entries) {
+  auto where = file + ": [agents." + name + "]";
+  if (name == "echo" || name == "demo" || name.rfind("test-", 0) == 0)
+    throw config_error(where + ": the name is taken by a built-in agent");
+  command_agent_settings agent;
+  agent.name = name;
+  for (auto& [key, value] : entries) {
+    if (key == "executable" && caf::holds_alternative<std::string>(value)) {
+      agent.executable = resolve_against(file, caf::get<std::string>(value));
+    } else if (key == "timeout-ms" && caf::holds_alternative<caf::config_value::integer>(value)
+               && caf::get<caf::config_value::integer>(value) > 0) {
+      agent.timeout_ms = caf::get<caf::config_value::integer>(value);
+    } else if (key == "args" && caf::holds_alternative<caf::config_value::list>(value)) {
+      for (auto& arg : caf::get<caf::config_value::list>(value)) {
+        if (!caf::holds_alternative<std::string>(arg))
+          throw config_error(where + ": args must be a list of quoted strings");
+        agent.args.push_back(caf::get<std::string>(arg));
+      }
+    } else {
+      throw config_error(where + ": unexpected " + key + " = " + caf::to_string(value)
+                         + " (expected executable=\"...\", args=[\"...\"], timeout-ms=N>0)");
+    }
+  }
+  if (agent.executable.empty())
+    throw config_error(where + ": executable is required");
+  return agent;
+}
+
 void apply_file(const std::string& path, router_settings& out) {
   auto parsed = caf::actor_system_config::parse_config_file(path.c_str());
   if (!parsed)
@@ -144,7 +185,10 @@ void apply_file(const std::string& path, router_settings& out) {
       continue;
     for (auto& [name, value] : *dict) {
       auto key = section + "." + name;
-      if (auto opt = find_option(key))
+      if (auto agent = caf::get_if<caf::config_value::dictionary>(&value);
+          agent && section == "agents")
+        out.command_agents.push_back(command_agent(path, name, *agent));
+      else if (auto opt = find_option(key))
         assign_from_value(*opt, value, out, path);
       else if (section_is_ours(key))
         throw config_error(path + ": unknown option " + key + " (see README, Configuration)");

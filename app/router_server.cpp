@@ -34,6 +34,36 @@ net::session_limits session_limits_of(const router_settings& s) {
   return limits;
 }
 
+std::shared_ptr<const actors::agent_catalog> catalog_of(const router_settings& s,
+                                                       asio::io_context& io) {
+  auto catalog = std::make_shared<actors::agent_catalog>();
+  catalog->default_agent = s.default_agent;
+  catalog->demo_steps = static_cast<int>(s.demo_steps);
+  catalog->demo_step_delay = std::chrono::milliseconds{s.demo_step_delay_ms};
+  catalog->io = &io;
+  auto add = [&](std::string name, actors::agent_kind kind, std::int64_t timeout_ms) {
+    actors::agent_definition def;
+    def.name = name;
+    def.kind = kind;
+    def.timeout = std::chrono::milliseconds{timeout_ms};
+    return &(catalog->agents[name] = std::move(def));
+  };
+  add("echo", actors::agent_kind::echo, s.run_timeout_ms);
+  add("demo", actors::agent_kind::demo, s.run_timeout_ms);
+  if (s.test_agents != 0) {
+    add("test-throw", actors::agent_kind::test_throw, s.run_timeout_ms);
+    add("test-hang", actors::agent_kind::test_hang, s.run_timeout_ms);
+  }
+  for (auto& c : s.command_agents) {
+    auto def = add(c.name, actors::agent_kind::command, c.timeout_ms);
+    def->command.executable = c.executable;
+    def->command.args = c.args;
+  }
+  if (!catalog->find(s.default_agent))
+    throw std::runtime_error("agents.default = \"" + s.default_agent + "\" names no agent");
+  return catalog;
+}
+
 std::unique_ptr<caf::actor_system_config> default_caf_config() {
   auto cfg = std::make_unique<caf::actor_system_config>();
   // CAF 0.17 starts at least 4 workers otherwise, even on 2 cores.
@@ -54,6 +84,10 @@ struct router_server::impl {
     auto manager_cfg = std::make_shared<actors::manager_settings>();
     manager_cfg->server_id = s.server_id;
     manager_cfg->session = session_limits_of(s);
+    manager_cfg->max_runs_per_connection = static_cast<std::size_t>(s.max_runs_per_connection);
+    manager_cfg->agents = catalog_of(s, io);
+    store = actors::spawn_thread_store(system, s.store_path);
+    manager_cfg->store = store;
     router = actors::spawn_router(system, std::move(manager_cfg));
     net::listener_hooks hooks;
     hooks.on_upgrade = [r = router](actors::connection_ptr connection,
@@ -73,6 +107,7 @@ struct router_server::impl {
   context::jwt_verifier verifier;
   asio::io_context io;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  actors::thread_store_actor store;
   actors::router_actor router;
   std::unique_ptr<net::listener> listener;
   std::vector<std::thread> threads;
@@ -123,6 +158,7 @@ void router_server::shutdown(std::chrono::milliseconds drain) {
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
   // Managers still alive after the drain die with the router (they are linked to it).
   caf::anon_send_exit(i.router, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(i.store, caf::exit_reason::user_shutdown);
   i.system.await_all_actors_done();
   i.work.reset();
   i.io.stop();

@@ -4,8 +4,17 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace er::app {
+
+/// A `[agents.NAME]` section: an external process speaking the line protocol (README).
+struct command_agent_settings {
+  std::string name;
+  std::string executable; ///< relative paths are resolved against the config file's folder
+  std::vector<std::string> args;
+  std::int64_t timeout_ms = 60000;
+};
 
 inline constexpr const char* dev_jwt_secret = "dev-only-jwt-secret-change-me";
 inline constexpr const char* dev_api_key = "dev-only-api-key-change-me";
@@ -38,6 +47,10 @@ struct router_settings {
   // [agents]
   std::int64_t demo_steps = 3;
   std::int64_t demo_step_delay_ms = 100;
+  std::string default_agent = "demo";
+  std::int64_t run_timeout_ms = 300000; ///< built-in agents; command agents have their own
+  std::int64_t test_agents = 0;         ///< 1: add the fault-injection agents (tests only)
+  std::vector<command_agent_settings> command_agents;
 };
 
 } // namespace er::app

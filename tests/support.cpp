@@ -185,3 +185,87 @@ int child_process::wait(std::chrono::milliseconds timeout) {
 }
 
 } // namespace er::test
+
+namespace er::test {
+
+app::router_settings agent_settings() {
+  auto s = test_settings();
+  s.demo_steps = 3;
+  s.demo_step_delay_ms = 5;
+  s.test_agents = 1;
+  s.max_runs_per_connection = 5;
+  auto sh = [](std::string name, std::string script, std::int64_t timeout_ms) {
+    app::command_agent_settings c;
+    c.name = std::move(name);
+    c.executable = "/bin/sh";
+    c.args = {"-c", std::move(script)};
+    c.timeout_ms = timeout_ms;
+    return c;
+  };
+  s.command_agents = {
+    sh("well-behaved",
+       "read line; echo '{\"type\":\"agent_thinking\",\"data\":{\"text\":\"hm\"}}';"
+       " echo \"stderr secret $line\" >&2;"
+       " printf '{\"type\":\"agent_completed\",\"data\":{\"request\":%s}}\\n' \"$line\"",
+       5000),
+    sh("crasher", "read line; echo '{\"type\":\"agent_thinking\"}'; kill -SEGV $$", 5000),
+    sh("garbage", "read line; echo 'this is not json'; sleep 30", 5000),
+    sh("hanger", "read line; echo '{\"type\":\"agent_progress\",\"data\":{\"pid\":'$$'}}'; sleep 30",
+       700),
+    sh("quitter", "read line; exit 3", 5000),
+    sh("sleeper",
+       "read line; sleep 30 & echo '{\"type\":\"agent_progress\",\"data\":{\"pid\":'$$',\"child\":'$!'}}'; wait",
+       30000),
+  };
+  s.command_agents.push_back(
+    {"example", ER_SOURCE_DIR "/agents/example-agent", {}, 10000});
+  return s;
+}
+
+std::vector<json> read_until(net::ws_client& client, const std::function<bool(const json&)>& done,
+                             std::chrono::milliseconds timeout) {
+  std::vector<json> frames;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - std::chrono::steady_clock::now());
+    REQUIRE_MESSAGE(left.count() > 0, "timed out after " << frames.size() << " frames");
+    auto f = client.read(left);
+    REQUIRE_MESSAGE(f.what == net::frame::kind::text,
+                    "connection ended or timed out after " << frames.size() << " frames");
+    frames.push_back(json::parse(f.data));
+    if (done(frames.back()))
+      return frames;
+  }
+}
+
+bool is_final(const json& frame) {
+  auto t = frame.value("type", "");
+  return t == "agent_completed" || t == "agent_error" || t == "agent_stopped";
+}
+
+std::vector<json> run_to_end(net::ws_client& client, const json& request,
+                             std::chrono::milliseconds timeout) {
+  client.send_text(request.dump());
+  auto frames = read_until(
+    client, [](const json& f) { return is_final(f) || f["type"] == "error"; }, timeout);
+  return frames;
+}
+
+bool back_to_baseline(test_router& router, std::size_t actors) {
+  return eventually([&] {
+    return router.server().stats().connections == 0
+           && router.server().running_actors() == actors;
+  });
+}
+
+bool process_alive(pid_t pid) {
+  std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string line;
+  if (!std::getline(stat, line))
+    return false;
+  auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+} // namespace er::test

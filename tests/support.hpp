@@ -85,3 +85,27 @@ private:
 };
 
 } // namespace er::test
+
+namespace er::test {
+
+/// Settings for agent tests: fast demo agent, fault-injection agents, shell command agents.
+app::router_settings agent_settings();
+
+/// Reads frames until `done(frame)` holds (that frame included); fails on timeout or close.
+std::vector<json> read_until(net::ws_client& client, const std::function<bool(const json&)>& done,
+                             std::chrono::milliseconds timeout = 10s);
+
+/// Sends `request` and reads until the run it starts has its final event; returns the run's
+/// frames (agent_started first).
+std::vector<json> run_to_end(net::ws_client& client, const json& request,
+                             std::chrono::milliseconds timeout = 10s);
+
+bool is_final(const json& frame);
+
+/// Actor and connection counts back to `actors` and 0.
+bool back_to_baseline(test_router& router, std::size_t actors);
+
+/// Whether a process with this pid still exists (zombies count as gone: they were reaped).
+bool process_alive(pid_t pid);
+
+} // namespace er::test

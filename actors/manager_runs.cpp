@@ -1,0 +1,253 @@
+// The connection manager's agent runs: start_agent, user_message, stop_agent, the events of
+// its runs, their deadlines and their exits. Every event of a run is stamped here from the
+// manager's own run_entry, whatever the run itself claims.
+
+#include <caf/actor_cast.hpp>
+#include <caf/exit_reason.hpp>
+
+#include "actors/manager_state.hpp"
+#include "context/ids.hpp"
+#include "net/protocol_codes.hpp"
+
+namespace er::actors {
+
+namespace {
+
+using json = nlohmann::json;
+constexpr std::size_t thread_title_bytes = 60;
+constexpr auto store_timeout = std::chrono::seconds{10};
+
+std::size_t active_runs(manager_pointer self) {
+  std::size_t n = self->state.starting_runs;
+  for (auto& [addr, entry] : self->state.runs)
+    n += entry.finished ? 0 : 1;
+  return n;
+}
+
+void start_run(manager_pointer self, const agent_definition& agent,
+               std::optional<std::string> thread_id, json payload,
+               std::optional<std::string> reply_to) {
+  auto& st = self->state;
+  run_entry entry;
+  entry.run_id = context::random_id(context::id_prefix::run);
+  entry.thread_id = std::move(thread_id);
+  entry.reply_to = std::move(reply_to);
+  outbound_event started;
+  started.type = "agent_started";
+  started.run_id = entry.run_id;
+  started.thread_id = entry.thread_id;
+  started.reply_to = entry.reply_to;
+  started.data = json{{"agent", agent.name}};
+  emit(self, started);
+  entry.actor = spawn_agent_run(self, agent, *st.settings->agents,
+                                run_spec{entry.run_id, entry.thread_id.value_or(""),
+                                         std::move(payload)});
+  self->delayed_send(self, agent.timeout, deadline_atom::value, entry.run_id);
+  st.run_ids.emplace(entry.run_id, entry.actor.address());
+  st.runs.emplace(entry.actor.address(), std::move(entry));
+}
+
+/// Asks the store with this manager's own user_id. `then` always runs, once: with the
+/// store's reply, or with `error` set when the store failed or did not answer.
+template <class F>
+void ask_store(manager_pointer self, thread_query q, F then) {
+  auto& st = self->state;
+  self->request(st.settings->store, store_timeout, store_atom::value, st.ctx->user_id(), std::move(q))
+    .then([=](thread_reply& r) mutable { then(r); },
+          [=](caf::error&) mutable {
+            thread_reply r;
+            r.found = false;
+            r.error = "the thread store did not answer";
+            then(r);
+          });
+}
+
+/// Answers a failed or negative store reply; true when it did (the request is over).
+bool refused(manager_pointer self, const thread_reply& r, const std::optional<std::string>& reply_to) {
+  if (!r.error.empty())
+    reply_error(self, error_code::unavailable, "the thread store is unavailable", reply_to);
+  else if (!r.found)
+    reply_error(self, error_code::not_found, "no such thread", reply_to);
+  return !r.error.empty() || !r.found;
+}
+
+/// Runs `start` once the thread exists for this user; not_found otherwise. The run slot is
+/// reserved meanwhile, so concurrent requests cannot exceed max-runs-per-connection.
+template <class F>
+void on_users_thread(manager_pointer self, const std::string& thread_id,
+                     std::optional<std::string> reply_to, F start) {
+  thread_query q;
+  q.op = thread_op::exists;
+  q.thread_id = thread_id;
+  ++self->state.starting_runs;
+  ask_store(self, q, [=](thread_reply& r) {
+    --self->state.starting_runs;
+    if (!refused(self, r, reply_to))
+      start();
+  });
+}
+
+bool refuse_over_limit(manager_pointer self, const inbound_message& msg) {
+  if (active_runs(self) < self->state.settings->max_runs_per_connection)
+    return false;
+  reply_error(self, error_code::too_many_runs,
+              "at most " + std::to_string(self->state.settings->max_runs_per_connection)
+                + " concurrent runs per connection",
+              msg.id);
+  return true;
+}
+
+void on_start_agent(manager_pointer self, inbound_message& msg) {
+  auto name = msg.payload.find("agent");
+  if (name == msg.payload.end() || !name->is_string())
+    return reply_error(self, error_code::invalid_message, "payload.agent must be a string", msg.id);
+  auto agent = self->state.settings->agents->find(name->get<std::string>());
+  if (!agent)
+    return reply_error(self, error_code::unknown_agent,
+                       "no agent named \"" + name->get<std::string>() + "\"", msg.id);
+  if (refuse_over_limit(self, msg))
+    return;
+  if (!msg.thread_id)
+    return start_run(self, *agent, std::nullopt, std::move(msg.payload), msg.id);
+  on_users_thread(self, *msg.thread_id, msg.id,
+                  [=, payload = msg.payload] { start_run(self, *agent, msg.thread_id, payload, msg.id); });
+}
+
+void on_user_message(manager_pointer self, inbound_message& msg) {
+  auto text = msg.payload.find("text");
+  if (text == msg.payload.end() || !text->is_string() || text->get<std::string>().empty())
+    return reply_error(self, error_code::invalid_message,
+                       "payload.text must be a non-empty string", msg.id);
+  auto agent = self->state.settings->agents->find(self->state.settings->agents->default_agent);
+  if (!agent)
+    return reply_error(self, error_code::unavailable, "no default agent configured", msg.id);
+  if (refuse_over_limit(self, msg))
+    return;
+  thread_query q;
+  q.op = thread_op::append; // appending to an existing thread is also its ownership check
+  q.thread_id = msg.thread_id.value_or(context::random_id(context::id_prefix::thread));
+  q.role = "user";
+  q.content = json{{"text", *text}}.dump();
+  ++self->state.starting_runs;
+  auto append_then_start = [=](thread_reply& created) {
+    if (refused(self, created, msg.id)) {
+      --self->state.starting_runs;
+      return;
+    }
+    ask_store(self, q, [=](thread_reply& appended) {
+      --self->state.starting_runs;
+      if (!refused(self, appended, msg.id))
+        start_run(self, *agent, q.thread_id, msg.payload, msg.id);
+    });
+  };
+  if (msg.thread_id) {
+    thread_reply exists; // found: go straight to the append
+    return append_then_start(exists);
+  }
+  thread_query create = q;
+  create.op = thread_op::create;
+  create.title = text->get<std::string>().substr(0, thread_title_bytes);
+  ask_store(self, create, append_then_start);
+}
+
+void on_stop_agent(manager_pointer self, inbound_message& msg) {
+  auto id = msg.payload.find("run_id");
+  if (id == msg.payload.end() || !id->is_string())
+    return reply_error(self, error_code::invalid_message, "payload.run_id must be a string", msg.id);
+  auto& st = self->state;
+  auto addr = st.run_ids.find(id->get<std::string>());
+  auto run = addr == st.run_ids.end() ? st.runs.end() : st.runs.find(addr->second);
+  if (run == st.runs.end() || run->second.finished)
+    return reply_error(self, error_code::not_found, "no such run", msg.id);
+  auto& entry = run->second;
+  entry.finished = true;
+  outbound_event stopped;
+  stopped.type = "agent_stopped";
+  stopped.run_id = entry.run_id;
+  stopped.thread_id = entry.thread_id;
+  stopped.reply_to = msg.id;
+  stopped.data = json{{"reason", "stopped by the client"}};
+  emit(self, stopped);
+  self->send_exit(entry.actor, caf::exit_reason::user_shutdown);
+}
+
+/// Ends an active run with agent_error (timeouts, crashes).
+void fail_run(manager_pointer self, run_entry& entry, std::string message) {
+  entry.finished = true;
+  outbound_event ev;
+  ev.type = "agent_error";
+  ev.run_id = entry.run_id;
+  ev.thread_id = entry.thread_id;
+  ev.reply_to = entry.reply_to;
+  ev.data = json{{"message", std::move(message)}};
+  emit(self, ev);
+}
+
+} // namespace
+
+bool is_agent_message(const std::string& type) {
+  return type == "start_agent" || type == "user_message" || type == "stop_agent";
+}
+
+void on_agent_message(manager_pointer self, inbound_message& msg) {
+  if (msg.type == "start_agent")
+    on_start_agent(self, msg);
+  else if (msg.type == "user_message")
+    on_user_message(self, msg);
+  else
+    on_stop_agent(self, msg);
+}
+
+void on_run_event(manager_pointer self, outbound_event& event) {
+  auto& st = self->state;
+  auto run = st.runs.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+  if (run == st.runs.end() || run->second.finished || !is_agent_event(event.type))
+    return; // a late event of a stopped or timed-out run, or not a run at all
+  auto& entry = run->second;
+  event.run_id = entry.run_id;
+  event.thread_id = entry.thread_id;
+  event.reply_to = entry.reply_to;
+  if (is_final_agent_event(event.type)) {
+    entry.finished = true;
+    if (event.type == "agent_completed" && entry.thread_id) {
+      // Sent before the event, so a history request after it already sees the result.
+      thread_query q;
+      q.op = thread_op::append;
+      q.thread_id = *entry.thread_id;
+      q.role = "agent";
+      q.run_id = entry.run_id;
+      q.content = event.data.dump();
+      self->request(st.settings->store, store_timeout, store_atom::value, st.ctx->user_id(), q)
+        .then([](thread_reply&) {}, [](caf::error&) {});
+    }
+  }
+  emit(self, event);
+}
+
+bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf::error& reason) {
+  auto& st = self->state;
+  auto run = st.runs.find(source);
+  if (run == st.runs.end())
+    return false;
+  if (!run->second.finished)
+    fail_run(self, run->second,
+             reason && reason != caf::exit_reason::normal ? "the agent failed"
+                                                          : "the agent ended without completing");
+  st.run_ids.erase(run->second.run_id);
+  st.runs.erase(run);
+  return true;
+}
+
+void on_run_deadline(manager_pointer self, const std::string& run_id) {
+  auto& st = self->state;
+  auto addr = st.run_ids.find(run_id);
+  if (addr == st.run_ids.end())
+    return;
+  auto& entry = st.runs.at(addr->second);
+  if (entry.finished)
+    return;
+  fail_run(self, entry, "the agent timed out");
+  self->send_exit(entry.actor, caf::exit_reason::user_shutdown);
+}
+
+} // namespace er::actors

@@ -1,0 +1,21 @@
+#pragma once
+// The handler of the thread messages (create_thread, list_threads, get_thread_history):
+// a child of one connection manager, spawned on first use. It validates the request,
+// asks its manager for the data (the manager scopes every query by its own user_id) and
+// sends the reply event back through the manager. It holds no handle but its manager's.
+
+#include <caf/local_actor.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "actors/messages.hpp"
+
+namespace er::actors {
+
+using thread_handler_actor = caf::typed_actor<caf::reacts_to<handle_atom, inbound_message>>;
+
+bool is_thread_message(const std::string& type);
+
+/// Spawned linked to `manager`, which must be a connection manager.
+thread_handler_actor spawn_thread_handler(caf::local_actor* manager);
+
+} // namespace er::actors

@@ -1,0 +1,185 @@
+// Agent runs as child actors of the manager (DESIGN §5): built-in and command agents, the
+// documented event order, limits, stop, timeouts and failures.
+
+#include <csignal>
+
+#include <doctest/doctest.h>
+
+#include "tests/support.hpp"
+
+using namespace er::test;
+
+namespace {
+
+std::vector<std::string> types_of(const std::vector<json>& frames) {
+  std::vector<std::string> types;
+  for (auto& f : frames)
+    types.push_back(f["type"]);
+  return types;
+}
+
+json start(const std::string& agent, const std::string& id, json input = "hello") {
+  return json{{"type", "start_agent"}, {"id", id}, {"payload", {{"agent", agent}, {"input", input}}}};
+}
+
+} // namespace
+
+TEST_CASE("echo completes with its input, every event stamped with the run's id") {
+  test_router router{agent_settings()};
+  auto c = connect_user(router, "alice");
+  auto frames = run_to_end(*c.client, start("echo", "e1", json{{"k", "v"}}));
+  REQUIRE(types_of(frames) == std::vector<std::string>{"agent_started", "agent_completed"});
+  auto run_id = frames[0]["run_id"].get<std::string>();
+  CHECK(run_id.rfind("r-", 0) == 0);
+  CHECK(run_id.size() == 34);
+  for (auto& f : frames) {
+    CHECK(f["run_id"] == run_id);
+    CHECK(f["reply_to"] == "e1");
+    CHECK(f["user_id"] == "alice");
+  }
+  CHECK(frames[1]["data"]["output"] == json{{"k", "v"}});
+}
+
+TEST_CASE("demo runs its thinking steps, one tool call and its result, then completes") {
+  test_router router{agent_settings()};
+  auto c = connect_user(router, "alice");
+  auto frames = run_to_end(*c.client, start("demo", "d1"));
+  CHECK(types_of(frames)
+        == std::vector<std::string>{"agent_started", "agent_thinking", "agent_thinking",
+                                    "agent_thinking", "tool_executing", "tool_completed",
+                                    "agent_completed"});
+  for (size_t i = 1; i < frames.size(); ++i)
+    CHECK(frames[i]["event_id"].get<int>() == frames[i - 1]["event_id"].get<int>() + 1);
+}
+
+TEST_CASE("an unknown agent is unknown_agent and a malformed start is invalid_message") {
+  test_router router{agent_settings()};
+  auto c = connect_user(router, "alice");
+  c.client->send_text(start("nobody", "u1").dump());
+  auto unknown = next_json(*c.client);
+  CHECK(unknown["data"]["code"] == "unknown_agent");
+  CHECK(unknown["reply_to"] == "u1");
+  c.client->send_text(R"({"type":"start_agent","id":"u2","payload":{"agent":5}})");
+  CHECK(next_json(*c.client)["data"]["code"] == "invalid_message");
+  c.client->send_text(R"({"type":"user_message","id":"u3","payload":{"text":""}})");
+  CHECK(next_json(*c.client)["data"]["code"] == "invalid_message");
+  c.client->send_text(R"({"type":"stop_agent","id":"u4","payload":{}})");
+  CHECK(next_json(*c.client)["data"]["code"] == "invalid_message");
+}
+
+TEST_CASE("past max-runs-per-connection a start gets too_many_runs, on that connection only") {
+  test_router router{agent_settings()};
+  auto c = connect_user(router, "alice");
+  for (int i = 0; i < 5; ++i) {
+    c.client->send_text(start("test-hang", "h" + std::to_string(i)).dump());
+    CHECK(next_json(*c.client)["type"] == "agent_started");
+  }
+  c.client->send_text(start("echo", "over").dump());
+  auto refused = next_json(*c.client);
+  CHECK(refused["data"]["code"] == "too_many_runs");
+  CHECK(refused["reply_to"] == "over");
+  auto other = connect_user(router, "alice");
+  CHECK(types_of(run_to_end(*other.client, start("echo", "fine"))).back() == "agent_completed");
+}
+
+TEST_CASE("stop_agent ends a running run with agent_stopped replying to the stop, exactly once") {
+  test_router router{agent_settings()};
+  auto c = connect_user(router, "alice");
+  c.client->send_text(start("test-hang", "h").dump());
+  auto started = next_json(*c.client);
+  auto run_id = started["run_id"];
+  c.client->send_text(json{{"type", "stop_agent"}, {"id", "s1"}, {"payload", {{"run_id", run_id}}}}.dump());
+  auto stopped = next_json(*c.client);
+  CHECK(stopped["type"] == "agent_stopped");
+  CHECK(stopped["run_id"] == run_id);
+  CHECK(stopped["reply_to"] == "s1");
+  c.client->send_text(json{{"type", "stop_agent"}, {"id", "s2"}, {"payload", {{"run_id", run_id}}}}.dump());
+  auto again = next_json(*c.client);
+  CHECK(again["data"]["code"] == "not_found");
+  CHECK(again["reply_to"] == "s2");
+  CHECK(c.client->read(300ms).what == er::net::frame::kind::timeout); // no late event
+}
+
+TEST_CASE("a run that throws ends in agent_error and harms nothing else") {
+  test_router router{agent_settings()};
+  auto c = connect_user(router, "alice");
+  auto bystander = connect_user(router, "alice");
+  bystander.client->send_text(start("demo", "slow").dump());
+  auto frames = run_to_end(*c.client, start("test-throw", "boom"));
+  CHECK(types_of(frames) == std::vector<std::string>{"agent_started", "agent_thinking", "agent_error"});
+  CHECK(frames.back()["data"]["message"] == "the agent failed");
+  CHECK(types_of(run_to_end(*c.client, start("echo", "after"))).back() == "agent_completed");
+  auto demo = read_until(*bystander.client, [](const json& f) { return is_final(f); });
+  CHECK(demo.back()["type"] == "agent_completed");
+}
+
+TEST_CASE("command agent: a well-behaved process streams events and completes; stderr never "
+          "reaches the client") {
+  test_router router{agent_settings()};
+  auto c = connect_user(router, "alice");
+  auto frames = run_to_end(*c.client, start("well-behaved", "w", json{{"q", 1}}));
+  REQUIRE(types_of(frames) == std::vector<std::string>{"agent_started", "agent_thinking", "agent_completed"});
+  auto request = frames[2]["data"]["request"];
+  CHECK(request["run_id"] == frames[0]["run_id"]);
+  CHECK(request["agent"] == "well-behaved");
+  CHECK(request["payload"]["input"] == json{{"q", 1}});
+  CHECK(request["thread_id"].is_null());
+  for (auto& f : frames)
+    CHECK(f.dump().find("stderr secret") == std::string::npos);
+}
+
+TEST_CASE("command agent: the shipped example agent completes") {
+  test_router router{agent_settings()};
+  auto c = connect_user(router, "alice");
+  auto frames = run_to_end(*c.client, json{{"type", "start_agent"}, {"id", "x"},
+                                           {"payload", {{"agent", "example"}, {"text", "echo me"}}}});
+  CHECK(types_of(frames) == std::vector<std::string>{"agent_started", "agent_thinking", "tool_executing",
+                                                     "tool_completed", "agent_progress", "agent_completed"});
+  CHECK(frames.back()["data"]["output"]["echo"] == "echo me");
+}
+
+TEST_CASE("command agent: a crash, garbage output, an exit without completion and a hang past "
+          "the timeout each end in a clear agent_error") {
+  test_router router{agent_settings()};
+  auto c = connect_user(router, "alice");
+  auto message_of = [&](const std::string& agent) {
+    auto frames = run_to_end(*c.client, start(agent, agent));
+    CHECK(frames.back()["type"] == "agent_error");
+    CHECK(frames.back()["reply_to"] == agent);
+    return frames.back()["data"]["message"].get<std::string>();
+  };
+  CHECK(message_of("crasher").find("signal 11") != std::string::npos);
+  CHECK(message_of("garbage").find("not a JSON agent event") != std::string::npos);
+  CHECK(message_of("quitter").find("status 3") != std::string::npos);
+  CHECK(message_of("hanger").find("timed out") != std::string::npos);
+  c.client->send_text(R"({"type":"ping","id":"alive"})");
+  CHECK(next_json(*c.client)["reply_to"] == "alive");
+}
+
+TEST_CASE("stop_agent and a closing connection terminate the command's whole process group") {
+  test_router router{agent_settings()};
+  auto baseline = router.server().running_actors();
+  auto pids_of = [](const json& progress) {
+    return std::pair<pid_t, pid_t>{progress["data"]["pid"].get<pid_t>(),
+                                   progress["data"]["child"].get<pid_t>()};
+  };
+  {
+    auto c = connect_user(router, "alice");
+    c.client->send_text(start("sleeper", "s").dump());
+    auto frames = read_until(*c.client, [](const json& f) { return f["type"] == "agent_progress"; });
+    auto [pid, child] = pids_of(frames.back());
+    CHECK(process_alive(pid));
+    CHECK(process_alive(child));
+    c.client->send_text(json{{"type", "stop_agent"}, {"id", "stop"},
+                             {"payload", {{"run_id", frames.back()["run_id"]}}}}.dump());
+    CHECK(next_json(*c.client)["type"] == "agent_stopped");
+    CHECK(eventually([&] { return !process_alive(pid) && !process_alive(child); }));
+  }
+  auto c = connect_user(router, "alice");
+  c.client->send_text(start("sleeper", "s").dump());
+  auto frames = read_until(*c.client, [](const json& f) { return f["type"] == "agent_progress"; });
+  auto [pid, child] = pids_of(frames.back());
+  c.client->reset();
+  CHECK(eventually([&] { return !process_alive(pid) && !process_alive(child); }));
+  CHECK(back_to_baseline(router, baseline));
+}

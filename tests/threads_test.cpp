@@ -1,0 +1,111 @@
+// Conversation threads in SQLite (DESIGN §6): create, list, history, appends by
+// user_message and agent results, persistence across a router restart.
+
+#include <cstdlib>
+#include <filesystem>
+
+#include <doctest/doctest.h>
+
+#include "tests/support.hpp"
+
+using namespace er::test;
+
+namespace {
+
+json request(er::net::ws_client& c, const json& msg) {
+  c.send_text(msg.dump());
+  return next_json(c);
+}
+
+struct temp_dir {
+  std::string path;
+  temp_dir() {
+    char name[] = "/tmp/er-threads-XXXXXX";
+    REQUIRE(mkdtemp(name) != nullptr);
+    path = name;
+  }
+  ~temp_dir() { std::filesystem::remove_all(path); }
+};
+
+} // namespace
+
+TEST_CASE("create_thread, list_threads and get_thread_history answer for this user's threads") {
+  test_router router{agent_settings()};
+  auto c = connect_user(router, "alice");
+  auto created = request(*c.client, {{"type", "create_thread"}, {"id", "c1"}, {"payload", {{"title", "Plans"}}}});
+  REQUIRE(created["type"] == "thread_created");
+  CHECK(created["reply_to"] == "c1");
+  auto thread_id = created["thread_id"].get<std::string>();
+  CHECK(thread_id.rfind("t-", 0) == 0);
+  CHECK(created["data"]["title"] == "Plans");
+  auto list = request(*c.client, {{"type", "list_threads"}, {"id", "l1"}});
+  REQUIRE(list["type"] == "thread_list");
+  REQUIRE(list["data"]["threads"].size() == 1);
+  CHECK(list["data"]["threads"][0]["thread_id"] == thread_id);
+  auto history = request(*c.client, {{"type", "get_thread_history"}, {"id", "h1"}, {"thread_id", thread_id}});
+  CHECK(history["type"] == "thread_history");
+  CHECK(history["thread_id"] == thread_id);
+  CHECK(history["data"]["messages"].empty());
+  auto bad = request(*c.client, {{"type", "create_thread"}, {"id", "c2"}, {"payload", {{"title", 5}}}});
+  CHECK(bad["data"]["code"] == "invalid_message");
+  auto no_id = request(*c.client, {{"type", "get_thread_history"}, {"id", "h2"}});
+  CHECK(no_id["data"]["code"] == "invalid_message");
+}
+
+TEST_CASE("user_message appends the text and the agent's result to its thread, and the "
+          "history survives a restart of the router") {
+  temp_dir dir;
+  auto settings = agent_settings();
+  settings.store_path = dir.path + "/threads.db";
+  std::string thread_id, run_id;
+  {
+    test_router router{settings};
+    auto c = connect_user(router, "alice");
+    auto frames = run_to_end(*c.client, {{"type", "user_message"}, {"id", "m1"}, {"payload", {{"text", "What is up?"}}}});
+    REQUIRE(frames.back()["type"] == "agent_completed");
+    thread_id = frames.front()["thread_id"];
+    run_id = frames.front()["run_id"];
+    for (auto& f : frames)
+      CHECK(f["thread_id"] == thread_id);
+    // A second message on the same thread.
+    auto second = run_to_end(*c.client, {{"type", "user_message"}, {"id", "m2"}, {"thread_id", thread_id},
+                                         {"payload", {{"text", "And then?"}}}});
+    CHECK(second.back()["type"] == "agent_completed");
+  }
+  test_router restarted{settings};
+  auto c = connect_user(restarted, "alice");
+  auto history = request(*c.client, {{"type", "get_thread_history"}, {"id", "h"}, {"thread_id", thread_id}});
+  REQUIRE(history["type"] == "thread_history");
+  auto& messages = history["data"]["messages"];
+  REQUIRE(messages.size() == 4);
+  CHECK(messages[0]["role"] == "user");
+  CHECK(messages[0]["content"]["text"] == "What is up?");
+  CHECK(messages[1]["role"] == "agent");
+  CHECK(messages[1]["run_id"] == run_id);
+  CHECK(messages[1]["content"]["output"] == "demo answer");
+  CHECK(messages[2]["content"]["text"] == "And then?");
+  CHECK(messages[3]["role"] == "agent");
+  auto list = request(*c.client, {{"type", "list_threads"}, {"id", "l"}});
+  REQUIRE(list["data"]["threads"].size() == 1);
+  CHECK(list["data"]["threads"][0]["title"] == "What is up?");
+  CHECK(list["data"]["threads"][0]["message_count"] == 4);
+}
+
+TEST_CASE("the store file is created on first start in WAL mode") {
+  temp_dir dir;
+  auto settings = agent_settings();
+  settings.store_path = dir.path + "/fresh.db";
+  test_router router{settings};
+  CHECK(std::filesystem::exists(settings.store_path));
+}
+
+TEST_CASE("an unusable store path stops the start with an error naming it") {
+  auto settings = agent_settings();
+  settings.store_path = "/nonexistent-dir/threads.db";
+  try {
+    test_router router{settings};
+    FAIL("the router started");
+  } catch (const std::exception& e) {
+    CHECK(std::string{e.what()}.find("/nonexistent-dir/threads.db") != std::string::npos);
+  }
+}
