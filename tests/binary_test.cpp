@@ -89,5 +89,6 @@ TEST_CASE("--mint-token prints a token the router accepts for that user") {
   REQUIRE(h.upgraded);
   CHECK(next_json(*client)["user_id"] == "carol");
   router.signal(SIGTERM);
+  CHECK(client->read(10s).close_code == 1001); // answering the close lets the router finish
   CHECK(router.wait() == 0);
 }
