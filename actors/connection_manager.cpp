@@ -1,11 +1,12 @@
 #include "actors/connection_manager.hpp"
 
+#include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/local_actor.hpp>
 #include <caf/send.hpp>
 
 #include "actors/manager_state.hpp"
-
+#include "context/ids.hpp"
 #include "net/protocol_codes.hpp"
 
 namespace er::actors {
@@ -36,20 +37,83 @@ private:
   manager_actor manager_;
 };
 
-void send_established(manager_pointer self) {
+router_metrics* metrics_of(manager_pointer self) {
+  return self->state.settings->metrics.get();
+}
+
+/// Starts `connection` as this session's socket, greets the client and tells the router.
+void attach_connection(manager_pointer self, connection_ptr connection, bool recovered) {
   auto& st = self->state;
+  st.connection = std::move(connection);
+  ++st.generation;
+  st.resume_token = context::random_id(context::id_prefix::resume); // a fresh one every time
+  st.connection->start(std::make_shared<manager_sink>(caf::actor_cast<manager_actor>(self)));
+  if (auto m = metrics_of(self))
+    m->connection_opened();
   auto& limits = st.settings->session;
   outbound_event ev;
   ev.type = "connection_established";
   ev.data = json{{"connection_id", st.ctx->connection_id()},
                  {"session_id", st.ctx->session_id()},
+                 {"resume_token", st.resume_token},
                  {"server_id", st.settings->server_id},
-                 {"recovered", false},
+                 {"recovered", recovered},
                  {"limits",
                   {{"max_message_bytes", limits.max_message_bytes},
-                   {"outbound_queue_bytes", limits.outbound_queue_bytes}}}};
+                   {"outbound_queue_bytes", limits.outbound_queue_bytes},
+                   {"max_runs_per_connection", st.settings->max_runs_per_connection},
+                   {"resume_window_ms", st.settings->resume_window.count()}}}};
   // event_id 0: the greeting is never part of the resumable stream.
   st.connection->send(render_event(ev, 0, st.ctx->user_id(), std::chrono::system_clock::now()));
+  if (auto m = metrics_of(self))
+    m->event_out(ev.type, -1);
+  self->send(st.router, session_atom::value, true, st.resume_token);
+}
+
+/// Whether every event after `last_event_id` is still in the replay buffer.
+bool can_replay(const manager_state& st, std::uint64_t last_event_id) {
+  if (last_event_id >= st.next_event_id)
+    return false; // the client claims events that were never sent
+  if (last_event_id + 1 == st.next_event_id)
+    return true; // nothing missed
+  return st.replay && !st.replay->empty() && st.replay->front().first <= last_event_id + 1;
+}
+
+bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t last_event_id) {
+  auto& st = self->state;
+  if (st.connection || st.shutting_down || !can_replay(st, last_event_id))
+    return false;
+  attach_connection(self, std::move(connection), true);
+  if (st.replay)
+    for (auto& [id, frame] : *st.replay)
+      if (id > last_event_id)
+        st.connection->send(frame);
+  return true;
+}
+
+void on_closed(manager_pointer self, std::uint16_t code, bool clean) {
+  auto& st = self->state;
+  if (auto m = metrics_of(self)) {
+    m->closed(code);
+    m->connection_closed();
+  }
+  st.connection = nullptr;
+  // Only a connection lost without a close frame may come back (DESIGN §8).
+  bool dropped = !clean && code == 1006 && !st.shutting_down;
+  if (!dropped || st.settings->resume_window.count() == 0)
+    return self->quit(caf::exit_reason::user_shutdown); // not normal: children must end too
+  ++st.generation;
+  self->send(st.router, session_atom::value, false, st.resume_token);
+  self->delayed_send(self, st.settings->resume_window, expire_atom::value, st.generation);
+}
+
+void on_shutdown(manager_pointer self, std::uint16_t code) {
+  auto& st = self->state;
+  st.shutting_down = true;
+  if (!st.connection)
+    return self->quit(caf::exit_reason::user_shutdown);
+  st.connection->close(code, code == close_code::disconnected_by_backend ? "disconnected"
+                                                                         : "server going away");
 }
 
 void on_message(manager_pointer self, inbound_message& msg) {
@@ -71,6 +135,19 @@ void on_message(manager_pointer self, inbound_message& msg) {
               std::move(msg.id));
 }
 
+void on_frame(manager_pointer self, const std::string& text) {
+  auto parsed = parse_inbound(text);
+  if (auto* error = std::get_if<protocol_error>(&parsed)) {
+    if (auto m = metrics_of(self))
+      m->message_in("other");
+    return emit(self, make_error(*error));
+  }
+  auto& msg = std::get<inbound_message>(parsed);
+  if (auto m = metrics_of(self))
+    m->message_in(msg.type);
+  on_message(self, msg);
+}
+
 /// Children are linked: a run's or handler's end arrives here; anything else (the router
 /// going down) ends the manager.
 void on_exit_msg(manager_pointer self, caf::exit_msg& msg) {
@@ -83,40 +160,24 @@ void on_exit_msg(manager_pointer self, caf::exit_msg& msg) {
   self->quit(msg.reason);
 }
 
-void on_frame(manager_pointer self, const std::string& text) {
-  auto parsed = parse_inbound(text);
-  if (auto* error = std::get_if<protocol_error>(&parsed))
-    return emit(self, make_error(*error));
-  on_message(self, std::get<inbound_message>(parsed));
-}
-
-manager_actor::behavior_type manager_behavior(manager_pointer self, connection_ptr connection,
+manager_actor::behavior_type manager_behavior(manager_pointer self, router_feedback router,
+                                              connection_ptr connection,
                                               context::user_execution_context ctx,
                                               std::shared_ptr<const manager_settings> settings) {
   auto& st = self->state;
-  st.connection = connection;
+  st.router = std::move(router);
   st.ctx = std::make_unique<const context::user_execution_context>(std::move(ctx));
   st.settings = std::move(settings);
-  // Whatever ends this actor also ends its socket; after a normal close this is a no-op.
-  self->attach_functor([connection](const caf::error& reason) {
-    bool failed = reason && reason != caf::exit_reason::user_shutdown;
-    connection->close(failed ? close_code::internal_error : close_code::normal,
-                      failed ? "internal error" : "");
-  });
   self->set_exit_handler([self](caf::exit_msg& msg) { on_exit_msg(self, msg); });
-  connection->start(std::make_shared<manager_sink>(caf::actor_cast<manager_actor>(self)));
-  send_established(self);
+  attach_connection(self, std::move(connection), false);
   return {
     [=](frame_atom, const std::string& text) { on_frame(self, text); },
     [=](binary_atom, std::uint64_t) {
       reply_error(self, error_code::invalid_message,
                   "binary frames are not supported: send JSON text frames", std::nullopt);
     },
-    // Not a normal exit: linked children ignore those, and every run and handler must end.
-    [=](closed_atom, std::uint16_t, bool) { self->quit(caf::exit_reason::user_shutdown); },
-    [=](shutdown_atom, std::uint16_t code) {
-      self->state.connection->close(code, "server going away");
-    },
+    [=](closed_atom, std::uint16_t code, bool clean) { on_closed(self, code, clean); },
+    [=](shutdown_atom, std::uint16_t code) { on_shutdown(self, code); },
     [=](emit_atom, const outbound_event& event) { emit(self, event); },
     [=](run_event_atom, outbound_event& event) { on_run_event(self, event); },
     [=](store_atom, thread_query& q) {
@@ -125,15 +186,41 @@ manager_actor::behavior_type manager_behavior(manager_pointer self, connection_p
                             self->state.ctx->user_id(), std::move(q));
     },
     [=](deadline_atom, const std::string& run_id) { on_run_deadline(self, run_id); },
+    [=](publish_atom, const outbound_event& event) { emit(self, event); },
+    [=](resume_atom, connection_ptr& c, std::uint64_t last) { return on_resume(self, c, last); },
+    [=](expire_atom, std::uint64_t generation) {
+      if (!self->state.connection && generation == self->state.generation)
+        self->quit(caf::exit_reason::user_shutdown); // nobody came back in time
+    },
   };
+}
+
+std::string_view metric_type(const outbound_event& event) {
+  return event.published ? std::string_view{"published"} : std::string_view{event.type};
 }
 
 } // namespace
 
 void emit(manager_pointer self, const outbound_event& event) {
   auto& st = self->state;
-  st.connection->send(render_event(event, st.next_event_id++, st.ctx->user_id(),
-                                   std::chrono::system_clock::now()));
+  auto id = st.next_event_id++;
+  auto frame = render_event(event, id, st.ctx->user_id(), std::chrono::system_clock::now());
+  if (auto m = metrics_of(self)) {
+    double latency = -1;
+    if (event.created != std::chrono::steady_clock::time_point{})
+      latency = std::chrono::duration<double>(std::chrono::steady_clock::now() - event.created)
+                  .count();
+    m->event_out(metric_type(event), latency);
+  }
+  if (st.settings->resume_window.count() > 0 && st.settings->resume_buffer_events > 0) {
+    if (!st.replay)
+      st.replay = std::make_unique<replay_buffer>();
+    st.replay->emplace_back(id, frame);
+    if (st.replay->size() > st.settings->resume_buffer_events)
+      st.replay->pop_front();
+  }
+  if (st.connection)
+    st.connection->send(std::move(frame));
 }
 
 void reply_error(manager_pointer self, std::string_view code, std::string message,
@@ -141,11 +228,12 @@ void reply_error(manager_pointer self, std::string_view code, std::string messag
   emit(self, make_error(protocol_error{code, std::move(message), std::move(reply_to)}));
 }
 
-manager_actor spawn_connection_manager(caf::local_actor* parent, connection_ptr connection,
+manager_actor spawn_connection_manager(caf::local_actor* parent, router_feedback router,
+                                       connection_ptr connection,
                                        context::user_execution_context ctx,
                                        std::shared_ptr<const manager_settings> settings) {
-  return parent->spawn<caf::linked>(manager_behavior, std::move(connection), std::move(ctx),
-                       std::move(settings));
+  return parent->spawn<caf::linked>(manager_behavior, std::move(router), std::move(connection),
+                                    std::move(ctx), std::move(settings));
 }
 
 } // namespace er::actors

@@ -13,6 +13,7 @@
 
 #include "actors/agent_run.hpp"
 #include "actors/messages.hpp"
+#include "actors/metrics.hpp"
 #include "actors/thread_store.hpp"
 
 namespace er::actors {
@@ -21,8 +22,12 @@ struct manager_settings {
   std::string server_id;
   net::session_limits session;   ///< reported to clients in connection_established
   std::size_t max_runs_per_connection = 4;
+  std::size_t max_connections_per_user = 8;
+  std::chrono::milliseconds resume_window{0}; ///< 0: no resume, a dropped connection ends
+  std::size_t resume_buffer_events = 1000;
   thread_store_actor store;
   std::shared_ptr<const agent_catalog> agents;
+  std::shared_ptr<router_metrics> metrics; ///< may be null (unit tests)
 };
 
 using manager_actor = caf::typed_actor<
@@ -33,10 +38,16 @@ using manager_actor = caf::typed_actor<
   caf::reacts_to<emit_atom, outbound_event>,             // a handler's reply, stamped and sent
   caf::reacts_to<run_event_atom, outbound_event>,        // a run's event, stamped and sent
   caf::replies_to<store_atom, thread_query>::with<thread_reply>, // a handler's store query
-  caf::reacts_to<deadline_atom, std::string>>;           // a run's timeout (run_id)
+  caf::reacts_to<deadline_atom, std::string>,            // a run's timeout (run_id)
+  caf::reacts_to<publish_atom, outbound_event>,          // a backend's event for this user
+  // a new socket for this detached session: resumes after last_event_id, or answers false
+  caf::replies_to<resume_atom, connection_ptr, std::uint64_t>::with<bool>,
+  caf::reacts_to<expire_atom, std::uint64_t>>;           // the resume window passed
 
 /// Spawned by the router, linked to it (see router.hpp); `connection` is not started yet.
-manager_actor spawn_connection_manager(caf::local_actor* parent, connection_ptr connection,
+/// The manager reports its session state and resume token to `router`.
+manager_actor spawn_connection_manager(caf::local_actor* parent, router_feedback router,
+                                       connection_ptr connection,
                                        context::user_execution_context ctx,
                                        std::shared_ptr<const manager_settings> settings);
 

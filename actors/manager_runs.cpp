@@ -17,6 +17,13 @@ using json = nlohmann::json;
 constexpr std::size_t thread_title_bytes = 60;
 constexpr auto store_timeout = std::chrono::seconds{10};
 
+/// Marks the run's one final event as sent.
+void finish(manager_pointer self, run_entry& entry, std::string_view outcome) {
+  entry.finished = true;
+  if (auto& m = self->state.settings->metrics)
+    m->run_ended(outcome);
+}
+
 std::size_t active_runs(manager_pointer self) {
   std::size_t n = self->state.starting_runs;
   for (auto& [addr, entry] : self->state.runs)
@@ -39,6 +46,8 @@ void start_run(manager_pointer self, const agent_definition& agent,
   started.reply_to = entry.reply_to;
   started.data = json{{"agent", agent.name}};
   emit(self, started);
+  if (auto& m = st.settings->metrics)
+    m->run_started();
   entry.actor = spawn_agent_run(self, agent, *st.settings->agents,
                                 run_spec{entry.run_id, entry.thread_id.value_or(""),
                                          std::move(payload)});
@@ -160,7 +169,7 @@ void on_stop_agent(manager_pointer self, inbound_message& msg) {
   if (run == st.runs.end() || run->second.finished)
     return reply_error(self, error_code::not_found, "no such run", msg.id);
   auto& entry = run->second;
-  entry.finished = true;
+  finish(self, entry, "stopped");
   outbound_event stopped;
   stopped.type = "agent_stopped";
   stopped.run_id = entry.run_id;
@@ -173,7 +182,7 @@ void on_stop_agent(manager_pointer self, inbound_message& msg) {
 
 /// Ends an active run with agent_error (timeouts, crashes).
 void fail_run(manager_pointer self, run_entry& entry, std::string message) {
-  entry.finished = true;
+  finish(self, entry, "error");
   outbound_event ev;
   ev.type = "agent_error";
   ev.run_id = entry.run_id;
@@ -208,7 +217,7 @@ void on_run_event(manager_pointer self, outbound_event& event) {
   event.thread_id = entry.thread_id;
   event.reply_to = entry.reply_to;
   if (is_final_agent_event(event.type)) {
-    entry.finished = true;
+    finish(self, entry, event.type == "agent_completed" ? "completed" : "error");
     if (event.type == "agent_completed" && entry.thread_id) {
       // Sent before the event, so a history request after it already sees the result.
       thread_query q;

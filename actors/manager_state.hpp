@@ -2,6 +2,7 @@
 // Internal to the connection manager: its state, shared by connection_manager.cpp (socket,
 // protocol, dispatch) and manager_runs.cpp (agent runs).
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -9,6 +10,7 @@
 
 #include "actors/connection_manager.hpp"
 #include "actors/thread_handler.hpp"
+#include "net/protocol_codes.hpp"
 
 namespace er::actors {
 
@@ -20,8 +22,16 @@ struct run_entry {
   bool finished = false; ///< its one final event has been sent
 };
 
+/// The last frames sent, kept so that a resumed session can replay what the client missed.
+using replay_buffer = std::deque<std::pair<std::uint64_t, std::string>>;
+
 struct manager_state {
-  connection_ptr connection;
+  connection_ptr connection; ///< null while detached
+  router_feedback router;
+  std::string resume_token;
+  bool shutting_down = false;
+  std::uint64_t generation = 0;          ///< counts attach/detach, to match expire timers
+  std::unique_ptr<replay_buffer> replay; ///< allocated on first event: idle costs nothing
   std::unique_ptr<const context::user_execution_context> ctx;
   std::shared_ptr<const manager_settings> settings;
   std::uint64_t next_event_id = 1;
@@ -29,6 +39,16 @@ struct manager_state {
   std::unordered_map<caf::actor_addr, run_entry> runs;
   std::unordered_map<std::string, caf::actor_addr> run_ids;
   std::size_t starting_runs = 0; ///< accepted, waiting for the thread store
+
+  manager_state() = default;
+  manager_state(const manager_state&) = delete;
+  manager_state& operator=(const manager_state&) = delete;
+  /// The state dies with the actor, whatever ended it. Every orderly end has closed the
+  /// socket already (or is closing it); a socket still here means the manager failed.
+  ~manager_state() {
+    if (connection)
+      connection->close(close_code::internal_error, "internal error");
+  }
 
   static inline const char* name = "connection_manager";
 };

@@ -35,10 +35,13 @@ std::variant<inbound_message, protocol_error> parse_inbound(std::string_view tex
 /// What a manager's child asks it to send; the manager adds event_id, user_id and timestamp.
 struct outbound_event {
   std::string type;
+  bool published = false; ///< from the publish API: a backend's own type
   std::optional<std::string> thread_id;
   std::optional<std::string> run_id;
   std::optional<std::string> reply_to;
   nlohmann::json data = nlohmann::json::object();
+  /// When the event came into being, for the delivery latency metric; unset: not measured.
+  std::chrono::steady_clock::time_point created{};
 };
 
 /// The server envelope as one JSON text frame.

@@ -1,5 +1,6 @@
 #include "actors/router.hpp"
 
+#include <algorithm>
 #include <unordered_map>
 #include <vector>
 
@@ -12,10 +13,20 @@ namespace er::actors {
 
 namespace {
 
+constexpr auto resume_timeout = std::chrono::seconds{5};
+
+struct manager_record {
+  manager_actor handle;
+  std::string user_id;
+  std::string resume_token;
+  bool attached = true;
+};
+
 struct router_state {
   std::shared_ptr<const manager_settings> settings;
-  std::unordered_map<std::string, std::vector<manager_actor>> managers_by_user;
-  std::unordered_map<caf::actor_addr, std::string> user_by_manager;
+  std::unordered_map<caf::actor_addr, manager_record> managers;
+  std::unordered_map<std::string, std::vector<caf::actor_addr>> managers_by_user;
+  std::unordered_map<std::string, caf::actor_addr> manager_by_token;
   bool shutting_down = false;
 
   static inline const char* name = "router";
@@ -23,32 +34,126 @@ struct router_state {
 
 using router_pointer = router_actor::stateful_pointer<router_state>;
 
-void attach(router_pointer self, connection_ptr connection, context::user_execution_context ctx) {
+/// Connections past the per-user limit are upgraded and closed at once, so that clients
+/// read the close code (4503) instead of a failed handshake.
+class refusing_sink final : public net::session_sink {
+  void on_text(std::string) override {}
+  void on_binary(std::size_t) override {}
+  void on_closed(net::close_info) override {}
+};
+
+std::size_t attached_of(router_pointer self, const std::string& user_id) {
+  auto it = self->state.managers_by_user.find(user_id);
+  if (it == self->state.managers_by_user.end())
+    return 0;
+  return static_cast<std::size_t>(std::count_if(it->second.begin(), it->second.end(), [&](auto& a) {
+    return self->state.managers.at(a).attached;
+  }));
+}
+
+router_stats stats_of(router_pointer self) {
+  router_stats s;
+  for (auto& [addr, rec] : self->state.managers)
+    (rec.attached ? s.connections : s.detached) += 1;
+  for (auto& [user, list] : self->state.managers_by_user)
+    s.users += attached_of(self, user) > 0 ? 1 : 0;
+  return s;
+}
+
+void update_users_metric(router_pointer self) {
+  if (auto& m = self->state.settings->metrics)
+    m->set_users(static_cast<double>(stats_of(self).users));
+}
+
+void spawn_manager(router_pointer self, connection_ptr connection,
+                   context::user_execution_context ctx) {
   auto& st = self->state;
-  if (st.shutting_down) {
-    connection->close(close_code::going_away, "server going away");
+  if (attached_of(self, ctx.user_id()) >= st.settings->max_connections_per_user) {
+    connection->start(std::make_shared<refusing_sink>());
+    connection->close(close_code::too_many_connections, "too many connections for this user");
+    if (st.settings->metrics)
+      st.settings->metrics->closed(close_code::too_many_connections);
     return;
   }
   auto user_id = ctx.user_id();
-  auto manager = spawn_connection_manager(self, std::move(connection), std::move(ctx),
-                                          st.settings);
-  st.user_by_manager.emplace(manager.address(), user_id);
-  st.managers_by_user[user_id].push_back(std::move(manager));
+  auto manager = spawn_connection_manager(self, caf::actor_cast<router_feedback>(self),
+                                          std::move(connection), std::move(ctx), st.settings);
+  st.managers_by_user[user_id].push_back(manager.address());
+  st.managers.emplace(manager.address(), manager_record{manager, user_id, {}, true});
+  update_users_metric(self);
+}
+
+void attach(router_pointer self, net::upgrade& up) {
+  auto& st = self->state;
+  if (st.shutting_down) {
+    up.connection->start(std::make_shared<refusing_sink>());
+    up.connection->close(close_code::going_away, "server going away");
+    return;
+  }
+  if (up.resume) {
+    auto it = st.manager_by_token.find(up.resume->token);
+    auto rec = it == st.manager_by_token.end() ? st.managers.end() : st.managers.find(it->second);
+    // Another user's token behaves exactly like an unknown one: a fresh session.
+    if (rec != st.managers.end() && !rec->second.attached
+        && rec->second.user_id == up.ctx.user_id()) {
+      auto connection = up.connection;
+      auto ctx = up.ctx;
+      self->request(rec->second.handle, resume_timeout, resume_atom::value, connection,
+                    up.resume->last_event_id)
+        .then(
+          [=](bool resumed) {
+            if (!resumed)
+              spawn_manager(self, connection, ctx);
+          },
+          [=](caf::error&) { spawn_manager(self, connection, ctx); });
+      return;
+    }
+  }
+  spawn_manager(self, std::move(up.connection), std::move(up.ctx));
+}
+
+void on_session(router_pointer self, bool attached, const std::string& token) {
+  auto& st = self->state;
+  auto rec = st.managers.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+  if (rec == st.managers.end())
+    return;
+  st.manager_by_token.erase(rec->second.resume_token);
+  rec->second.resume_token = token;
+  rec->second.attached = attached;
+  if (!token.empty())
+    st.manager_by_token[token] = rec->first;
+  update_users_metric(self);
 }
 
 void forget(router_pointer self, const caf::actor_addr& manager) {
   auto& st = self->state;
-  auto it = st.user_by_manager.find(manager);
-  if (it == st.user_by_manager.end())
+  auto rec = st.managers.find(manager);
+  if (rec == st.managers.end())
     return;
-  auto user = st.managers_by_user.find(it->second);
+  auto user = st.managers_by_user.find(rec->second.user_id);
   auto& list = user->second;
-  list.erase(std::remove_if(list.begin(), list.end(),
-                            [&](const manager_actor& m) { return m.address() == manager; }),
-             list.end());
+  list.erase(std::remove(list.begin(), list.end(), manager), list.end());
   if (list.empty())
     st.managers_by_user.erase(user);
-  st.user_by_manager.erase(it);
+  st.manager_by_token.erase(rec->second.resume_token);
+  st.managers.erase(rec);
+  update_users_metric(self);
+}
+
+/// Sends `msg` to every manager of `user_id`; answers how many are attached.
+template <class... Ts>
+std::uint64_t to_user(router_pointer self, const std::string& user_id, const Ts&... msg) {
+  auto& st = self->state;
+  auto it = st.managers_by_user.find(user_id);
+  if (it == st.managers_by_user.end())
+    return 0;
+  std::uint64_t attached = 0;
+  for (auto& addr : it->second) {
+    auto& rec = st.managers.at(addr);
+    self->send(rec.handle, msg...);
+    attached += rec.attached ? 1 : 0;
+  }
+  return attached;
 }
 
 router_actor::behavior_type router_behavior(router_pointer self,
@@ -56,24 +161,27 @@ router_actor::behavior_type router_behavior(router_pointer self,
   self->state.settings = std::move(settings);
   // Managers are linked: the router outlives their crashes, and they die with the router.
   self->set_exit_handler([self](caf::exit_msg& msg) {
-    if (self->state.user_by_manager.count(msg.source) > 0)
+    if (self->state.managers.count(msg.source) > 0)
       forget(self, msg.source);
     else
       self->quit(msg.reason);
   });
   return {
-    [=](attach_atom, connection_ptr& connection, context::user_execution_context& ctx) {
-      attach(self, std::move(connection), std::move(ctx));
-    },
-    [=](stats_atom) {
-      auto& st = self->state;
-      return router_stats{st.user_by_manager.size(), st.managers_by_user.size()};
-    },
+    [=](attach_atom, net::upgrade& up) { attach(self, up); },
+    [=](stats_atom) { return stats_of(self); },
     [=](shutdown_atom, std::uint16_t code) {
       self->state.shutting_down = true;
-      for (auto& [user, managers] : self->state.managers_by_user)
-        for (auto& manager : managers)
-          self->send(manager, shutdown_atom::value, code);
+      for (auto& [addr, rec] : self->state.managers)
+        self->send(rec.handle, shutdown_atom::value, code);
+    },
+    [=](publish_atom, const std::string& user_id, const outbound_event& event) {
+      return to_user(self, user_id, publish_atom::value, event);
+    },
+    [=](disconnect_atom, const std::string& user_id) {
+      return to_user(self, user_id, shutdown_atom::value, close_code::disconnected_by_backend);
+    },
+    [=](session_atom, bool attached, const std::string& token) {
+      on_session(self, attached, token);
     },
   };
 }

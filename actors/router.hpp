@@ -1,7 +1,7 @@
 #pragma once
 // The router: a supervisor of connection managers and the one index from users to their
-// managers. It holds no payloads and no per-user business state; it is not on the path of a
-// connection's own traffic.
+// managers (and from resume tokens to detached sessions). It holds no payloads and no
+// per-user business state; it is not on the path of a connection's own traffic.
 
 #include <memory>
 
@@ -14,11 +14,17 @@
 namespace er::actors {
 
 using router_actor = caf::typed_actor<
-  // an authenticated connection: spawn its manager
-  caf::reacts_to<attach_atom, connection_ptr, context::user_execution_context>,
+  // an authenticated connection: spawn its manager, or hand it to a detached session
+  caf::reacts_to<attach_atom, net::upgrade>,
   caf::replies_to<stats_atom>::with<router_stats>,
   // close every connection with this code and refuse new ones
-  caf::reacts_to<shutdown_atom, std::uint16_t>>;
+  caf::reacts_to<shutdown_atom, std::uint16_t>,
+  // the publish API: deliver to every session of a user; answers the open connections
+  caf::replies_to<publish_atom, std::string, outbound_event>::with<std::uint64_t>,
+  // the disconnect API: close every session of a user with 4511; answers the connections
+  caf::replies_to<disconnect_atom, std::string>::with<std::uint64_t>,
+  // from a manager: attached or detached, and its current resume token
+  caf::reacts_to<session_atom, bool, std::string>>;
 
 router_actor spawn_router(caf::actor_system& system,
                           std::shared_ptr<const manager_settings> settings);

@@ -12,6 +12,7 @@
 #include <caf/send.hpp>
 
 #include "actors/router.hpp"
+#include "app/http_api.hpp"
 #include "context/jwt_auth.hpp"
 #include "net/listener.hpp"
 #include "net/protocol_codes.hpp"
@@ -85,17 +86,31 @@ struct router_server::impl {
     manager_cfg->server_id = s.server_id;
     manager_cfg->session = session_limits_of(s);
     manager_cfg->max_runs_per_connection = static_cast<std::size_t>(s.max_runs_per_connection);
+    manager_cfg->max_connections_per_user = static_cast<std::size_t>(s.max_connections_per_user);
+    manager_cfg->resume_window = std::chrono::milliseconds{s.resume_window_ms};
+    manager_cfg->resume_buffer_events = static_cast<std::size_t>(s.resume_buffer_events);
     manager_cfg->agents = catalog_of(s, io);
+    manager_cfg->metrics = metrics;
     store = actors::spawn_thread_store(system, s.store_path);
     manager_cfg->store = store;
     router = actors::spawn_router(system, std::move(manager_cfg));
+    api = std::make_unique<http_api>(http_api{system, router, metrics, s.api_key, s.server_id});
     net::listener_hooks hooks;
-    hooks.on_upgrade = [r = router](actors::connection_ptr connection,
-                                    context::user_execution_context ctx) {
-      caf::anon_send(r, actors::attach_atom::value, std::move(connection), std::move(ctx));
+    hooks.on_upgrade = [r = router](net::upgrade up) {
+      caf::anon_send(r, actors::attach_atom::value, std::move(up));
     };
+    hooks.on_request = [a = api.get()](const net::http_request_view& req,
+                                       std::function<void(net::http_reply)> respond) {
+      a->handle(req, std::move(respond));
+    };
+    hooks.on_auth_failure = [m = metrics](context::auth_failure f) {
+      m->auth_failure(context::to_string(f));
+    };
+    auto budget = std::make_shared<net::connection_budget>(
+      static_cast<std::size_t>(s.max_connections));
     listener = std::make_unique<net::listener>(io, s.host, static_cast<unsigned short>(s.port),
-                                               verifier, session_limits_of(s), std::move(hooks));
+                                               verifier, session_limits_of(s), std::move(budget),
+                                               std::move(hooks));
     listener->start();
     for (std::int64_t i = 0; i < s.io_threads; ++i)
       threads.emplace_back([this] { io.run(); });
@@ -107,8 +122,10 @@ struct router_server::impl {
   context::jwt_verifier verifier;
   asio::io_context io;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::shared_ptr<actors::router_metrics> metrics = std::make_shared<actors::router_metrics>();
   actors::thread_store_actor store;
   actors::router_actor router;
+  std::unique_ptr<http_api> api;
   std::unique_ptr<net::listener> listener;
   std::vector<std::thread> threads;
   bool stopped = false;

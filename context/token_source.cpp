@@ -24,6 +24,18 @@ int hex_value(char c) {
   return -1;
 }
 
+bool iequals_prefix(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size())
+    return false;
+  for (size_t i = 0; i < prefix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(s[i]))
+        != std::tolower(static_cast<unsigned char>(prefix[i])))
+      return false;
+  return true;
+}
+
+} // namespace
+
 std::string percent_decode(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -41,18 +53,6 @@ std::string percent_decode(std::string_view s) {
   }
   return out;
 }
-
-bool iequals_prefix(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size())
-    return false;
-  for (size_t i = 0; i < prefix.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(s[i]))
-        != std::tolower(static_cast<unsigned char>(prefix[i])))
-      return false;
-  return true;
-}
-
-} // namespace
 
 std::string_view target_path(std::string_view target) {
   return target.substr(0, target.find('?'));

@@ -3,6 +3,7 @@
 // and is its only writer; the connection reports what it reads to one session_sink.
 // This header stays free of Beast so that actor code compiles quickly.
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +33,32 @@ public:
   virtual void on_binary(std::size_t bytes) = 0;
   /// Called once; nothing else is delivered after it.
   virtual void on_closed(close_info info) = 0;
+};
+
+/// Caps open WebSocket connections process-wide (router.max-connections): a slot is taken
+/// before an upgrade is answered and given back when the connection object goes away.
+class connection_budget {
+public:
+  explicit connection_budget(std::size_t max) : max_(max) {
+  }
+  bool try_acquire() {
+    auto used = used_.load();
+    do {
+      if (used >= max_)
+        return false;
+    } while (!used_.compare_exchange_weak(used, used + 1));
+    return true;
+  }
+  void release() {
+    used_.fetch_sub(1);
+  }
+  std::size_t in_use() const {
+    return used_.load();
+  }
+
+private:
+  std::atomic<std::size_t> used_{0};
+  std::size_t max_;
 };
 
 /// A WebSocket connection whose upgrade request was authenticated but not yet answered.

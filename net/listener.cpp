@@ -31,8 +31,28 @@ constexpr std::string_view websocket_path = "/ws";
 struct shared_settings {
   const context::jwt_verifier& verifier;
   session_limits limits;
+  std::shared_ptr<connection_budget> budget;
   listener_hooks hooks;
 };
+
+/// `?resume=&last_event_id=` when both are present and well-formed.
+std::optional<resume_request> resume_of(std::string_view target) {
+  auto token = context::query_parameter(target, "resume");
+  auto last = context::query_parameter(target, "last_event_id");
+  if (!token || token->empty() || !last)
+    return std::nullopt;
+  resume_request r;
+  r.token = std::move(*token);
+  try {
+    size_t used = 0;
+    r.last_event_id = std::stoull(*last, &used);
+    if (used != last->size())
+      return std::nullopt;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  return r;
+}
 
 /// One HTTP exchange at a time on one TCP connection, until it upgrades or closes.
 class http_session : public std::enable_shared_from_this<http_session> {
@@ -101,12 +121,15 @@ private:
     auto& token = std::get<context::verified_token>(verdict);
     if (context::is_placeholder_user_id(token.user_id))
       return refuse(context::auth_failure::invalid_subject);
+    if (!settings_->budget->try_acquire())
+      return reply(http_reply{503, json_error("too many connections")}, false);
     auto ctx = context::user_execution_context::for_connection(std::move(token.user_id),
                                                                remote_address());
+    auto resume = resume_of(req.target());
     stream_.expires_never(); // the WebSocket's own timeouts take over
     auto connection = make_ws_session(std::move(stream_), parser_->release(), settings_->limits,
-                                      extracted.offers_protocol);
-    settings_->hooks.on_upgrade(std::move(connection), std::move(ctx));
+                                      extracted.offers_protocol, settings_->budget);
+    settings_->hooks.on_upgrade(upgrade{std::move(connection), std::move(ctx), std::move(resume)});
   }
 
   void refuse(context::auth_failure failure) {
@@ -193,9 +216,9 @@ struct listener::impl : std::enable_shared_from_this<listener::impl> {
 
 listener::listener(asio::io_context& io, const std::string& host, unsigned short port,
                    const context::jwt_verifier& verifier, session_limits limits,
-                   listener_hooks hooks) {
+                   std::shared_ptr<connection_budget> budget, listener_hooks hooks) {
   auto settings = std::make_shared<const shared_settings>(
-    shared_settings{verifier, limits, std::move(hooks)});
+    shared_settings{verifier, limits, std::move(budget), std::move(hooks)});
   impl_ = std::make_shared<impl>(io, std::move(settings));
   auto where = host + ":" + std::to_string(port);
   beast::error_code ec;

@@ -30,9 +30,21 @@ struct http_reply {
   std::string content_type = "application/json";
 };
 
+/// `?resume=<token>&last_event_id=N` of an upgrade request (DESIGN §8).
+struct resume_request {
+  std::string token;
+  std::uint64_t last_event_id = 0;
+};
+
+struct upgrade {
+  std::shared_ptr<ws_connection> connection;
+  context::user_execution_context ctx;
+  std::optional<resume_request> resume;
+};
+
 struct listener_hooks {
   /// An authenticated upgrade request: the callee owns the connection and must start() it.
-  std::function<void(std::shared_ptr<ws_connection>, context::user_execution_context)> on_upgrade;
+  std::function<void(upgrade)> on_upgrade;
   /// Plain HTTP other than /ws. `respond` may be called from any thread, exactly once.
   /// Without this hook every such request gets 404.
   std::function<void(const http_request_view&, std::function<void(http_reply)> respond)>
@@ -44,8 +56,10 @@ struct listener_hooks {
 class listener {
 public:
   /// Binds and listens; throws boost::system::system_error (a std::runtime_error) naming the address on failure.
+  /// Past `budget`'s capacity, upgrade requests get 503 before anything else happens.
   listener(boost::asio::io_context& io, const std::string& host, unsigned short port,
-           const context::jwt_verifier& verifier, session_limits limits, listener_hooks hooks);
+           const context::jwt_verifier& verifier, session_limits limits,
+           std::shared_ptr<connection_budget> budget, listener_hooks hooks);
   ~listener();
 
   listener(const listener&) = delete;

@@ -25,12 +25,18 @@ class ws_session final : public ws_connection,
                          public std::enable_shared_from_this<ws_session> {
 public:
   ws_session(beast::tcp_stream stream, upgrade_request request, const session_limits& limits,
-             bool select_protocol)
+             bool select_protocol, std::shared_ptr<connection_budget> budget)
     : ws_(std::move(stream)),
       request_(std::move(request)),
       limits_(limits),
       select_protocol_(select_protocol),
-      close_timer_(ws_.get_executor()) {
+      close_timer_(ws_.get_executor()),
+      budget_(std::move(budget)) {
+  }
+
+  ~ws_session() override {
+    if (budget_)
+      budget_->release();
   }
 
   void start(std::shared_ptr<session_sink> sink) override {
@@ -82,9 +88,9 @@ private:
   void on_accept(beast::error_code ec) {
     accept_pending_ = false;
     upgrade_request{}.swap(request_); // the request is not needed any more: free it
-    if (ec || closing_)
+    if (ec)
       return abort_transport();
-    accepted_ = true;
+    accepted_ = true; // a close requested meanwhile is sent by write_next
     do_read();
     write_next();
   }
@@ -183,7 +189,7 @@ private:
     close_reason_ = std::move(reason);
     if (discard)
       drop_queued();
-    if (!accepted_) // never upgraded: there is no WebSocket to close, only the TCP stream
+    if (!accepted_ && !accept_pending_) // never started: no WebSocket to close, only TCP
       return abort_transport();
     // A peer that never reads would keep the last write (and the close) pending forever.
     close_timer_.expires_after(limits_.handshake_timeout);
@@ -259,15 +265,17 @@ private:
   bool discarding_ = false;
   std::uint16_t close_code_ = close_code::normal;
   std::string close_reason_;
+  std::shared_ptr<connection_budget> budget_;
 };
 
 } // namespace
 
 std::shared_ptr<ws_connection> make_ws_session(beast::tcp_stream stream, upgrade_request request,
                                                const session_limits& limits,
-                                               bool select_protocol) {
+                                               bool select_protocol,
+                                               std::shared_ptr<connection_budget> budget) {
   return std::make_shared<ws_session>(std::move(stream), std::move(request), limits,
-                                      select_protocol);
+                                      select_protocol, std::move(budget));
 }
 
 } // namespace er::net

@@ -15,9 +15,11 @@ namespace er::net {
 using upgrade_request = boost::beast::http::request<boost::beast::http::string_body>;
 
 /// Wraps an authenticated upgrade request; `select_protocol` answers with router.v1.
+/// The session holds one slot of `budget` (already acquired) and releases it when destroyed.
 std::shared_ptr<ws_connection> make_ws_session(boost::beast::tcp_stream stream,
                                                upgrade_request request,
                                                const session_limits& limits,
-                                               bool select_protocol);
+                                               bool select_protocol,
+                                               std::shared_ptr<connection_budget> budget);
 
 } // namespace er::net

@@ -14,7 +14,9 @@ TEST_CASE("two users with 50 connections each and 200 concurrent pings per conne
           "exactly their own replies, in order, and nothing else") {
   constexpr int per_user = 50;
   constexpr int pings = 200;
-  test_router router;
+  auto settings = test_settings();
+  settings.max_connections_per_user = per_user;
+  test_router router{settings};
   struct result {
     std::string user;
     int connection = 0;

@@ -25,6 +25,7 @@ app::router_settings test_settings() {
   s.store_path = ":memory:";
   s.server_id = "test-node";
   s.handshake_timeout_ms = 2000;
+  s.resume_window_ms = 0; // dropped connections end at once unless a test enables resume
   return s;
 }
 

@@ -1,0 +1,60 @@
+#pragma once
+// The router's Prometheus metrics (prometheus-cpp core). One instance per router process,
+// owned by router_server and shared read-only with the actors; every metric is thread-safe.
+// Label values come from closed sets (known message types, close codes, reasons), never from
+// client input, so the number of series stays bounded.
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace er::actors {
+
+class router_metrics {
+public:
+  router_metrics();
+
+  void message_in(std::string_view type);
+  void event_out(std::string_view type, double latency_seconds);
+  void run_started();
+  void run_ended(std::string_view outcome); ///< completed, error, stopped
+  void auth_failure(std::string_view reason);
+  void closed(std::uint16_t code);
+  void published();
+  void connection_opened();
+  void connection_closed();
+  void set_users(double users);
+
+  double active_runs() const;
+
+  /// The text exposition format of every metric.
+  std::string render() const;
+
+private:
+  using counter_map = std::unordered_map<std::string, prometheus::Counter*>;
+  /// The counter of a known label value, else the "other" one.
+  static prometheus::Counter& pick(const counter_map& cache, std::string_view value);
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& messages_in_;
+  prometheus::Family<prometheus::Counter>& events_out_;
+  prometheus::Family<prometheus::Counter>& runs_total_;
+  prometheus::Family<prometheus::Counter>& auth_failures_;
+  prometheus::Family<prometheus::Counter>& closes_;
+  prometheus::Counter& publishes_;
+  prometheus::Counter& slow_consumers_;
+  prometheus::Gauge& connections_;
+  prometheus::Gauge& users_;
+  prometheus::Gauge& runs_active_;
+  prometheus::Histogram& delivery_latency_;
+  // Filled once in the constructor, read-only afterwards: lookups need no lock.
+  counter_map in_by_type_, out_by_type_, runs_by_outcome_, auth_by_reason_, closes_by_code_;
+};
+
+} // namespace er::actors

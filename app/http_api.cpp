@@ -1,0 +1,155 @@
+#include "app/http_api.hpp"
+
+#include <regex>
+
+#include <caf/event_based_actor.hpp>
+#include <nlohmann/json.hpp>
+#include <openssl/crypto.h>
+
+#include "actors/agent_run.hpp"
+#include "context/token_source.hpp"
+#include "context/user_execution_context.hpp"
+
+namespace er::app {
+
+namespace {
+
+using json = nlohmann::json;
+using respond_fn = std::function<void(net::http_reply)>;
+constexpr auto router_timeout = std::chrono::seconds{5};
+constexpr std::string_view users_prefix = "/api/v1/users/";
+constexpr std::string_view disconnect_suffix = "/disconnect";
+
+net::http_reply reply(unsigned status, const json& body) {
+  return {status, body.dump(), "application/json"};
+}
+
+net::http_reply error_reply(unsigned status, const std::string& message) {
+  return reply(status, json{{"error", message}});
+}
+
+bool authorized(const http_api& api, std::string_view authorization) {
+  constexpr std::string_view bearer = "Bearer ";
+  if (authorization.substr(0, bearer.size()) != bearer)
+    return false;
+  auto key = authorization.substr(bearer.size());
+  // Constant time: the comparison must not tell how much of a guess was right.
+  return key.size() == api.api_key.size()
+         && CRYPTO_memcmp(key.data(), api.api_key.data(), key.size()) == 0;
+}
+
+/// Asks the router from a short-lived actor and answers with `render(result)`.
+template <class Result, class Render, class... Ts>
+void ask_router(const http_api& api, respond_fn respond, Render render, Ts... msg) {
+  api.system.spawn([router = api.router, respond, render, msg...](caf::event_based_actor* self) {
+    self->request(router, router_timeout, msg...)
+      .then([=](Result& result) { respond(render(result)); },
+            [=](caf::error&) { respond(error_reply(503, "the router did not answer")); });
+  });
+}
+
+/// The publish body, validated; or the reason it is refused.
+std::variant<std::pair<std::string, actors::outbound_event>, std::string>
+parse_publish(std::string_view body) {
+  static const std::regex type_shape{"^[A-Za-z0-9_.:-]{1,64}$"};
+  auto doc = json::parse(body.begin(), body.end(), nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    return std::string{"the body must be a JSON object"};
+  auto user = doc.find("user_id");
+  if (user == doc.end() || !user->is_string() || context::is_placeholder_user_id(user->get<std::string>()))
+    return std::string{"user_id must be a user's id"};
+  auto event = doc.find("event");
+  if (event == doc.end() || !event->is_object())
+    return std::string{"event must be an object"};
+  auto type = event->find("type");
+  if (type == event->end() || !type->is_string() || !std::regex_match(type->get<std::string>(), type_shape))
+    return std::string{"event.type must be 1-64 characters of [A-Za-z0-9_.:-]"};
+  if (is_reserved_event_type(type->get<std::string>()))
+    return std::string{"event.type \"" + type->get<std::string>() + "\" is reserved"};
+  auto data = event->find("data");
+  if (data != event->end() && !data->is_object())
+    return std::string{"event.data must be an object"};
+  actors::outbound_event ev;
+  ev.type = type->get<std::string>();
+  ev.published = true;
+  ev.created = std::chrono::steady_clock::now();
+  if (data != event->end())
+    ev.data = *data;
+  return std::make_pair(user->get<std::string>(), std::move(ev));
+}
+
+void publish(const http_api& api, const net::http_request_view& req, respond_fn respond) {
+  auto parsed = parse_publish(req.body);
+  if (auto* why = std::get_if<std::string>(&parsed))
+    return respond(error_reply(400, *why));
+  auto& [user, event] = std::get<0>(parsed);
+  if (api.metrics)
+    api.metrics->published();
+  ask_router<std::uint64_t>(
+    api, std::move(respond), [](std::uint64_t n) { return reply(202, json{{"delivered", n}}); },
+    actors::publish_atom::value, user, event);
+}
+
+void disconnect(const http_api& api, std::string user, respond_fn respond) {
+  ask_router<std::uint64_t>(
+    api, std::move(respond), [](std::uint64_t n) { return reply(200, json{{"disconnected", n}}); },
+    actors::disconnect_atom::value, std::move(user));
+}
+
+void health(const http_api& api, respond_fn respond) {
+  auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
+                  std::chrono::steady_clock::now() - api.started).count();
+  auto runs = api.metrics ? api.metrics->active_runs() : 0.0;
+  ask_router<actors::router_stats>(
+    api, std::move(respond),
+    [server_id = api.server_id, uptime, runs](const actors::router_stats& s) {
+      return reply(200, json{{"status", "ok"},
+                             {"server_id", server_id},
+                             {"connections", s.connections},
+                             {"users", s.users},
+                             {"detached", s.detached},
+                             {"runs", static_cast<std::uint64_t>(runs)},
+                             {"uptime_s", uptime}});
+    },
+    actors::stats_atom::value);
+}
+
+} // namespace
+
+bool is_reserved_event_type(const std::string& type) {
+  return actors::is_agent_event(type) || type == "agent_started" || type == "pong"
+         || type == "error" || type == "connection_established" || type == "thread_created"
+         || type == "thread_list" || type == "thread_history";
+}
+
+void http_api::handle(const net::http_request_view& req, respond_fn respond) const {
+  auto path = context::target_path(req.target);
+  auto method_is = [&](std::string_view m) { return req.method == m; };
+  if (path == "/healthz")
+    return method_is("GET") ? health(*this, respond) : respond(error_reply(405, "use GET"));
+  if (path == "/metrics") {
+    if (!method_is("GET"))
+      return respond(error_reply(405, "use GET"));
+    return respond({200, metrics ? metrics->render() : std::string{},
+                    "text/plain; version=0.0.4; charset=utf-8"});
+  }
+  bool is_publish = path == "/api/v1/publish";
+  bool is_disconnect = path.substr(0, users_prefix.size()) == users_prefix
+                       && path.size() > users_prefix.size() + disconnect_suffix.size()
+                       && path.substr(path.size() - disconnect_suffix.size()) == disconnect_suffix;
+  if (!is_publish && !is_disconnect)
+    return respond(error_reply(404, "not found"));
+  if (!method_is("POST"))
+    return respond(error_reply(405, "use POST"));
+  if (!authorized(*this, req.authorization))
+    return respond(error_reply(401, "a valid API key is required (Authorization: Bearer <key>)"));
+  if (is_publish)
+    return publish(*this, req, std::move(respond));
+  auto user = path.substr(users_prefix.size(),
+                          path.size() - users_prefix.size() - disconnect_suffix.size());
+  if (user.find('/') != std::string_view::npos)
+    return respond(error_reply(404, "not found"));
+  disconnect(*this, context::percent_decode(user), std::move(respond));
+}
+
+} // namespace er::app

@@ -1,0 +1,34 @@
+#pragma once
+// The HTTP API on the WebSocket port (DESIGN §7): backend publish and disconnect (Bearer
+// router.api-key), /healthz and /metrics. Answers are produced by short-lived actors that
+// ask the router, so no io thread ever blocks on an actor.
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <caf/actor_system.hpp>
+
+#include "actors/metrics.hpp"
+#include "actors/router.hpp"
+#include "net/listener.hpp"
+
+namespace er::app {
+
+struct http_api {
+  caf::actor_system& system;
+  actors::router_actor router;
+  std::shared_ptr<actors::router_metrics> metrics;
+  std::string api_key;
+  std::string server_id;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+
+  void handle(const net::http_request_view& request,
+              std::function<void(net::http_reply)> respond) const;
+};
+
+/// Types a backend may not publish: the router's own protocol.
+bool is_reserved_event_type(const std::string& type);
+
+} // namespace er::app

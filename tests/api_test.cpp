@@ -1,0 +1,261 @@
+// The HTTP API (DESIGN §7) and the connection limits, against a real router.
+
+#include <map>
+#include <random>
+#include <regex>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "tests/support.hpp"
+
+using namespace er::test;
+
+namespace {
+
+const std::string key = "Bearer test-api-key";
+
+er::net::http_response publish(test_router& router, const json& body,
+                               const std::string& auth = key) {
+  return er::net::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish", auth,
+                               body.dump());
+}
+
+json publish_body(const std::string& user, const std::string& type, json data = json::object()) {
+  return {{"user_id", user}, {"event", {{"type", type}, {"data", std::move(data)}}}};
+}
+
+/// A metric's value in the text exposition, 0 when absent.
+double metric(const std::string& text, const std::string& series) {
+  std::istringstream in{text};
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(series + " ", 0) == 0)
+      return std::stod(line.substr(series.size() + 1));
+  return 0;
+}
+
+} // namespace
+
+TEST_CASE("1000 users, publishes to random users: every publish reaches every connection of "
+          "its user and nobody else") {
+  constexpr int users = 1000, publishes = 3000, readers = 20;
+  test_router router;
+  // Users with an even index hold two connections, the others one.
+  struct conn {
+    int user;
+    std::unique_ptr<er::net::ws_client> client;
+    std::vector<json> frames;
+  };
+  std::vector<conn> conns;
+  for (int u = 0; u < users; ++u)
+    for (int k = 0; k < (u % 2 == 0 ? 2 : 1); ++k) {
+      auto c = connect_user(router, "pub-user-" + std::to_string(u),
+                            "127.0.0." + std::to_string(2 + (u % 8)));
+      conns.push_back({u, std::move(c.client), {}});
+    }
+  std::mt19937 rng{42};
+  std::map<int, std::vector<int>> expected; // user -> sequence numbers published to it
+  for (int p = 0; p < publishes; ++p) {
+    int u = static_cast<int>(rng() % users);
+    auto r = publish(router, publish_body("pub-user-" + std::to_string(u), "news", {{"seq", p}}));
+    REQUIRE(r.status == 202);
+    CHECK(json::parse(r.body)["delivered"] == (u % 2 == 0 ? 2 : 1));
+    expected[u].push_back(p);
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < readers; ++t)
+    threads.emplace_back([&, t] {
+      for (size_t i = static_cast<size_t>(t); i < conns.size(); i += readers) {
+        auto& c = conns[i];
+        auto want = expected.count(c.user) ? expected.at(c.user).size() : 0;
+        while (c.frames.size() < want) {
+          auto f = c.client->read(10s);
+          if (f.what != er::net::frame::kind::text)
+            break;
+          c.frames.push_back(json::parse(f.data));
+        }
+        auto extra = c.client->read(20ms);
+        if (extra.what == er::net::frame::kind::text)
+          c.frames.push_back(json::parse(extra.data));
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  int checked = 0;
+  for (auto& c : conns) {
+    auto user = "pub-user-" + std::to_string(c.user);
+    std::vector<int> seqs;
+    for (auto& f : c.frames) {
+      CHECK(f["user_id"] == user);
+      CHECK(f["type"] == "news");
+      seqs.push_back(f["data"]["seq"]);
+    }
+    auto want = expected.count(c.user) ? expected.at(c.user) : std::vector<int>{};
+    CHECK(seqs == want); // every one, in publish order, nothing else
+    checked += static_cast<int>(seqs.size());
+  }
+  CHECK(checked > publishes);
+}
+
+TEST_CASE("publishing needs the API key and a well-formed body with an unreserved type") {
+  test_router router;
+  auto alice = connect_user(router, "alice");
+  CHECK(publish(router, publish_body("alice", "news"), "").status == 401);
+  CHECK(publish(router, publish_body("alice", "news"), "Bearer wrong-key").status == 401);
+  CHECK(publish(router, publish_body("alice", "news"), "test-api-key").status == 401);
+  for (auto reserved : {"pong", "error", "connection_established", "agent_started",
+                        "agent_completed", "agent_error", "agent_stopped", "tool_executing",
+                        "thread_history"}) {
+    auto r = publish(router, publish_body("alice", reserved));
+    CHECK(r.status == 400);
+    CHECK(json::parse(r.body)["error"].get<std::string>().find("reserved") != std::string::npos);
+  }
+  auto bad = [&](const std::string& body) {
+    auto r = er::net::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish", key, body);
+    CHECK(r.status == 400);
+    CHECK(json::parse(r.body)["error"].is_string());
+  };
+  bad("not json");
+  bad("[1]");
+  bad(R"({"event":{"type":"news"}})");
+  bad(R"({"user_id":"alice"})");
+  bad(R"({"user_id":"alice","event":{"type":"has space"}})");
+  bad(R"({"user_id":"alice","event":{"type":"news","data":[1]}})");
+  bad(R"({"user_id":"anonymous","event":{"type":"news"}})");
+  CHECK(er::net::http_request("127.0.0.1", router.port(), "GET", "/api/v1/publish", key).status == 405);
+  // Nothing of that reached alice; a valid publish does, stamped with her id.
+  CHECK(json::parse(publish(router, publish_body("alice", "news", {{"n", 1}})).body)["delivered"] == 1);
+  auto f = next_json(*alice.client);
+  CHECK(f["type"] == "news");
+  CHECK(f["data"]["n"] == 1);
+  CHECK(f["user_id"] == "alice");
+  CHECK(f["event_id"] == 1);
+  CHECK(json::parse(publish(router, publish_body("nobody-here", "news")).body)["delivered"] == 0);
+}
+
+TEST_CASE("the disconnect API closes exactly that user's connections with 4511") {
+  test_router router;
+  auto a1 = connect_user(router, "alice");
+  auto a2 = connect_user(router, "alice");
+  auto b = connect_user(router, "bob");
+  CHECK(er::net::http_request("127.0.0.1", router.port(), "POST", "/api/v1/users/alice/disconnect").status == 401);
+  auto r = er::net::http_request("127.0.0.1", router.port(), "POST", "/api/v1/users/alice/disconnect", key);
+  CHECK(r.status == 200);
+  CHECK(json::parse(r.body)["disconnected"] == 2);
+  for (auto* c : {&a1, &a2}) {
+    auto f = c->client->read(5s);
+    CHECK(f.what == er::net::frame::kind::closed);
+    CHECK(f.close_code == 4511);
+  }
+  b.client->send_text(R"({"type":"ping","id":"b"})");
+  CHECK(next_json(*b.client)["reply_to"] == "b");
+  CHECK(eventually([&] { return router.server().stats().connections == 1; }));
+}
+
+TEST_CASE("healthz reports connections, users, runs and uptime") {
+  test_router router{agent_settings()};
+  auto a = connect_user(router, "alice");
+  auto b = connect_user(router, "bob");
+  a.client->send_text(R"({"type":"start_agent","payload":{"agent":"test-hang"}})");
+  next_json(*a.client);
+  auto r = er::net::http_request("127.0.0.1", router.port(), "GET", "/healthz");
+  REQUIRE(r.status == 200);
+  auto h = json::parse(r.body);
+  CHECK(h["status"] == "ok");
+  CHECK(h["server_id"] == "test-node");
+  CHECK(h["connections"] == 2);
+  CHECK(h["users"] == 2);
+  CHECK(h["runs"] == 1);
+  CHECK(h["uptime_s"].is_number_integer());
+}
+
+TEST_CASE("every line of /metrics is Prometheus text and the counters move with the traffic") {
+  test_router router{agent_settings()};
+  auto scrape = [&] {
+    auto r = er::net::http_request("127.0.0.1", router.port(), "GET", "/metrics");
+    REQUIRE(r.status == 200);
+    CHECK(r.content_type.find("text/plain") == 0);
+    return r.body;
+  };
+  const std::regex comment{R"(^# (HELP|TYPE) router_[a-z_]+ .+$)"};
+  const std::regex sample{R"(^router_[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+-]+$|^router_[a-z_]+(\{.*\})? (\+Inf|NaN)$)"};
+  auto before = scrape();
+  {
+    auto c = connect_user(router, "alice");
+    c.client->send_text(R"({"type":"ping"})");
+    next_json(*c.client);
+    run_to_end(*c.client, {{"type", "start_agent"}, {"payload", {{"agent", "echo"}}}});
+    publish(router, publish_body("alice", "news"));
+    next_json(*c.client);
+    auto o = options_for(router);
+    o.subprotocols = "router.v1, jwt." + sign_claims({{"sub", "mallory"}, {"exp", 4102444800}}, "not-the-secret");
+    CHECK_FALSE(er::net::ws_client::connect(o).second.upgraded);
+    c.client->close();
+  }
+  CHECK(eventually([&] { return router.server().stats().connections == 0; }));
+  auto after = scrape();
+  std::istringstream lines{after};
+  int samples = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty())
+      continue;
+    INFO(line);
+    CHECK((std::regex_match(line, comment) || std::regex_match(line, sample)));
+    ++samples;
+  }
+  CHECK(samples > 50);
+  auto moved = [&](const std::string& series, double by) {
+    INFO(series);
+    CHECK(metric(after, series) - metric(before, series) == by);
+  };
+  moved(R"(router_messages_in_total{type="ping"})", 1);
+  moved(R"(router_messages_in_total{type="start_agent"})", 1);
+  moved(R"(router_events_out_total{type="pong"})", 1);
+  moved(R"(router_events_out_total{type="published"})", 1);
+  moved(R"(router_events_out_total{type="agent_completed"})", 1);
+  moved(R"(router_agent_runs_total{outcome="completed"})", 1);
+  moved(R"(router_auth_failures_total{reason="invalid_signature"})", 1);
+  moved(R"(router_closes_total{code="1000"})", 1);
+  moved("router_publishes_total", 1);
+  CHECK(metric(after, "router_connections") == 0);
+  CHECK(metric(after, "router_agent_runs_active") == 0);
+  CHECK(metric(after, "router_event_delivery_latency_seconds_count")
+        > metric(before, "router_event_delivery_latency_seconds_count"));
+}
+
+TEST_CASE("past max-connections-per-user the newest connection is closed with 4503") {
+  auto settings = test_settings();
+  settings.max_connections_per_user = 2;
+  test_router router{settings};
+  auto a1 = connect_user(router, "alice");
+  auto a2 = connect_user(router, "alice");
+  auto o = options_for(router);
+  o.subprotocols = "router.v1, jwt." + token_for(router, "alice");
+  auto [third, h] = er::net::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  auto f = third->read(5s);
+  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.close_code == 4503);
+  auto bob = connect_user(router, "bob"); // other users are not affected
+  a1.client->send_text(R"({"type":"ping","id":"still"})");
+  CHECK(next_json(*a1.client)["reply_to"] == "still");
+}
+
+TEST_CASE("past max-connections an upgrade gets 503 before it happens") {
+  auto settings = test_settings();
+  settings.max_connections = 3;
+  test_router router{settings};
+  std::vector<connection> held;
+  for (int i = 0; i < 3; ++i)
+    held.push_back(connect_user(router, "user-" + std::to_string(i)));
+  auto o = options_for(router);
+  o.subprotocols = "router.v1, jwt." + token_for(router, "late");
+  auto h = er::net::ws_client::connect(o).second;
+  CHECK_FALSE(h.upgraded);
+  CHECK(h.status == 503);
+  held.back().client->close();
+  CHECK(eventually([&] {
+    auto again = er::net::ws_client::connect(o);
+    return again.second.upgraded;
+  }));
+}

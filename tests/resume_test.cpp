@@ -1,0 +1,153 @@
+// Resume after a dropped connection (DESIGN §8).
+
+#include <doctest/doctest.h>
+
+#include "tests/support.hpp"
+
+using namespace er::test;
+
+namespace {
+
+er::app::router_settings resume_settings() {
+  auto s = agent_settings();
+  s.resume_window_ms = 1500;
+  s.resume_buffer_events = 100;
+  s.demo_steps = 10;
+  s.demo_step_delay_ms = 40;
+  return s;
+}
+
+std::pair<std::unique_ptr<er::net::ws_client>, json>
+reconnect(test_router& router, const std::string& user, const std::string& target) {
+  auto o = options_for(router);
+  o.subprotocols = "router.v1, jwt." + token_for(router, user);
+  o.target = target;
+  auto [client, h] = er::net::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  auto greeting = next_json(*client);
+  REQUIRE(greeting["type"] == "connection_established");
+  return {std::move(client), greeting};
+}
+
+std::string resume_target(const json& greeting, std::int64_t last_event_id) {
+  return "/ws?resume=" + greeting["data"]["resume_token"].get<std::string>()
+         + "&last_event_id=" + std::to_string(last_event_id);
+}
+
+} // namespace
+
+TEST_CASE("resuming in the middle of a running demo agent loses and duplicates nothing") {
+  test_router router{resume_settings()};
+  auto c = connect_user(router, "alice");
+  auto first_greeting = c.established;
+  c.client->send_text(R"({"type":"start_agent","id":"long","payload":{"agent":"demo"}})");
+  std::vector<json> seen = read_until(*c.client, [](const json& f) { return f["event_id"] == 3; });
+  c.client->reset(); // dropped without a close frame
+  CHECK(eventually([&] { return router.server().stats().detached == 1; }));
+  auto [client, greeting] = reconnect(router, "alice", resume_target(first_greeting, 3));
+  CHECK(greeting["data"]["recovered"] == true);
+  CHECK(greeting["data"]["session_id"] == first_greeting["data"]["session_id"]);
+  CHECK(greeting["data"]["resume_token"] != first_greeting["data"]["resume_token"]);
+  auto rest = read_until(*client, [](const json& f) { return is_final(f); });
+  seen.insert(seen.end(), rest.begin(), rest.end());
+  std::vector<std::string> types;
+  for (size_t i = 0; i < seen.size(); ++i) {
+    CHECK(seen[i]["event_id"] == i + 1); // consecutive: nothing lost, nothing twice
+    CHECK(seen[i]["user_id"] == "alice");
+    types.push_back(seen[i]["type"]);
+  }
+  CHECK(types.front() == "agent_started");
+  CHECK(std::count(types.begin(), types.end(), "agent_thinking") == 10);
+  CHECK(types.back() == "agent_completed");
+  CHECK(router.server().stats().detached == 0);
+}
+
+TEST_CASE("resuming with another user's token fails and reveals nothing of that session") {
+  test_router router{resume_settings()};
+  auto alice = connect_user(router, "alice");
+  alice.client->send_text(R"({"type":"ping","id":"a"})");
+  next_json(*alice.client);
+  alice.client->reset();
+  CHECK(eventually([&] { return router.server().stats().detached == 1; }));
+  auto [client, greeting] = reconnect(router, "mallory", resume_target(alice.established, 0));
+  CHECK(greeting["data"]["recovered"] == false);
+  CHECK(greeting["user_id"] == "mallory");
+  CHECK(greeting["data"]["session_id"] != alice.established["data"]["session_id"]);
+  CHECK(client->read(300ms).what == er::net::frame::kind::timeout); // no replay of alice's pong
+  // Alice can still come back.
+  auto [back, again] = reconnect(router, "alice", resume_target(alice.established, 1));
+  CHECK(again["data"]["recovered"] == true);
+}
+
+TEST_CASE("a used resume token and an unknown one give a fresh session") {
+  test_router router{resume_settings()};
+  auto c = connect_user(router, "alice");
+  c.client->reset();
+  CHECK(eventually([&] { return router.server().stats().detached == 1; }));
+  auto [first, g1] = reconnect(router, "alice", resume_target(c.established, 0));
+  CHECK(g1["data"]["recovered"] == true);
+  auto [second, g2] = reconnect(router, "alice", resume_target(c.established, 0));
+  CHECK(g2["data"]["recovered"] == false);
+  auto [third, g3] = reconnect(router, "alice", "/ws?resume=rt-unknown&last_event_id=0");
+  CHECK(g3["data"]["recovered"] == false);
+}
+
+TEST_CASE("a client close ends the session at once: nothing to resume") {
+  test_router router{resume_settings()};
+  auto c = connect_user(router, "alice");
+  c.client->close(1000);
+  CHECK(eventually([&] { return router.server().stats().connections == 0; }));
+  CHECK(router.server().stats().detached == 0);
+  auto [client, g] = reconnect(router, "alice", resume_target(c.established, 0));
+  CHECK(g["data"]["recovered"] == false);
+}
+
+TEST_CASE("a detached session, its runs and buffers are gone after the resume window") {
+  test_router router{resume_settings()};
+  auto baseline = router.server().running_actors();
+  auto c = connect_user(router, "alice");
+  c.client->send_text(R"({"type":"start_agent","payload":{"agent":"test-hang"}})");
+  next_json(*c.client);
+  c.client->reset();
+  CHECK(eventually([&] { return router.server().stats().detached == 1; }));
+  CHECK(eventually([&] {
+    return router.server().stats().detached == 0 && router.server().running_actors() == baseline;
+  }, 5s));
+  auto [client, g] = reconnect(router, "alice", resume_target(c.established, 1));
+  CHECK(g["data"]["recovered"] == false);
+}
+
+TEST_CASE("events published while detached are replayed on resume, in order") {
+  test_router router{resume_settings()};
+  auto c = connect_user(router, "alice");
+  c.client->reset();
+  CHECK(eventually([&] { return router.server().stats().detached == 1; }));
+  for (int i = 0; i < 3; ++i) {
+    auto r = er::net::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish",
+                                   "Bearer test-api-key",
+                                   json{{"user_id", "alice"}, {"event", {{"type", "news"}, {"data", {{"n", i}}}}}}.dump());
+    CHECK(json::parse(r.body)["delivered"] == 0); // no open connection, but buffered
+  }
+  auto [client, g] = reconnect(router, "alice", resume_target(c.established, 0));
+  CHECK(g["data"]["recovered"] == true);
+  for (int i = 0; i < 3; ++i) {
+    auto f = next_json(*client);
+    CHECK(f["event_id"] == i + 1);
+    CHECK(f["data"]["n"] == i);
+  }
+}
+
+TEST_CASE("a resume that asks for events older than the buffer gives a fresh session") {
+  auto settings = resume_settings();
+  settings.resume_buffer_events = 2;
+  test_router router{settings};
+  auto c = connect_user(router, "alice");
+  for (int i = 0; i < 5; ++i) {
+    c.client->send_text(R"({"type":"ping"})");
+    next_json(*c.client);
+  }
+  c.client->reset();
+  CHECK(eventually([&] { return router.server().stats().detached == 1; }));
+  auto [client, g] = reconnect(router, "alice", resume_target(c.established, 1));
+  CHECK(g["data"]["recovered"] == false);
+}
