@@ -41,11 +41,23 @@ router_metrics* metrics_of(manager_pointer self) {
   return self->state.settings->metrics.get();
 }
 
+/// Closes the connection with 4501 when the token it was opened with expires.
+void watch_token(manager_pointer self, std::chrono::system_clock::time_point expires_at) {
+  if (expires_at == std::chrono::system_clock::time_point::max())
+    return;
+  auto left = std::max(std::chrono::system_clock::duration{0},
+                       expires_at - std::chrono::system_clock::now());
+  self->delayed_send(self, std::chrono::duration_cast<std::chrono::milliseconds>(left),
+                     token_atom::value, self->state.generation);
+}
+
 /// Starts `connection` as this session's socket, greets the client and tells the router.
-void attach_connection(manager_pointer self, connection_ptr connection, bool recovered) {
+void attach_connection(manager_pointer self, connection_ptr connection, bool recovered,
+                       std::chrono::system_clock::time_point token_expires_at) {
   auto& st = self->state;
   st.connection = std::move(connection);
   ++st.generation;
+  watch_token(self, token_expires_at);
   st.resume_token = context::random_id(context::id_prefix::resume); // a fresh one every time
   st.connection->start(std::make_shared<manager_sink>(caf::actor_cast<manager_actor>(self)));
   if (auto m = metrics_of(self))
@@ -79,11 +91,12 @@ bool can_replay(const manager_state& st, std::uint64_t last_event_id) {
   return st.replay && !st.replay->empty() && st.replay->front().first <= last_event_id + 1;
 }
 
-bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t last_event_id) {
+bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t last_event_id,
+               const context::user_execution_context& new_ctx) {
   auto& st = self->state;
   if (st.connection || st.shutting_down || !can_replay(st, last_event_id))
     return false;
-  attach_connection(self, std::move(connection), true);
+  attach_connection(self, std::move(connection), true, new_ctx.token_expires_at());
   if (st.replay)
     for (auto& [id, frame] : *st.replay)
       if (id > last_event_id)
@@ -107,6 +120,8 @@ void on_closed(manager_pointer self, std::uint16_t code, bool clean) {
   self->delayed_send(self, st.settings->resume_window, expire_atom::value, st.generation);
 }
 
+} // namespace
+
 void on_shutdown(manager_pointer self, std::uint16_t code) {
   auto& st = self->state;
   st.shutting_down = true;
@@ -116,6 +131,8 @@ void on_shutdown(manager_pointer self, std::uint16_t code) {
                                                                          : "server going away");
 }
 
+namespace {
+
 void on_message(manager_pointer self, inbound_message& msg) {
   if (msg.type == "ping") {
     outbound_event pong;
@@ -123,6 +140,8 @@ void on_message(manager_pointer self, inbound_message& msg) {
     pong.reply_to = std::move(msg.id);
     return emit(self, pong);
   }
+  if (msg.type == "test_fault" && self->state.settings->test_faults)
+    throw std::runtime_error("fault injected into a connection manager");
   if (is_thread_message(msg.type)) {
     auto& threads = self->state.threads;
     if (!threads)
@@ -135,8 +154,40 @@ void on_message(manager_pointer self, inbound_message& msg) {
               std::move(msg.id));
 }
 
+/// The connection's token bucket (router.messages-per-second / -burst). False: the message
+/// is refused; after messages-burst refusals in a row the connection closes with 4029.
+bool admit(manager_pointer self, const std::optional<std::string>& reply_to) {
+  auto& st = self->state;
+  auto& limits = *st.settings;
+  auto now = std::chrono::steady_clock::now();
+  auto elapsed = std::chrono::duration<double>(now - st.bucket_refilled).count();
+  st.bucket_refilled = now;
+  st.tokens = std::min(static_cast<double>(limits.messages_burst),
+                       st.tokens + elapsed * static_cast<double>(limits.messages_per_second));
+  if (st.tokens >= 1.0) {
+    st.tokens -= 1.0;
+    st.refused_in_row = 0;
+    return true;
+  }
+  if (++st.refused_in_row >= limits.messages_burst) {
+    if (st.connection && !st.shutting_down) {
+      st.shutting_down = true;
+      st.connection->close(close_code::rate_limited, "rate limited");
+    }
+    return false;
+  }
+  reply_error(self, error_code::rate_limited, "too many messages: slow down", reply_to);
+  return false;
+}
+
 void on_frame(manager_pointer self, const std::string& text) {
+  if (self->state.shutting_down)
+    return; // closing: nothing more is processed
   auto parsed = parse_inbound(text);
+  if (!admit(self, std::holds_alternative<inbound_message>(parsed)
+                     ? std::get<inbound_message>(parsed).id
+                     : std::get<protocol_error>(parsed).reply_to))
+    return;
   if (auto* error = std::get_if<protocol_error>(&parsed)) {
     if (auto m = metrics_of(self))
       m->message_in("other");
@@ -168,16 +219,22 @@ manager_actor::behavior_type manager_behavior(manager_pointer self, router_feedb
   st.router = std::move(router);
   st.ctx = std::make_unique<const context::user_execution_context>(std::move(ctx));
   st.settings = std::move(settings);
+  st.tokens = static_cast<double>(st.settings->messages_burst);
   self->set_exit_handler([self](caf::exit_msg& msg) { on_exit_msg(self, msg); });
-  attach_connection(self, std::move(connection), false);
+  attach_connection(self, std::move(connection), false, st.ctx->token_expires_at());
   return {
     [=](frame_atom, const std::string& text) { on_frame(self, text); },
     [=](binary_atom, std::uint64_t) {
-      reply_error(self, error_code::invalid_message,
-                  "binary frames are not supported: send JSON text frames", std::nullopt);
+      if (!self->state.shutting_down && admit(self, std::nullopt))
+        reply_error(self, error_code::invalid_message,
+                    "binary frames are not supported: send JSON text frames", std::nullopt);
     },
     [=](closed_atom, std::uint16_t code, bool clean) { on_closed(self, code, clean); },
     [=](shutdown_atom, std::uint16_t code) { on_shutdown(self, code); },
+    [=](drain_atom) {
+      self->state.draining = true;
+      finish_drain_if_idle(self);
+    },
     [=](emit_atom, const outbound_event& event) { emit(self, event); },
     [=](run_event_atom, outbound_event& event) { on_run_event(self, event); },
     [=](store_atom, thread_query& q) {
@@ -187,7 +244,15 @@ manager_actor::behavior_type manager_behavior(manager_pointer self, router_feedb
     },
     [=](deadline_atom, const std::string& run_id) { on_run_deadline(self, run_id); },
     [=](publish_atom, const outbound_event& event) { emit(self, event); },
-    [=](resume_atom, connection_ptr& c, std::uint64_t last) { return on_resume(self, c, last); },
+    [=](resume_atom, connection_ptr& c, std::uint64_t last,
+        const context::user_execution_context& ctx) { return on_resume(self, c, last, ctx); },
+    [=](token_atom, std::uint64_t generation) {
+      auto& st = self->state;
+      if (st.connection && generation == st.generation && !st.shutting_down) {
+        st.shutting_down = true;
+        st.connection->close(close_code::token_expired, "token expired");
+      }
+    },
     [=](expire_atom, std::uint64_t generation) {
       if (!self->state.connection && generation == self->state.generation)
         self->quit(caf::exit_reason::user_shutdown); // nobody came back in time

@@ -25,9 +25,12 @@ struct manager_settings {
   std::size_t max_connections_per_user = 8;
   std::chrono::milliseconds resume_window{0}; ///< 0: no resume, a dropped connection ends
   std::size_t resume_buffer_events = 1000;
+  std::size_t messages_per_second = 50; ///< the token bucket of each connection
+  std::size_t messages_burst = 100;
   thread_store_actor store;
   std::shared_ptr<const agent_catalog> agents;
   std::shared_ptr<router_metrics> metrics; ///< may be null (unit tests)
+  bool test_faults = false; ///< agents.test-agents: `test_fault` messages throw (tests only)
 };
 
 using manager_actor = caf::typed_actor<
@@ -35,14 +38,16 @@ using manager_actor = caf::typed_actor<
   caf::reacts_to<binary_atom, std::uint64_t>,            // an inbound binary frame (refused)
   caf::reacts_to<closed_atom, std::uint16_t, bool>,      // the socket closed: code, clean
   caf::reacts_to<shutdown_atom, std::uint16_t>,          // close the socket with this code
+  caf::reacts_to<drain_atom>,                            // close with 1001 once runs ended
   caf::reacts_to<emit_atom, outbound_event>,             // a handler's reply, stamped and sent
   caf::reacts_to<run_event_atom, outbound_event>,        // a run's event, stamped and sent
   caf::replies_to<store_atom, thread_query>::with<thread_reply>, // a handler's store query
   caf::reacts_to<deadline_atom, std::string>,            // a run's timeout (run_id)
   caf::reacts_to<publish_atom, outbound_event>,          // a backend's event for this user
   // a new socket for this detached session: resumes after last_event_id, or answers false
-  caf::replies_to<resume_atom, connection_ptr, std::uint64_t>::with<bool>,
-  caf::reacts_to<expire_atom, std::uint64_t>>;           // the resume window passed
+  caf::replies_to<resume_atom, connection_ptr, std::uint64_t, context::user_execution_context>::with<bool>,
+  caf::reacts_to<expire_atom, std::uint64_t>,            // the resume window passed
+  caf::reacts_to<token_atom, std::uint64_t>>;            // the connection's token expired
 
 /// Spawned by the router, linked to it (see router.hpp); `connection` is not started yet.
 /// The manager reports its session state and resume token to `router`.

@@ -97,6 +97,10 @@ void on_users_thread(manager_pointer self, const std::string& thread_id,
 }
 
 bool refuse_over_limit(manager_pointer self, const inbound_message& msg) {
+  if (self->state.draining) {
+    reply_error(self, error_code::unavailable, "the server is shutting down", msg.id);
+    return true;
+  }
   if (active_runs(self) < self->state.settings->max_runs_per_connection)
     return false;
   reply_error(self, error_code::too_many_runs,
@@ -244,7 +248,14 @@ bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf:
                                                           : "the agent ended without completing");
   st.run_ids.erase(run->second.run_id);
   st.runs.erase(run);
+  finish_drain_if_idle(self);
   return true;
+}
+
+void finish_drain_if_idle(manager_pointer self) {
+  auto& st = self->state;
+  if (st.draining && !st.shutting_down && active_runs(self) == 0 && st.runs.empty())
+    on_shutdown(self, close_code::going_away);
 }
 
 void on_run_deadline(manager_pointer self, const std::string& run_id) {

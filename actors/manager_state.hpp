@@ -29,7 +29,8 @@ struct manager_state {
   connection_ptr connection; ///< null while detached
   router_feedback router;
   std::string resume_token;
-  bool shutting_down = false;
+  bool shutting_down = false; ///< closing: nothing more is processed
+  bool draining = false;      ///< the server stops: no new runs, close once runs ended
   std::uint64_t generation = 0;          ///< counts attach/detach, to match expire timers
   std::unique_ptr<replay_buffer> replay; ///< allocated on first event: idle costs nothing
   std::unique_ptr<const context::user_execution_context> ctx;
@@ -39,6 +40,9 @@ struct manager_state {
   std::unordered_map<caf::actor_addr, run_entry> runs;
   std::unordered_map<std::string, caf::actor_addr> run_ids;
   std::size_t starting_runs = 0; ///< accepted, waiting for the thread store
+  double tokens = 0;             ///< rate limit bucket, filled to the burst at the start
+  std::chrono::steady_clock::time_point bucket_refilled = std::chrono::steady_clock::now();
+  std::size_t refused_in_row = 0;
 
   manager_state() = default;
   manager_state(const manager_state&) = delete;
@@ -67,5 +71,10 @@ void on_run_event(manager_pointer self, outbound_event& event);
 /// Handles the exit of one of this manager's runs; false when `source` is not a run.
 bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf::error& reason);
 void on_run_deadline(manager_pointer self, const std::string& run_id);
+/// While draining: closes with 1001 once no run is active or starting.
+void finish_drain_if_idle(manager_pointer self);
+
+// connection_manager.cpp
+void on_shutdown(manager_pointer self, std::uint16_t code);
 
 } // namespace er::actors

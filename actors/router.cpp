@@ -99,7 +99,7 @@ void attach(router_pointer self, net::upgrade& up) {
       auto connection = up.connection;
       auto ctx = up.ctx;
       self->request(rec->second.handle, resume_timeout, resume_atom::value, connection,
-                    up.resume->last_event_id)
+                    up.resume->last_event_id, ctx)
         .then(
           [=](bool resumed) {
             if (!resumed)
@@ -169,6 +169,11 @@ router_actor::behavior_type router_behavior(router_pointer self,
   return {
     [=](attach_atom, net::upgrade& up) { attach(self, up); },
     [=](stats_atom) { return stats_of(self); },
+    [=](drain_atom) {
+      self->state.shutting_down = true;
+      for (auto& [addr, rec] : self->state.managers)
+        self->send(rec.handle, drain_atom::value);
+    },
     [=](shutdown_atom, std::uint16_t code) {
       self->state.shutting_down = true;
       for (auto& [addr, rec] : self->state.managers)

@@ -19,6 +19,8 @@ using router_actor = caf::typed_actor<
   caf::replies_to<stats_atom>::with<router_stats>,
   // close every connection with this code and refuse new ones
   caf::reacts_to<shutdown_atom, std::uint16_t>,
+  // refuse new connections and runs; close each connection with 1001 once its runs ended
+  caf::reacts_to<drain_atom>,
   // the publish API: deliver to every session of a user; answers the open connections
   caf::replies_to<publish_atom, std::string, outbound_event>::with<std::uint64_t>,
   // the disconnect API: close every session of a user with 4511; answers the connections

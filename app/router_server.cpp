@@ -32,6 +32,8 @@ net::session_limits session_limits_of(const router_settings& s) {
   limits.max_message_bytes = static_cast<std::size_t>(s.max_message_bytes);
   limits.outbound_queue_bytes = static_cast<std::size_t>(s.outbound_queue_bytes);
   limits.handshake_timeout = std::chrono::milliseconds{s.handshake_timeout_ms};
+  limits.heartbeat_interval = std::chrono::milliseconds{s.heartbeat_interval_ms};
+  limits.heartbeat_timeout = std::chrono::milliseconds{s.heartbeat_timeout_ms};
   return limits;
 }
 
@@ -89,8 +91,11 @@ struct router_server::impl {
     manager_cfg->max_connections_per_user = static_cast<std::size_t>(s.max_connections_per_user);
     manager_cfg->resume_window = std::chrono::milliseconds{s.resume_window_ms};
     manager_cfg->resume_buffer_events = static_cast<std::size_t>(s.resume_buffer_events);
+    manager_cfg->messages_per_second = static_cast<std::size_t>(s.messages_per_second);
+    manager_cfg->messages_burst = static_cast<std::size_t>(s.messages_burst);
     manager_cfg->agents = catalog_of(s, io);
     manager_cfg->metrics = metrics;
+    manager_cfg->test_faults = s.test_agents != 0;
     store = actors::spawn_thread_store(system, s.store_path);
     manager_cfg->store = store;
     router = actors::spawn_router(system, std::move(manager_cfg));
@@ -137,7 +142,7 @@ router_server::router_server(const router_settings& settings,
 }
 
 router_server::~router_server() {
-  shutdown(std::chrono::milliseconds{2000});
+  shutdown(std::chrono::milliseconds{0}); // no drain: whoever wanted one called shutdown()
 }
 
 unsigned short router_server::port() const {
@@ -169,10 +174,17 @@ void router_server::shutdown(std::chrono::milliseconds drain) {
     return;
   i.stopped = true;
   i.listener->stop();
+  // In-flight runs may finish within `drain`; each connection closes with 1001 when its
+  // runs are done. Then whatever is left is closed, with a close handshake's time to finish.
+  caf::anon_send(i.router, actors::drain_atom::value);
+  auto wait_for_connections = [this](std::chrono::milliseconds limit) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline && stats().connections > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  };
+  wait_for_connections(drain);
   caf::anon_send(i.router, actors::shutdown_atom::value, close_code::going_away);
-  auto deadline = std::chrono::steady_clock::now() + drain;
-  while (std::chrono::steady_clock::now() < deadline && stats().connections > 0)
-    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  wait_for_connections(std::chrono::milliseconds{i.settings.handshake_timeout_ms});
   // Managers still alive after the drain die with the router (they are linked to it).
   caf::anon_send_exit(i.router, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(i.store, caf::exit_reason::user_shutdown);

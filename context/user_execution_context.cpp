@@ -27,7 +27,8 @@ bool is_placeholder_user_id(std::string_view user_id) {
 }
 
 user_execution_context
-user_execution_context::for_connection(std::string user_id, std::string client_address) {
+user_execution_context::for_connection(std::string user_id, std::string client_address,
+                                       time_point token_expires_at) {
   if (is_placeholder_user_id(user_id))
     throw invalid_user_id("placeholder user id refused");
   user_execution_context ctx;
@@ -36,6 +37,7 @@ user_execution_context::for_connection(std::string user_id, std::string client_a
   ctx.session_id_ = random_id(id_prefix::session);
   ctx.client_address_ = std::move(client_address);
   ctx.created_at_ = std::chrono::system_clock::now();
+  ctx.token_expires_at_ = token_expires_at;
   return ctx;
 }
 

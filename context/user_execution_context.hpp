@@ -24,8 +24,8 @@ public:
   using time_point = std::chrono::system_clock::time_point;
 
   /// Mints fresh connection and session ids. Throws invalid_user_id for placeholder ids.
-  static user_execution_context for_connection(std::string user_id,
-                                               std::string client_address);
+  static user_execution_context for_connection(std::string user_id, std::string client_address,
+                                               time_point token_expires_at = time_point::max());
 
   const std::string& user_id() const noexcept { return user_id_; }
   const std::string& connection_id() const noexcept { return connection_id_; }
@@ -35,6 +35,8 @@ public:
   const std::string& run_id() const noexcept { return run_id_; }
   const std::string& client_address() const noexcept { return client_address_; }
   time_point created_at() const noexcept { return created_at_; }
+  /// When the token this connection was opened with expires (close 4501 then).
+  time_point token_expires_at() const noexcept { return token_expires_at_; }
 
   user_execution_context with_request(std::string request_id) const;
   user_execution_context with_thread(std::string thread_id) const;
@@ -51,6 +53,7 @@ private:
   std::string run_id_;
   std::string client_address_;
   time_point created_at_;
+  time_point token_expires_at_ = time_point::max();
 };
 
 } // namespace er::context

@@ -18,6 +18,8 @@ struct session_limits {
   std::size_t max_message_bytes = 65536;       ///< inbound frame limit, past it close 1009
   std::size_t outbound_queue_bytes = 1 << 20;  ///< queued outbound bytes, past it close 4008
   std::chrono::milliseconds handshake_timeout{5000};
+  std::chrono::milliseconds heartbeat_interval{25000}; ///< a WebSocket ping this often
+  std::chrono::milliseconds heartbeat_timeout{20000};  ///< no pong within: close 4009
 };
 
 struct close_info {

@@ -123,8 +123,9 @@ private:
       return refuse(context::auth_failure::invalid_subject);
     if (!settings_->budget->try_acquire())
       return reply(http_reply{503, json_error("too many connections")}, false);
-    auto ctx = context::user_execution_context::for_connection(std::move(token.user_id),
-                                                               remote_address());
+    auto ctx = context::user_execution_context::for_connection(
+      std::move(token.user_id), remote_address(),
+      std::chrono::system_clock::time_point{std::chrono::seconds{token.expires_at}});
     auto resume = resume_of(req.target());
     stream_.expires_never(); // the WebSocket's own timeouts take over
     auto connection = make_ws_session(std::move(stream_), parser_->release(), settings_->limits,

@@ -31,6 +31,7 @@ public:
       limits_(limits),
       select_protocol_(select_protocol),
       close_timer_(ws_.get_executor()),
+      heartbeat_timer_(ws_.get_executor()),
       budget_(std::move(budget)) {
   }
 
@@ -91,8 +92,39 @@ private:
     if (ec)
       return abort_transport();
     accepted_ = true; // a close requested meanwhile is sent by write_next
+    ws_.control_callback([this](websocket::frame_type kind, std::string_view) {
+      if (kind == websocket::frame_type::pong)
+        awaiting_pong_ = false;
+    });
+    schedule_heartbeat(limits_.heartbeat_interval);
     do_read();
     write_next();
+  }
+
+  // -- heartbeat ------------------------------------------------------------
+
+  void schedule_heartbeat(std::chrono::milliseconds after) {
+    heartbeat_timer_.expires_after(after);
+    heartbeat_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec)
+        self->on_heartbeat();
+    });
+  }
+
+  // Alternates: send a ping, then check for its pong after heartbeat_timeout.
+  void on_heartbeat() {
+    if (closing_ || finished_)
+      return;
+    if (awaiting_pong_)
+      return begin_close(close_code::heartbeat_timeout, "heartbeat timeout", true);
+    if (ping_sent_) {
+      ping_sent_ = false;
+      return schedule_heartbeat(std::max(std::chrono::milliseconds{0},
+                                         limits_.heartbeat_interval - limits_.heartbeat_timeout));
+    }
+    ping_sent_ = awaiting_pong_ = true;
+    ws_.async_ping({}, [self = shared_from_this()](beast::error_code) {});
+    schedule_heartbeat(limits_.heartbeat_timeout);
   }
 
   void do_read() {
@@ -107,6 +139,7 @@ private:
     read_pending_ = false;
     if (ec)
       return on_read_error(ec);
+    awaiting_pong_ = false; // data proves the peer alive as well as a pong
     if (discarding_) {
       // After our 1009 close frame: drop what is still in flight until the peer's close.
       buffer_.consume(buffer_.size());
@@ -234,6 +267,7 @@ private:
     finished_ = true;
     closed_info_ = info;
     close_timer_.cancel();
+    heartbeat_timer_.cancel();
     drop_queued();
     beast::error_code ignored;
     beast::get_lowest_layer(ws_).socket().close(ignored); // a pending write fails and ends
@@ -250,6 +284,7 @@ private:
   session_limits limits_;
   bool select_protocol_;
   asio::steady_timer close_timer_;
+  asio::steady_timer heartbeat_timer_;
   beast::flat_buffer buffer_;
   std::shared_ptr<session_sink> sink_;
   std::deque<std::string> queue_;
@@ -263,6 +298,8 @@ private:
   bool close_sent_ = false;
   bool finished_ = false;
   bool discarding_ = false;
+  bool ping_sent_ = false;
+  bool awaiting_pong_ = false;
   std::uint16_t close_code_ = close_code::normal;
   std::string close_reason_;
   std::shared_ptr<connection_budget> budget_;

@@ -26,6 +26,8 @@ app::router_settings test_settings() {
   s.server_id = "test-node";
   s.handshake_timeout_ms = 2000;
   s.resume_window_ms = 0; // dropped connections end at once unless a test enables resume
+  s.messages_per_second = 1000000; // load tests pipeline; the rate-limit test sets its own
+  s.messages_burst = 1000000;
   return s;
 }
 

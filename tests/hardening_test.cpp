@@ -1,0 +1,180 @@
+// Hardening: a slow, flooding, silent or expiring peer affects only itself; a stopping
+// router lets runs finish (DESIGN §9, invariant 5).
+
+#include <atomic>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "tests/support.hpp"
+
+using namespace er::test;
+
+namespace {
+
+er::net::http_response publish(test_router& router, const std::string& user, const json& data) {
+  return er::net::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish",
+                               "Bearer test-api-key",
+                               json{{"user_id", user}, {"event", {{"type", "news"}, {"data", data}}}}.dump());
+}
+
+} // namespace
+
+TEST_CASE("past the token bucket messages get rate_limited, and a connection that keeps "
+          "flooding is closed with 4029; others are unaffected") {
+  auto settings = test_settings();
+  settings.messages_per_second = 2;
+  settings.messages_burst = 10;
+  test_router router{settings};
+  auto flooder = connect_user(router, "alice");
+  auto calm = connect_user(router, "alice");
+  for (int i = 0; i < 10; ++i)
+    flooder.client->send_text(json{{"type", "ping"}, {"id", "p" + std::to_string(i)}}.dump());
+  for (int i = 0; i < 10; ++i)
+    CHECK(next_json(*flooder.client)["type"] == "pong");
+  flooder.client->send_text(R"({"type":"ping","id":"over"})");
+  auto limited = next_json(*flooder.client);
+  CHECK(limited["type"] == "error");
+  CHECK(limited["data"]["code"] == "rate_limited");
+  CHECK(limited["reply_to"] == "over");
+  for (int i = 0; i < 20; ++i)
+    flooder.client->send_text(R"({"type":"ping"})");
+  auto frames = 0;
+  for (;;) {
+    auto f = flooder.client->read(5s);
+    if (f.what != er::net::frame::kind::text) {
+      CHECK(f.what == er::net::frame::kind::closed);
+      CHECK(f.close_code == 4029);
+      break;
+    }
+    CHECK(json::parse(f.data)["data"]["code"] == "rate_limited");
+    ++frames;
+  }
+  CHECK(frames < 10);
+  calm.client->send_text(R"({"type":"ping","id":"calm"})");
+  CHECK(next_json(*calm.client)["reply_to"] == "calm");
+}
+
+TEST_CASE("a reader that stops reading is closed with 4008 while everyone else receives every "
+          "event, and the router's memory stays bounded") {
+  auto settings = test_settings();
+  settings.outbound_queue_bytes = 256 * 1024;
+  test_router router{settings};
+  auto slow = connect_user(router, "slow");
+  auto fast = connect_user(router, "fast");
+  constexpr int events = 1500;
+  const std::string blob(8 * 1024, 'x');
+  std::atomic<int> fast_got{0};
+  std::thread reader{[&] {
+    for (int i = 0; i < events; ++i) {
+      auto f = fast.client->read(20s);
+      if (f.what != er::net::frame::kind::text)
+        return;
+      if (json::parse(f.data)["data"]["n"] == i)
+        ++fast_got;
+    }
+  }};
+  auto rss_before = rss_kib();
+  for (int i = 0; i < events; ++i) {
+    publish(router, "slow", {{"n", i}, {"blob", blob}});
+    publish(router, "fast", {{"n", i}, {"blob", blob}});
+  }
+  reader.join();
+  CHECK(fast_got == events);
+  // 12 MB went to the slow reader; what it could not take was dropped with the connection.
+  CHECK(rss_kib() - rss_before < 64 * 1024);
+  er::net::frame f;
+  do
+    f = slow.client->read(10s);
+  while (f.what == er::net::frame::kind::text);
+  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK((f.close_code == 4008 || f.close_code == 1006)); // 1006: reset after the close timer
+  auto metrics = er::net::http_request("127.0.0.1", router.port(), "GET", "/metrics").body;
+  CHECK(metrics.find("router_slow_consumer_disconnects_total 1") != std::string::npos);
+}
+
+TEST_CASE("a client that answers the server's pings stays; one that does not is closed with 4009") {
+  auto settings = test_settings();
+  settings.heartbeat_interval_ms = 200;
+  settings.heartbeat_timeout_ms = 200;
+  test_router router{settings};
+  auto silent = connect_user(router, "alice");
+  auto alive = connect_user(router, "alice");
+  auto deadline = std::chrono::steady_clock::now() + 1500ms;
+  while (std::chrono::steady_clock::now() < deadline)
+    CHECK(alive.client->read(100ms).what == er::net::frame::kind::timeout); // answers pings
+  auto f = silent.client->read(5s);
+  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.close_code == 4009);
+  alive.client->send_text(R"({"type":"ping","id":"a"})");
+  CHECK(next_json(*alive.client)["reply_to"] == "a");
+}
+
+TEST_CASE("a token that expires while connected closes the connection with 4501") {
+  test_router router;
+  auto exp = std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch()).count() + 2;
+  auto o = options_for(router);
+  o.subprotocols = "router.v1, jwt." + sign_claims({{"sub", "alice"}, {"exp", exp}}, test_secret);
+  auto [client, h] = er::net::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  next_json(*client);
+  auto other = connect_user(router, "alice");
+  auto f = client->read(5s);
+  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.close_code == 4501);
+  other.client->send_text(R"({"type":"ping","id":"o"})");
+  CHECK(next_json(*other.client)["reply_to"] == "o");
+}
+
+TEST_CASE("on shutdown, running agents finish within the drain timeout before 1001, idle "
+          "connections get 1001 at once, and new runs are refused") {
+  auto settings = agent_settings();
+  settings.demo_steps = 5;
+  settings.demo_step_delay_ms = 100;
+  test_router router{settings};
+  auto busy = connect_user(router, "alice");
+  auto idle = connect_user(router, "bob");
+  busy.client->send_text(R"({"type":"start_agent","id":"run","payload":{"agent":"demo"}})");
+  CHECK(next_json(*busy.client)["type"] == "agent_started");
+  std::thread stopper{[&] { router.server().shutdown(10s); }};
+  auto f = idle.client->read(5s);
+  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.close_code == 1001);
+  busy.client->send_text(R"({"type":"start_agent","id":"late","payload":{"agent":"echo"}})");
+  bool refused = false;
+  std::vector<std::string> types;
+  for (;;) {
+    auto g = busy.client->read(10s);
+    if (g.what != er::net::frame::kind::text) {
+      CHECK(g.what == er::net::frame::kind::closed);
+      CHECK(g.close_code == 1001);
+      break;
+    }
+    auto frame = json::parse(g.data);
+    if (frame["reply_to"] == "late")
+      refused = frame["data"]["code"] == "unavailable";
+    else
+      types.push_back(frame["type"]);
+  }
+  stopper.join();
+  CHECK(refused);
+  REQUIRE_FALSE(types.empty());
+  CHECK(types.back() == "agent_completed");
+}
+
+TEST_CASE("an exception in a connection's manager closes only that connection, with 1011") {
+  test_router router{agent_settings()};
+  auto victim = connect_user(router, "alice");
+  auto bystander = connect_user(router, "alice");
+  victim.client->send_text(R"({"type":"test_fault","payload":{"where":"manager"}})");
+  auto f = victim.client->read(5s);
+  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.close_code == 1011);
+  bystander.client->send_text(R"({"type":"ping","id":"b"})");
+  CHECK(next_json(*bystander.client)["reply_to"] == "b");
+  CHECK(eventually([&] { return router.server().stats().connections == 1; }));
+  auto fresh = connect_user(router, "alice");
+  fresh.client->send_text(R"({"type":"ping","id":"f"})");
+  CHECK(next_json(*fresh.client)["reply_to"] == "f");
+}
