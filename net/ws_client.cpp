@@ -60,6 +60,7 @@ struct ws_client::impl {
   bool read_done = false;
   beast::error_code read_ec;
   bool closed = false;
+  std::string last_pong;
 
   void start_read() {
     if (read_pending)
@@ -129,6 +130,10 @@ ws_client::connect(const client_options& options) {
       req.set(http::field::authorization, options.authorization);
   }));
   i->ws.read_message_max(64 << 20);
+  i->ws.control_callback([raw = i.get()](websocket::frame_type kind, std::string_view payload) {
+    if (kind == websocket::frame_type::pong)
+      raw->last_pong = std::string{payload};
+  });
   websocket::response_type res;
   beast::error_code ec;
   bool done = false;
@@ -157,6 +162,10 @@ void ws_client::send_text(std::string_view text) {
 
 void ws_client::send_binary(std::string_view data) {
   impl_->write(data, false);
+}
+
+std::string ws_client::last_pong() const {
+  return impl_->last_pong;
 }
 
 void ws_client::send_raw(std::string_view bytes) {

@@ -54,6 +54,8 @@ public:
   void reset();
   /// Sends raw bytes on the TCP stream (protocol conformance and abuse tests).
   void send_raw(std::string_view bytes);
+  /// Payload of the last pong received (read() processes control frames).
+  std::string last_pong() const;
 
   struct impl;
 

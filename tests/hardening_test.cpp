@@ -89,8 +89,10 @@ TEST_CASE("a reader that stops reading is closed with 4008 while everyone else r
   while (f.what == er::net::frame::kind::text);
   CHECK(f.what == er::net::frame::kind::closed);
   CHECK((f.close_code == 4008 || f.close_code == 1006)); // 1006: reset after the close timer
-  auto metrics = er::net::http_request("127.0.0.1", router.port(), "GET", "/metrics").body;
-  CHECK(metrics.find("router_slow_consumer_disconnects_total 1") != std::string::npos);
+  CHECK(eventually([&] {
+    auto metrics = er::net::http_request("127.0.0.1", router.port(), "GET", "/metrics").body;
+    return metrics.find("router_slow_consumer_disconnects_total 1") != std::string::npos;
+  }));
 }
 
 TEST_CASE("a client that answers the server's pings stays; one that does not is closed with 4009") {
