@@ -140,13 +140,15 @@ void on_message(manager_pointer self, inbound_message& msg) {
     pong.reply_to = std::move(msg.id);
     return emit(self, pong);
   }
-  if (msg.type == "test_fault" && self->state.settings->test_faults)
+  bool fault = msg.type == "test_fault" && self->state.settings->test_faults;
+  if (fault && msg.payload.value("where", nlohmann::json{}) != "handler")
     throw std::runtime_error("fault injected into a connection manager");
-  if (is_thread_message(msg.type)) {
-    auto& threads = self->state.threads;
-    if (!threads)
-      threads = spawn_thread_handler(self);
-    return self->send(threads, handle_atom::value, std::move(msg));
+  if (is_thread_message(msg.type) || fault) {
+    auto& st = self->state;
+    if (!st.threads)
+      st.threads = spawn_thread_handler(self, st.settings->test_faults);
+    st.handler_pending.push_back(msg.id);
+    return self->send(st.threads, handle_atom::value, std::move(msg));
   }
   if (is_agent_message(msg.type))
     return on_agent_message(self, msg);
@@ -204,8 +206,13 @@ void on_frame(manager_pointer self, const std::string& text) {
 void on_exit_msg(manager_pointer self, caf::exit_msg& msg) {
   if (on_run_exit(self, msg.source, msg.reason))
     return;
-  if (self->state.threads && msg.source == self->state.threads.address()) {
-    self->state.threads = nullptr; // respawned on next use
+  auto& st = self->state;
+  if (st.threads && msg.source == st.threads.address()) {
+    st.threads = nullptr; // respawned on next use
+    // Every request it had not answered still gets its one outcome.
+    for (auto& id : st.handler_pending)
+      reply_error(self, error_code::internal, "the request failed", id);
+    st.handler_pending.clear();
     return;
   }
   self->quit(msg.reason);
@@ -235,7 +242,13 @@ manager_actor::behavior_type manager_behavior(manager_pointer self, router_feedb
       self->state.draining = true;
       finish_drain_if_idle(self);
     },
-    [=](emit_atom, const outbound_event& event) { emit(self, event); },
+    [=](emit_atom, const outbound_event& event) {
+      // The handler answers its requests in order, one event each.
+      auto& pending = self->state.handler_pending;
+      if (!pending.empty())
+        pending.pop_front();
+      emit(self, event);
+    },
     [=](run_event_atom, outbound_event& event) { on_run_event(self, event); },
     [=](store_atom, thread_query& q) {
       // The one place a handler's query gets its user_id: this connection's own.

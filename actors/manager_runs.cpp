@@ -24,6 +24,19 @@ void finish(manager_pointer self, run_entry& entry, std::string_view outcome) {
     m->run_ended(outcome);
 }
 
+/// Sends the run's final event on the manager's own authority (stop, timeout, crash).
+void end_run(manager_pointer self, run_entry& entry, std::string_view outcome, std::string type,
+             std::optional<std::string> reply_to, json data) {
+  finish(self, entry, outcome);
+  outbound_event ev;
+  ev.type = std::move(type);
+  ev.run_id = entry.run_id;
+  ev.thread_id = entry.thread_id;
+  ev.reply_to = std::move(reply_to);
+  ev.data = std::move(data);
+  emit(self, ev);
+}
+
 std::size_t active_runs(manager_pointer self) {
   std::size_t n = self->state.starting_runs;
   for (auto& [addr, entry] : self->state.runs)
@@ -173,27 +186,15 @@ void on_stop_agent(manager_pointer self, inbound_message& msg) {
   if (run == st.runs.end() || run->second.finished)
     return reply_error(self, error_code::not_found, "no such run", msg.id);
   auto& entry = run->second;
-  finish(self, entry, "stopped");
-  outbound_event stopped;
-  stopped.type = "agent_stopped";
-  stopped.run_id = entry.run_id;
-  stopped.thread_id = entry.thread_id;
-  stopped.reply_to = msg.id;
-  stopped.data = json{{"reason", "stopped by the client"}};
-  emit(self, stopped);
+  end_run(self, entry, "stopped", "agent_stopped", msg.id,
+          json{{"reason", "stopped by the client"}});
   self->send_exit(entry.actor, caf::exit_reason::user_shutdown);
 }
 
 /// Ends an active run with agent_error (timeouts, crashes).
 void fail_run(manager_pointer self, run_entry& entry, std::string message) {
-  finish(self, entry, "error");
-  outbound_event ev;
-  ev.type = "agent_error";
-  ev.run_id = entry.run_id;
-  ev.thread_id = entry.thread_id;
-  ev.reply_to = entry.reply_to;
-  ev.data = json{{"message", std::move(message)}};
-  emit(self, ev);
+  end_run(self, entry, "error", "agent_error", entry.reply_to,
+          json{{"message", std::move(message)}});
 }
 
 } // namespace

@@ -37,6 +37,7 @@ struct manager_state {
   std::shared_ptr<const manager_settings> settings;
   std::uint64_t next_event_id = 1;
   thread_handler_actor threads; ///< spawned on first use
+  std::deque<std::optional<std::string>> handler_pending; ///< ids sent to it, not yet answered
   std::unordered_map<caf::actor_addr, run_entry> runs;
   std::unordered_map<std::string, caf::actor_addr> run_ids;
   std::size_t starting_runs = 0; ///< accepted, waiting for the thread store

@@ -112,9 +112,12 @@ outbound_event reply_for(const inbound_message& msg, const thread_query& q, thre
   return ev;
 }
 
-thread_handler_actor::behavior_type handler_behavior(handler_pointer self, manager_actor manager) {
+thread_handler_actor::behavior_type handler_behavior(handler_pointer self, manager_actor manager,
+                                                     bool test_faults) {
   return {
     [=](handle_atom, const inbound_message& msg) {
+      if (test_faults && msg.type == "test_fault")
+        throw std::runtime_error("fault injected into a handler");
       auto query = query_for(msg);
       if (auto* refused = std::get_if<protocol_error>(&query))
         return self->send(manager, emit_atom::value, make_error(*refused));
@@ -137,8 +140,9 @@ bool is_thread_message(const std::string& type) {
   return type == "create_thread" || type == "list_threads" || type == "get_thread_history";
 }
 
-thread_handler_actor spawn_thread_handler(caf::local_actor* manager) {
-  return manager->spawn<caf::linked>(handler_behavior, caf::actor_cast<manager_actor>(manager));
+thread_handler_actor spawn_thread_handler(caf::local_actor* manager, bool test_faults) {
+  return manager->spawn<caf::linked>(handler_behavior, caf::actor_cast<manager_actor>(manager),
+                                     test_faults);
 }
 
 } // namespace er::actors

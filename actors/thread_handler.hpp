@@ -15,7 +15,8 @@ using thread_handler_actor = caf::typed_actor<caf::reacts_to<handle_atom, inboun
 
 bool is_thread_message(const std::string& type);
 
-/// Spawned linked to `manager`, which must be a connection manager.
-thread_handler_actor spawn_thread_handler(caf::local_actor* manager);
+/// Spawned linked to `manager`, which must be a connection manager. With `test_faults`, a
+/// `test_fault` message makes it throw (fault-isolation tests).
+thread_handler_actor spawn_thread_handler(caf::local_actor* manager, bool test_faults = false);
 
 } // namespace er::actors

@@ -92,3 +92,29 @@ TEST_CASE("--mint-token prints a token the router accepts for that user") {
   CHECK(client->read(10s).close_code == 1001); // answering the close lets the router finish
   CHECK(router.wait() == 0);
 }
+
+TEST_CASE("on SIGTERM the binary lets a running agent finish, then closes with 1001 and exits 0") {
+  child_process router{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=0",
+                        "--router.store-path=:memory:", "--agents.demo-steps=5"}};
+  er::net::client_options o;
+  o.port = listening_port(router);
+  o.subprotocols = "router.v1, jwt." + banner_token(router);
+  auto [client, h] = er::net::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  next_json(*client);
+  client->send_text(R"({"type":"start_agent","id":"run","payload":{"agent":"demo"}})");
+  CHECK(next_json(*client)["type"] == "agent_started");
+  router.signal(SIGTERM);
+  std::string last;
+  for (;;) {
+    auto f = client->read(10s);
+    if (f.what != er::net::frame::kind::text) {
+      CHECK(f.what == er::net::frame::kind::closed);
+      CHECK(f.close_code == 1001);
+      break;
+    }
+    last = json::parse(f.data)["type"];
+  }
+  CHECK(last == "agent_completed");
+  CHECK(router.wait() == 0);
+}

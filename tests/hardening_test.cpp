@@ -4,6 +4,8 @@
 #include <atomic>
 #include <thread>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <doctest/doctest.h>
 
 #include "tests/support.hpp"
@@ -179,4 +181,35 @@ TEST_CASE("an exception in a connection's manager closes only that connection, w
   auto fresh = connect_user(router, "alice");
   fresh.client->send_text(R"({"type":"ping","id":"f"})");
   CHECK(next_json(*fresh.client)["reply_to"] == "f");
+}
+
+TEST_CASE("an exception in a handler answers its request with internal and the connection "
+          "goes on, with a fresh handler") {
+  test_router router{agent_settings()};
+  auto c = connect_user(router, "alice");
+  c.client->send_text(R"({"type":"test_fault","id":"boom","payload":{"where":"handler"}})");
+  auto failed = next_json(*c.client);
+  CHECK(failed["type"] == "error");
+  CHECK(failed["data"]["code"] == "internal");
+  CHECK(failed["reply_to"] == "boom");
+  c.client->send_text(R"({"type":"create_thread","id":"after","payload":{"title":"t"}})");
+  auto created = next_json(*c.client);
+  CHECK(created["type"] == "thread_created");
+  CHECK(created["reply_to"] == "after");
+}
+
+TEST_CASE("a client that never sends its upgrade request is dropped after the handshake "
+          "timeout") {
+  auto settings = test_settings();
+  settings.handshake_timeout_ms = 300;
+  test_router router{settings};
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket socket{io};
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), router.port()});
+  auto start = std::chrono::steady_clock::now();
+  char byte;
+  boost::system::error_code ec;
+  socket.read_some(boost::asio::buffer(&byte, 1), ec); // blocks until the server hangs up
+  CHECK(ec); // EOF or reset: the server closed it
+  CHECK(std::chrono::steady_clock::now() - start < 5s);
 }
