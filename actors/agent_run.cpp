@@ -168,7 +168,7 @@ caf::behavior throwing_run(caf::event_based_actor* self, manager_actor manager) 
   };
 }
 
-caf::behavior hanging_run(caf::event_based_actor*) {
+caf::behavior hanging_run(caf::event_based_actor*, manager_actor) {
   return {
     [](step_atom) {},
   };
@@ -200,7 +200,8 @@ caf::actor spawn_agent_run(caf::local_actor* manager, const agent_definition& ag
     case agent_kind::test_throw:
       return manager->spawn<caf::linked>(throwing_run, handle);
     case agent_kind::test_hang:
-      return manager->spawn<caf::linked>(hanging_run);
+      // Every spawn passes an argument: CAF 0.17 binds a null reference for an empty one.
+      return manager->spawn<caf::linked>(hanging_run, handle);
   }
   throw std::logic_error("unknown agent kind");
 }

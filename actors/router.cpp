@@ -22,11 +22,17 @@ struct manager_record {
   bool attached = true;
 };
 
+struct user_entry {
+  std::vector<caf::actor_addr> managers;
+  std::uint64_t attached = 0;
+};
+
 struct router_state {
   std::shared_ptr<const manager_settings> settings;
   std::unordered_map<caf::actor_addr, manager_record> managers;
-  std::unordered_map<std::string, std::vector<caf::actor_addr>> managers_by_user;
+  std::unordered_map<std::string, user_entry> users;
   std::unordered_map<std::string, caf::actor_addr> manager_by_token;
+  router_stats counts; ///< kept up to date on every change: no walk over all connections
   bool shutting_down = false;
 
   static inline const char* name = "router";
@@ -43,26 +49,27 @@ class refusing_sink final : public net::session_sink {
 };
 
 std::size_t attached_of(router_pointer self, const std::string& user_id) {
-  auto it = self->state.managers_by_user.find(user_id);
-  if (it == self->state.managers_by_user.end())
-    return 0;
-  return static_cast<std::size_t>(std::count_if(it->second.begin(), it->second.end(), [&](auto& a) {
-    return self->state.managers.at(a).attached;
-  }));
+  auto it = self->state.users.find(user_id);
+  return it == self->state.users.end() ? 0 : it->second.attached;
 }
 
-router_stats stats_of(router_pointer self) {
-  router_stats s;
-  for (auto& [addr, rec] : self->state.managers)
-    (rec.attached ? s.connections : s.detached) += 1;
-  for (auto& [user, list] : self->state.managers_by_user)
-    s.users += attached_of(self, user) > 0 ? 1 : 0;
-  return s;
+void add(std::uint64_t& n, int delta) {
+  n = delta < 0 ? n - static_cast<std::uint64_t>(-delta) : n + static_cast<std::uint64_t>(delta);
 }
 
-void update_users_metric(router_pointer self) {
-  if (auto& m = self->state.settings->metrics)
-    m->set_users(static_cast<double>(stats_of(self).users));
+/// Moves one manager of `user` between attached and detached (or in and out), keeping the
+/// counts and the users metric current.
+void count(router_pointer self, const std::string& user, int attached_delta, int detached_delta) {
+  auto& st = self->state;
+  auto& entry = st.users[user];
+  bool had_connection = entry.attached > 0;
+  add(entry.attached, attached_delta);
+  add(st.counts.connections, attached_delta);
+  add(st.counts.detached, detached_delta);
+  if (had_connection != (entry.attached > 0))
+    add(st.counts.users, entry.attached > 0 ? 1 : -1);
+  if (auto& m = st.settings->metrics)
+    m->set_users(static_cast<double>(st.counts.users));
 }
 
 void spawn_manager(router_pointer self, connection_ptr connection,
@@ -78,9 +85,9 @@ void spawn_manager(router_pointer self, connection_ptr connection,
   auto user_id = ctx.user_id();
   auto manager = spawn_connection_manager(self, caf::actor_cast<router_feedback>(self),
                                           std::move(connection), std::move(ctx), st.settings);
-  st.managers_by_user[user_id].push_back(manager.address());
+  st.users[user_id].managers.push_back(manager.address());
   st.managers.emplace(manager.address(), manager_record{manager, user_id, {}, true});
-  update_users_metric(self);
+  count(self, user_id, +1, 0);
 }
 
 void attach(router_pointer self, net::upgrade& up) {
@@ -119,10 +126,12 @@ void on_session(router_pointer self, bool attached, const std::string& token) {
     return;
   st.manager_by_token.erase(rec->second.resume_token);
   rec->second.resume_token = token;
-  rec->second.attached = attached;
   if (!token.empty())
     st.manager_by_token[token] = rec->first;
-  update_users_metric(self);
+  if (rec->second.attached != attached) {
+    rec->second.attached = attached;
+    count(self, rec->second.user_id, attached ? +1 : -1, attached ? -1 : +1);
+  }
 }
 
 void forget(router_pointer self, const caf::actor_addr& manager) {
@@ -130,25 +139,27 @@ void forget(router_pointer self, const caf::actor_addr& manager) {
   auto rec = st.managers.find(manager);
   if (rec == st.managers.end())
     return;
-  auto user = st.managers_by_user.find(rec->second.user_id);
-  auto& list = user->second;
+  auto user_id = rec->second.user_id;
+  bool attached = rec->second.attached;
+  count(self, user_id, attached ? -1 : 0, attached ? 0 : -1);
+  auto user = st.users.find(user_id);
+  auto& list = user->second.managers;
   list.erase(std::remove(list.begin(), list.end(), manager), list.end());
   if (list.empty())
-    st.managers_by_user.erase(user);
+    st.users.erase(user);
   st.manager_by_token.erase(rec->second.resume_token);
   st.managers.erase(rec);
-  update_users_metric(self);
 }
 
 /// Sends `msg` to every manager of `user_id`; answers how many are attached.
 template <class... Ts>
 std::uint64_t to_user(router_pointer self, const std::string& user_id, const Ts&... msg) {
   auto& st = self->state;
-  auto it = st.managers_by_user.find(user_id);
-  if (it == st.managers_by_user.end())
+  auto it = st.users.find(user_id);
+  if (it == st.users.end())
     return 0;
   std::uint64_t attached = 0;
-  for (auto& addr : it->second) {
+  for (auto& addr : it->second.managers) {
     auto& rec = st.managers.at(addr);
     self->send(rec.handle, msg...);
     attached += rec.attached ? 1 : 0;
@@ -168,7 +179,7 @@ router_actor::behavior_type router_behavior(router_pointer self,
   });
   return {
     [=](attach_atom, net::upgrade& up) { attach(self, up); },
-    [=](stats_atom) { return stats_of(self); },
+    [=](stats_atom) { return self->state.counts; },
     [=](drain_atom) {
       self->state.shutting_down = true;
       for (auto& [addr, rec] : self->state.managers)

@@ -179,8 +179,15 @@ void router_server::shutdown(std::chrono::milliseconds drain) {
   caf::anon_send(i.router, actors::drain_atom::value);
   auto wait_for_connections = [this](std::chrono::milliseconds limit) {
     auto deadline = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < deadline && stats().connections > 0)
+    while (std::chrono::steady_clock::now() < deadline) {
+      try {
+        if (stats().connections == 0)
+          return;
+      } catch (const std::exception&) {
+        // A router too busy to answer in time: keep waiting until the deadline.
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
   };
   wait_for_connections(drain);
   caf::anon_send(i.router, actors::shutdown_atom::value, close_code::going_away);

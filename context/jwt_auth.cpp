@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 
 #include <jwt/jwt.hpp>
 
@@ -45,8 +46,15 @@ bool signature_valid(std::string_view token, const std::string& secret) {
   return !result.second && result.first;
 }
 
+// Three non-empty base64url parts. Checked before cpp-jwt sees the token: its base64 decoder
+// shifts a negative value on characters outside the alphabet (undefined behaviour, found by
+// fuzz_token).
 bool well_formed(std::string_view token) {
+  auto base64url = [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_'; };
   if (std::count(token.begin(), token.end(), '.') != 2)
+    return false;
+  if (!std::all_of(token.begin(), token.end(),
+                   [&](unsigned char c) { return c == '.' || base64url(c); }))
     return false;
   auto first_dot = token.find('.');
   auto last_dot = token.rfind('.');

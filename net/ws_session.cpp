@@ -169,7 +169,9 @@ private:
       info.clean = true;
       info.code = close_sent_ ? close_code_ : static_cast<std::uint16_t>(ws_.reason().code);
     } else if (closing_) {
+      // Our close: Beast ends the pending read with operation_aborted once it is sent.
       info.code = close_code_;
+      info.clean = close_sent_ && ec == boost::asio::error::operation_aborted;
     }
     finish(info);
   }

@@ -84,7 +84,9 @@ TEST_CASE("a reader that stops reading is closed with 4008 while everyone else r
   reader.join();
   CHECK(fast_got == events);
   // 12 MB went to the slow reader; what it could not take was dropped with the connection.
+#ifndef __SANITIZE_ADDRESS__ // ASan's quarantine keeps freed memory resident by design
   CHECK(rss_kib() - rss_before < 64 * 1024);
+#endif
   er::net::frame f;
   do
     f = slow.client->read(10s);

@@ -15,6 +15,7 @@ for target in inbound token; do
   mkdir -p "$work"
   echo "fuzz_$target: ${seconds}s"
   "$out/fuzz_$target" -max_total_time="$seconds" -max_len=8192 -print_final_stats=1 \
+    -artifact_prefix="$out/crash-$target-" \
     "$work" "tests/fuzz/corpus/$target" 2>&1 | tail -n 4
 done
 echo "fuzzing: no crash"

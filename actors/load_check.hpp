@@ -1,0 +1,153 @@
+#pragma once
+// The bookkeeping of router-load, free of actors and sockets so that it is testable alone:
+// what one connection is owed and whether each frame it receives is its own and in order
+// (frame_checker), latency percentiles (latency_histogram), additive counters, and the final
+// report with its verdict. A "leak" is a frame a connection receives that is not its own:
+// another user's user_id, or a reply or run event for a request this connection never made.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace er::load {
+
+using clock = std::chrono::steady_clock;
+
+/// Log-linear buckets (64 per power of two, under 1.6 % error), grown on demand.
+class latency_histogram {
+public:
+  void record(std::uint64_t micros);
+  void merge(const latency_histogram& other);
+  void clear();
+  std::uint64_t count() const { return count_; }
+  std::uint64_t max() const { return max_; }
+  double mean() const;
+  /// The value at quantile `q` in [0, 1] (the bucket's upper bound, at most max()); 0 if empty.
+  std::uint64_t percentile(double q) const;
+
+private:
+  std::vector<std::uint64_t> buckets_;
+  std::uint64_t count_ = 0;
+  std::uint64_t max_ = 0;
+  double sum_ = 0;
+};
+
+/// What a frame means to the connection that received it.
+enum class frame_verdict {
+  greeting,    ///< connection_established, first and with event_id 0
+  progress,    ///< an expected event of a run still going
+  completed,   ///< the last frame a request was owed (a pong, a run's agent_completed)
+  leak,        ///< not this connection's: see the header comment
+  error_reply, ///< an `error` frame or a failed run (agent_error, agent_stopped)
+  unexpected,  ///< out of order, duplicated, of an unknown type, or not JSON
+};
+
+struct frame_outcome {
+  frame_verdict verdict = frame_verdict::unexpected;
+  std::string kind;                       ///< for leaks and errors: what exactly
+  std::chrono::microseconds round_trip{}; ///< with `completed`: since the request was sent
+  std::uint64_t skipped_events = 0;       ///< a gap in event_id before this frame
+};
+
+/// One connection's expectations: the pings and demo runs it started, in order.
+/// Request ids are `<prefix>p<n>` and `<prefix>r<n>`: unique across connections when each
+/// connection has its own prefix, so a reply to anyone else's request is recognised.
+class frame_checker {
+public:
+  frame_checker(std::string user_id, std::string prefix, int demo_steps);
+
+  /// The next ping frame to send; its pong is owed.
+  std::string ping(clock::time_point now);
+  /// The next start_agent frame (the demo agent); agent_started, demo_steps x agent_thinking,
+  /// tool_executing, tool_completed and agent_completed are owed, in that order.
+  std::string start_demo_run(clock::time_point now);
+
+  frame_outcome check(std::string_view text, clock::time_point now);
+
+  bool greeted() const { return greeted_; }
+  std::size_t pending_pings() const { return pings_.size(); }
+  std::size_t pending_runs() const { return runs_.size(); }
+  /// Events still owed to this connection by its pending pings and runs.
+  std::uint64_t owed_events() const;
+
+private:
+  struct run {
+    std::uint64_t request = 0;
+    std::string run_id; ///< empty until agent_started
+    int received = 0;   ///< events received, agent_started included
+    bool out_of_order = false;
+    clock::time_point sent_at;
+  };
+
+  /// The request number of an id this connection made with `tag` ('p' or 'r'), or -1.
+  std::int64_t own_request(const nlohmann::json& reply_to, char tag) const;
+  frame_outcome on_pong(const nlohmann::json& frame, clock::time_point now);
+  frame_outcome on_error(const nlohmann::json& frame);
+  frame_outcome on_agent_started(const nlohmann::json& frame);
+  frame_outcome on_run_event(const std::string& type, const nlohmann::json& frame,
+                             clock::time_point now);
+  std::string expected_type(int received) const;
+  int events_per_run() const { return demo_steps_ + 4; }
+
+  std::string user_id_;
+  std::string prefix_;
+  int demo_steps_;
+  bool greeted_ = false;
+  std::uint64_t next_event_id_ = 1;
+  std::uint64_t next_request_ = 0;
+  std::deque<std::pair<std::uint64_t, clock::time_point>> pings_;
+  std::vector<run> runs_;
+  std::unordered_set<std::string> finished_runs_;
+};
+
+/// Additive counters: what one client reports to the collector and the collector's totals.
+struct load_counters {
+  std::uint64_t sent = 0;                ///< requests sent
+  std::uint64_t received = 0;            ///< frames received
+  std::uint64_t completed = 0;           ///< round trips: pongs, finished runs, churn cycles
+  std::uint64_t completed_in_window = 0; ///< of those, inside the measured window
+  std::uint64_t established = 0;         ///< connection_established greetings
+  std::uint64_t connect_failures = 0;
+  std::int64_t open = 0;                 ///< connections open (+1 when opened, -1 when closed)
+  std::uint64_t leaks = 0;
+  std::uint64_t missing = 0;             ///< events owed and never received
+  std::map<std::string, std::uint64_t> leak_kinds;
+  std::map<std::string, std::uint64_t> errors; ///< unexpected outcomes by kind
+
+  void add(const load_counters& other);
+  /// Counts one checked frame (received, leaks, errors, skipped events).
+  void tally(const frame_outcome& outcome);
+  void error(const std::string& kind, std::uint64_t n = 1);
+  std::uint64_t error_count() const;
+};
+
+/// The outcome of one router-load run.
+struct load_report {
+  std::string scenario;
+  std::string latency_of;     ///< what one latency sample measures
+  nlohmann::json options;     ///< the run's parameters, echoed
+  std::uint64_t target_connections = 0;
+  bool needs_round_trips = true; ///< false for idle: holding connections is the work
+  std::int64_t peak_open = 0;
+  double ramp_seconds = 0;    ///< until every connection had its first connect attempt done
+  double window_seconds = 0;  ///< the measured window
+  load_counters totals;
+  latency_histogram latency;
+
+  /// Every reason this run failed; empty when it passed.
+  std::vector<std::string> failures() const;
+  nlohmann::json to_json() const;
+  std::string summary() const;
+};
+
+/// 0 when the report passed, 1 otherwise (router-load's exit status).
+int exit_status(const load_report& report);
+
+} // namespace er::load

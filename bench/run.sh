@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# Benchmarks the router side by side with the peer echo servers of the shared bench kit
+# (Node.js ws, uWebSockets.js), with the neutral client wsload, then runs router-load's own
+# scenarios against the router. Not run by CI; takes about 3-5 minutes after the build.
+#
+#   bench/run.sh                 build (Release, BUILD_DIR), run everything, print JSON + a table
+#
+# Environment: BUILD_DIR (default build-bench), JOBS (build jobs, default 2), BENCH_KIT (the
+# shared kit, default /work/shared/bench; it may be read-only: what is needed is copied to a
+# temporary folder), ROUNDS (alternating rounds of the ping runs, default 2), PING_SECS (5),
+# IDLE_CONNS (10000), OUT (also write the JSON to this file).
+# Progress goes to stderr; stdout gets the JSON and then the markdown table.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$root/build-bench}
+JOBS=${JOBS:-2}
+BENCH_KIT=${BENCH_KIT:-/work/shared/bench}
+ROUNDS=${ROUNDS:-2}
+PING_SECS=${PING_SECS:-5}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+IDLE_HOLD_SECS=4
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/router-bench.XXXXXX")
+runs="$work/runs.jsonl"
+: > "$runs"
+pids=()
+
+log() { echo "bench: $*" >&2; }
+
+# Every process this script starts is in `pids`; all of them end here, whatever happens.
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+stop_pid() {
+  local pid=$1 kept=() p
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${pids[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+  pids=("${kept[@]+"${kept[@]}"}")
+}
+
+wait_port() { # PORT: true once something accepts on 127.0.0.1:PORT (10 s at most)
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+next_port=$((20000 + RANDOM % 20000))
+new_port() { next_port=$((next_port + 1)); echo "$next_port"; }
+
+# -- build and tools ----------------------------------------------------------------
+
+log "building event-router and router-load (Release) in $BUILD_DIR"
+cmake -S "$root" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
+nice -n 10 cmake --build "$BUILD_DIR" -j "$JOBS" --target event-router router-load >&2
+router_bin="$BUILD_DIR/event-router"
+load_bin="$BUILD_DIR/router-load"
+
+cc -O2 -o "$work/wsload" "$BENCH_KIT/wsload.c" -lcrypto
+wsload="$work/wsload"
+
+cp -r "$BENCH_KIT/peers" "$work/peers"
+declare -A peer_status=([ws]="not installed" [uws]="not installed")
+if ! command -v npm >/dev/null; then
+  log "npm is missing: the peers cannot be installed"
+elif ! (cd "$work/peers" && ./peers.sh install >&2); then
+  log "peers.sh install failed: the peers are skipped"
+else
+  peer_status=([ws]=installed [uws]=installed)
+fi
+
+secret="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+router_args=(--config-file=/dev/null --router.store-path=:memory: "--router.jwt-secret=$secret"
+             --router.messages-per-second=1000000 --router.messages-burst=1000000
+             --router.max-connections-per-user=100000 --router.max-connections=20000
+             --scheduler.max-threads=2)
+
+# start_server NAME PORT: sets server_pid once the server accepts (not in a subshell: the
+# PID must reach `pids`)
+start_server() {
+  local name=$1 port=$2
+  case "$name" in
+    router)
+      (cd "$work" && exec "$router_bin" "${router_args[@]}" "--router.port=$port") \
+        >"$work/router-$port.log" 2>&1 &
+      server_pid=$! ;;
+    ws|uws)
+      server_pid=$(cd "$work/peers" && ./peers.sh start "$name" "$port") ;;
+  esac
+  pids+=("$server_pid")
+  if ! wait_port "$port"; then
+    stop_pid "$server_pid"
+    return 1
+  fi
+}
+
+client_args() { # the wsload options that differ between the router and a plain echo server
+  if [ "$1" = router ]; then echo "-s $secret -g 1 -p /ws"; fi
+}
+
+servers=(router)
+for p in ws uws; do
+  if [ "${peer_status[$p]}" = installed ]; then
+    port=$(new_port)
+    if start_server "$p" "$port"; then
+      servers+=("$p")
+      peer_status[$p]=ok
+      stop_pid "$server_pid"
+    else
+      peer_status[$p]="installed but did not start"
+      log "peer $p did not start: skipped"
+    fi
+  fi
+done
+
+# -- side by side: ping (100 connections, 1 and 8 in flight) and idle memory -----------
+
+ping_run() { # SERVER INFLIGHT ROUND
+  local server=$1 inflight=$2 round=$3 port pid before after out
+  port=$(new_port)
+  start_server "$server" "$port" || { log "$server did not start"; return 0; }
+  pid=$server_pid
+  before=$(cpu_ticks "$pid")
+  # shellcheck disable=SC2046
+  if ! out=$("$wsload" $(client_args "$server") -c 100 -i "$inflight" -d "$PING_SECS" \
+               127.0.0.1 "$port"); then
+    log "wsload ping against $server failed"
+    stop_pid "$pid"
+    return 0
+  fi
+  after=$(cpu_ticks "$pid")
+  stop_pid "$pid"
+  log "ping $server inflight $inflight round $round: $out"
+  python3 - "$server" "$inflight" "$round" "$((after - before))" "$(getconf CLK_TCK)" "$out" \
+    >>"$runs" <<'EOF'
+import json, sys
+server, inflight, rnd, ticks, hz, out = sys.argv[1:]
+w = json.loads(out)
+cpu = int(ticks) / int(hz)
+print(json.dumps({"kind": "ping", "server": server, "inflight": int(inflight), "round": int(rnd),
+                  "connections": w["conns"], "round_trips_per_s": w["replies_per_s"],
+                  "server_cpu_s": cpu,
+                  "server_cpu_us_per_round_trip": 1e6 * cpu / w["replies"] if w["replies"] else None,
+                  "wsload": w}))
+EOF
+}
+
+idle_run() { # SERVER
+  local server=$1 port pid rss0 fd0 rss1 fds client
+  port=$(new_port)
+  start_server "$server" "$port" || { log "$server did not start"; return 0; }
+  pid=$server_pid
+  sleep 0.5
+  rss0=$(rss_kib "$pid")
+  fd0=$(fd_count "$pid")
+  # shellcheck disable=SC2046
+  "$wsload" $(client_args "$server") -I -c "$IDLE_CONNS" -d "$IDLE_HOLD_SECS" 127.0.0.1 "$port" \
+    >"$work/idle.out" 2>&1 &
+  client=$!
+  pids+=("$client")
+  fds=0
+  for _ in $(seq 600); do # every connection accepted: one descriptor each
+    fds=$(fd_count "$pid")
+    [ "$fds" -ge $((fd0 + IDLE_CONNS)) ] && break
+    kill -0 "$client" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 1
+  rss1=$(rss_kib "$pid")
+  wait "$client" || log "wsload idle against $server: $(cat "$work/idle.out")"
+  stop_pid "$client"
+  stop_pid "$pid"
+  log "idle $server: RSS $rss0 -> $rss1 KiB with $((fds - fd0)) connections"
+  python3 - "$server" "$IDLE_CONNS" "$rss0" "$rss1" "$((fds - fd0))" >>"$runs" <<'EOF'
+import json, sys
+server, conns, rss0, rss1, seen = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+print(json.dumps({"kind": "idle", "server": server, "connections": conns,
+                  "connections_seen": seen, "rss_before_kib": rss0, "rss_after_kib": rss1,
+                  "kib_per_connection": (rss1 - rss0) / conns}))
+EOF
+}
+
+for round in $(seq "$ROUNDS"); do
+  for inflight in 1 8; do
+    for server in "${servers[@]}"; do
+      ping_run "$server" "$inflight" "$round"
+    done
+  done
+done
+for server in "${servers[@]}"; do
+  idle_run "$server"
+done
+
+# -- router-load's own scenarios against one router --------------------------------------
+
+port=$(new_port)
+start_server router "$port"
+router_pid=$server_pid
+load_common=(--config-file=/dev/null "--router.jwt-secret=$secret" "--port=$port" --json --quiet)
+load_run() { # NAME ARGS...
+  local name=$1 status=0
+  shift
+  "$load_bin" "${load_common[@]}" "$@" >"$work/load-$name.json" 2>"$work/load-$name.err" || status=$?
+  log "router-load $name: exit $status; $(head -1 "$work/load-$name.err")"
+  python3 - "$name" "$status" "$work/load-$name.json" >>"$runs" <<'EOF'
+import json, sys
+name, status, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+try:
+    report = json.load(open(path))
+except ValueError:
+    report = None
+print(json.dumps({"kind": "router-load", "scenario": name, "exit_status": status, "report": report}))
+EOF
+}
+load_run ping --scenario=ping --connections=100 --inflight=8 --duration=5
+load_run agents --scenario=agents --connections=200 --rate=2 --duration=5
+load_run churn --scenario=churn --connections=50 --duration=5
+load_run idle --scenario=idle --connections="$IDLE_CONNS" --duration=2 --connect-window=128
+stop_pid "$router_pid"
+
+# -- report ------------------------------------------------------------------------------
+
+peers_json=$(for p in ws uws; do echo "$p=${peer_status[$p]}"; done | python3 -c '
+import json, sys
+print(json.dumps(dict(line.strip().split("=", 1) for line in sys.stdin)))')
+python3 - "$runs" "$peers_json" "$(nproc)" "$(uname -r)" "${OUT:-}" <<'EOF'
+import json, statistics, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+peers, cores, kernel, out = json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+servers = ["router"] + [p for p in ("ws", "uws") if peers.get(p) == "ok"]
+
+def median(kind, server, key, **match):
+    xs = [r[key] for r in runs if r["kind"] == kind and r["server"] == server and r.get(key) is not None
+          and all(r.get(k) == v for k, v in match.items())]
+    return statistics.median(xs) if xs else None
+
+rows = [
+    ("ping, 100 connections, 1 in flight: round trips/s", "ping", "round_trips_per_s", {"inflight": 1}, "higher"),
+    ("ping, 100 connections, 8 in flight: round trips/s", "ping", "round_trips_per_s", {"inflight": 8}, "higher"),
+    ("ping, 1 in flight: server CPU µs per round trip", "ping", "server_cpu_us_per_round_trip", {"inflight": 1}, "lower"),
+    ("ping, 8 in flight: server CPU µs per round trip", "ping", "server_cpu_us_per_round_trip", {"inflight": 8}, "lower"),
+    ("idle", "idle", "kib_per_connection", {}, "lower"),
+]
+table = []
+summary = {}
+for label, kind, key, match, better in rows:
+    if kind == "idle":
+        conns = next((r["connections"] for r in runs if r["kind"] == "idle"), 0)
+        label = "idle, %d connections: server RSS KiB per connection" % conns
+    values = {s: median(kind, s, key, **match) for s in servers}
+    ratios = {p: (values["router"] / values[p]) if values["router"] and values.get(p) else None
+              for p in servers[1:]}
+    summary[label] = {"values": values, "router_over_peer": ratios, "better": better}
+    table.append((label, values, ratios, better))
+
+result = {"machine": {"cores": cores, "kernel": kernel}, "peers": peers,
+          "note": "medians over alternating rounds; ratios are router / peer",
+          "summary": summary, "runs": runs}
+text = json.dumps(result, indent=2, ensure_ascii=False)
+print(text)
+if out:
+    open(out, "w").write(text + "\n")
+
+def fmt(v):
+    return "n/a" if v is None else ("%.0f" % v if abs(v) >= 100 else "%.2f" % v)
+
+print()
+head = "| load | " + " | ".join(servers) + " | " + " | ".join("router / %s" % p for p in servers[1:]) + " | better |"
+print(head)
+print("|" + "---|" * (head.count("|") - 1))
+for label, values, ratios, better in table:
+    print("| %s | %s | %s | %s |" % (label, " | ".join(fmt(values[s]) for s in servers),
+          " | ".join("n/a" if ratios[p] is None else "%.2f" % ratios[p] for p in servers[1:]), better))
+print()
+for r in runs:
+    if r["kind"] == "router-load":
+        rep = r["report"] or {}
+        lat = rep.get("latency_us", {})
+        print("- router-load %s: %s (exit %d), throughput %s/s, connect rate %s/s, latency (%s) p50 %s µs, p99 %s µs, p99.9 %s µs; leaks %s, missing %s, errors %s" % (
+            r["scenario"], rep.get("verdict", "no report"), r["exit_status"], rep.get("throughput_per_s"),
+            rep.get("connections", {}).get("connect_rate_per_s"), lat.get("of"), lat.get("p50"),
+            lat.get("p99"), lat.get("p99_9"), rep.get("leaks"), rep.get("missing_events"),
+            sum((rep.get("errors") or {}).values())))
+for p in ("ws", "uws"):
+    if peers.get(p) != "ok":
+        print("- peer %s: %s (not measured)" % (p, peers.get(p)))
+EOF

@@ -1,0 +1,294 @@
+// router-load (issue 4): each scenario briefly against a real router over loopback, the
+// report's sanity, and the checks that turn a leaking router into a failed run.
+
+#include <doctest/doctest.h>
+
+#include <caf/actor_system_config.hpp>
+
+#include "actors/load_client.hpp"
+#include "tests/support.hpp"
+
+using namespace er::test;
+using steady = std::chrono::steady_clock;
+using er::load::frame_checker;
+using er::load::frame_verdict;
+using er::load::load_options;
+using er::load::load_report;
+using er::load::scenario;
+
+namespace {
+
+/// A router that does not rate-limit the load (the limits are not what these tests measure).
+er::app::router_settings load_settings() {
+  auto s = agent_settings();
+  s.messages_per_second = 1000000;
+  s.messages_burst = 1000000;
+  return s;
+}
+
+load_options options_against(test_router& router, scenario kind) {
+  load_options o;
+  o.kind = kind;
+  o.port = router.port();
+  o.jwt = router.jwt();
+  o.connections = 12;
+  o.users = 4;
+  o.sources = 2;
+  o.duration = 800ms;
+  o.drain_timeout = 3s;
+  o.demo_steps = static_cast<int>(router.server().settings().demo_steps);
+  o.max_runs = 5;
+  return o;
+}
+
+load_report run(const load_options& o) {
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.max-threads", 2);
+  return er::load::run_load(o, cfg);
+}
+
+void check_clean(const load_report& r) {
+  auto j = r.to_json();
+  INFO(r.summary());
+  CHECK(j["verdict"] == "pass");
+  CHECK(j["leaks"] == 0);
+  CHECK(j["missing_events"] == 0);
+  CHECK(j["errors"].empty());
+  CHECK(j["failures"].empty());
+  CHECK(er::load::exit_status(r) == 0);
+}
+
+std::string frame(const json& j) {
+  return j.dump();
+}
+
+json envelope(const std::string& type, std::int64_t event_id, const std::string& user) {
+  return json{{"type", type},       {"event_id", event_id}, {"user_id", user},
+              {"thread_id", nullptr}, {"run_id", nullptr},  {"reply_to", nullptr},
+              {"timestamp", "2026-01-01T00:00:00.000Z"},    {"data", json::object()}};
+}
+
+/// A checker for `user` that has seen its greeting.
+frame_checker greeted_checker(const std::string& user, const std::string& prefix = "c0.0.") {
+  frame_checker checker{user, prefix, 3};
+  auto greeting = checker.check(frame(envelope("connection_established", 0, user)), steady::now());
+  REQUIRE(greeting.verdict == frame_verdict::greeting);
+  return checker;
+}
+
+std::string request_id(const std::string& request_frame) {
+  return json::parse(request_frame)["id"].get<std::string>();
+}
+
+} // namespace
+
+TEST_CASE("router-load ping against a real router establishes every connection, counts every "
+          "round trip and finds no leak, no missing event and no error") {
+  test_router router{load_settings()};
+  auto actors_before = router.server().running_actors();
+  auto o = options_against(router, scenario::ping);
+  o.inflight = 4;
+  auto r = run(o);
+  check_clean(r);
+  auto j = r.to_json();
+  CHECK(j["connections"]["established"] == 12);
+  CHECK(j["connections"]["peak_open"] == 12);
+  CHECK(j["messages"]["round_trips"].get<std::uint64_t>() > 0);
+  CHECK(j["messages"]["round_trips_in_window"].get<std::uint64_t>() > 0);
+  // every ping sent got its pong, and every frame was a greeting or a pong
+  CHECK(j["messages"]["sent"] == j["messages"]["round_trips"]);
+  CHECK(j["messages"]["received"].get<std::uint64_t>() == r.totals.sent + 12);
+  CHECK(j["latency_us"]["count"] == j["messages"]["round_trips"]);
+  CHECK(j["throughput_per_s"].get<double>() > 0);
+  CHECK(back_to_baseline(router, actors_before));
+}
+
+TEST_CASE("router-load agents runs demo agents for several users and checks every event of "
+          "every run: all complete in order, none is missing, none reaches another connection") {
+  test_router router{load_settings()};
+  auto o = options_against(router, scenario::agents);
+  o.agent_rate = 20;
+  auto r = run(o);
+  check_clean(r);
+  // 3 thinking steps: agent_started + 3 + tool_executing + tool_completed + agent_completed
+  CHECK(r.totals.completed > 12);
+  CHECK(r.totals.completed == r.totals.sent);
+  CHECK(r.totals.received == 12 + r.totals.completed * 7);
+  CHECK(r.latency.count() == r.totals.completed);
+}
+
+TEST_CASE("router-load churn connects and disconnects over and over and leaves no connection "
+          "behind in the router") {
+  test_router router{load_settings()};
+  auto actors_before = router.server().running_actors();
+  auto o = options_against(router, scenario::churn);
+  o.connections = 6;
+  o.users = 6; // a reset connection may count for its user until the router notices it
+  auto r = run(o);
+  check_clean(r);
+  CHECK(r.totals.completed > 6); // cycles: every client went round more than once
+  CHECK(r.totals.established == r.totals.completed);
+  CHECK(r.to_json()["connections"]["connect_rate_per_s"].get<double>() > 0);
+  CHECK(back_to_baseline(router, actors_before));
+}
+
+TEST_CASE("router-load idle holds every connection open for the duration, then closes them "
+          "all cleanly") {
+  test_router router{load_settings()};
+  auto o = options_against(router, scenario::idle);
+  o.connections = 60;
+  o.users = 15;
+  o.connect_window = 16;
+  auto r = run(o);
+  check_clean(r);
+  CHECK(r.totals.established == 60);
+  CHECK(r.peak_open == 60);
+  CHECK(r.totals.sent == 0);
+  CHECK(eventually([&] { return router.server().stats().connections == 0; }));
+}
+
+TEST_CASE("a router that refuses the token fails the run: connections not established are "
+          "errors, not silence") {
+  test_router router{load_settings()};
+  auto o = options_against(router, scenario::ping);
+  o.connections = 3;
+  o.jwt.secret = "not-the-router-secret";
+  auto r = run(o);
+  CHECK(er::load::exit_status(r) == 1);
+  CHECK(r.totals.established == 0);
+  CHECK(r.totals.errors.at("upgrade_refused:http_401") == 3);
+}
+
+// -- the checker alone: what a leaking or broken router would send -------------------
+
+TEST_CASE("a frame stamped with another user's user_id is a leak, and any leak fails the "
+          "verdict and the exit status") {
+  auto checker = greeted_checker("alice");
+  auto ping = checker.ping(steady::now());
+  auto pong = envelope("pong", 1, "bob");
+  pong["reply_to"] = request_id(ping);
+  auto outcome = checker.check(frame(pong), steady::now());
+  CHECK(outcome.verdict == frame_verdict::leak);
+  CHECK(outcome.kind == "wrong_user");
+
+  load_report r;
+  r.scenario = "ping";
+  r.target_connections = 1;
+  r.totals.established = 1;
+  r.totals.completed = 10;
+  r.totals.tally(outcome);
+  CHECK(r.totals.leaks == 1);
+  CHECK(er::load::exit_status(r) == 1);
+  CHECK(r.to_json()["verdict"] == "fail");
+  CHECK(r.to_json()["leak_kinds"]["wrong_user"] == 1);
+}
+
+TEST_CASE("a pong answering a ping of another connection of the same user is a leak") {
+  auto mine = greeted_checker("alice", "c1.0.");
+  auto other = greeted_checker("alice", "c2.0.");
+  mine.ping(steady::now());
+  auto pong = envelope("pong", 1, "alice");
+  pong["reply_to"] = request_id(other.ping(steady::now()));
+  auto outcome = mine.check(frame(pong), steady::now());
+  CHECK(outcome.verdict == frame_verdict::leak);
+  CHECK(outcome.kind == "foreign_reply");
+  CHECK(mine.pending_pings() == 1);
+}
+
+TEST_CASE("pongs answered in order complete their pings with a round trip, and out of order they "
+          "are an error") {
+  auto checker = greeted_checker("alice");
+  auto first = request_id(checker.ping(steady::now()));
+  auto second = request_id(checker.ping(steady::now()));
+  auto pong = envelope("pong", 1, "alice");
+  pong["reply_to"] = second;
+  CHECK(checker.check(frame(pong), steady::now()).kind == "pong_out_of_order");
+  pong["event_id"] = 2;
+  pong["reply_to"] = first;
+  auto outcome = checker.check(frame(pong), steady::now());
+  CHECK(outcome.verdict == frame_verdict::completed);
+  CHECK(checker.owed_events() == 0);
+}
+
+TEST_CASE("a demo run's events are checked for order and owner: a foreign run is a leak, a "
+          "skipped step is an error, a gap in event_id counts as missing events") {
+  auto checker = greeted_checker("alice");
+  auto start = request_id(checker.start_demo_run(steady::now()));
+  CHECK(checker.owed_events() == 7);
+  auto event = [&](const std::string& type, std::int64_t id, const std::string& run) {
+    auto e = envelope(type, id, "alice");
+    e["run_id"] = run;
+    e["reply_to"] = start;
+    return checker.check(frame(e), steady::now());
+  };
+  CHECK(event("agent_started", 1, "r-1").verdict == frame_verdict::progress);
+  CHECK(event("agent_thinking", 2, "r-1").verdict == frame_verdict::progress);
+  CHECK(event("agent_thinking", 3, "r-someone-else").verdict == frame_verdict::leak);
+  auto skipped = event("tool_executing", 4, "r-1"); // two thinking steps missing
+  CHECK(skipped.verdict == frame_verdict::unexpected);
+  CHECK(skipped.kind == "out_of_order:tool_executing");
+  auto gap = event("tool_completed", 7, "r-1"); // event ids 5 and 6 never came
+  CHECK(gap.skipped_events == 2);
+  CHECK(event("agent_completed", 8, "r-1").verdict == frame_verdict::progress); // not in order
+  CHECK(checker.pending_runs() == 0);
+  CHECK(event("agent_thinking", 9, "r-1").kind == "event_after_final:agent_thinking");
+}
+
+TEST_CASE("a run in order completes with its round trip, and a run cut short leaves its remaining "
+          "events owed") {
+  auto checker = greeted_checker("alice");
+  auto start = request_id(checker.start_demo_run(steady::now()));
+  std::int64_t id = 1;
+  auto event = [&](const std::string& type) {
+    auto e = envelope(type, id++, "alice");
+    e["run_id"] = "r-1";
+    e["reply_to"] = start;
+    return checker.check(frame(e), steady::now());
+  };
+  for (auto type : {"agent_started", "agent_thinking", "agent_thinking", "agent_thinking",
+                    "tool_executing", "tool_completed"})
+    CHECK(event(type).verdict == frame_verdict::progress);
+  CHECK(event("agent_completed").verdict == frame_verdict::completed);
+
+  auto cut = request_id(checker.start_demo_run(steady::now()));
+  auto e = envelope("agent_started", id++, "alice");
+  e["run_id"] = "r-2";
+  e["reply_to"] = cut;
+  CHECK(checker.check(frame(e), steady::now()).verdict == frame_verdict::progress);
+  CHECK(checker.owed_events() == 6);
+}
+
+TEST_CASE("latency percentiles are within the histogram's precision") {
+  er::load::latency_histogram h;
+  for (std::uint64_t v = 1; v <= 10000; ++v)
+    h.record(v);
+  CHECK(h.count() == 10000);
+  CHECK(h.max() == 10000);
+  CHECK(h.percentile(0.5) >= 5000);
+  CHECK(h.percentile(0.5) <= 5000 * 1.02);
+  CHECK(h.percentile(0.99) >= 9900);
+  CHECK(h.percentile(0.99) <= 9900 * 1.02);
+  CHECK(h.percentile(1.0) == 10000);
+  CHECK(h.mean() == doctest::Approx(5000.5));
+}
+
+TEST_CASE("the router-load binary mints tokens from the router's configuration, prints a "
+          "passing JSON report and exits 0, and a bad option exits 2") {
+  test_router router{load_settings()};
+  child_process load{{ER_ROUTER_LOAD_BINARY, "--scenario=ping", "--connections=8",
+                      "--duration=0.5", "--quiet", "--json", "--config-file=/dev/null",
+                      "--router.jwt-secret=" + std::string{test_secret},
+                      "--port=" + std::to_string(router.port())}};
+  std::string out;
+  for (auto line = load.read_line(20s); !line.empty(); line = load.read_line(20s))
+    out += line + "\n";
+  CHECK(load.wait(20s) == 0);
+  auto report = json::parse(out);
+  CHECK(report["verdict"] == "pass");
+  CHECK(report["connections"]["established"] == 8);
+  CHECK(report["options"]["users"] == 2);
+
+  child_process bad{{ER_ROUTER_LOAD_BINARY, "--scenario=publish", "--config-file=/dev/null"}};
+  CHECK(bad.wait(10s) == 2);
+  CHECK(bad.read_all_stderr(2s).find("publish API") != std::string::npos);
+}
