@@ -26,16 +26,19 @@ install_missing() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
+# build [TARGET ...]: everything when no target is named.
 build() {
   cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DER_WERROR="${ER_WERROR:-OFF}" >/dev/null
-  cmake --build "$BUILD_DIR" -j "$JOBS"
+  local targets=()
+  for t in "$@"; do targets+=(--target "$t"); done
+  cmake --build "$BUILD_DIR" -j "$JOBS" "${targets[@]}"
 }
 
 case "${1:-}" in
   run)
     shift
     install_missing
-    build
+    build event-router router-client
     exec "$BUILD_DIR/event-router" "$@"
     ;;
   test)
