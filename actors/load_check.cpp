@@ -108,7 +108,7 @@ std::string frame_checker::start_demo_run(clock::time_point now) {
 }
 
 std::uint64_t frame_checker::owed_events() const {
-  std::uint64_t owed = pings_.size();
+  std::uint64_t owed = pings_.size() + publishes_.size();
   for (auto& r : runs_)
     owed += static_cast<std::uint64_t>(std::max(0, events_per_run() - r.received));
   return owed;
@@ -158,6 +158,8 @@ frame_outcome frame_checker::check(std::string_view text, clock::time_point now)
     out = on_error(frame);
   else if (type == "agent_started")
     out = on_agent_started(frame);
+  else if (type == publish_event_type)
+    out = on_published(frame, now);
   else if (frame.contains("run_id") && frame["run_id"].is_string())
     out = on_run_event(type, frame, now);
   else
@@ -272,6 +274,10 @@ void load_counters::add(const load_counters& o) {
   open += o.open;
   leaks += o.leaks;
   missing += o.missing;
+  publishes += o.publishes;
+  publishes_skipped += o.publishes_skipped;
+  publish_delivered += o.publish_delivered;
+  publish_expected += o.publish_expected;
   for (auto& [kind, n] : o.leak_kinds)
     leak_kinds[kind] += n;
   for (auto& [kind, n] : o.errors)
@@ -315,7 +321,10 @@ std::vector<std::string> load_report::failures() const {
     out.push_back("only " + std::to_string(totals.established) + " of "
                   + std::to_string(target_connections) + " connections were established");
   if (needs_round_trips && totals.completed == 0)
-    out.push_back("no round trip completed");
+    out.push_back(scenario == "publish" ? "no published event was delivered"
+                                        : "no round trip completed");
+  if (scenario == "publish" && totals.publishes == 0)
+    out.push_back("the router accepted no publish");
   return out;
 }
 
@@ -337,7 +346,7 @@ json load_report::to_json() const {
   bool churn = scenario == "churn";
   auto connect_rate = churn ? per_second(totals.established, window_seconds)
                             : per_second(totals.established, ramp_seconds);
-  return json{
+  auto j = json{
     {"scenario", scenario},
     {"verdict", fails.empty() ? "pass" : "fail"},
     {"failures", fails},
@@ -370,6 +379,9 @@ json load_report::to_json() const {
     {"missing_events", totals.missing},
     {"errors", totals.errors},
   };
+  if (scenario == "publish")
+    j["publish"] = publish_json(*this);
+  return j;
 }
 
 std::string load_report::summary() const {
@@ -396,6 +408,8 @@ std::string load_report::summary() const {
       << latency.count() << " samples)\n"
       << "  leaks        " << totals.leaks << ", missing events " << totals.missing
       << ", errors " << totals.error_count() << "\n";
+  if (scenario == "publish")
+    out << publish_summary(*this);
   for (auto& [kind, n] : totals.leak_kinds)
     out << "    leak  " << kind << ": " << n << "\n";
   for (auto& [kind, n] : totals.errors)

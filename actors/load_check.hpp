@@ -4,6 +4,9 @@
 // (frame_checker), latency percentiles (latency_histogram), additive counters, and the final
 // report with its verdict. A "leak" is a frame a connection receives that is not its own:
 // another user's user_id, or a reply or run event for a request this connection never made.
+// Published events (the publish scenario) are owed to every connection of their user exactly
+// once: the publisher announces each to the checkers of that user's connections before it
+// publishes (expect_publish), and a publish that failed is taken back (cancel_publish).
 
 #include <chrono>
 #include <cstdint>
@@ -11,6 +14,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -69,11 +73,21 @@ public:
   /// tool_executing, tool_completed and agent_completed are owed, in that order.
   std::string start_demo_run(clock::time_point now);
 
+  /// Publish: event `seq` was published to this connection's user at `sent_at` (before the
+  /// router can deliver it); it is owed exactly once.
+  void expect_publish(std::uint64_t seq, clock::time_point sent_at);
+  /// Publish: the publish of `seq` failed; whether it was still owed.
+  bool cancel_publish(std::uint64_t seq);
+
   frame_outcome check(std::string_view text, clock::time_point now);
 
   bool greeted() const { return greeted_; }
   std::size_t pending_pings() const { return pings_.size(); }
   std::size_t pending_runs() const { return runs_.size(); }
+  std::size_t pending_publishes() const { return publishes_.size(); }
+  /// Published events announced to this connection, and of those received (once each).
+  std::uint64_t publishes_expected() const { return publishes_expected_; }
+  std::uint64_t publishes_received() const { return publishes_received_; }
   /// Events still owed to this connection by its pending pings and runs.
   std::uint64_t owed_events() const;
 
@@ -93,6 +107,7 @@ private:
   frame_outcome on_agent_started(const nlohmann::json& frame);
   frame_outcome on_run_event(const std::string& type, const nlohmann::json& frame,
                              clock::time_point now);
+  frame_outcome on_published(const nlohmann::json& frame, clock::time_point now);
   std::string expected_type(int received) const;
   int events_per_run() const { return demo_steps_ + 4; }
 
@@ -105,7 +120,15 @@ private:
   std::deque<std::pair<std::uint64_t, clock::time_point>> pings_;
   std::vector<run> runs_;
   std::unordered_set<std::string> finished_runs_;
+  std::unordered_map<std::uint64_t, clock::time_point> publishes_; ///< owed: seq -> published at
+  std::unordered_map<std::uint64_t, bool> publishes_done_; ///< no longer owed: true received, false taken back
+  std::uint64_t publishes_expected_ = 0;
+  std::uint64_t publishes_received_ = 0;
 };
+
+/// The `type` of the events the publish scenario publishes; their data is
+/// {"seq": <unique number>, "user": <the target user>}.
+inline constexpr const char* publish_event_type = "load.publish";
 
 /// Additive counters: what one client reports to the collector and the collector's totals.
 struct load_counters {
@@ -120,6 +143,12 @@ struct load_counters {
   std::uint64_t missing = 0;             ///< events owed and never received
   std::map<std::string, std::uint64_t> leak_kinds;
   std::map<std::string, std::uint64_t> errors; ///< unexpected outcomes by kind
+  // publish: counted by the publisher (deliveries are `completed` of the clients)
+  std::uint64_t publishes = 0;            ///< publishes the router accepted (202); all are
+                                          ///< sent inside the measured window
+  std::uint64_t publishes_skipped = 0;    ///< not sent: too many requests were outstanding
+  std::uint64_t publish_delivered = 0;    ///< the router's `delivered` answers, summed
+  std::uint64_t publish_expected = 0;     ///< connections of the target users, summed
 
   void add(const load_counters& other);
   /// Counts one checked frame (received, leaks, errors, skipped events).
@@ -146,6 +175,10 @@ struct load_report {
   nlohmann::json to_json() const;
   std::string summary() const;
 };
+
+/// The publish section of a report (load_publish_check.cpp).
+nlohmann::json publish_json(const load_report& report);
+std::string publish_summary(const load_report& report);
 
 /// 0 when the report passed, 1 otherwise (router-load's exit status).
 int exit_status(const load_report& report);

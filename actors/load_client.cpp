@@ -275,6 +275,24 @@ void on_drain_deadline(client_pointer self) {
   finish(self);
 }
 
+/// Publish: the publisher announces an event for this client's user before publishing it.
+void on_expect(client_pointer self, std::uint64_t seq, std::int64_t sent_ns) {
+  auto& st = self->state;
+  if (!st.checker) // the connection is gone; its loss is already counted
+    return;
+  auto sent = clock::time_point{std::chrono::duration_cast<clock::duration>(
+    std::chrono::nanoseconds{sent_ns})};
+  st.checker->expect_publish(seq, sent);
+}
+
+/// Publish: the publish of `seq` failed (the publisher counted it); it is no longer owed.
+void on_cancel(client_pointer self, std::uint64_t seq) {
+  auto& st = self->state;
+  if (st.checker && st.checker->cancel_publish(seq) && st.stopping
+      && st.checker->owed_events() == 0)
+    finish(self);
+}
+
 load_client_actor::behavior_type client_behavior(client_pointer self, setup_ptr setup,
                                                  std::size_t index, collector_actor collector) {
   auto& st = self->state;
@@ -308,6 +326,8 @@ load_client_actor::behavior_type client_behavior(client_pointer self, setup_ptr 
       self->send(self->state.collector, delta_atom::value, std::exchange(self->state.pending, {}));
     },
     [=](deadline_atom) { on_drain_deadline(self); },
+    [=](expect_atom, std::uint64_t seq, std::int64_t sent_ns) { on_expect(self, seq, sent_ns); },
+    [=](cancel_atom, std::uint64_t seq) { on_cancel(self, seq); },
   };
 }
 

@@ -13,8 +13,14 @@
 //  - churn:  every client connects, waits for connection_established and disconnects
 //            (alternately a close handshake and a TCP reset), again and again;
 //            latency connect -> connection_established;
-//  - idle:   hold the connections for the duration (memory measurements).
-// TODO(publish): a `publish` scenario, once the HTTP publish API (POST /api/v1/publish) exists.
+//  - idle:   hold the connections for the duration (memory measurements);
+//  - publish: a publisher actor (load_publisher.cpp) publishes `publish_rate` events per second
+//            through the router's HTTP API (POST /api/v1/publish, keep-alive connections of
+//            net::http_client_pool, never blocking an actor) to random users; it announces
+//            each event to the clients of its user first, and every connection checks that
+//            it gets each of its user's events exactly once; latency publish -> receipt.
+//            The collector stops the publisher before the clients, so that no announcement
+//            reaches a client after its stop.
 
 #include <chrono>
 #include <cstdint>
@@ -41,7 +47,7 @@ class io_context;
 
 namespace er::load {
 
-enum class scenario { ping, agents, churn, idle };
+enum class scenario { ping, agents, churn, idle, publish };
 
 std::optional<scenario> scenario_from(std::string_view name);
 std::string to_string(scenario s);
@@ -63,6 +69,9 @@ struct load_options {
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds drain_timeout{5000}; ///< after the window: wait for owed replies
   std::size_t io_threads = 1;
+  double publish_rate = 100.0;     ///< publish: events per second, all users together
+  std::size_t publish_connections = 4; ///< publish: HTTP connections (requests in flight)
+  std::string api_key;             ///< publish: router.api-key
   context::jwt_settings jwt;       ///< mints one token per user
   std::ostream* progress = nullptr; ///< a line per second; null: silent
 };
@@ -90,6 +99,11 @@ using ready_atom = caf::atom_constant<caf::atom("ready")>;
 using delta_atom = caf::atom_constant<caf::atom("delta")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
 using report_atom = caf::atom_constant<caf::atom("report")>;
+using expect_atom = caf::atom_constant<caf::atom("expect")>;
+using cancel_atom = caf::atom_constant<caf::atom("cancel")>;
+using answer_atom = caf::atom_constant<caf::atom("answer")>;
+using halted_atom = caf::atom_constant<caf::atom("halted")>;
+using ended_atom = caf::atom_constant<caf::atom("ended")>;
 
 /// What a client counted since its previous report.
 struct client_delta {
@@ -107,7 +121,9 @@ using load_client_actor = caf::typed_actor<
   caf::reacts_to<closed_atom, std::uint16_t, bool>,               // socket: code, clean
   caf::reacts_to<tick_atom>,                                      // itself: start a run
   caf::reacts_to<flush_atom>,                                     // itself: report counters
-  caf::reacts_to<deadline_atom>>;                                 // itself: drain time is up
+  caf::reacts_to<deadline_atom>,                                  // itself: drain time is up
+  caf::reacts_to<expect_atom, std::uint64_t, std::int64_t>,       // publisher: seq, sent (ns)
+  caf::reacts_to<cancel_atom, std::uint64_t>>;                    // publisher: seq failed
 
 using collector_actor = caf::typed_actor<
   caf::reacts_to<ready_atom, bool>,          // a client's first connect attempt ended (ok)
@@ -115,7 +131,18 @@ using collector_actor = caf::typed_actor<
   caf::reacts_to<done_atom, client_delta>,   // a client's last report: it has ended
   caf::reacts_to<tick_atom>,                 // itself, each second: the progress line
   caf::reacts_to<stop_atom>,                 // itself: the window is over
-  caf::reacts_to<deadline_atom>>;            // itself: stop waiting for clients
+  caf::reacts_to<deadline_atom>,             // itself: stop waiting for clients
+  caf::reacts_to<halted_atom>,               // the publisher sends no more: stop the clients
+  caf::reacts_to<ended_atom, client_delta>>; // the publisher's last report: it has ended
+
+using load_publisher_actor = caf::typed_actor<
+  caf::reacts_to<go_atom>,       // collector: window opens, start publishing
+  caf::reacts_to<stop_atom>,     // collector: window closed, stop publishing
+  caf::reacts_to<tick_atom>,     // itself: publish what is due
+  caf::reacts_to<flush_atom>,    // itself: report counters
+  caf::reacts_to<deadline_atom>, // itself: stop waiting for answers
+  caf::reacts_to<answer_atom, std::uint64_t, std::uint32_t, std::int64_t, std::string>>;
+  // the HTTP pool: seq, status (0: none), `delivered` (-1: unreadable), error
 
 /// What every actor of one run shares; immutable once the run starts.
 struct run_setup {
@@ -130,6 +157,11 @@ using setup_ptr = std::shared_ptr<const run_setup>;
 /// with connect_atom and to which it reports.
 load_client_actor spawn_load_client(caf::local_actor* collector, setup_ptr setup,
                                     std::size_t index);
+
+/// The publish scenario's publisher, linked to `collector`; `clients` are all the clients of
+/// the run, client i belonging to user i % setup->tokens.size().
+load_publisher_actor spawn_load_publisher(caf::local_actor* collector, setup_ptr setup,
+                                          const std::vector<load_client_actor>& clients);
 
 } // namespace er::load
 

@@ -29,6 +29,8 @@ struct collector_state {
   setup_ptr setup;
   caf::actor listener; ///< receives (report_atom, load_report) at the end
   std::vector<load_client_actor> clients;
+  load_publisher_actor publisher; ///< publish only
+  bool publisher_done = true;     ///< false while a publisher runs
   std::size_t next_to_connect = 0;
   std::size_t ready = 0;
   std::size_t done = 0;
@@ -60,6 +62,8 @@ void open_window(collector_pointer self) {
   st.window_open = true;
   st.window_opened = clock::now();
   broadcast(self, go_atom::value);
+  if (st.publisher)
+    self->send(st.publisher, go_atom::value);
   self->delayed_send(self, st.setup->options.duration, stop_atom::value);
 }
 
@@ -71,6 +75,11 @@ void merge(collector_pointer self, client_delta& d) {
     st.report.latency.record(us);
     st.last_second.record(us);
   }
+}
+
+bool all_done(collector_pointer self) {
+  auto& st = self->state;
+  return st.done == st.clients.size() && st.publisher_done;
 }
 
 void finish_run(collector_pointer self) {
@@ -112,6 +121,8 @@ std::string latency_of(scenario s) {
       return "ping -> pong";
     case scenario::agents:
       return "start_agent -> agent_completed";
+    case scenario::publish:
+      return "publish -> event received";
     default:
       return "connect -> connection_established";
   }
@@ -122,6 +133,10 @@ void start_clients(collector_pointer self) {
   auto& o = st.setup->options;
   for (std::size_t i = 0; i < o.connections; ++i)
     st.clients.push_back(spawn_load_client(self, st.setup, i));
+  if (o.kind == scenario::publish) {
+    st.publisher = spawn_load_publisher(self, st.setup, st.clients);
+    st.publisher_done = false;
+  }
   if (o.kind == scenario::churn) { // every client cycles on its own, from the start
     st.next_to_connect = st.clients.size();
     broadcast(self, connect_atom::value);
@@ -146,10 +161,19 @@ collector_actor::behavior_type collector_behavior(collector_pointer self, setup_
   st.report.needs_round_trips = o.kind != scenario::idle;
   // A client that crashes never sends `done`: count it here. Normal exits are ignored.
   self->set_exit_handler([self](caf::exit_msg& msg) {
+    auto& s = self->state;
     if (!msg.reason || msg.reason == caf::exit_reason::normal)
       return;
-    self->state.report.totals.error("client_crashed");
-    if (++self->state.done == self->state.clients.size())
+    if (s.publisher && msg.source == s.publisher.address()) {
+      s.report.totals.error("publisher_crashed");
+      s.publisher_done = true;
+      if (s.stopped) // it never halted: stop the clients now
+        broadcast(self, stop_atom::value);
+    } else {
+      s.report.totals.error("client_crashed");
+      ++s.done;
+    }
+    if (all_done(self))
       finish_run(self);
   });
   start_clients(self);
@@ -167,7 +191,15 @@ collector_actor::behavior_type collector_behavior(collector_pointer self, setup_
     [=](delta_atom, client_delta& d) { merge(self, d); },
     [=](done_atom, client_delta& d) {
       merge(self, d);
-      if (++self->state.done == self->state.clients.size())
+      ++self->state.done;
+      if (all_done(self))
+        finish_run(self);
+    },
+    [=](halted_atom) { broadcast(self, stop_atom::value); },
+    [=](ended_atom, client_delta& d) {
+      merge(self, d);
+      self->state.publisher_done = true;
+      if (all_done(self))
         finish_run(self);
     },
     [=](tick_atom) {
@@ -179,14 +211,22 @@ collector_actor::behavior_type collector_behavior(collector_pointer self, setup_
       auto& s = self->state;
       s.stopped = true;
       s.window_closed = clock::now();
-      broadcast(self, stop_atom::value);
+      // publish: the publisher first; its `halted` stops the clients after its last
+      // announcement, so that none reaches a client that has already finished
+      if (s.publisher && !s.publisher_done)
+        self->send(s.publisher, stop_atom::value);
+      else
+        broadcast(self, stop_atom::value);
       auto& opts = s.setup->options;
       self->delayed_send(self, opts.drain_timeout + opts.handshake_timeout + 2s,
                          deadline_atom::value);
     },
     [=](deadline_atom) {
       auto& s = self->state;
-      s.report.totals.error("client_did_not_finish", s.clients.size() - s.done);
+      if (s.clients.size() > s.done)
+        s.report.totals.error("client_did_not_finish", s.clients.size() - s.done);
+      if (!s.publisher_done)
+        s.report.totals.error("publisher_did_not_finish");
       finish_run(self);
     },
   };
@@ -205,7 +245,8 @@ void join_io(asio::io_context& io, std::vector<std::thread>& threads) {
 } // namespace
 
 std::optional<scenario> scenario_from(std::string_view name) {
-  for (auto s : {scenario::ping, scenario::agents, scenario::churn, scenario::idle})
+  for (auto s : {scenario::ping, scenario::agents, scenario::churn, scenario::idle,
+                 scenario::publish})
     if (name == to_string(s))
       return s;
   return std::nullopt;
@@ -221,6 +262,8 @@ std::string to_string(scenario s) {
       return "churn";
     case scenario::idle:
       return "idle";
+    case scenario::publish:
+      return "publish";
   }
   return "?";
 }
@@ -241,14 +284,18 @@ nlohmann::json to_json(const load_options& o) {
     {"connect_window", o.connect_window},
     {"drain_timeout_ms", o.drain_timeout.count()},
     {"io_threads", o.io_threads},
+    {"publish_rate_per_s", o.publish_rate},
+    {"publish_connections", o.publish_connections},
   };
 }
 
 load_report run_load(const load_options& options, caf::actor_system_config& caf_config) {
   if (options.connections == 0 || options.users == 0 || options.inflight == 0
-      || options.connect_window == 0 || options.io_threads == 0 || !(options.agent_rate > 0))
-    throw std::invalid_argument("connections, users, inflight, connect window, io threads and "
-                                "agent rate must be positive");
+      || options.connect_window == 0 || options.io_threads == 0 || !(options.agent_rate > 0)
+      || !(options.publish_rate > 0) || options.publish_connections == 0)
+    throw std::invalid_argument("connections, users, inflight, connect window, io threads, "
+                                "agent rate, publish rate and publish connections must be "
+                                "positive");
   auto setup = std::make_shared<run_setup>();
   setup->options = options;
   for (std::size_t u = 0; u < std::min(options.users, options.connections); ++u)

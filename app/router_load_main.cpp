@@ -35,8 +35,9 @@ Scenarios:
   churn    connect, wait for connection_established, disconnect (alternately a close
            handshake and a TCP reset), as fast as possible; --connections clients at once
   idle     hold --connections connections for --duration (memory per connection)
-  publish  TODO, not implemented yet: backend publishes through the HTTP publish API
-           (POST /api/v1/publish) while users are connected
+  publish  a backend publishes --publish-rate events per second through the HTTP API
+           (POST /api/v1/publish, router.api-key) to random users; every connection checks
+           that it gets each event of its user exactly once; latency publish -> receipt
 
 Options:
   --connections=N          simultaneous connections (default 100)
@@ -53,6 +54,9 @@ Options:
   --connect-window=N       connection attempts in progress at once while ramping up (default 64)
   --drain-ms=MS            after the window, how long to wait for owed replies (default 5000)
   --handshake-timeout-ms=MS  connect plus upgrade, and a close handshake (default 10000)
+  --publish-rate=R         publish: events per second, all users together (default 100)
+  --publish-connections=N  publish: keep-alive HTTP connections, requests in flight (default 4)
+  --api-key=KEY            publish: the Bearer key (default router.api-key of the configuration)
   --io-threads=N           asio threads (default 1)
   --user-prefix=TEXT       user ids are TEXT<n> (default load-user-)
   --json                   the report as JSON on stdout; progress and summary go to stderr
@@ -60,7 +64,8 @@ Options:
   --scheduler.*            CAF's own options (default --scheduler.max-threads=2)
   --config-file=PATH, --router.*, --agents.*   the router's configuration (see event-router --help):
                            router.jwt-secret (and issuer, audience) sign the tokens;
-                           agents.demo-steps and router.max-runs-per-connection shape `agents`
+                           agents.demo-steps and router.max-runs-per-connection shape `agents`;
+                           router.api-key (or --api-key) authorises `publish`
 
 A run fails (exit status 1) on any leaked frame (another user's, or a reply to a request the
 connection never made), any missing event, any unexpected error or close, or when not every
@@ -98,10 +103,7 @@ void apply(cli& c, const std::string& name, const std::string& value) {
   if (name == "--scenario") {
     auto s = er::load::scenario_from(value);
     if (!s)
-      throw usage_error(value == "publish"
-                          ? "no publish scenario yet (TODO: backend publishes through the HTTP "
-                            "publish API, POST /api/v1/publish)"
-                          : "unknown scenario '" + value + "' (ping, agents, churn, idle)");
+      throw usage_error("unknown scenario '" + value + "' (ping, agents, churn, idle, publish)");
     o.kind = *s;
   } else if (name == "--connections") {
     o.connections = positive<std::size_t>(name, value);
@@ -130,6 +132,14 @@ void apply(cli& c, const std::string& name, const std::string& value) {
     o.drain_timeout = std::chrono::milliseconds{number<std::int64_t>(name, value)};
   } else if (name == "--handshake-timeout-ms") {
     o.handshake_timeout = std::chrono::milliseconds{positive<std::int64_t>(name, value)};
+  } else if (name == "--publish-rate") {
+    o.publish_rate = positive<double>(name, value);
+  } else if (name == "--publish-connections") {
+    o.publish_connections = positive<std::size_t>(name, value);
+  } else if (name == "--api-key") {
+    if (value.empty())
+      throw usage_error("--api-key must not be empty");
+    o.api_key = value;
   } else if (name == "--io-threads") {
     o.io_threads = positive<std::size_t>(name, value);
   } else if (name == "--user-prefix") {
@@ -147,6 +157,7 @@ cli parse_cli(const er::app::loaded_config& cfg) {
   c.options.jwt = {s.jwt_secret, s.jwt_issuer, s.jwt_audience, std::chrono::seconds{30}};
   c.options.demo_steps = static_cast<int>(s.demo_steps);
   c.options.max_runs = static_cast<std::size_t>(s.max_runs_per_connection);
+  c.options.api_key = s.api_key;
   for (auto& arg : cfg.caf_args) {
     auto eq = arg.find('=');
     auto name = arg.substr(0, eq);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks the router side by side with the peer echo servers of the shared bench kit
 # (Node.js ws, uWebSockets.js), with the neutral client wsload, then runs router-load's own
-# scenarios against the router. Not run by CI; takes about 3-5 minutes after the build.
+# scenarios (ping, agents, publish, churn, idle) against the router. Not run by CI; takes about
+# 3-5 minutes after the build.
 #
 #   bench/run.sh                 build (Release, BUILD_DIR), run everything, print JSON + a table
 #
@@ -91,7 +92,9 @@ else
 fi
 
 secret="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+api_key="bench-key-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 router_args=(--config-file=/dev/null --router.store-path=:memory: "--router.jwt-secret=$secret"
+             "--router.api-key=$api_key"
              --router.messages-per-second=1000000 --router.messages-burst=1000000
              --router.max-connections-per-user=100000 --router.max-connections=20000
              --scheduler.max-threads=2)
@@ -217,7 +220,8 @@ done
 port=$(new_port)
 start_server router "$port"
 router_pid=$server_pid
-load_common=(--config-file=/dev/null "--router.jwt-secret=$secret" "--port=$port" --json --quiet)
+load_common=(--config-file=/dev/null "--router.jwt-secret=$secret" "--router.api-key=$api_key"
+             "--port=$port" --json --quiet)
 load_run() { # NAME ARGS...
   local name=$1 status=0
   shift
@@ -235,6 +239,7 @@ EOF
 }
 load_run ping --scenario=ping --connections=100 --inflight=8 --duration=5
 load_run agents --scenario=agents --connections=200 --rate=2 --duration=5
+load_run publish --scenario=publish --connections=200 --publish-rate=2000 --duration=5
 load_run churn --scenario=churn --connections=50 --duration=5
 load_run idle --scenario=idle --connections="$IDLE_CONNS" --duration=2 --connect-window=128
 stop_pid "$router_pid"
@@ -302,6 +307,12 @@ for r in runs:
             rep.get("connections", {}).get("connect_rate_per_s"), lat.get("of"), lat.get("p50"),
             lat.get("p99"), lat.get("p99_9"), rep.get("leaks"), rep.get("missing_events"),
             sum((rep.get("errors") or {}).values())))
+        if "publish" in rep:
+            pub = rep["publish"]
+            print("  - publish: %s published = %s/s, %s deliveries = %s/s, router's delivered sum %s (expected %s), %s skipped" % (
+                pub.get("published"), pub.get("publishes_per_s"), pub.get("deliveries"),
+                pub.get("deliveries_per_s"), pub.get("delivered_sum"),
+                pub.get("expected_deliveries"), pub.get("skipped")))
 for p in ("ws", "uws"):
     if peers.get(p) != "ok":
         print("- peer %s: %s (not measured)" % (p, peers.get(p)))

@@ -1,14 +1,15 @@
 # router-load: the load-test client (issue 4). Included at the end of the top-level
 # CMakeLists.txt, after er_tests is defined.
 
-target_sources(er_net PRIVATE net/async_ws_client.cpp)
-target_sources(er_actors PRIVATE actors/load_check.cpp actors/load_client.cpp actors/load_collector.cpp)
+target_sources(er_net PRIVATE net/async_ws_client.cpp net/async_http_client.cpp)
+target_sources(er_actors PRIVATE actors/load_check.cpp actors/load_client.cpp actors/load_collector.cpp
+  actors/load_publish_check.cpp actors/load_publisher.cpp)
 
 add_executable(router-load app/router_load_main.cpp)
 target_link_libraries(router-load PRIVATE er_app)
 
 if(TARGET er_tests)
-  target_sources(er_tests PRIVATE tests/load_test.cpp)
+  target_sources(er_tests PRIVATE tests/load_test.cpp tests/load_publish_test.cpp)
   target_compile_definitions(er_tests PRIVATE ER_ROUTER_LOAD_BINARY="$<TARGET_FILE:router-load>")
   add_dependencies(er_tests router-load)
 endif()
