@@ -29,8 +29,18 @@ auth_failure map_decode_error(const std::error_code& ec) {
   return auth_failure::malformed_token;
 }
 
-// cpp-jwt checks exp and nbf before the signature; a forged token must not learn more than
-// "invalid_signature", so the signature is checked on its own before time failures are told.
+std::string decode_part(std::string_view part) {
+  return jwt::base64_uri_decode(part.data(), part.size());
+}
+
+/// The header's `alg`, exactly as written (RFC 7515: case-sensitive); empty when unreadable.
+std::string header_algorithm(std::string_view header_part) {
+  auto header = json_t::parse(decode_part(header_part), nullptr, false);
+  if (!header.is_object() || !header.contains("alg") || !header["alg"].is_string())
+    return {};
+  return header["alg"].get<std::string>();
+}
+
 bool signature_valid(std::string_view token, const std::string& secret) {
   auto first_dot = token.find('.');
   auto last_dot = token.rfind('.');
@@ -44,6 +54,18 @@ bool signature_valid(std::string_view token, const std::string& secret) {
   auto sig = jwt::string_view{token.data() + last_dot + 1, token.size() - last_dot - 1};
   auto result = signature.verify(header, signed_part, sig);
   return !result.second && result.first;
+}
+
+/// Time claims must be integers: cpp-jwt converts them to uint64_t unchecked, and a float out
+/// of range is undefined behaviour (found by fuzz_token).
+bool time_claims_are_integers(std::string_view payload_part) {
+  auto claims = json_t::parse(decode_part(payload_part), nullptr, false);
+  if (!claims.is_object())
+    return false;
+  for (auto name : {"exp", "nbf", "iat"})
+    if (claims.contains(name) && !claims[name].is_number_integer())
+      return false;
+  return true;
 }
 
 // Three non-empty base64url parts. Checked before cpp-jwt sees the token: its base64 decoder
@@ -115,31 +137,37 @@ jwt_verifier::jwt_verifier(jwt_settings settings) : settings_(std::move(settings
     throw std::invalid_argument("the JWT secret must not be empty");
 }
 
+// The order matters: nothing but the algorithm is looked at before the signature is known
+// good, so a forged token learns only "invalid_signature" and never reaches cpp-jwt's claim
+// checks with values of its choosing.
 verification_result jwt_verifier::verify(std::string_view token) const {
   if (token.empty())
     return auth_failure::missing_token;
   if (!well_formed(token))
     return auth_failure::malformed_token;
+  auto first_dot = token.find('.');
+  auto last_dot = token.rfind('.');
   try {
+    auto alg = header_algorithm(token.substr(0, first_dot));
+    if (alg.empty())
+      return auth_failure::malformed_token;
+    if (alg != accepted_algorithm)
+      return auth_failure::unsupported_algorithm;
+    if (!signature_valid(token, settings_.secret))
+      return auth_failure::invalid_signature;
+    if (!time_claims_are_integers(token.substr(first_dot + 1, last_dot - first_dot - 1)))
+      return auth_failure::malformed_token;
     std::error_code ec;
     using namespace jwt::params;
     auto leeway_s = static_cast<uint32_t>(settings_.leeway.count());
     auto decoded = jwt::decode(jwt::string_view{token.data(), token.size()},
                                algorithms({accepted_algorithm}), ec, secret(settings_.secret),
                                leeway(leeway_s));
-    if (ec) {
-      auto failure = map_decode_error(ec);
-      bool time_failure = failure == auth_failure::token_expired
-                          || failure == auth_failure::token_not_yet_valid;
-      if (time_failure && !signature_valid(token, settings_.secret))
-        return auth_failure::invalid_signature;
-      return failure;
-    }
-    if (decoded.header().algo() != jwt::algorithm::HS256)
-      return auth_failure::unsupported_algorithm;
+    if (ec)
+      return map_decode_error(ec);
     return check_claims(decoded.payload().create_json_obj(), settings_);
   } catch (const std::exception&) {
-    // cpp-jwt throws on some malformed inputs (e.g. a non-string "alg") despite the ec overload.
+    // cpp-jwt throws on some malformed inputs despite the error_code overload.
     return auth_failure::malformed_token;
   }
 }
