@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for SECONDS seconds
 # (default 30) from its seed corpus. Usage: tests/fuzz/run.sh [SECONDS]
+# FUZZ_SEED fixes libFuzzer's seed (CI uses one, so that a red run can be replayed); unset or 0
+# means a random seed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-30}
@@ -15,7 +17,7 @@ for target in inbound token; do
   mkdir -p "$work"
   echo "fuzz_$target: ${seconds}s"
   "$out/fuzz_$target" -max_total_time="$seconds" -max_len=8192 -print_final_stats=1 \
-    -artifact_prefix="$out/crash-$target-" \
+    -artifact_prefix="$out/crash-$target-" -seed="${FUZZ_SEED:-0}" \
     "$work" "tests/fuzz/corpus/$target" 2>&1 | tail -n 4
 done
 echo "fuzzing: no crash"
