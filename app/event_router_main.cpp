@@ -14,13 +14,9 @@ namespace {
 
 constexpr const char* demo_user = "demo-user";
 
-er::context::jwt_settings jwt_of(const er::app::router_settings& s) {
-  return {s.jwt_secret, s.jwt_issuer, s.jwt_audience, std::chrono::seconds{30}};
-}
-
 void print_banner(const er::app::loaded_config& cfg, unsigned short port) {
   auto& s = cfg.settings;
-  auto token = er::context::mint_token(jwt_of(s), demo_user,
+  auto token = er::context::mint_token(er::app::jwt_settings_of(s), demo_user,
                                        std::chrono::seconds{s.demo_token_ttl_s});
   auto url = "ws://" + s.host + ":" + std::to_string(port) + "/ws";
   std::cout << "event-router listening on " << url << " (server-id " << s.server_id << ", "
@@ -58,7 +54,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cfg.mint_token_for) {
-    std::cout << er::context::mint_token(jwt_of(cfg.settings), *cfg.mint_token_for,
+    std::cout << er::context::mint_token(er::app::jwt_settings_of(cfg.settings), *cfg.mint_token_for,
                                          std::chrono::seconds{cfg.settings.demo_token_ttl_s})
               << std::endl;
     return 0;

@@ -154,7 +154,7 @@ cli parse_cli(const er::app::loaded_config& cfg) {
   auto& s = cfg.settings;
   c.options.host = s.host == "0.0.0.0" ? "127.0.0.1" : s.host;
   c.options.port = static_cast<unsigned short>(s.port);
-  c.options.jwt = {s.jwt_secret, s.jwt_issuer, s.jwt_audience, std::chrono::seconds{30}};
+  c.options.jwt = er::app::jwt_settings_of(s);
   c.options.demo_steps = static_cast<int>(s.demo_steps);
   c.options.max_runs = static_cast<std::size_t>(s.max_runs_per_connection);
   c.options.api_key = s.api_key;

@@ -23,10 +23,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-context::jwt_settings jwt_settings_of(const router_settings& s) {
-  return {s.jwt_secret, s.jwt_issuer, s.jwt_audience, std::chrono::seconds{30}};
-}
-
 net::session_limits session_limits_of(const router_settings& s) {
   net::session_limits limits;
   limits.max_message_bytes = static_cast<std::size_t>(s.max_message_bytes);

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "context/jwt_auth.hpp"
+
 namespace er::app {
 
 /// A `[agents.NAME]` section: an external process speaking the line protocol (README).
@@ -52,5 +54,10 @@ struct router_settings {
   std::int64_t test_agents = 0;         ///< 1: add the fault-injection agents (tests only)
   std::vector<command_agent_settings> command_agents;
 };
+
+/// The JWT part of the settings, for verifying and for minting tokens alike.
+inline context::jwt_settings jwt_settings_of(const router_settings& s) {
+  return {s.jwt_secret, s.jwt_issuer, s.jwt_audience, std::chrono::seconds{30}};
+}
 
 } // namespace er::app

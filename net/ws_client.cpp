@@ -17,16 +17,21 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-// Runs `io` until `done` or the deadline; on timeout, cancels the socket's operations and
-// lets them complete, so no handler outlives the call.
+// Runs `io` until `done` or the deadline, without cancelling anything.
+bool run_for(asio::io_context& io, const bool& done, std::chrono::milliseconds limit) {
+  io.restart();
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done && std::chrono::steady_clock::now() < deadline)
+    io.run_one_until(deadline);
+  return done;
+}
+
+// Like run_for, but on timeout cancels the socket's operations and lets them complete, so no
+// handler outlives the call.
 template <class Socket>
 bool run_until(asio::io_context& io, Socket& socket, const bool& done,
                std::chrono::milliseconds timeout) {
-  io.restart();
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!done && std::chrono::steady_clock::now() < deadline)
-    io.run_one_until(deadline);
-  if (done)
+  if (run_for(io, done, timeout))
     return true;
   beast::error_code ignored;
   socket.cancel(ignored);
@@ -75,11 +80,7 @@ struct ws_client::impl {
 
   // Runs until `done` or the deadline, without cancelling anything.
   bool run_for(const bool& done, std::chrono::milliseconds limit) {
-    io.restart();
-    auto deadline = std::chrono::steady_clock::now() + limit;
-    while (!done && std::chrono::steady_clock::now() < deadline)
-      io.run_one_until(deadline);
-    return done;
+    return net::run_for(io, done, limit);
   }
 
   void write(std::string_view data, bool text) {

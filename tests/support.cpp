@@ -37,7 +37,7 @@ test_router::test_router(app::router_settings settings)
 }
 
 context::jwt_settings test_router::jwt() const {
-  return {settings_.jwt_secret, settings_.jwt_issuer, settings_.jwt_audience, 30s};
+  return app::jwt_settings_of(settings_);
 }
 
 std::string token_for(const test_router& router, const std::string& user,
