@@ -282,7 +282,9 @@ std::string_view metric_type(const outbound_event& event) {
 void emit(manager_pointer self, const outbound_event& event) {
   auto& st = self->state;
   auto id = st.next_event_id++;
-  auto frame = render_event(event, id, st.ctx->user_id(), std::chrono::system_clock::now());
+  if (!st.renderer)
+    st.renderer = std::make_unique<event_renderer>(st.ctx->user_id());
+  auto frame = st.renderer->render(event, id, std::chrono::system_clock::now());
   if (auto m = metrics_of(self)) {
     double latency = -1;
     if (event.created != std::chrono::steady_clock::time_point{})

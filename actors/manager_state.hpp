@@ -33,6 +33,7 @@ struct manager_state {
   bool draining = false;      ///< the server stops: no new runs, close once runs ended
   std::uint64_t generation = 0;          ///< counts attach/detach, to match expire timers
   std::unique_ptr<replay_buffer> replay; ///< allocated on first event: idle costs nothing
+  std::unique_ptr<event_renderer> renderer; ///< likewise
   std::unique_ptr<const context::user_execution_context> ctx;
   std::shared_ptr<const manager_settings> settings;
   std::uint64_t next_event_id = 1;

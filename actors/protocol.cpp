@@ -14,10 +14,6 @@ protocol_error invalid(std::string message, std::optional<std::string> reply_to)
   return {error_code::invalid_message, std::move(message), std::move(reply_to)};
 }
 
-json optional_string(const std::optional<std::string>& value) {
-  return value ? json(*value) : json(nullptr);
-}
-
 } // namespace
 
 std::variant<inbound_message, protocol_error> parse_inbound(std::string_view text) {
@@ -53,18 +49,60 @@ std::variant<inbound_message, protocol_error> parse_inbound(std::string_view tex
   return msg;
 }
 
+namespace {
+
+void assign_string(json& slot, const std::string& value) {
+  if (slot.is_string())
+    slot.get_ref<std::string&>() = value; // reuses the string's buffer
+  else
+    slot = value;
+}
+
+void assign_optional(json& slot, const std::optional<std::string>& value) {
+  if (value)
+    assign_string(slot, *value);
+  else
+    slot = nullptr;
+}
+
+std::int64_t millis_of(std::chrono::system_clock::time_point at) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
+}
+
+} // namespace
+
+event_renderer::event_renderer(std::string user_id) {
+  envelope_ = json::object();
+  auto slot = [this](const char* key) { return &(envelope_[key] = nullptr); };
+  envelope_["user_id"] = std::move(user_id);
+  type_ = slot("type");
+  event_id_ = slot("event_id");
+  thread_id_ = slot("thread_id");
+  run_id_ = slot("run_id");
+  reply_to_ = slot("reply_to");
+  timestamp_ = slot("timestamp");
+  data_ = slot("data");
+}
+
+std::string event_renderer::render(const outbound_event& event, std::uint64_t event_id,
+                                   std::chrono::system_clock::time_point at) {
+  assign_string(*type_, event.type);
+  *event_id_ = event_id;
+  assign_optional(*thread_id_, event.thread_id);
+  assign_optional(*run_id_, event.run_id);
+  assign_optional(*reply_to_, event.reply_to);
+  if (auto ms = millis_of(at); ms != stamped_ms_) {
+    assign_string(*timestamp_, rfc3339(at));
+    stamped_ms_ = ms;
+  }
+  *data_ = event.data;
+  return envelope_.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 std::string render_event(const outbound_event& event, std::uint64_t event_id,
                          const std::string& user_id,
                          std::chrono::system_clock::time_point at) {
-  json frame{{"type", event.type},
-             {"event_id", event_id},
-             {"user_id", user_id},
-             {"thread_id", optional_string(event.thread_id)},
-             {"run_id", optional_string(event.run_id)},
-             {"reply_to", optional_string(event.reply_to)},
-             {"timestamp", rfc3339(at)},
-             {"data", event.data}};
-  return frame.dump(-1, ' ', false, json::error_handler_t::replace);
+  return event_renderer{user_id}.render(event, event_id, at);
 }
 
 outbound_event make_error(const protocol_error& error) {
@@ -76,8 +114,7 @@ outbound_event make_error(const protocol_error& error) {
 }
 
 std::string rfc3339(std::chrono::system_clock::time_point at) {
-  using namespace std::chrono;
-  auto ms = duration_cast<milliseconds>(at.time_since_epoch()).count();
+  auto ms = millis_of(at);
   std::time_t secs = static_cast<std::time_t>(ms / 1000);
   std::tm utc{};
   gmtime_r(&secs, &utc);

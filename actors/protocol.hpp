@@ -44,7 +44,32 @@ struct outbound_event {
   std::chrono::steady_clock::time_point created{};
 };
 
-/// The server envelope as one JSON text frame.
+/// Renders the server envelopes of one user's stream. Keeps one envelope document whose
+/// values are overwritten in place and the last timestamp text, so that an event costs a
+/// dump and few allocations instead of a fresh document: this runs for every frame sent.
+class event_renderer {
+public:
+  explicit event_renderer(std::string user_id);
+  event_renderer(const event_renderer&) = delete;
+  event_renderer& operator=(const event_renderer&) = delete;
+
+  /// The envelope of `event` as one JSON text frame.
+  std::string render(const outbound_event& event, std::uint64_t event_id,
+                     std::chrono::system_clock::time_point at);
+
+private:
+  nlohmann::json envelope_;
+  nlohmann::json* type_;
+  nlohmann::json* event_id_;
+  nlohmann::json* thread_id_;
+  nlohmann::json* run_id_;
+  nlohmann::json* reply_to_;
+  nlohmann::json* timestamp_;
+  nlohmann::json* data_;
+  std::int64_t stamped_ms_ = -1; ///< the millisecond timestamp_ holds
+};
+
+/// The server envelope as one JSON text frame (a one-off event_renderer).
 std::string render_event(const outbound_event& event, std::uint64_t event_id,
                          const std::string& user_id,
                          std::chrono::system_clock::time_point at);

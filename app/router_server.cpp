@@ -4,13 +4,13 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include "actors/io_scheduler.hpp"
 #include "actors/router.hpp"
 #include "app/http_api.hpp"
 #include "context/jwt_auth.hpp"
@@ -63,10 +63,12 @@ std::shared_ptr<const actors::agent_catalog> catalog_of(const router_settings& s
   return catalog;
 }
 
-std::unique_ptr<caf::actor_system_config> default_caf_config() {
-  auto cfg = std::make_unique<caf::actor_system_config>();
-  // CAF 0.17 starts at least 4 workers otherwise, even on 2 cores.
-  cfg->set("scheduler.max-threads", std::max(2u, std::thread::hardware_concurrency()));
+// The io threads run the sockets and the actors alike (actors/io_scheduler.hpp).
+std::unique_ptr<caf::actor_system_config> with_io_scheduler(
+  std::unique_ptr<caf::actor_system_config> cfg, const router_settings& s) {
+  if (!cfg)
+    cfg = std::make_unique<caf::actor_system_config>();
+  actors::use_io_scheduler(*cfg, static_cast<std::size_t>(s.io_threads));
   return cfg;
 }
 
@@ -75,11 +77,10 @@ std::unique_ptr<caf::actor_system_config> default_caf_config() {
 struct router_server::impl {
   impl(const router_settings& s, std::unique_ptr<caf::actor_system_config> cfg)
     : settings(s),
-      caf_config(cfg ? std::move(cfg) : default_caf_config()),
-      system(*caf_config),
       verifier(jwt_settings_of(s)),
-      io(static_cast<int>(s.io_threads)),
-      work(asio::make_work_guard(io)) {
+      caf_config(with_io_scheduler(std::move(cfg), s)),
+      system(*caf_config),
+      io(actors::io_context_of(system)) {
     auto manager_cfg = std::make_shared<actors::manager_settings>();
     manager_cfg->server_id = s.server_id;
     manager_cfg->session = session_limits_of(s);
@@ -113,22 +114,19 @@ struct router_server::impl {
                                                verifier, session_limits_of(s), std::move(budget),
                                                std::move(hooks));
     listener->start();
-    for (std::int64_t i = 0; i < s.io_threads; ++i)
-      threads.emplace_back([this] { io.run(); });
   }
 
+  // Declared before the system: the io threads it runs may use them until it is gone.
   router_settings settings;
+  context::jwt_verifier verifier;
+  std::shared_ptr<actors::router_metrics> metrics = std::make_shared<actors::router_metrics>();
   std::unique_ptr<caf::actor_system_config> caf_config;
   caf::actor_system system;
-  context::jwt_verifier verifier;
-  asio::io_context io;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
-  std::shared_ptr<actors::router_metrics> metrics = std::make_shared<actors::router_metrics>();
+  asio::io_context& io;
   actors::thread_store_actor store;
   actors::router_actor router;
   std::unique_ptr<http_api> api;
   std::unique_ptr<net::listener> listener;
-  std::vector<std::thread> threads;
   bool stopped = false;
 };
 
@@ -192,10 +190,9 @@ void router_server::shutdown(std::chrono::milliseconds drain) {
   caf::anon_send_exit(i.router, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(i.store, caf::exit_reason::user_shutdown);
   i.system.await_all_actors_done();
-  i.work.reset();
-  i.io.stop();
-  for (auto& t : i.threads)
-    t.join();
+  // No actor is left to run: stop the io threads so that nothing calls into the members
+  // (listener, api) destroyed before the system.
+  actors::stop_io_threads(i.system);
   i.listener.reset();
 }
 

@@ -11,6 +11,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "context/token_source.hpp"
+#include "net/handler_memory.hpp"
 #include "net/protocol_codes.hpp"
 
 namespace er::net {
@@ -47,8 +48,10 @@ public:
                    });
   }
 
+  // dispatch: a manager running on an io thread (actors/io_scheduler.hpp) writes inline when
+  // the strand is free, instead of handing the frame to another turn of the event loop.
   void send(std::string frame) override {
-    asio::post(ws_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
+    asio::dispatch(ws_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
       self->enqueue(std::move(f));
     });
   }
@@ -81,9 +84,9 @@ private:
         res.set(beast::http::field::sec_websocket_protocol, context::protocol_name);
     }));
     accept_pending_ = true;
-    ws_.async_accept(request_, [self = shared_from_this()](beast::error_code ec) {
-      self->on_accept(ec);
-    });
+    ws_.async_accept(request_, recycled([self = shared_from_this()](beast::error_code ec) {
+                       self->on_accept(ec);
+                     }));
   }
 
   void on_accept(beast::error_code ec) {
@@ -105,10 +108,10 @@ private:
 
   void schedule_heartbeat(std::chrono::milliseconds after) {
     heartbeat_timer_.expires_after(after);
-    heartbeat_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    heartbeat_timer_.async_wait(recycled([self = shared_from_this()](beast::error_code ec) {
       if (!ec)
         self->on_heartbeat();
-    });
+    }));
   }
 
   // Alternates: send a ping, then check for its pong after heartbeat_timeout.
@@ -123,16 +126,16 @@ private:
                                          limits_.heartbeat_interval - limits_.heartbeat_timeout));
     }
     ping_sent_ = awaiting_pong_ = true;
-    ws_.async_ping({}, [self = shared_from_this()](beast::error_code) {});
+    ws_.async_ping({}, recycled([self = shared_from_this()](beast::error_code) {}));
     schedule_heartbeat(limits_.heartbeat_timeout);
   }
 
   void do_read() {
     read_pending_ = true;
     ws_.async_read_some(buffer_, limits_.max_message_bytes + 1,
-                        [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        recycled([self = shared_from_this()](beast::error_code ec, std::size_t) {
                           self->on_read(ec);
-                        });
+                        }));
   }
 
   void on_read(beast::error_code ec) {
@@ -199,9 +202,9 @@ private:
     writing_ = true;
     ws_.text(true);
     ws_.async_write(asio::buffer(queue_.front()),
-                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                    recycled([self = shared_from_this()](beast::error_code ec, std::size_t) {
                       self->on_write(ec);
-                    });
+                    }));
   }
 
   void on_write(beast::error_code ec) {
@@ -228,21 +231,21 @@ private:
       return abort_transport();
     // A peer that never reads would keep the last write (and the close) pending forever.
     close_timer_.expires_after(limits_.handshake_timeout);
-    close_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    close_timer_.async_wait(recycled([self = shared_from_this()](beast::error_code ec) {
       if (!ec)
         self->abort_transport();
-    });
+    }));
     write_next();
   }
 
   void send_close() {
     close_sent_ = true;
     websocket::close_reason cr{static_cast<websocket::close_code>(close_code_), close_reason_};
-    ws_.async_close(cr, [self = shared_from_this()](beast::error_code ec) {
+    ws_.async_close(cr, recycled([self = shared_from_this()](beast::error_code ec) {
       if (ec)
         self->abort_transport();
       // On success the pending read completes with error::closed and finishes the session.
-    });
+    }));
   }
 
   // Drops every queued frame except one being written: Beast still reads its buffer.
