@@ -16,26 +16,36 @@ namespace er::actors {
 
 namespace asio = boost::asio;
 
-struct io_work {
-  asio::executor_work_guard<asio::io_context::executor_type> guard;
-};
-
 /// The execution unit of one io thread: what an actor resumed there sees as its context.
 class io_scheduler::worker final : public caf::execution_unit {
 public:
-  explicit worker(io_scheduler& parent) : caf::execution_unit(&parent.system()), parent_(parent) {
+  worker(io_scheduler& parent, asio::io_context& io)
+    : caf::execution_unit(&parent.system()), parent_(parent), io_(io) {
   }
 
   void exec_later(caf::resumable* job) override {
-    parent_.schedule(job, true);
+    parent_.schedule(job, this);
   }
 
   const io_scheduler& parent() const {
     return parent_;
   }
 
+  asio::io_context& io() {
+    return io_;
+  }
+
 private:
   io_scheduler& parent_;
+  asio::io_context& io_;
+};
+
+struct io_scheduler::io_thread {
+  // Concurrency hint 1: one thread runs it (others may still post to it).
+  std::unique_ptr<asio::io_context> io = std::make_unique<asio::io_context>(1);
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work{
+    asio::make_work_guard(*io)};
+  std::thread thread;
 };
 
 namespace {
@@ -46,7 +56,9 @@ thread_local io_scheduler::worker* current_worker = nullptr;
 /// gives it back through CAF's cleanup when the io_context is destroyed before running it.
 class job_handler {
 public:
-  job_handler(io_scheduler& owner, caf::resumable* job, void (*run)(io_scheduler&, caf::resumable*))
+  using run_fn = void (*)(io_scheduler&, caf::resumable*);
+
+  job_handler(io_scheduler& owner, caf::resumable* job, run_fn run)
     : owner_(&owner), job_(job), run_(run) {
   }
   job_handler(job_handler&& other) noexcept
@@ -67,7 +79,7 @@ public:
 private:
   io_scheduler* owner_;
   caf::resumable* job_;
-  void (*run_)(io_scheduler&, caf::resumable*);
+  run_fn run_;
 };
 
 } // namespace
@@ -81,23 +93,31 @@ caf::actor_system::module* io_scheduler::make(caf::actor_system& sys) {
   return new io_scheduler(sys);
 }
 
+asio::io_context& io_scheduler::io_context() noexcept {
+  return *threads_.front()->io;
+}
+
+asio::io_context& io_scheduler::next_io_context() noexcept {
+  return *threads_[next_.fetch_add(1, std::memory_order_relaxed) % threads_.size()]->io;
+}
+
 void io_scheduler::init(caf::actor_system_config& cfg) {
   abstract_coordinator::init(cfg);
-  io_ = std::make_unique<asio::io_context>(static_cast<int>(num_workers()));
-  work_ = std::make_unique<io_work>(io_work{asio::make_work_guard(*io_)});
+  for (std::size_t i = 0; i < std::max<std::size_t>(num_workers(), 1); ++i)
+    threads_.push_back(std::make_unique<io_thread>());
 }
 
 void io_scheduler::start() {
-  for (std::size_t i = 0; i < num_workers(); ++i) {
-    threads_.emplace_back([this] {
+  for (auto& t : threads_) {
+    t->thread = std::thread{[this, io = t->io.get()] {
       caf::detail::set_thread_name("er.io");
       system().thread_started();
-      worker self{*this};
+      worker self{*this, *io};
       current_worker = &self;
-      io_->run();
+      io->run();
       current_worker = nullptr;
       system().thread_terminates();
-    });
+    }};
   }
   clock_thread_ = std::thread{[this] {
     caf::detail::set_thread_name("caf.clock");
@@ -108,41 +128,45 @@ void io_scheduler::start() {
   abstract_coordinator::start(); // spawns the utility actors (detached)
 }
 
+void io_scheduler::stop_io_threads() {
+  for (auto& t : threads_) {
+    t->work.reset();
+    t->io->stop();
+  }
+  for (auto& t : threads_)
+    if (t->thread.joinable())
+      t->thread.join();
+}
+
 void io_scheduler::stop() {
   // The actor system awaited its actors before calling this.
   stop_actors();
   stop_io_threads();
   // Destroys what was still queued (sockets' handlers, jobs) while the system is alive.
-  io_.reset();
+  for (auto& t : threads_)
+    t->io.reset();
   clock_.cancel_dispatch_loop();
   clock_thread_.join();
 }
 
-void io_scheduler::stop_io_threads() {
-  work_.reset();
-  io_->stop();
-  for (auto& t : threads_)
-    t.join();
-  threads_.clear();
-}
-
 void io_scheduler::enqueue(caf::resumable* job) {
-  schedule(job, current_worker != nullptr && &current_worker->parent() == this);
+  auto here = current_worker;
+  schedule(job, here != nullptr && &here->parent() == this ? here : nullptr);
 }
 
-void io_scheduler::schedule(caf::resumable* job, bool same_thread) {
+void io_scheduler::schedule(caf::resumable* job, worker* here) {
   job_handler handler{*this, job, [](io_scheduler& self, caf::resumable* j) { self.run(j); }};
   // defer: a continuation of the running handler, kept on this thread's private queue.
-  if (same_thread)
-    asio::defer(*io_, std::move(handler));
+  if (here != nullptr)
+    asio::defer(here->io(), std::move(handler));
   else
-    asio::post(*io_, std::move(handler));
+    asio::post(next_io_context(), std::move(handler));
 }
 
 void io_scheduler::run(caf::resumable* job) {
   switch (job->resume(current_worker, max_throughput())) {
     case caf::resumable::resume_later:
-      schedule(job, true); // keeps the reference
+      schedule(job, current_worker); // keeps the reference
       break;
     case caf::resumable::done:
     case caf::resumable::awaiting_message:
@@ -160,12 +184,8 @@ void use_io_scheduler(caf::actor_system_config& cfg, std::size_t threads) {
   cfg.module_factories.push_back(&io_scheduler::make);
 }
 
-asio::io_context& io_context_of(caf::actor_system& sys) {
-  return static_cast<io_scheduler&>(sys.scheduler()).io_context();
-}
-
-void stop_io_threads(caf::actor_system& sys) {
-  static_cast<io_scheduler&>(sys.scheduler()).stop_io_threads();
+io_scheduler& io_scheduler_of(caf::actor_system& sys) {
+  return static_cast<io_scheduler&>(sys.scheduler());
 }
 
 } // namespace er::actors

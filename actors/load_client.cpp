@@ -8,6 +8,7 @@
 #include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "actors/io_scheduler.hpp"
 #include "net/async_ws_client.hpp"
 #include "net/protocol_codes.hpp"
 
@@ -113,7 +114,7 @@ void open_connection(client_pointer self) {
   st.closing = false;
   st.connect_started = clock::now();
   auto sink = std::make_shared<client_socket_sink>(caf::actor_cast<load_client_actor>(self));
-  st.owned.socket = net::async_ws_client::open(*st.setup->io, c, std::move(sink));
+  st.owned.socket = net::async_ws_client::open(st.setup->io->next_io_context(), c, std::move(sink));
 }
 
 /// Ends the connection with a close handshake; on_closed then ends the client.

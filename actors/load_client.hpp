@@ -41,6 +41,10 @@
 #include "actors/load_check.hpp"
 #include "context/jwt_auth.hpp"
 
+namespace er::actors {
+class io_scheduler;
+}
+
 namespace boost::asio {
 class io_context;
 }
@@ -147,7 +151,7 @@ using load_publisher_actor = caf::typed_actor<
 /// What every actor of one run shares; immutable once the run starts.
 struct run_setup {
   load_options options;
-  boost::asio::io_context* io = nullptr; ///< runs every client's socket
+  actors::io_scheduler* io = nullptr; ///< runs the clients and their sockets
   std::vector<std::string> tokens;       ///< one per user
 };
 

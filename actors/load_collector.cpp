@@ -7,7 +7,6 @@
 #include <sstream>
 #include <thread>
 
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <caf/actor_cast.hpp>
 #include <caf/actor_system.hpp>
@@ -15,6 +14,8 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
+
+#include "actors/io_scheduler.hpp"
 
 namespace er::load {
 
@@ -232,16 +233,6 @@ collector_actor::behavior_type collector_behavior(collector_pointer self, setup_
   };
 }
 
-void join_io(asio::io_context& io, std::vector<std::thread>& threads) {
-  // Every socket was closed or reset by its client: the io threads run out of work soon.
-  auto deadline = clock::now() + 3s;
-  while (!io.stopped() && clock::now() < deadline)
-    std::this_thread::sleep_for(10ms);
-  io.stop();
-  for (auto& t : threads)
-    t.join();
-}
-
 } // namespace
 
 std::optional<scenario> scenario_from(std::string_view name) {
@@ -301,13 +292,9 @@ load_report run_load(const load_options& options, caf::actor_system_config& caf_
   for (std::size_t u = 0; u < std::min(options.users, options.connections); ++u)
     setup->tokens.push_back(
       context::mint_token(options.jwt, options.user_prefix + std::to_string(u), token_ttl));
+  actors::use_io_scheduler(caf_config, options.io_threads);
   caf::actor_system system{caf_config};
-  asio::io_context io{static_cast<int>(options.io_threads)};
-  setup->io = &io;
-  auto work = asio::make_work_guard(io);
-  std::vector<std::thread> threads;
-  for (std::size_t i = 0; i < options.io_threads; ++i)
-    threads.emplace_back([&io] { io.run(); });
+  setup->io = &actors::io_scheduler_of(system);
   load_report report;
   {
     caf::scoped_actor self{system};
@@ -315,9 +302,8 @@ load_report run_load(const load_options& options, caf::actor_system_config& caf_
     self->receive([&](report_atom, load_report& r) { report = std::move(r); });
   }
   system.await_all_actors_done();
-  work.reset();
-  join_io(io, threads);
-  return report;
+  return report; // the system's end stops the io threads and drops what is left on them
 }
 
 } // namespace er::load
+

@@ -13,6 +13,7 @@
 #include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include "actors/io_scheduler.hpp"
 #include "net/async_http_client.hpp"
 
 namespace er::load {
@@ -170,7 +171,7 @@ load_publisher_actor::behavior_type publisher_behavior(publisher_pointer self, s
   pool.port = o.port;
   pool.connections = o.publish_connections;
   pool.timeout = o.handshake_timeout;
-  st.owned.pool = net::http_client_pool::open(*setup->io, pool);
+  st.owned.pool = net::http_client_pool::open(setup->io->next_io_context(), pool);
   st.authorization = "Bearer " + o.api_key;
   st.max_outstanding = std::max<std::size_t>(1, o.publish_connections) * outstanding_per_connection;
   st.setup = std::move(setup);

@@ -31,10 +31,11 @@ struct option_spec {
 constexpr std::int64_t big = std::int64_t{1} << 40;
 
 // One table: what the file and the command line may set, and within which bounds.
-const std::array<option_spec, 30> options{{
+const option_spec options[] = {
   {"router.host", &router_settings::host, 0, 0, "listen address"},
   {"router.port", &router_settings::port, 0, 65535, "listen port (0: any free port)"},
-  {"router.io-threads", &router_settings::io_threads, 1, 64, "asio threads"},
+  {"router.io-threads", &router_settings::io_threads, 0, 64,
+   "threads running the sockets and the actors (0: one per core)"},
   {"router.server-id", &router_settings::server_id, 0, 0, "node id (default: host name)"},
   {"router.jwt-secret", &router_settings::jwt_secret, 0, 0, "HS256 secret"},
   {"router.jwt-issuer", &router_settings::jwt_issuer, 0, 0, "required iss, when set"},
@@ -78,10 +79,17 @@ const std::array<option_spec, 30> options{{
   {"agents.test-agents", &router_settings::test_agents, 0, 1,
    "1: fault-injection agents test-throw, test-hang (tests only)"},
   // CAF's own keys are checked for their type, then left to CAF.
-  {"scheduler.max-threads", static_cast<int_member>(nullptr), 1, 1024, "CAF worker threads"},
   {"scheduler.max-throughput", static_cast<int_member>(nullptr), 1, big,
    "messages an actor handles before yielding"},
-}};
+};
+
+// CAF keys that would be silently ignored: the router brings its own scheduler.
+void refuse_replaced_key(std::string_view key, const std::string& origin) {
+  if (key == "scheduler.max-threads" || key == "scheduler.policy")
+    throw config_error(origin + ": " + std::string{key}
+                       + " does not apply: the router runs its actors on its io threads;"
+                         " set router.io-threads (router-load: --io-threads) instead");
+}
 
 const option_spec* find_option(std::string_view key) {
   for (auto& opt : options)
@@ -185,6 +193,7 @@ void apply_file(const std::string& path, router_settings& out) {
       continue;
     for (auto& [name, value] : *dict) {
       auto key = section + "." + name;
+      refuse_replaced_key(key, path);
       if (auto agent = caf::get_if<caf::config_value::dictionary>(&value);
           agent && section == "agents")
         out.command_agents.push_back(command_agent(path, name, *agent));
@@ -234,6 +243,8 @@ loaded_config load_config(const std::vector<std::string>& args) {
     auto eq = arg.find('=');
     auto name = arg.substr(0, eq);
     auto value = eq == std::string::npos ? std::string{} : arg.substr(eq + 1);
+    if (name.rfind("--", 0) == 0)
+      refuse_replaced_key(name.substr(2), "command line");
     if (name == "--help" || name == "-h") {
       result.help = true;
     } else if (name == "--config-file") {
@@ -277,13 +288,14 @@ std::string options_help() {
         << opt.help << "\n";
   out << "  --config-file=PATH                  read PATH instead of ./caf-application.conf\n"
       << "  --mint-token=USER                   print a token for USER and exit\n"
-      << "Other --scheduler.* / --logger.* options go to CAF.\n";
+      << "Other --scheduler.* / --logger.* options go to CAF (not scheduler.max-threads or\n"
+      << "scheduler.policy: the actors run on the io threads).\n";
   return out.str();
 }
 
 std::string describe(const router_settings& s) {
   std::ostringstream out;
-  out << "listen " << s.host << ":" << s.port << ", io-threads " << s.io_threads
+  out << "listen " << s.host << ":" << s.port << ", io-threads " << effective_io_threads(s)
       << ", server-id " << s.server_id << ", max-message-bytes " << s.max_message_bytes
       << ", outbound-queue-bytes " << s.outbound_queue_bytes;
   return out.str();

@@ -57,11 +57,11 @@ Options:
   --publish-rate=R         publish: events per second, all users together (default 100)
   --publish-connections=N  publish: keep-alive HTTP connections, requests in flight (default 4)
   --api-key=KEY            publish: the Bearer key (default router.api-key of the configuration)
-  --io-threads=N           asio threads (default 1)
+  --io-threads=N           threads running the clients and their sockets (default 1)
   --user-prefix=TEXT       user ids are TEXT<n> (default load-user-)
   --json                   the report as JSON on stdout; progress and summary go to stderr
   --quiet                  no progress lines
-  --scheduler.*            CAF's own options (default --scheduler.max-threads=2)
+  --scheduler.max-throughput=N, --logger.*   CAF's own options
   --config-file=PATH, --router.*, --agents.*   the router's configuration (see event-router --help):
                            router.jwt-secret (and issuer, audience) sign the tokens;
                            agents.demo-steps and router.max-runs-per-connection shape `agents`;
@@ -223,11 +223,6 @@ int main(int argc, char** argv) {
     ensure_open_files(c.options.connections);
     if (auto err = caf_config.parse(c.caf_args, "/dev/null"))
       throw usage_error(caf::actor_system_config::render(err));
-    bool threads_given = false;
-    for (auto& a : c.caf_args)
-      threads_given |= a.rfind("--scheduler.max-threads", 0) == 0;
-    if (!threads_given) // CAF 0.17 starts at least 4 workers otherwise, even on 2 cores
-      caf_config.set("scheduler.max-threads", 2);
   } catch (const std::exception& e) {
     std::cerr << "router-load: " << e.what() << std::endl;
     return 2;

@@ -68,7 +68,7 @@ std::unique_ptr<caf::actor_system_config> with_io_scheduler(
   std::unique_ptr<caf::actor_system_config> cfg, const router_settings& s) {
   if (!cfg)
     cfg = std::make_unique<caf::actor_system_config>();
-  actors::use_io_scheduler(*cfg, static_cast<std::size_t>(s.io_threads));
+  actors::use_io_scheduler(*cfg, effective_io_threads(s));
   return cfg;
 }
 
@@ -80,7 +80,7 @@ struct router_server::impl {
       verifier(jwt_settings_of(s)),
       caf_config(with_io_scheduler(std::move(cfg), s)),
       system(*caf_config),
-      io(actors::io_context_of(system)) {
+      io(actors::io_scheduler_of(system).io_context()) {
     auto manager_cfg = std::make_shared<actors::manager_settings>();
     manager_cfg->server_id = s.server_id;
     manager_cfg->session = session_limits_of(s);
@@ -107,6 +107,9 @@ struct router_server::impl {
     };
     hooks.on_auth_failure = [m = metrics](context::auth_failure f) {
       m->auth_failure(context::to_string(f));
+    };
+    hooks.connection_context = [sched = &actors::io_scheduler_of(system)]() -> asio::io_context& {
+      return sched->next_io_context();
     };
     auto budget = std::make_shared<net::connection_budget>(
       static_cast<std::size_t>(s.max_connections));
@@ -192,7 +195,7 @@ void router_server::shutdown(std::chrono::milliseconds drain) {
   i.system.await_all_actors_done();
   // No actor is left to run: stop the io threads so that nothing calls into the members
   // (listener, api) destroyed before the system.
-  actors::stop_io_threads(i.system);
+  actors::io_scheduler_of(i.system).stop_io_threads();
   i.listener.reset();
 }
 

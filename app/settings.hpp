@@ -3,7 +3,9 @@
 // caf-application.conf repeats these defaults; README "Configuration" documents each key.
 
 #include <cstdint>
+#include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "context/jwt_auth.hpp"
@@ -25,7 +27,7 @@ struct router_settings {
   // [router]
   std::string host = "127.0.0.1";
   std::int64_t port = 8080;
-  std::int64_t io_threads = 1;
+  std::int64_t io_threads = 0; ///< 0: one per core (see effective_io_threads)
   std::string server_id; ///< empty: the host name
   std::string jwt_secret = dev_jwt_secret;
   std::string jwt_issuer;
@@ -58,6 +60,13 @@ struct router_settings {
 /// The JWT part of the settings, for verifying and for minting tokens alike.
 inline context::jwt_settings jwt_settings_of(const router_settings& s) {
   return {s.jwt_secret, s.jwt_issuer, s.jwt_audience, std::chrono::seconds{30}};
+}
+
+/// router.io-threads with 0 resolved to the number of cores.
+inline std::size_t effective_io_threads(const router_settings& s) {
+  if (s.io_threads > 0)
+    return static_cast<std::size_t>(s.io_threads);
+  return std::max(1u, std::thread::hardware_concurrency());
 }
 
 } // namespace er::app

@@ -188,7 +188,8 @@ struct listener::impl : std::enable_shared_from_this<listener::impl> {
   void accept_next() {
     if (!acceptor.is_open())
       return;
-    acceptor.async_accept(asio::make_strand(io),
+    auto& home = settings->hooks.connection_context ? settings->hooks.connection_context() : io;
+    acceptor.async_accept(asio::make_strand(home),
                           [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
                             self->on_accept(ec, std::move(socket));
                           });

@@ -51,6 +51,9 @@ struct listener_hooks {
     on_request;
   /// Called for every refused upgrade (metrics); never given the token.
   std::function<void(context::auth_failure)> on_auth_failure;
+  /// The io_context each accepted connection lives on (e.g. the io threads in turn); without
+  /// this hook, the listener's own.
+  std::function<boost::asio::io_context&()> connection_context;
 };
 
 class listener {

@@ -1,8 +1,11 @@
 #include "net/ws_session.hpp"
 
 #include <deque>
+#include <stdexcept>
 
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -22,12 +25,18 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 
+// The socket under the WebSocket: its executor type is the concrete strand, so that every
+// operation's executor is copied and dispatched without type erasure (any_io_executor costs
+// a few percent of the router's CPU per frame), and the WebSocket keeps its own timeouts.
+using strand_type = asio::strand<asio::io_context::executor_type>;
+using session_socket = asio::basic_stream_socket<asio::ip::tcp, strand_type>;
+
 class ws_session final : public ws_connection,
                          public std::enable_shared_from_this<ws_session> {
 public:
-  ws_session(beast::tcp_stream stream, upgrade_request request, const session_limits& limits,
+  ws_session(session_socket socket, upgrade_request request, const session_limits& limits,
              bool select_protocol, std::shared_ptr<connection_budget> budget)
-    : ws_(std::move(stream)),
+    : ws_(std::move(socket)),
       request_(std::move(request)),
       limits_(limits),
       select_protocol_(select_protocol),
@@ -258,7 +267,7 @@ private:
 
   void abort_transport() {
     beast::error_code ignored;
-    auto& socket = beast::get_lowest_layer(ws_).socket();
+    auto& socket = ws_.next_layer();
     socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket.close(ignored);
     // A pending accept or read completes with an error and finishes the session itself.
@@ -275,7 +284,7 @@ private:
     heartbeat_timer_.cancel();
     drop_queued();
     beast::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().close(ignored); // a pending write fails and ends
+    ws_.next_layer().close(ignored); // a pending write fails and ends
     report_closed();
   }
 
@@ -284,7 +293,7 @@ private:
       sink->on_closed(closed_info_); // also breaks the session <-> manager cycle
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<session_socket> ws_;
   upgrade_request request_;
   session_limits limits_;
   bool select_protocol_;
@@ -316,7 +325,21 @@ std::shared_ptr<ws_connection> make_ws_session(beast::tcp_stream stream, upgrade
                                                const session_limits& limits,
                                                bool select_protocol,
                                                std::shared_ptr<connection_budget> budget) {
-  return std::make_shared<ws_session>(std::move(stream), std::move(request), limits,
+  auto* strand = stream.get_executor().target<strand_type>();
+  if (strand == nullptr)
+    throw std::logic_error("make_ws_session: the stream must run on a strand of an io_context");
+  session_socket socket{*strand};
+  // Re-homes the descriptor. A peer gone meanwhile leaves `socket` closed: the accept then
+  // fails and the session reports itself closed like any other dead connection.
+  auto plain = stream.release_socket();
+  beast::error_code ec;
+  auto local = plain.local_endpoint(ec);
+  if (!ec) {
+    auto fd = plain.release(ec);
+    if (!ec)
+      socket.assign(local.protocol(), fd, ec);
+  }
+  return std::make_shared<ws_session>(std::move(socket), std::move(request), limits,
                                       select_protocol, std::move(budget));
 }
 

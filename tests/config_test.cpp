@@ -73,7 +73,7 @@ TEST_CASE("a value out of range is an error naming the key and the range") {
   CHECK(err.find("router.max-message-bytes") != std::string::npos);
   CHECK(err.find("out of range") != std::string::npos);
   CHECK(error_of({"--router.port=70000"}).find("out of range") != std::string::npos);
-  CHECK(error_of({"--router.io-threads=0"}).find("router.io-threads") != std::string::npos);
+  CHECK(error_of({"--router.io-threads=65"}).find("router.io-threads") != std::string::npos);
 }
 
 TEST_CASE("a wrong type on the command line is an error") {
@@ -107,8 +107,20 @@ TEST_CASE("the development secrets are refused on a non-loopback host") {
 }
 
 TEST_CASE("CAF's own options pass through to CAF, after a type check") {
-  auto cfg = load_config({"--scheduler.max-threads=3", "--scheduler.policy=sharing"});
+  auto cfg = load_config({"--scheduler.max-throughput=50", "--logger.verbosity=quiet"});
   CHECK(cfg.caf_args.size() == 2);
-  CHECK(error_of({"--scheduler.max-threads=many"}).find("scheduler.max-threads")
+  CHECK(error_of({"--scheduler.max-throughput=many"}).find("scheduler.max-throughput")
         != std::string::npos);
+}
+
+TEST_CASE("CAF's scheduler threads and policy are refused: the io threads run the actors") {
+  for (auto arg : {"--scheduler.max-threads=3", "--scheduler.policy=sharing"}) {
+    auto err = error_of({arg});
+    CHECK(err.find("router.io-threads") != std::string::npos);
+  }
+  temp_file f{"[scheduler]\nmax-threads=2\n"};
+  CHECK(error_of({"--config-file=" + f.path}).find("scheduler.max-threads") != std::string::npos);
+  CHECK(load_config({"--router.io-threads=0"}).settings.io_threads == 0);
+  CHECK(effective_io_threads(load_config({}).settings) >= 1);
+  CHECK(effective_io_threads(load_config({"--router.io-threads=3"}).settings) == 3);
 }
