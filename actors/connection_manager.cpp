@@ -246,7 +246,7 @@ manager_actor::behavior_type manager_behavior(manager_pointer self, router_feedb
       // The handler answers its requests in order, one event each.
       auto& pending = self->state.handler_pending;
       if (!pending.empty())
-        pending.pop_front();
+        pending.erase(pending.begin());
       emit(self, event);
     },
     [=](run_event_atom, outbound_event& event) { on_run_event(self, event); },

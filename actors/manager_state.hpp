@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "actors/connection_manager.hpp"
 #include "actors/thread_handler.hpp"
@@ -38,7 +39,9 @@ struct manager_state {
   std::shared_ptr<const manager_settings> settings;
   std::uint64_t next_event_id = 1;
   thread_handler_actor threads; ///< spawned on first use
-  std::deque<std::optional<std::string>> handler_pending; ///< ids sent to it, not yet answered
+  /// Ids sent to it, not yet answered, oldest first. A vector: few entries, and an empty
+  /// std::deque would allocate over half a KiB for every idle connection.
+  std::vector<std::optional<std::string>> handler_pending;
   std::unordered_map<caf::actor_addr, run_entry> runs;
   std::unordered_map<std::string, caf::actor_addr> run_ids;
   std::size_t starting_runs = 0; ///< accepted, waiting for the thread store

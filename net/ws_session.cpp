@@ -1,6 +1,6 @@
 #include "net/ws_session.hpp"
 
-#include <deque>
+#include <vector>
 #include <stdexcept>
 
 #include <boost/asio/dispatch.hpp>
@@ -30,6 +30,48 @@ namespace websocket = beast::websocket;
 // a few percent of the router's CPU per frame), and the WebSocket keeps its own timeouts.
 using strand_type = asio::strand<asio::io_context::executor_type>;
 using session_socket = asio::basic_stream_socket<asio::ip::tcp, strand_type>;
+
+/// Outbound frames, oldest first: a vector with a moving head. An empty std::deque allocates
+/// over half a KiB, which every idle connection would pay.
+class frame_queue {
+public:
+  bool empty() const {
+    return head_ == frames_.size();
+  }
+  std::size_t size() const {
+    return frames_.size() - head_;
+  }
+  std::string& front() {
+    return frames_[head_];
+  }
+  std::string& back() {
+    return frames_.back();
+  }
+  void push_back(std::string frame) {
+    frames_.push_back(std::move(frame));
+  }
+  void pop_front() {
+    std::string{}.swap(frames_[head_++]);
+    if (head_ == frames_.size()) {
+      frames_.clear();
+      head_ = 0;
+    } else if (head_ >= 64 && head_ * 2 >= frames_.size()) { // a queue that never drains
+      frames_.erase(frames_.begin(), frames_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
+    }
+  }
+  void pop_back() {
+    frames_.pop_back();
+    if (head_ == frames_.size()) {
+      frames_.clear();
+      head_ = 0;
+    }
+  }
+
+private:
+  std::vector<std::string> frames_;
+  std::size_t head_ = 0;
+};
 
 class ws_session final : public ws_connection,
                          public std::enable_shared_from_this<ws_session> {
@@ -139,9 +181,20 @@ private:
     schedule_heartbeat(limits_.heartbeat_timeout);
   }
 
+  // A pending read holds its buffer for as long as the peer stays silent: a new message is
+  // read into a small one (most client messages fit), raised to the frame limit only when
+  // the message turns out longer. Idle connections cost first_read_bytes, not 1.5 KiB.
+  static constexpr std::size_t first_read_bytes = 256;
+  static constexpr std::size_t kept_buffer_bytes = 4096; // larger ones are freed after use
+
   void do_read() {
     read_pending_ = true;
-    ws_.async_read_some(buffer_, limits_.max_message_bytes + 1,
+    // What this read may add: one byte past the frame limit tells a message too big.
+    auto allowance = limits_.max_message_bytes + 1 - buffer_.size();
+    if (buffer_.size() == 0)
+      allowance = std::min(allowance, first_read_bytes);
+    buffer_.max_size(buffer_.size() + allowance);
+    ws_.async_read_some(buffer_, allowance,
                         recycled([self = shared_from_this()](beast::error_code ec, std::size_t) {
                           self->on_read(ec);
                         }));
@@ -173,6 +226,8 @@ private:
         sink_->on_binary(buffer_.size());
     }
     buffer_.consume(buffer_.size());
+    if (buffer_.capacity() > kept_buffer_bytes)
+      buffer_.shrink_to_fit();
   }
 
   void on_read_error(beast::error_code ec) {
@@ -301,7 +356,7 @@ private:
   asio::steady_timer heartbeat_timer_;
   beast::flat_buffer buffer_;
   std::shared_ptr<session_sink> sink_;
-  std::deque<std::string> queue_;
+  frame_queue queue_;
   std::size_t queued_bytes_ = 0;
   close_info closed_info_;
   bool accept_pending_ = false;
