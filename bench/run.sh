@@ -67,7 +67,7 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-next_port=$((20000 + RANDOM % 20000))
+next_port=$((20000 + RANDOM % 10000)) # below the ephemeral range (32768-)
 new_port() { next_port=$((next_port + 1)); echo "$next_port"; }
 
 # -- build and tools ----------------------------------------------------------------

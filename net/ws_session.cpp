@@ -30,6 +30,9 @@ namespace websocket = beast::websocket;
 // a few percent of the router's CPU per frame), and the WebSocket keeps its own timeouts.
 using strand_type = asio::strand<asio::io_context::executor_type>;
 using session_socket = asio::basic_stream_socket<asio::ip::tcp, strand_type>;
+using session_timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                                 asio::wait_traits<std::chrono::steady_clock>,
+                                                 strand_type>;
 
 /// Outbound frames, oldest first: a vector with a moving head. An empty std::deque allocates
 /// over half a KiB, which every idle connection would pay.
@@ -79,11 +82,10 @@ public:
   ws_session(session_socket socket, upgrade_request request, const session_limits& limits,
              bool select_protocol, std::shared_ptr<connection_budget> budget)
     : ws_(std::move(socket)),
-      request_(std::move(request)),
+      request_(std::make_unique<upgrade_request>(std::move(request))),
       limits_(limits),
       select_protocol_(select_protocol),
-      close_timer_(ws_.get_executor()),
-      heartbeat_timer_(ws_.get_executor()),
+      timer_(ws_.get_executor()),
       budget_(std::move(budget)) {
   }
 
@@ -135,14 +137,14 @@ private:
         res.set(beast::http::field::sec_websocket_protocol, context::protocol_name);
     }));
     accept_pending_ = true;
-    ws_.async_accept(request_, recycled([self = shared_from_this()](beast::error_code ec) {
+    ws_.async_accept(*request_, recycled([self = shared_from_this()](beast::error_code ec) {
                        self->on_accept(ec);
                      }));
   }
 
   void on_accept(beast::error_code ec) {
     accept_pending_ = false;
-    upgrade_request{}.swap(request_); // the request is not needed any more: free it
+    request_.reset(); // not needed any more
     if (ec)
       return abort_transport();
     accepted_ = true; // a close requested meanwhile is sent by write_next
@@ -158,8 +160,8 @@ private:
   // -- heartbeat ------------------------------------------------------------
 
   void schedule_heartbeat(std::chrono::milliseconds after) {
-    heartbeat_timer_.expires_after(after);
-    heartbeat_timer_.async_wait(recycled([self = shared_from_this()](beast::error_code ec) {
+    timer_.expires_after(after);
+    timer_.async_wait(recycled([self = shared_from_this()](beast::error_code ec) {
       if (!ec)
         self->on_heartbeat();
     }));
@@ -294,8 +296,8 @@ private:
     if (!accepted_ && !accept_pending_) // never started: no WebSocket to close, only TCP
       return abort_transport();
     // A peer that never reads would keep the last write (and the close) pending forever.
-    close_timer_.expires_after(limits_.handshake_timeout);
-    close_timer_.async_wait(recycled([self = shared_from_this()](beast::error_code ec) {
+    timer_.expires_after(limits_.handshake_timeout); // replaces the heartbeat
+    timer_.async_wait(recycled([self = shared_from_this()](beast::error_code ec) {
       if (!ec)
         self->abort_transport();
     }));
@@ -335,8 +337,7 @@ private:
       return;
     finished_ = true;
     closed_info_ = info;
-    close_timer_.cancel();
-    heartbeat_timer_.cancel();
+    timer_.cancel();
     drop_queued();
     beast::error_code ignored;
     ws_.next_layer().close(ignored); // a pending write fails and ends
@@ -348,12 +349,12 @@ private:
       sink->on_closed(closed_info_); // also breaks the session <-> manager cycle
   }
 
-  websocket::stream<session_socket> ws_;
-  upgrade_request request_;
+  websocket::stream<session_socket, false> ws_; // no permessage-deflate
+  std::unique_ptr<upgrade_request> request_; ///< until the upgrade is answered
   session_limits limits_;
   bool select_protocol_;
-  asio::steady_timer close_timer_;
-  asio::steady_timer heartbeat_timer_;
+  // One timer: the heartbeat while open, then the deadline of the close handshake.
+  session_timer timer_;
   beast::flat_buffer buffer_;
   std::shared_ptr<session_sink> sink_;
   frame_queue queue_;
