@@ -54,7 +54,14 @@ struct demo_state {
 // thinking x steps, one tool call, its result, completion: steps + 3 events.
 caf::behavior demo_run(caf::stateful_actor<demo_state>* self, manager_actor manager,
                        run_spec spec, int steps, std::chrono::milliseconds delay) {
-  self->delayed_send(self, delay, step_atom::value);
+  // Without a pause the next step is an ordinary message: CAF's clock thread is not involved.
+  auto next_step = [self, delay] {
+    if (delay.count() > 0)
+      self->delayed_send(self, delay, step_atom::value);
+    else
+      self->send(self, step_atom::value);
+  };
+  next_step();
   return {
     [=](step_atom) {
       auto i = self->state.step++;
@@ -70,7 +77,7 @@ caf::behavior demo_run(caf::stateful_actor<demo_state>* self, manager_actor mana
                json{{"output", "demo answer"}, {"input", input_of(spec)}, {"steps", steps}});
         return self->quit();
       }
-      self->delayed_send(self, delay, step_atom::value);
+      next_step();
     },
   };
 }
