@@ -255,7 +255,7 @@ manager_actor::behavior_type manager_behavior(manager_pointer self, router_feedb
       return self->delegate(self->state.settings->store, store_atom::value,
                             self->state.ctx->user_id(), std::move(q));
     },
-    [=](deadline_atom, const std::string& run_id) { on_run_deadline(self, run_id); },
+    [=](deadline_atom) { on_run_deadlines(self); },
     [=](publish_atom, const outbound_event& event) { emit(self, event); },
     [=](resume_atom, connection_ptr& c, std::uint64_t last,
         const context::user_execution_context& ctx) { return on_resume(self, c, last, ctx); },

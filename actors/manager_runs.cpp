@@ -37,6 +37,17 @@ void end_run(manager_pointer self, run_entry& entry, std::string_view outcome, s
   emit(self, ev);
 }
 
+/// Makes sure a deadline check happens no later than `deadline`.
+void arm_deadline_check(manager_pointer self, std::chrono::steady_clock::time_point deadline) {
+  auto& st = self->state;
+  if (deadline >= st.deadline_check)
+    return; // the pending check comes first and re-arms for the rest
+  st.deadline_check = deadline;
+  auto wait = std::chrono::ceil<std::chrono::milliseconds>(
+    std::max(std::chrono::steady_clock::duration{0}, deadline - std::chrono::steady_clock::now()));
+  self->delayed_send(self, wait, deadline_atom::value);
+}
+
 std::size_t active_runs(manager_pointer self) {
   std::size_t n = self->state.starting_runs;
   for (auto& [addr, entry] : self->state.runs)
@@ -64,7 +75,8 @@ void start_run(manager_pointer self, const agent_definition& agent,
   entry.actor = spawn_agent_run(self, agent, *st.settings->agents,
                                 run_spec{entry.run_id, entry.thread_id.value_or(""),
                                          std::move(payload)});
-  self->delayed_send(self, agent.timeout, deadline_atom::value, entry.run_id);
+  entry.deadline = std::chrono::steady_clock::now() + agent.timeout;
+  arm_deadline_check(self, entry.deadline);
   st.run_ids.emplace(entry.run_id, entry.actor.address());
   st.runs.emplace(entry.actor.address(), std::move(entry));
 }
@@ -259,16 +271,25 @@ void finish_drain_if_idle(manager_pointer self) {
     on_shutdown(self, close_code::going_away);
 }
 
-void on_run_deadline(manager_pointer self, const std::string& run_id) {
+void on_run_deadlines(manager_pointer self) {
   auto& st = self->state;
-  auto addr = st.run_ids.find(run_id);
-  if (addr == st.run_ids.end())
-    return;
-  auto& entry = st.runs.at(addr->second);
-  if (entry.finished)
-    return;
-  fail_run(self, entry, "the agent timed out");
-  self->send_exit(entry.actor, caf::exit_reason::user_shutdown);
+  auto now = std::chrono::steady_clock::now();
+  if (now < st.deadline_check)
+    return; // an older check, superseded by an earlier one that is still pending
+  st.deadline_check = std::chrono::steady_clock::time_point::max();
+  auto next = std::chrono::steady_clock::time_point::max();
+  for (auto& [addr, entry] : st.runs) {
+    if (entry.finished)
+      continue;
+    if (entry.deadline <= now) {
+      fail_run(self, entry, "the agent timed out");
+      self->send_exit(entry.actor, caf::exit_reason::user_shutdown);
+    } else {
+      next = std::min(next, entry.deadline);
+    }
+  }
+  if (next != std::chrono::steady_clock::time_point::max())
+    arm_deadline_check(self, next);
 }
 
 } // namespace er::actors

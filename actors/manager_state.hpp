@@ -20,6 +20,7 @@ struct run_entry {
   std::optional<std::string> thread_id;
   std::optional<std::string> reply_to; ///< the id of the request that started the run
   caf::actor actor;
+  std::chrono::steady_clock::time_point deadline; ///< the agent's timeout from its start
   bool finished = false; ///< its one final event has been sent
 };
 
@@ -45,6 +46,10 @@ struct manager_state {
   std::unordered_map<caf::actor_addr, run_entry> runs;
   std::unordered_map<std::string, caf::actor_addr> run_ids;
   std::size_t starting_runs = 0; ///< accepted, waiting for the thread store
+  /// When the deadline check is due; max(): none armed. One delayed message per manager
+  /// covers every run's timeout: CAF's clock cannot cancel a delayed message, so one per run
+  /// would pile up for a whole timeout period under sustained load.
+  std::chrono::steady_clock::time_point deadline_check = std::chrono::steady_clock::time_point::max();
   double tokens = 0;             ///< rate limit bucket, filled to the burst at the start
   std::chrono::steady_clock::time_point bucket_refilled = std::chrono::steady_clock::now();
   std::size_t refused_in_row = 0;
@@ -75,7 +80,8 @@ void on_agent_message(manager_pointer self, inbound_message& msg);
 void on_run_event(manager_pointer self, outbound_event& event);
 /// Handles the exit of one of this manager's runs; false when `source` is not a run.
 bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf::error& reason);
-void on_run_deadline(manager_pointer self, const std::string& run_id);
+/// Ends the runs past their deadline and arms the check for the next one.
+void on_run_deadlines(manager_pointer self);
 /// While draining: closes with 1001 once no run is active or starting.
 void finish_drain_if_idle(manager_pointer self);
 

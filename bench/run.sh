@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks the router side by side with the peer echo servers of the shared bench kit
-# (Node.js ws, uWebSockets.js), with the neutral client wsload, then runs router-load's own
-# scenarios (ping, agents, publish, churn, idle) against the router. Not run by CI; takes about
-# 3-5 minutes after the build.
+# (Node.js ws, uWebSockets.js) and with shared-manager-bench (the router's design with one
+# manager actor for every connection, built for this comparison only), with the neutral client
+# wsload, then runs router-load's own scenarios (ping, agents, publish, churn, idle) against
+# the router. Not run by CI; takes about 4-6 minutes after the build.
 #
 #   bench/run.sh                 build (Release, BUILD_DIR), run everything, print JSON + a table
 #
@@ -74,8 +75,10 @@ new_port() { next_port=$((next_port + 1)); echo "$next_port"; }
 
 log "building event-router and router-load (Release) in $BUILD_DIR"
 cmake -S "$root" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release >/dev/null
-nice -n 10 cmake --build "$BUILD_DIR" -j "$JOBS" --target event-router router-load >&2
+nice -n 10 cmake --build "$BUILD_DIR" -j "$JOBS" --target event-router router-load \
+  shared-manager-bench >&2
 router_bin="$BUILD_DIR/event-router"
+shared_bin="$BUILD_DIR/shared-manager-bench"
 load_bin="$BUILD_DIR/router-load"
 
 cc -O2 -o "$work/wsload" "$BENCH_KIT/wsload.c" -lcrypto
@@ -97,7 +100,7 @@ router_args=(--config-file=/dev/null --router.store-path=:memory: "--router.jwt-
              "--router.api-key=$api_key"
              --router.messages-per-second=1000000 --router.messages-burst=1000000
              --router.max-connections-per-user=100000 --router.max-connections=20000
-             --scheduler.max-threads=2)
+             --router.max-runs-per-connection=32 --agents.demo-step-delay-ms=0)
 
 # start_server NAME PORT: sets server_pid once the server accepts (not in a subshell: the
 # PID must reach `pids`)
@@ -107,6 +110,9 @@ start_server() {
     router)
       (cd "$work" && exec "$router_bin" "${router_args[@]}" "--router.port=$port") \
         >"$work/router-$port.log" 2>&1 &
+      server_pid=$! ;;
+    shared) # the router's design with one manager actor for all connections (bench only)
+      "$shared_bin" "--port=$port" "--secret=$secret" >"$work/shared-$port.log" 2>&1 &
       server_pid=$! ;;
     ws|uws)
       server_pid=$(cd "$work/peers" && ./peers.sh start "$name" "$port") ;;
@@ -119,10 +125,10 @@ start_server() {
 }
 
 client_args() { # the wsload options that differ between the router and a plain echo server
-  if [ "$1" = router ]; then echo "-s $secret -g 1 -p /ws"; fi
+  case "$1" in router|shared) echo "-s $secret -g 1 -p /ws" ;; esac
 }
 
-servers=(router)
+servers=(router shared)
 for p in ws uws; do
   if [ "${peer_status[$p]}" = installed ]; then
     port=$(new_port)
@@ -212,7 +218,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 for server in "${servers[@]}"; do
-  idle_run "$server"
+  [ "$server" = shared ] || idle_run "$server"
 done
 
 # -- router-load's own scenarios against one router --------------------------------------
@@ -221,7 +227,7 @@ port=$(new_port)
 start_server router "$port"
 router_pid=$server_pid
 load_common=(--config-file=/dev/null "--router.jwt-secret=$secret" "--router.api-key=$api_key"
-             "--port=$port" --json --quiet)
+             --router.max-runs-per-connection=32 "--port=$port" --json --quiet --io-threads=2)
 load_run() { # NAME ARGS...
   local name=$1 status=0
   shift
@@ -238,7 +244,9 @@ print(json.dumps({"kind": "router-load", "scenario": name, "exit_status": status
 EOF
 }
 load_run ping --scenario=ping --connections=100 --inflight=8 --duration=5
-load_run agents --scenario=agents --connections=200 --rate=2 --duration=5
+# issue 4's agents target: 1,000 users, demo runs (3 steps, no pause: 7 events each) at
+# 7.2 runs/s per user, which is 50,000 events/s when the router keeps up
+load_run agents --scenario=agents --connections=1000 --users=1000 --rate=7.2 --duration=5
 load_run publish --scenario=publish --connections=200 --publish-rate=2000 --duration=5
 load_run churn --scenario=churn --connections=50 --duration=5
 load_run idle --scenario=idle --connections="$IDLE_CONNS" --duration=2 --connect-window=128
@@ -253,7 +261,7 @@ python3 - "$runs" "$peers_json" "$(nproc)" "$(uname -r)" "${OUT:-}" <<'EOF'
 import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peers, cores, kernel, out = json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
-servers = ["router"] + [p for p in ("ws", "uws") if peers.get(p) == "ok"]
+servers = ["router", "shared"] + [p for p in ("ws", "uws") if peers.get(p) == "ok"]
 
 def median(kind, server, key, **match):
     xs = [r[key] for r in runs if r["kind"] == kind and r["server"] == server and r.get(key) is not None
@@ -302,8 +310,12 @@ for r in runs:
     if r["kind"] == "router-load":
         rep = r["report"] or {}
         lat = rep.get("latency_us", {})
-        print("- router-load %s: %s (exit %d), throughput %s/s, connect rate %s/s, latency (%s) p50 %s µs, p99 %s µs, p99.9 %s µs; leaks %s, missing %s, errors %s" % (
-            r["scenario"], rep.get("verdict", "no report"), r["exit_status"], rep.get("throughput_per_s"),
+        extra = ""
+        if r["scenario"] == "agents" and rep.get("throughput_per_s") is not None:
+            # every completed demo run delivered agent_started, 3 thinking, 2 tool events, completed
+            extra = " (= %.0f agent events/s)" % (7 * rep["throughput_per_s"])
+        print("- router-load %s: %s (exit %d), throughput %s/s%s, connect rate %s/s, latency (%s) p50 %s µs, p99 %s µs, p99.9 %s µs; leaks %s, missing %s, errors %s" % (
+            r["scenario"], rep.get("verdict", "no report"), r["exit_status"], rep.get("throughput_per_s"), extra,
             rep.get("connections", {}).get("connect_rate_per_s"), lat.get("of"), lat.get("p50"),
             lat.get("p99"), lat.get("p99_9"), rep.get("leaks"), rep.get("missing_events"),
             sum((rep.get("errors") or {}).values())))

@@ -13,3 +13,7 @@ if(TARGET er_tests)
   target_compile_definitions(er_tests PRIVATE ER_ROUTER_LOAD_BINARY="$<TARGET_FILE:router-load>")
   add_dependencies(er_tests router-load)
 endif()
+
+# The shared-manager variant: one actor for every connection, for bench/run.sh only.
+add_executable(shared-manager-bench bench/shared_manager.cpp)
+target_link_libraries(shared-manager-bench PRIVATE er_app)
