@@ -7,6 +7,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <caf/detail/set_thread_name.hpp>
 #include <caf/execution_unit.hpp>
 #include <caf/resumable.hpp>
@@ -84,6 +85,103 @@ private:
 
 } // namespace
 
+// -- io_clock -------------------------------------------------------------------
+
+struct io_clock::timer {
+  explicit timer(asio::io_context& io) : wait(io) {
+  }
+  asio::steady_timer wait;
+};
+
+io_clock::io_clock() = default;
+
+io_clock::~io_clock() = default;
+
+void io_clock::start(asio::io_context& io) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  timer_ = std::make_unique<timer>(io);
+  armed_ = false;
+  rearm();
+}
+
+void io_clock::stop() {
+  std::lock_guard<std::mutex> guard{mutex_};
+  timer_.reset(); // a pending wait is cancelled; its handler is dropped with the io_context
+  armed_ = false;
+  ++generation_;
+}
+
+void io_clock::rearm() {
+  if (!timer_ || schedule().empty())
+    return;
+  auto next = schedule().begin()->first;
+  if (armed_ && armed_for_ <= next)
+    return; // the pending wait comes first and re-arms for the rest
+  armed_ = true;
+  armed_for_ = next;
+  auto generation = ++generation_; // a replaced wait's handler finds it outdated
+  timer_->wait.expires_at(next);
+  timer_->wait.async_wait([this, generation](boost::system::error_code) { on_timer(generation); });
+}
+
+void io_clock::on_timer(std::uint64_t generation) {
+  std::lock_guard<std::mutex> guard{mutex_};
+  if (generation != generation_)
+    return;
+  armed_ = false;
+  trigger_expired_timeouts(); // enqueues into mailboxes only: actors run later, not here
+  rearm();
+}
+
+#define ER_IO_CLOCK_FORWARD(call)                                                               \
+  std::lock_guard<std::mutex> guard{mutex_};                                                    \
+  simple_actor_clock::call;                                                                     \
+  rearm();
+
+void io_clock::set_ordinary_timeout(time_point t, caf::abstract_actor* self,
+                                    caf::atom_value type, uint64_t id) {
+  ER_IO_CLOCK_FORWARD(set_ordinary_timeout(t, self, type, id))
+}
+
+void io_clock::set_multi_timeout(time_point t, caf::abstract_actor* self, caf::atom_value type,
+                                 uint64_t id) {
+  ER_IO_CLOCK_FORWARD(set_multi_timeout(t, self, type, id))
+}
+
+void io_clock::set_request_timeout(time_point t, caf::abstract_actor* self, caf::message_id id) {
+  ER_IO_CLOCK_FORWARD(set_request_timeout(t, self, id))
+}
+
+void io_clock::cancel_ordinary_timeout(caf::abstract_actor* self, caf::atom_value type) {
+  ER_IO_CLOCK_FORWARD(cancel_ordinary_timeout(self, type))
+}
+
+void io_clock::cancel_request_timeout(caf::abstract_actor* self, caf::message_id id) {
+  ER_IO_CLOCK_FORWARD(cancel_request_timeout(self, id))
+}
+
+void io_clock::cancel_timeouts(caf::abstract_actor* self) {
+  ER_IO_CLOCK_FORWARD(cancel_timeouts(self))
+}
+
+void io_clock::schedule_message(time_point t, caf::strong_actor_ptr receiver,
+                                caf::mailbox_element_ptr content) {
+  ER_IO_CLOCK_FORWARD(schedule_message(t, std::move(receiver), std::move(content)))
+}
+
+void io_clock::schedule_message(time_point t, caf::group target, caf::strong_actor_ptr sender,
+                                caf::message content) {
+  ER_IO_CLOCK_FORWARD(schedule_message(t, std::move(target), std::move(sender), std::move(content)))
+}
+
+void io_clock::cancel_all() {
+  ER_IO_CLOCK_FORWARD(cancel_all())
+}
+
+#undef ER_IO_CLOCK_FORWARD
+
+// -- io_scheduler -------------------------------------------------------------------
+
 io_scheduler::io_scheduler(caf::actor_system& sys) : abstract_coordinator(sys) {
 }
 
@@ -119,12 +217,7 @@ void io_scheduler::start() {
       system().thread_terminates();
     }};
   }
-  clock_thread_ = std::thread{[this] {
-    caf::detail::set_thread_name("caf.clock");
-    system().thread_started();
-    clock_.run_dispatch_loop();
-    system().thread_terminates();
-  }};
+  clock_.start(io_context());
   abstract_coordinator::start(); // spawns the utility actors (detached)
 }
 
@@ -142,11 +235,10 @@ void io_scheduler::stop() {
   // The actor system awaited its actors before calling this.
   stop_actors();
   stop_io_threads();
+  clock_.stop();
   // Destroys what was still queued (sockets' handlers, jobs) while the system is alive.
   for (auto& t : threads_)
     t->io.reset();
-  clock_.cancel_dispatch_loop();
-  clock_thread_.join();
 }
 
 void io_scheduler::enqueue(caf::resumable* job) {

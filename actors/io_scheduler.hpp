@@ -7,19 +7,22 @@
 // io_context (one epoll set, no thread hand-offs inside it) and new connections are spread
 // over them. An actor made runnable on an io thread is deferred onto that same thread
 // (asio's per-thread queue: no lock hand-off, no wake-up), so a manager woken by its socket
-// runs where the socket lives and writes to it inline. Actors made runnable elsewhere (the
-// clock, detached actors, other threads) are posted to the io threads in turn. Timeouts and
-// delayed messages keep CAF's clock thread; detached actors keep their own threads.
+// runs where the socket lives and writes to it inline. Actors made runnable elsewhere
+// (detached actors, other threads) are posted to the io threads in turn. Timeouts and delayed
+// messages run on an asio timer of the first io thread (io_clock) instead of CAF's clock
+// thread, which a connection's token timer or a request's timeout would otherwise wake every
+// time. Detached actors keep their own threads.
 
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <caf/detail/thread_safe_actor_clock.hpp>
+#include <caf/detail/simple_actor_clock.hpp>
 #include <caf/scheduler/abstract_coordinator.hpp>
 
 namespace boost::asio {
@@ -27,6 +30,44 @@ class io_context;
 }
 
 namespace er::actors {
+
+/// CAF's timeouts and delayed messages on one asio timer, armed for the earliest of them.
+/// Thread-safe: actors on any thread set and cancel timeouts.
+class io_clock final : public caf::detail::simple_actor_clock {
+public:
+  io_clock();
+  ~io_clock() override;
+
+  /// Starts timing on `io`; until then (and after stop) entries are only recorded.
+  void start(boost::asio::io_context& io);
+  /// Drops the timer; call before `io` goes away.
+  void stop();
+
+  void set_ordinary_timeout(time_point t, caf::abstract_actor* self, caf::atom_value type,
+                            uint64_t id) override;
+  void set_multi_timeout(time_point t, caf::abstract_actor* self, caf::atom_value type,
+                         uint64_t id) override;
+  void set_request_timeout(time_point t, caf::abstract_actor* self, caf::message_id id) override;
+  void cancel_ordinary_timeout(caf::abstract_actor* self, caf::atom_value type) override;
+  void cancel_request_timeout(caf::abstract_actor* self, caf::message_id id) override;
+  void cancel_timeouts(caf::abstract_actor* self) override;
+  void schedule_message(time_point t, caf::strong_actor_ptr receiver,
+                        caf::mailbox_element_ptr content) override;
+  void schedule_message(time_point t, caf::group target, caf::strong_actor_ptr sender,
+                        caf::message content) override;
+  void cancel_all() override;
+
+private:
+  void rearm(); // with mutex_ held
+  void on_timer(std::uint64_t generation);
+
+  struct timer;
+  std::mutex mutex_;
+  std::unique_ptr<timer> timer_;
+  bool armed_ = false;
+  time_point armed_for_;
+  std::uint64_t generation_ = 0;
+};
 
 class io_scheduler final : public caf::scheduler::abstract_coordinator {
 public:
@@ -65,8 +106,7 @@ private:
 
   std::vector<std::unique_ptr<io_thread>> threads_;
   std::atomic<std::size_t> next_{0};
-  caf::detail::thread_safe_actor_clock clock_;
-  std::thread clock_thread_;
+  io_clock clock_;
 };
 
 /// Makes `cfg`'s actor system run its actors on `threads` io threads (see io_scheduler). A

@@ -40,12 +40,15 @@ caf::actor_system_config io_config(std::size_t threads) {
   return cfg;
 }
 
-// Answers every integer with the name and id of the thread that handled it.
+std::size_t thread_id() {
+  return std::hash<std::thread::id>{}(std::this_thread::get_id());
+}
+
+// Answers every integer with the name of the thread that handled it and the id of the thread
+// that started the actor.
 caf::behavior reporter(caf::event_based_actor*) {
-  return {[](int n) {
-    return caf::make_message(n, thread_name(),
-                             std::hash<std::thread::id>{}(std::this_thread::get_id()));
-  }};
+  auto started_on = thread_id();
+  return {[started_on](int n) { return caf::make_message(n, thread_name(), started_on); }};
 }
 
 } // namespace
@@ -68,7 +71,7 @@ TEST_CASE("actors run on the io threads, and every io thread runs actors") {
       [&](const caf::error& err) { FAIL("no answer: " << system.render(err)); });
     self->send_exit(a, caf::exit_reason::user_shutdown);
   }
-  // Spawned from a thread that is not an io thread, actors are spread over both.
+  // Spawned from a thread that is not an io thread, actors start on both in turn.
   CHECK(threads.size() == 2);
 }
 
