@@ -138,7 +138,7 @@ void on_message(manager_pointer self, inbound_message& msg) {
     outbound_event pong;
     pong.type = "pong";
     pong.reply_to = std::move(msg.id);
-    return emit(self, pong);
+    return emit(self, std::move(pong));
   }
   bool fault = msg.type == "test_fault" && self->state.settings->test_faults;
   if (fault && msg.payload.value("where", nlohmann::json{}) != "handler")
@@ -242,12 +242,12 @@ manager_actor::behavior_type manager_behavior(manager_pointer self, router_feedb
       self->state.draining = true;
       finish_drain_if_idle(self);
     },
-    [=](emit_atom, const outbound_event& event) {
+    [=](emit_atom, outbound_event& event) {
       // The handler answers its requests in order, one event each.
       auto& pending = self->state.handler_pending;
       if (!pending.empty())
         pending.erase(pending.begin());
-      emit(self, event);
+      emit(self, std::move(event));
     },
     [=](run_event_atom, outbound_event& event) { on_run_event(self, event); },
     [=](store_atom, thread_query& q) {
@@ -279,12 +279,9 @@ std::string_view metric_type(const outbound_event& event) {
 
 } // namespace
 
-void emit(manager_pointer self, const outbound_event& event) {
+void emit(manager_pointer self, outbound_event&& event) {
   auto& st = self->state;
   auto id = st.next_event_id++;
-  if (!st.renderer)
-    st.renderer = std::make_unique<event_renderer>(st.ctx->user_id());
-  auto frame = st.renderer->render(event, id, std::chrono::system_clock::now());
   if (auto m = metrics_of(self)) {
     double latency = -1;
     if (event.created != std::chrono::steady_clock::time_point{})
@@ -292,6 +289,9 @@ void emit(manager_pointer self, const outbound_event& event) {
                   .count();
     m->event_out(metric_type(event), latency);
   }
+  if (!st.renderer)
+    st.renderer = std::make_unique<event_renderer>(st.ctx->user_id());
+  auto frame = st.renderer->render(std::move(event), id, std::chrono::system_clock::now());
   if (st.settings->resume_window.count() > 0 && st.settings->resume_buffer_events > 0) {
     if (!st.replay)
       st.replay = std::make_unique<replay_buffer>();

@@ -34,7 +34,7 @@ void end_run(manager_pointer self, run_entry& entry, std::string_view outcome, s
   ev.thread_id = entry.thread_id;
   ev.reply_to = std::move(reply_to);
   ev.data = std::move(data);
-  emit(self, ev);
+  emit(self, std::move(ev));
 }
 
 /// Makes sure a deadline check happens no later than `deadline`.
@@ -69,7 +69,7 @@ void start_run(manager_pointer self, const agent_definition& agent,
   started.thread_id = entry.thread_id;
   started.reply_to = entry.reply_to;
   started.data = json{{"agent", agent.name}};
-  emit(self, started);
+  emit(self, std::move(started));
   if (auto& m = st.settings->metrics)
     m->run_started();
   entry.actor = spawn_agent_run(self, agent, *st.settings->agents,
@@ -247,7 +247,7 @@ void on_run_event(manager_pointer self, outbound_event& event) {
         .then([](thread_reply&) {}, [](caf::error&) {});
     }
   }
-  emit(self, event);
+  emit(self, std::move(event));
 }
 
 bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf::error& reason) {

@@ -84,8 +84,8 @@ event_renderer::event_renderer(std::string user_id) {
   data_ = slot("data");
 }
 
-std::string event_renderer::render(const outbound_event& event, std::uint64_t event_id,
-                                   std::chrono::system_clock::time_point at) {
+void event_renderer::stamp(const outbound_event& event, std::uint64_t event_id,
+                           std::chrono::system_clock::time_point at) {
   assign_string(*type_, event.type);
   *event_id_ = event_id;
   assign_optional(*thread_id_, event.thread_id);
@@ -95,7 +95,19 @@ std::string event_renderer::render(const outbound_event& event, std::uint64_t ev
     assign_string(*timestamp_, rfc3339(at));
     stamped_ms_ = ms;
   }
+}
+
+std::string event_renderer::render(const outbound_event& event, std::uint64_t event_id,
+                                   std::chrono::system_clock::time_point at) {
+  stamp(event, event_id, at);
   *data_ = event.data;
+  return envelope_.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string event_renderer::render(outbound_event&& event, std::uint64_t event_id,
+                                   std::chrono::system_clock::time_point at) {
+  stamp(event, event_id, at);
+  *data_ = std::move(event.data);
   return envelope_.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 

@@ -56,8 +56,14 @@ public:
   /// The envelope of `event` as one JSON text frame.
   std::string render(const outbound_event& event, std::uint64_t event_id,
                      std::chrono::system_clock::time_point at);
+  /// The same, moving the event's data into the envelope instead of copying it.
+  std::string render(outbound_event&& event, std::uint64_t event_id,
+                     std::chrono::system_clock::time_point at);
 
 private:
+  void stamp(const outbound_event& event, std::uint64_t event_id,
+             std::chrono::system_clock::time_point at);
+
   nlohmann::json envelope_;
   nlohmann::json* type_;
   nlohmann::json* event_id_;
