@@ -54,7 +54,7 @@ struct demo_state {
 // thinking x steps, one tool call, its result, completion: steps + 3 events.
 caf::behavior demo_run(caf::stateful_actor<demo_state>* self, manager_actor manager,
                        run_spec spec, int steps, std::chrono::milliseconds delay) {
-  // Without a pause the next step is an ordinary message: CAF's clock thread is not involved.
+  // Without a pause the next step is an ordinary message, not a timer entry.
   auto next_step = [self, delay] {
     if (delay.count() > 0)
       self->delayed_send(self, delay, step_atom::value);

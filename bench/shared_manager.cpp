@@ -58,7 +58,7 @@ struct connection_entry {
 struct shared_state {
   std::unordered_map<std::uint64_t, connection_entry> connections;
   std::uint64_t next_key = 1;
-  std::shared_ptr<actors::router_metrics> metrics = std::make_shared<actors::router_metrics>();
+  std::shared_ptr<actors::router_metrics> metrics;
 };
 
 class shared_sink final : public net::session_sink {
@@ -116,7 +116,9 @@ void on_frame(shared_state& st, connection_entry& c, const std::string& text) {
   emit(st, c, ev);
 }
 
-caf::behavior shared_manager(caf::stateful_actor<shared_state>* self) {
+caf::behavior shared_manager(caf::stateful_actor<shared_state>* self,
+                             std::shared_ptr<actors::router_metrics> metrics) {
+  self->state.metrics = std::move(metrics);
   return {
     [=](attach_atom, std::shared_ptr<net::ws_connection>& socket, const std::string& user) {
       auto& st = self->state;
@@ -172,7 +174,7 @@ int main(int argc, char** argv) {
   caf::actor_system system{cfg};
   auto& sched = actors::io_scheduler_of(system);
   context::jwt_verifier verifier{context::jwt_settings{secret, {}, {}, std::chrono::seconds{30}}};
-  auto manager = system.spawn(shared_manager);
+  auto manager = system.spawn(shared_manager, std::make_shared<actors::router_metrics>());
   net::listener_hooks hooks;
   hooks.on_upgrade = [manager](net::upgrade up) {
     caf::anon_send(manager, attach_atom::value, std::move(up.connection),
