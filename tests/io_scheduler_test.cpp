@@ -67,20 +67,24 @@ TEST_CASE("actors run on the io threads, and every io thread runs actors") {
   caf::actor_system system{cfg};
   auto& sched = er::actors::io_scheduler_of(system);
   CHECK(&sched.next_io_context() != &sched.next_io_context()); // two contexts, in turn
+  // Spawned one after the other from a thread that is not an io thread: their starts are
+  // posted to the io threads in turn (nothing else is posted meanwhile).
+  std::vector<caf::actor> actors;
+  for (int i = 0; i < 200; ++i)
+    actors.push_back(spawn_fn(system, reporter));
   caf::scoped_actor self{system};
   std::set<std::size_t> threads;
   for (int i = 0; i < 200; ++i) {
-    auto a = spawn_fn(system, reporter);
-    self->request(a, 5s, i).receive(
+    self->request(actors[i], 5s, i).receive(
       [&](int n, const std::string& name, std::size_t thread) {
         CHECK(n == i);
         CHECK(name == "er.io");
         threads.insert(thread);
       },
       [&](const caf::error& err) { FAIL("no answer: " << system.render(err)); });
-    self->send_exit(a, caf::exit_reason::user_shutdown);
   }
-  // Spawned from a thread that is not an io thread, actors start on both in turn.
+  for (auto& a : actors)
+    self->send_exit(a, caf::exit_reason::user_shutdown);
   CHECK(threads.size() == 2);
 }
 
