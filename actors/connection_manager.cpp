@@ -161,13 +161,8 @@ void on_message(manager_pointer self, inbound_message& msg) {
 bool admit(manager_pointer self, const std::optional<std::string>& reply_to) {
   auto& st = self->state;
   auto& limits = *st.settings;
-  auto now = std::chrono::steady_clock::now();
-  auto elapsed = std::chrono::duration<double>(now - st.bucket_refilled).count();
-  st.bucket_refilled = now;
-  st.tokens = std::min(static_cast<double>(limits.messages_burst),
-                       st.tokens + elapsed * static_cast<double>(limits.messages_per_second));
-  if (st.tokens >= 1.0) {
-    st.tokens -= 1.0;
+  if (st.bucket.take(static_cast<double>(limits.messages_per_second),
+                     static_cast<double>(limits.messages_burst))) {
     st.refused_in_row = 0;
     return true;
   }
@@ -226,7 +221,7 @@ manager_actor::behavior_type manager_behavior(manager_pointer self, router_feedb
   st.router = std::move(router);
   st.ctx = std::make_unique<const context::user_execution_context>(std::move(ctx));
   st.settings = std::move(settings);
-  st.tokens = static_cast<double>(st.settings->messages_burst);
+  st.bucket = token_bucket{static_cast<double>(st.settings->messages_burst)};
   self->set_exit_handler([self](caf::exit_msg& msg) { on_exit_msg(self, msg); });
   attach_connection(self, std::move(connection), false, st.ctx->token_expires_at());
   return {

@@ -11,6 +11,7 @@
 
 #include "actors/connection_manager.hpp"
 #include "actors/thread_handler.hpp"
+#include "actors/token_bucket.hpp"
 #include "net/protocol_codes.hpp"
 
 namespace er::actors {
@@ -50,8 +51,7 @@ struct manager_state {
   /// covers every run's timeout: CAF's clock cannot cancel a delayed message, so one per run
   /// would pile up for a whole timeout period under sustained load.
   std::chrono::steady_clock::time_point deadline_check = std::chrono::steady_clock::time_point::max();
-  double tokens = 0;             ///< rate limit bucket, filled to the burst at the start
-  std::chrono::steady_clock::time_point bucket_refilled = std::chrono::steady_clock::now();
+  token_bucket bucket{0}; ///< filled to messages-burst when the manager starts
   std::size_t refused_in_row = 0;
 
   manager_state() = default;

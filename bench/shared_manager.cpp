@@ -30,6 +30,7 @@
 #include "actors/messages.hpp"
 #include "actors/metrics.hpp"
 #include "actors/protocol.hpp"
+#include "actors/token_bucket.hpp"
 #include "context/ids.hpp"
 #include "context/jwt_auth.hpp"
 #include "net/listener.hpp"
@@ -50,8 +51,7 @@ struct connection_entry {
   std::string user_id;
   std::unique_ptr<actors::event_renderer> renderer;
   std::uint64_t next_event_id = 1;
-  double tokens = messages_burst;
-  std::chrono::steady_clock::time_point refilled = std::chrono::steady_clock::now();
+  actors::token_bucket bucket{messages_burst};
   std::deque<std::pair<std::uint64_t, std::string>> replay;
 };
 
@@ -90,14 +90,8 @@ void emit(shared_state& st, connection_entry& c, const actors::outbound_event& e
 }
 
 void on_frame(shared_state& st, connection_entry& c, const std::string& text) {
-  auto now = std::chrono::steady_clock::now();
-  c.tokens = std::min(messages_burst,
-                      c.tokens + std::chrono::duration<double>(now - c.refilled).count()
-                                   * messages_per_second);
-  c.refilled = now;
-  if (c.tokens < 1.0)
+  if (!c.bucket.take(messages_per_second, messages_burst))
     return;
-  c.tokens -= 1.0;
   auto parsed = actors::parse_inbound(text);
   actors::outbound_event ev;
   if (auto* error = std::get_if<actors::protocol_error>(&parsed)) {
