@@ -41,15 +41,21 @@ TEST_CASE("echo completes with its input, every event stamped with the run's id"
 }
 
 TEST_CASE("demo runs its thinking steps, one tool call and its result, then completes") {
-  test_router router{agent_settings()};
-  auto c = connect_user(router, "alice");
-  auto frames = run_to_end(*c.client, start("demo", "d1"));
-  CHECK(types_of(frames)
-        == std::vector<std::string>{"agent_started", "agent_thinking", "agent_thinking",
-                                    "agent_thinking", "tool_executing", "tool_completed",
-                                    "agent_completed"});
-  for (size_t i = 1; i < frames.size(); ++i)
-    CHECK(frames[i]["event_id"].get<int>() == frames[i - 1]["event_id"].get<int>() + 1);
+  // With a pause between steps (timers) and without one (steps sent directly).
+  for (std::int64_t delay_ms : {5, 0}) {
+    CAPTURE(delay_ms);
+    auto settings = agent_settings();
+    settings.demo_step_delay_ms = delay_ms;
+    test_router router{settings};
+    auto c = connect_user(router, "alice");
+    auto frames = run_to_end(*c.client, start("demo", "d1"));
+    CHECK(types_of(frames)
+          == std::vector<std::string>{"agent_started", "agent_thinking", "agent_thinking",
+                                      "agent_thinking", "tool_executing", "tool_completed",
+                                      "agent_completed"});
+    for (size_t i = 1; i < frames.size(); ++i)
+      CHECK(frames[i]["event_id"].get<int>() == frames[i - 1]["event_id"].get<int>() + 1);
+  }
 }
 
 TEST_CASE("an unknown agent is unknown_agent and a malformed start is invalid_message") {
