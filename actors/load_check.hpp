@@ -180,6 +180,10 @@ struct load_report {
 nlohmann::json publish_json(const load_report& report);
 std::string publish_summary(const load_report& report);
 
+/// When connection `index` starts its first run, in [0, interval]: spread evenly over the
+/// interval by a generator seeded per connection, so that connections do not run in step.
+std::chrono::microseconds first_start_offset(std::size_t index, std::chrono::microseconds interval);
+
 /// 0 when the report passed, 1 otherwise (router-load's exit status).
 int exit_status(const load_report& report);
 

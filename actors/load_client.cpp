@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <random>
 
 #include <caf/actor_cast.hpp>
 #include <caf/send.hpp>
@@ -71,7 +70,6 @@ struct client_state {
   bool stopping = false;
   bool closing = false;   ///< we ended the connection (close or reset)
   bool resetting = false; ///< ... with a reset
-  std::minstd_rand random;
 
   static inline const char* name = "load_client";
 };
@@ -172,9 +170,8 @@ void on_go(client_pointer self) {
     top_up_pings(self);
   } else if (o.kind == scenario::agents) {
     // Spread the first starts over one interval, so that connections do not start in step.
-    auto interval = static_cast<std::int64_t>(1e6 / o.agent_rate);
-    auto offset = std::uniform_int_distribution<std::int64_t>{0, interval}(st.random);
-    self->delayed_send(self, std::chrono::microseconds{offset}, tick_atom::value);
+    auto interval = std::chrono::microseconds{static_cast<std::int64_t>(1e6 / o.agent_rate)};
+    self->delayed_send(self, first_start_offset(st.index, interval), tick_atom::value);
   }
   schedule_flush(self);
 }
@@ -302,7 +299,6 @@ load_client_actor::behavior_type client_behavior(client_pointer self, setup_ptr 
             + std::to_string(index % std::max<std::size_t>(1, setup->tokens.size()));
   st.setup = std::move(setup);
   st.collector = std::move(collector);
-  st.random.seed(static_cast<std::uint_fast32_t>(index + 1));
   return {
     [=](connect_atom) {
       if (self->state.stopping)

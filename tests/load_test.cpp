@@ -3,6 +3,9 @@
 
 #include "tests/load_support.hpp"
 
+#include <algorithm>
+#include <array>
+
 using namespace er::test;
 
 TEST_CASE("router-load ping against a real router establishes every connection, counts every "
@@ -179,6 +182,27 @@ TEST_CASE("a run in order completes with its round trip, and a run cut short lea
   e["reply_to"] = cut;
   CHECK(checker.check(frame(e), steady::now()).verdict == frame_verdict::progress);
   CHECK(checker.owed_events() == 6);
+}
+
+TEST_CASE("agents: the connections' first runs are spread over the whole interval, not in step") {
+  // A thousand connections, as in the 1,000-user benchmark: each tenth of the interval gets
+  // about a tenth of the first starts (a generator seeded with the bare index put them all
+  // into the first 2%, and every run of the benchmark into the same burst).
+  constexpr std::size_t connections = 1000;
+  const std::chrono::microseconds interval{138888};
+  std::array<std::size_t, 10> per_tenth{};
+  for (std::size_t i = 0; i < connections; ++i) {
+    auto offset = er::load::first_start_offset(i, interval);
+    REQUIRE(offset.count() >= 0);
+    REQUIRE(offset <= interval);
+    ++per_tenth[std::min<std::size_t>(9, static_cast<std::size_t>(offset * 10 / interval))];
+  }
+  for (auto n : per_tenth) {
+    CHECK(n >= connections / 20);
+    CHECK(n <= connections * 3 / 20);
+  }
+  // Deterministic: the same connection starts at the same offset in every run.
+  CHECK(er::load::first_start_offset(7, interval) == er::load::first_start_offset(7, interval));
 }
 
 TEST_CASE("latency percentiles are within the histogram's precision") {
