@@ -3,6 +3,9 @@
 #include <stdexcept>
 #include <vector>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
 #include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
@@ -261,10 +264,13 @@ private:
     if (!accepted_ || writing_ || finished_)
       return;
     if (queue_.empty()) {
+      set_corked(false);
       if (closing_ && !close_sent_)
         send_close();
       return;
     }
+    if (queue_.size() > 1)
+      set_corked(true);
     writing_ = true;
     ws_.text(true);
     ws_.async_write(asio::buffer(queue_.front()),
@@ -280,6 +286,22 @@ private:
     if (ec)
       return abort_transport();
     write_next();
+  }
+
+  // A burst (an agent's events arrive together) leaves as full TCP segments instead of one
+  // small segment, one wake-up and one read of the peer per frame: the socket is corked while
+  // more than one frame waits and uncorked, which sends at once, when the queue runs empty.
+  void set_corked(bool on) {
+#ifdef TCP_CORK
+    if (corked_ == on)
+      return;
+    corked_ = on;
+    beast::error_code ignored;
+    ws_.next_layer().set_option(asio::detail::socket_option::boolean<IPPROTO_TCP, TCP_CORK>{on},
+                                ignored);
+#else
+    (void)on;
+#endif
   }
 
   // -- closing --------------------------------------------------------------
@@ -364,6 +386,7 @@ private:
   bool read_pending_ = false;
   bool accepted_ = false;
   bool writing_ = false;
+  bool corked_ = false;
   bool closing_ = false;
   bool close_sent_ = false;
   bool finished_ = false;
