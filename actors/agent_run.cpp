@@ -65,16 +65,27 @@ caf::behavior demo_run(caf::stateful_actor<demo_state>* self, manager_actor mana
   return {
     [=](step_atom) {
       auto i = self->state.step++;
+      // Built member by member: an initializer list builds a [key, value] array per member
+      // first, four times the allocations, and this runs for every event of every demo run.
+      auto data = json::object();
       if (i < steps) {
-        report(self, manager, "agent_thinking",
-               json{{"step", i + 1}, {"of", steps}, {"text", "thinking, step " + std::to_string(i + 1)}});
+        data["step"] = i + 1;
+        data["of"] = steps;
+        data["text"] = "thinking, step " + std::to_string(i + 1);
+        report(self, manager, "agent_thinking", std::move(data));
       } else if (i == steps) {
-        report(self, manager, "tool_executing", json{{"tool", "lookup"}, {"input", input_of(spec)}});
+        data["tool"] = "lookup";
+        data["input"] = input_of(spec);
+        report(self, manager, "tool_executing", std::move(data));
       } else if (i == steps + 1) {
-        report(self, manager, "tool_completed", json{{"tool", "lookup"}, {"output", "42"}});
+        data["tool"] = "lookup";
+        data["output"] = "42";
+        report(self, manager, "tool_completed", std::move(data));
       } else {
-        report(self, manager, "agent_completed",
-               json{{"output", "demo answer"}, {"input", input_of(spec)}, {"steps", steps}});
+        data["output"] = "demo answer";
+        data["input"] = input_of(spec);
+        data["steps"] = steps;
+        report(self, manager, "agent_completed", std::move(data));
         return self->quit();
       }
       next_step();

@@ -68,7 +68,8 @@ void start_run(manager_pointer self, const agent_definition& agent,
   started.run_id = entry.run_id;
   started.thread_id = entry.thread_id;
   started.reply_to = entry.reply_to;
-  started.data = json{{"agent", agent.name}};
+  started.data = json::object();
+  started.data["agent"] = agent.name;
   emit(self, std::move(started));
   if (auto& m = st.settings->metrics)
     m->run_started();
