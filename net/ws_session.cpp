@@ -3,8 +3,6 @@
 #include <stdexcept>
 #include <vector>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -17,6 +15,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "context/token_source.hpp"
+#include "net/burst_stream.hpp"
 #include "net/handler_memory.hpp"
 #include "net/protocol_codes.hpp"
 
@@ -263,14 +262,18 @@ private:
   void write_next() {
     if (!accepted_ || writing_ || finished_)
       return;
+    auto& stream = ws_.next_layer();
     if (queue_.empty()) {
-      set_corked(false);
+      if (stream.gathering())
+        return flush();
       if (closing_ && !close_sent_)
         send_close();
       return;
     }
+    // A burst (an agent's events arrive together): its frames are gathered and leave with one
+    // write, not one system call, one small segment and one wake-up of the peer each.
     if (queue_.size() > 1)
-      set_corked(true);
+      stream.gather();
     writing_ = true;
     ws_.text(true);
     ws_.async_write(asio::buffer(queue_.front()),
@@ -288,20 +291,14 @@ private:
     write_next();
   }
 
-  // A burst (an agent's events arrive together) leaves as full TCP segments instead of one
-  // small segment, one wake-up and one read of the peer per frame: the socket is corked while
-  // more than one frame waits and uncorked, which sends at once, when the queue runs empty.
-  void set_corked(bool on) {
-#ifdef TCP_CORK
-    if (corked_ == on)
-      return;
-    corked_ = on;
-    beast::error_code ignored;
-    ws_.next_layer().set_option(asio::detail::socket_option::boolean<IPPROTO_TCP, TCP_CORK>{on},
-                                ignored);
-#else
-    (void)on;
-#endif
+  void flush() {
+    writing_ = true;
+    ws_.next_layer().async_flush(recycled([self = shared_from_this()](beast::error_code ec) {
+      self->writing_ = false;
+      if (ec)
+        return self->abort_transport();
+      self->write_next();
+    }));
   }
 
   // -- closing --------------------------------------------------------------
@@ -346,7 +343,7 @@ private:
 
   void abort_transport() {
     beast::error_code ignored;
-    auto& socket = ws_.next_layer();
+    auto& socket = ws_.next_layer().next_layer();
     socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket.close(ignored);
     // A pending accept or read completes with an error and finishes the session itself.
@@ -362,7 +359,7 @@ private:
     timer_.cancel();
     drop_queued();
     beast::error_code ignored;
-    ws_.next_layer().close(ignored); // a pending write fails and ends
+    ws_.next_layer().next_layer().close(ignored); // a pending write fails and ends
     report_closed();
   }
 
@@ -371,7 +368,7 @@ private:
       sink->on_closed(closed_info_); // also breaks the session <-> manager cycle
   }
 
-  websocket::stream<session_socket, false> ws_; // no permessage-deflate
+  websocket::stream<burst_stream<session_socket>, false> ws_; // no permessage-deflate
   std::unique_ptr<upgrade_request> request_; ///< until the upgrade is answered
   session_limits limits_;
   bool select_protocol_;
@@ -386,7 +383,6 @@ private:
   bool read_pending_ = false;
   bool accepted_ = false;
   bool writing_ = false;
-  bool corked_ = false;
   bool closing_ = false;
   bool close_sent_ = false;
   bool finished_ = false;

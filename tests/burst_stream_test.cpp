@@ -1,0 +1,242 @@
+// burst_stream (net/burst_stream.hpp): gathered writes leave with one socket write, in order,
+// writes during a flush follow it, and Beast's WebSocket stream works on top of it (frames,
+// close handshake, teardown). Real TCP connections over loopback; the socket under the layer
+// counts the writes that reach it.
+
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "net/burst_stream.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace websocket = boost::beast::websocket;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+/// A TCP socket that counts the writes started on it.
+struct counting_socket {
+  using executor_type = tcp::socket::executor_type;
+
+  counting_socket(asio::io_context& io, std::size_t& n) : socket(io), writes(&n) {
+  }
+
+  executor_type get_executor() {
+    return socket.get_executor();
+  }
+  template <class Buffers, class Handler>
+  void async_read_some(const Buffers& b, Handler&& h) {
+    socket.async_read_some(b, std::forward<Handler>(h));
+  }
+  template <class Buffers, class Handler>
+  void async_write_some(const Buffers& b, Handler&& h) {
+    ++*writes;
+    socket.async_write_some(b, std::forward<Handler>(h));
+  }
+
+  tcp::socket socket;
+  std::size_t* writes;
+};
+
+void beast_close_socket(counting_socket& s) { // Beast's timeouts close the lowest layer
+  error_code ignored;
+  s.socket.close(ignored);
+}
+
+template <class Handler>
+void async_teardown(boost::beast::role_type role, counting_socket& s, Handler&& h) {
+  websocket::async_teardown(role, s.socket, std::forward<Handler>(h));
+}
+
+/// A loopback connection: `client` connected to the server socket of `stream`.
+struct connected_pair {
+  asio::io_context io;
+  std::size_t writes = 0; ///< socket writes of the server side
+  er::net::burst_stream<counting_socket> stream{io, writes};
+  tcp::socket client{io};
+
+  connected_pair() {
+    tcp::acceptor acceptor{io, tcp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
+    client.connect(acceptor.local_endpoint());
+    acceptor.accept(stream.next_layer().socket);
+  }
+};
+
+std::string read_exactly(tcp::socket& s, std::size_t n) {
+  std::string out(n, '\0');
+  asio::read(s, asio::buffer(out));
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("burst_stream: without gather() each write goes to the socket; gathered writes "
+          "complete at once and leave with one socket write, in order") {
+  connected_pair pair;
+  auto& stream = pair.stream;
+  auto& writes = pair.writes;
+
+  std::vector<std::string> completed;
+  auto write = [&](std::string text) {
+    auto data = std::make_shared<std::string>(std::move(text));
+    stream.async_write_some(asio::buffer(*data), [&, data](error_code ec, std::size_t n) {
+      REQUIRE_FALSE(ec);
+      CHECK(n == data->size());
+      completed.push_back(*data);
+    });
+  };
+
+  write("one;");
+  pair.io.run();
+  pair.io.restart();
+  CHECK(writes == 1);
+  CHECK(read_exactly(pair.client, 4) == "one;");
+
+  stream.gather();
+  CHECK(stream.gathering());
+  write("two;");
+  write("three;");
+  write("four;");
+  pair.io.run(); // the gathered writes complete without touching the socket
+  pair.io.restart();
+  CHECK(writes == 1);
+  CHECK(completed == std::vector<std::string>{"one;", "two;", "three;", "four;"});
+
+  bool flushed = false;
+  stream.async_flush([&](error_code ec) {
+    CHECK_FALSE(ec);
+    flushed = true;
+  });
+  CHECK_FALSE(flushed); // never inside the initiating call
+  pair.io.run();
+  pair.io.restart();
+  CHECK(flushed);
+  CHECK(writes == 2);
+  CHECK_FALSE(stream.gathering()); // the burst's buffers are released
+  CHECK(read_exactly(pair.client, 15) == "two;three;four;");
+
+  write("five;"); // passes through again
+  pair.io.run();
+  CHECK(writes == 3);
+  CHECK(read_exactly(pair.client, 5) == "five;");
+}
+
+TEST_CASE("burst_stream: a write that arrives while a flush is in flight is gathered and sent "
+          "after it, before the flush completes") {
+  connected_pair pair;
+  auto& stream = pair.stream;
+  auto& writes = pair.writes;
+  std::string first = "first;", late = "late;";
+
+  stream.gather();
+  stream.async_write_some(asio::buffer(first), [](error_code, std::size_t) {});
+  pair.io.run();
+  pair.io.restart();
+  bool flushed = false;
+  stream.async_flush([&](error_code ec) {
+    CHECK_FALSE(ec);
+    flushed = true;
+  });
+  // Like a pong Beast answers by itself while the session's burst is being sent.
+  bool late_done = false;
+  stream.async_write_some(asio::buffer(late), [&](error_code ec, std::size_t) {
+    CHECK_FALSE(ec);
+    late_done = true;
+  });
+  pair.io.run();
+  CHECK(flushed);
+  CHECK(late_done);
+  CHECK(writes == 2); // the burst, then what came during it
+  CHECK(read_exactly(pair.client, 11) == "first;late;");
+}
+
+TEST_CASE("burst_stream: a flush to a connection that is gone reports the error") {
+  connected_pair pair;
+  auto& stream = pair.stream;
+  stream.next_layer().socket.close();
+  std::string data = "lost";
+  stream.gather();
+  stream.async_write_some(asio::buffer(data), [](error_code, std::size_t) {});
+  error_code result;
+  bool called = false;
+  stream.async_flush([&](error_code ec) {
+    result = ec;
+    called = true;
+  });
+  pair.io.run();
+  CHECK(called);
+  CHECK(result);
+  CHECK_FALSE(stream.gathering());
+}
+
+TEST_CASE("burst_stream under Beast's WebSocket stream: a gathered burst of messages is one "
+          "socket write, each message arrives whole and in order, and the close handshake "
+          "tears the connection down through the layer") {
+  asio::io_context io;
+  tcp::acceptor acceptor{io, tcp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
+  std::size_t writes = 0;
+  websocket::stream<er::net::burst_stream<counting_socket>, false> server{
+    io, writes};
+  websocket::stream<tcp::socket> client{io};
+
+  acceptor.async_accept(server.next_layer().next_layer().socket, [&](error_code ec) {
+    REQUIRE_FALSE(ec);
+    server.async_accept([](error_code e) { REQUIRE_FALSE(e); });
+  });
+  client.next_layer().async_connect(acceptor.local_endpoint(), [&](error_code ec) {
+    REQUIRE_FALSE(ec);
+    client.async_handshake("127.0.0.1", "/", [](error_code e) { REQUIRE_FALSE(e); });
+  });
+  io.run();
+  io.restart();
+  auto after_handshake = writes;
+
+  const std::vector<std::string> messages{"alpha", std::string(3000, 'b'), "gamma", "delta"};
+  std::size_t next = 0;
+  std::function<void()> write_next = [&] {
+    if (next == messages.size()) {
+      server.next_layer().async_flush([](error_code ec) { CHECK_FALSE(ec); });
+      return;
+    }
+    server.async_write(asio::buffer(messages[next]), [&](error_code ec, std::size_t) {
+      REQUIRE_FALSE(ec);
+      ++next;
+      write_next();
+    });
+  };
+  server.next_layer().gather();
+  write_next();
+  io.run();
+  io.restart();
+  CHECK(writes - after_handshake == 1);
+
+  for (auto& expected : messages) {
+    boost::beast::flat_buffer buffer;
+    client.read(buffer); // the bytes are there already: no server work is needed
+    CHECK(boost::beast::buffers_to_string(buffer.data()) == expected);
+  }
+
+  // The client closes; the server's pending read sees the close, answers it and tears down.
+  error_code server_read;
+  boost::beast::flat_buffer sink;
+  server.async_read(sink, [&](error_code ec, std::size_t) { server_read = ec; });
+  client.async_close(websocket::close_code::normal, [](error_code ec) { CHECK_FALSE(ec); });
+  io.run();
+  CHECK(server_read == websocket::error::closed);
+  CHECK_FALSE(server.next_layer().next_layer().socket.is_open());
+}
