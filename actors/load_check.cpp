@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <iomanip>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -115,10 +116,127 @@ std::uint64_t frame_checker::owed_events() const {
   return owed;
 }
 
-std::int64_t frame_checker::own_request(const json& reply_to, char tag) const {
-  if (!reply_to.is_string())
+// -- envelope_fields --------------------------------------------------------------
+
+namespace {
+
+/// Records the envelope's fields as nlohmann's parser meets them: depth 1 is the envelope,
+/// depth 2 inside "data" is read for data.code, data.user and data.seq; the rest is skipped.
+class envelope_reader {
+public:
+  explicit envelope_reader(envelope_fields& out) : out_(out) {
+  }
+
+  bool null() {
+    return true; // a null reply_to is no reply_to
+  }
+  bool boolean(bool) {
+    return other_value();
+  }
+  bool number_integer(json::number_integer_t v) {
+    if (depth_ == 1 && key_ == "event_id")
+      out_.event_id = v;
+    return other_value();
+  }
+  bool number_unsigned(json::number_unsigned_t v) {
+    if (depth_ == 1 && key_ == "event_id")
+      out_.event_id = v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())
+                        ? -1
+                        : static_cast<std::int64_t>(v);
+    if (in_data() && key_ == "seq")
+      out_.data_seq = v;
+    return other_value();
+  }
+  bool number_float(json::number_float_t, const json::string_t&) {
+    return other_value();
+  }
+  bool string(json::string_t& v) {
+    if (depth_ == 1) {
+      if (key_ == "user_id")
+        out_.user_id = v; // a copy: the parser reuses its buffer
+      else if (key_ == "type")
+        out_.type = v;
+      else if (key_ == "run_id")
+        out_.run_id = v;
+      else if (key_ == "reply_to")
+        out_.reply_to = v;
+    } else if (in_data()) {
+      if (key_ == "code")
+        out_.data_code = v;
+      else if (key_ == "user")
+        out_.data_user = v;
+    }
+    return true;
+  }
+  bool binary(json::binary_t&) {
+    return other_value();
+  }
+  bool start_object(std::size_t) {
+    if (depth_ == 1 && key_ == "data")
+      data_ = out_.data_is_object = true;
+    else
+      other_value();
+    ++depth_;
+    return true;
+  }
+  bool end_object() {
+    if (--depth_ == 1)
+      data_ = false;
+    return true;
+  }
+  bool start_array(std::size_t) {
+    other_value();
+    ++depth_;
+    return true;
+  }
+  bool end_array() {
+    --depth_;
+    return true;
+  }
+  bool key(json::string_t& k) {
+    if (depth_ <= 2)
+      key_ = k;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
+    return false;
+  }
+
+private:
+  bool in_data() const {
+    return depth_ == 2 && data_;
+  }
+  // A value of a kind the checks do not read; a reply_to that is neither a string nor null
+  // becomes an id no connection ever makes.
+  bool other_value() {
+    if (depth_ == 1 && key_ == "reply_to")
+      out_.reply_to = std::string{};
+    return true;
+  }
+  envelope_fields& out_;
+  int depth_ = 0;
+  bool data_ = false;
+  json::string_t key_;
+};
+
+} // namespace
+
+envelope_fields envelope_fields::read(std::string_view text) {
+  envelope_fields out;
+  envelope_reader reader{out};
+  // The top level must be an object: anything else is not an envelope.
+  auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos || text[first] != '{')
+    return out;
+  out.valid = json::sax_parse(text.begin(), text.end(), &reader);
+  return out;
+}
+
+std::int64_t frame_checker::own_request(const std::optional<std::string>& reply_to,
+                                        char tag) const {
+  if (!reply_to)
     return -1;
-  auto& id = reply_to.get_ref<const std::string&>();
+  auto& id = *reply_to;
   if (id.size() <= prefix_.size() + 1 || id.compare(0, prefix_.size(), prefix_) != 0
       || id[prefix_.size()] != tag)
     return -1;
@@ -132,14 +250,13 @@ std::int64_t frame_checker::own_request(const json& reply_to, char tag) const {
 }
 
 frame_outcome frame_checker::check(std::string_view text, clock::time_point now) {
-  auto frame = json::parse(text, nullptr, false);
-  if (!frame.is_object())
+  auto frame = envelope_fields::read(text);
+  if (!frame.valid)
     return {frame_verdict::unexpected, "malformed_frame"};
-  auto user = frame.find("user_id");
-  if (user == frame.end() || !user->is_string() || user->get_ref<const std::string&>() != user_id_)
+  if (frame.user_id != user_id_)
     return {frame_verdict::leak, "wrong_user"};
-  auto type = frame.value("type", std::string{});
-  auto event_id = frame.value("event_id", std::int64_t{-1});
+  auto& type = frame.type;
+  auto event_id = frame.event_id;
   if (type == "connection_established") {
     if (greeted_ || event_id != 0)
       return {frame_verdict::unexpected, "extra_connection_established"};
@@ -161,16 +278,16 @@ frame_outcome frame_checker::check(std::string_view text, clock::time_point now)
     out = on_agent_started(frame);
   else if (type == publish_event_type)
     out = on_published(frame, now);
-  else if (frame.contains("run_id") && frame["run_id"].is_string())
-    out = on_run_event(type, frame, now);
+  else if (frame.run_id)
+    out = on_run_event(frame, now);
   else
     out = {frame_verdict::unexpected, "unexpected_type:" + type};
   out.skipped_events = skipped;
   return out;
 }
 
-frame_outcome frame_checker::on_pong(const json& frame, clock::time_point now) {
-  auto n = own_request(frame.value("reply_to", json{}), 'p');
+frame_outcome frame_checker::on_pong(const envelope_fields& frame, clock::time_point now) {
+  auto n = own_request(frame.reply_to, 'p');
   if (n < 0)
     return {frame_verdict::leak, "foreign_reply"};
   auto it = std::find_if(pings_.begin(), pings_.end(),
@@ -187,18 +304,15 @@ frame_outcome frame_checker::on_pong(const json& frame, clock::time_point now) {
   return out;
 }
 
-frame_outcome frame_checker::on_error(const json& frame) {
-  auto code = frame.contains("data") && frame["data"].is_object()
-                ? frame["data"].value("code", std::string{"?"})
-                : std::string{"?"};
-  auto reply_to = frame.value("reply_to", json{});
-  if (reply_to.is_null())
+frame_outcome frame_checker::on_error(const envelope_fields& frame) {
+  auto code = frame.data_code.value_or("?");
+  if (!frame.reply_to)
     return {frame_verdict::error_reply, "error:" + code};
-  if (auto n = own_request(reply_to, 'p'); n >= 0) {
+  if (auto n = own_request(frame.reply_to, 'p'); n >= 0) {
     pings_.erase(std::remove_if(pings_.begin(), pings_.end(),
                                 [&](auto& p) { return p.first == static_cast<std::uint64_t>(n); }),
                  pings_.end());
-  } else if (auto r = own_request(reply_to, 'r'); r >= 0) {
+  } else if (auto r = own_request(frame.reply_to, 'r'); r >= 0) {
     runs_.erase(std::remove_if(runs_.begin(), runs_.end(),
                                [&](auto& x) { return x.request == static_cast<std::uint64_t>(r); }),
                 runs_.end());
@@ -208,17 +322,15 @@ frame_outcome frame_checker::on_error(const json& frame) {
   return {frame_verdict::error_reply, "error:" + code};
 }
 
-frame_outcome frame_checker::on_agent_started(const json& frame) {
-  auto n = own_request(frame.value("reply_to", json{}), 'r');
+frame_outcome frame_checker::on_agent_started(const envelope_fields& frame) {
+  auto n = own_request(frame.reply_to, 'r');
   if (n < 0)
     return {frame_verdict::leak, "foreign_reply"};
-  auto run_id = frame.value("run_id", json{});
   auto it = std::find_if(runs_.begin(), runs_.end(),
                          [&](auto& r) { return r.request == static_cast<std::uint64_t>(n); });
-  if (it == runs_.end() || !it->run_id.empty() || !run_id.is_string()
-      || run_id.get_ref<const std::string&>().empty())
+  if (it == runs_.end() || !it->run_id.empty() || !frame.run_id || frame.run_id->empty())
     return {frame_verdict::unexpected, "extra_agent_started"};
-  it->run_id = run_id.get<std::string>();
+  it->run_id = *frame.run_id;
   it->received = 1;
   return {frame_verdict::progress, {}};
 }
@@ -233,15 +345,15 @@ std::string frame_checker::expected_type(int received) const {
   return "agent_completed";
 }
 
-frame_outcome frame_checker::on_run_event(const std::string& type, const json& frame,
-                                          clock::time_point now) {
-  auto& run_id = frame["run_id"].get_ref<const std::string&>();
+frame_outcome frame_checker::on_run_event(const envelope_fields& frame, clock::time_point now) {
+  auto& type = frame.type;
+  auto& run_id = *frame.run_id;
   auto it = std::find_if(runs_.begin(), runs_.end(), [&](auto& r) { return r.run_id == run_id; });
   if (it == runs_.end())
     return finished_runs_.count(run_id) != 0
              ? frame_outcome{frame_verdict::unexpected, "event_after_final:" + type}
              : frame_outcome{frame_verdict::leak, "foreign_run"};
-  if (own_request(frame.value("reply_to", json{}), 'r') != static_cast<std::int64_t>(it->request))
+  if (own_request(frame.reply_to, 'r') != static_cast<std::int64_t>(it->request))
     return {frame_verdict::unexpected, "wrong_reply_to:" + type};
   bool final = type == "agent_completed" || type == "agent_error" || type == "agent_stopped";
   frame_outcome out{frame_verdict::progress, {}};

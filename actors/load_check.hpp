@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -60,6 +61,24 @@ struct frame_outcome {
   std::uint64_t skipped_events = 0;       ///< a gap in event_id before this frame
 };
 
+/// The fields of a server envelope the checks read, taken from the frame by nlohmann's SAX
+/// parser without building a document (router-load reads every frame of every connection).
+/// `valid` is false when the frame is not a JSON object; absent fields stay empty.
+struct envelope_fields {
+  bool valid = false;
+  std::optional<std::string> user_id;
+  std::string type;
+  std::int64_t event_id = -1;
+  std::optional<std::string> run_id;   ///< only when a string
+  std::optional<std::string> reply_to; ///< only when a string
+  bool data_is_object = false;
+  std::optional<std::string> data_code; ///< error frames: data.code
+  std::optional<std::string> data_user; ///< published frames: data.user
+  std::optional<std::uint64_t> data_seq; ///< published frames: data.seq
+
+  static envelope_fields read(std::string_view text);
+};
+
 /// One connection's expectations: the pings and demo runs it started, in order.
 /// Request ids are `<prefix>p<n>` and `<prefix>r<n>`: unique across connections when each
 /// connection has its own prefix, so a reply to anyone else's request is recognised.
@@ -101,13 +120,12 @@ private:
   };
 
   /// The request number of an id this connection made with `tag` ('p' or 'r'), or -1.
-  std::int64_t own_request(const nlohmann::json& reply_to, char tag) const;
-  frame_outcome on_pong(const nlohmann::json& frame, clock::time_point now);
-  frame_outcome on_error(const nlohmann::json& frame);
-  frame_outcome on_agent_started(const nlohmann::json& frame);
-  frame_outcome on_run_event(const std::string& type, const nlohmann::json& frame,
-                             clock::time_point now);
-  frame_outcome on_published(const nlohmann::json& frame, clock::time_point now);
+  std::int64_t own_request(const std::optional<std::string>& reply_to, char tag) const;
+  frame_outcome on_pong(const envelope_fields& frame, clock::time_point now);
+  frame_outcome on_error(const envelope_fields& frame);
+  frame_outcome on_agent_started(const envelope_fields& frame);
+  frame_outcome on_run_event(const envelope_fields& frame, clock::time_point now);
+  frame_outcome on_published(const envelope_fields& frame, clock::time_point now);
   std::string expected_type(int received) const;
   int events_per_run() const { return demo_steps_ + 4; }
 

@@ -25,19 +25,13 @@ bool frame_checker::cancel_publish(std::uint64_t seq) {
   return true;
 }
 
-frame_outcome frame_checker::on_published(const json& frame, clock::time_point now) {
-  auto data = frame.find("data");
-  if (data == frame.end() || !data->is_object())
-    return {frame_verdict::unexpected, "malformed_publish"};
-  auto user = data->find("user");
-  auto seq = data->find("seq");
-  if (user == data->end() || !user->is_string() || seq == data->end()
-      || !seq->is_number_unsigned())
+frame_outcome frame_checker::on_published(const envelope_fields& frame, clock::time_point now) {
+  if (!frame.data_is_object || !frame.data_user || !frame.data_seq)
     return {frame_verdict::unexpected, "malformed_publish"};
   // Stamped with this user's id by the router, but published for someone else.
-  if (user->get_ref<const std::string&>() != user_id_)
+  if (*frame.data_user != user_id_)
     return {frame_verdict::leak, "foreign_publish"};
-  auto n = seq->get<std::uint64_t>();
+  auto n = *frame.data_seq;
   auto it = publishes_.find(n);
   if (it == publishes_.end()) {
     auto done = publishes_done_.find(n);

@@ -87,6 +87,41 @@ TEST_CASE("a router that refuses the token fails the run: connections not establ
 
 // -- the checker alone: what a leaking or broken router would send -------------------
 
+TEST_CASE("the envelope reader takes the checked fields from a frame without a document") {
+  using er::load::envelope_fields;
+  auto e = envelope_fields::read(
+    R"({"data":{"code":"not_found","user":"u-1","seq":42,"nested":{"code":"inner"}},)"
+    R"("event_id":7,"reply_to":"c1.0.r3","run_id":"r-1","thread_id":null,)"
+    R"("timestamp":"2026-11-26T04:00:00.000Z","type":"agent_thinking","user_id":"u-1"})");
+  REQUIRE(e.valid);
+  CHECK(e.user_id == std::optional<std::string>{"u-1"});
+  CHECK(e.type == "agent_thinking");
+  CHECK(e.event_id == 7);
+  CHECK(e.run_id == std::optional<std::string>{"r-1"});
+  CHECK(e.reply_to == std::optional<std::string>{"c1.0.r3"});
+  CHECK(e.data_is_object);
+  CHECK(e.data_code == std::optional<std::string>{"not_found"}); // not the nested one
+  CHECK(e.data_user == std::optional<std::string>{"u-1"});
+  CHECK(e.data_seq == std::optional<std::uint64_t>{42});
+
+  // Absent, null and mistyped fields.
+  auto bare = envelope_fields::read(R"({"type":"pong","reply_to":null,"run_id":5,"data":[1]})");
+  REQUIRE(bare.valid);
+  CHECK_FALSE(bare.user_id);
+  CHECK(bare.event_id == -1);
+  CHECK_FALSE(bare.reply_to);
+  CHECK_FALSE(bare.run_id);
+  CHECK_FALSE(bare.data_is_object);
+  // A reply_to that is not a string can match no request id.
+  CHECK(envelope_fields::read(R"({"reply_to":{"id":"c1.0.p1"}})").reply_to == std::optional<std::string>{""});
+  // Only JSON objects are envelopes.
+  CHECK_FALSE(envelope_fields::read("[1,2]").valid);
+  CHECK_FALSE(envelope_fields::read("\"text\"").valid);
+  CHECK_FALSE(envelope_fields::read(R"({"type":"pong")").valid);
+  CHECK_FALSE(envelope_fields::read("").valid);
+  CHECK_FALSE(envelope_fields::read(R"({"type":"pong"} trailing)").valid);
+}
+
 TEST_CASE("a frame stamped with another user's user_id is a leak, and any leak fails the "
           "verdict and the exit status") {
   auto checker = greeted_checker("alice");
