@@ -6,7 +6,7 @@
 // block of at most 1020 bytes per thread, so each frame went to malloc with a "large" request,
 // and glibc answers those by consolidating its fast bins first: a fifth of the router's CPU
 // in a ping benchmark. Handlers wrapped by `recycled` allocate from per-thread free lists
-// instead (bounded, sized in 64-byte classes), and asio and Beast pass that allocator down to
+// instead (bounded, sized in 16-byte classes), and asio and Beast pass that allocator down to
 // every operation they compose.
 
 #include <cstddef>

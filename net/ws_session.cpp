@@ -198,8 +198,11 @@ private:
     if (buffer_.size() == 0)
       allowance = std::min(allowance, first_read_bytes);
     buffer_.max_size(buffer_.size() + allowance);
-    ws_.async_read_some(buffer_, allowance,
-                        recycled([self = shared_from_this()](beast::error_code ec, std::size_t) {
+    // Into buffers prepared here rather than through Beast's dynamic-buffer overload: that
+    // one wraps the pending read in one more operation, which an idle connection keeps.
+    ws_.async_read_some(buffer_.prepare(allowance),
+                        recycled([self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                          self->buffer_.commit(n);
                           self->on_read(ec);
                         }));
   }

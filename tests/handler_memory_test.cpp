@@ -22,7 +22,7 @@ TEST_CASE("a freed block is handed out again for a request of the same size clas
   auto* a = er::net::recycled_allocate(1100); // a Beast write operation's size
   std::memset(a, 0xab, 1100);
   er::net::recycled_deallocate(a, 1100);
-  auto* b = er::net::recycled_allocate(1090); // same 64-byte class
+  auto* b = er::net::recycled_allocate(1090); // same 16-byte class
   CHECK(b == a);
   auto* c = er::net::recycled_allocate(1100); // the cache is empty again: a new block
   CHECK(c != a);
