@@ -41,25 +41,16 @@ router_metrics* metrics_of(manager_pointer self) {
   return self->state.settings->metrics.get();
 }
 
-/// Closes the connection with 4501 when the token it was opened with expires.
-void watch_token(manager_pointer self, std::chrono::system_clock::time_point expires_at) {
-  if (expires_at == std::chrono::system_clock::time_point::max())
-    return;
-  auto left = std::max(std::chrono::system_clock::duration{0},
-                       expires_at - std::chrono::system_clock::now());
-  self->delayed_send(self, std::chrono::duration_cast<std::chrono::milliseconds>(left),
-                     token_atom::value, self->state.generation);
-}
-
 /// Starts `connection` as this session's socket, greets the client and tells the router.
 void attach_connection(manager_pointer self, connection_ptr connection, bool recovered,
                        std::chrono::system_clock::time_point token_expires_at) {
   auto& st = self->state;
   st.connection = std::move(connection);
   ++st.generation;
-  watch_token(self, token_expires_at);
   st.resume_token = context::random_id(context::id_prefix::resume); // a fresh one every time
-  st.connection->start(std::make_shared<manager_sink>(caf::actor_cast<manager_actor>(self)));
+  // The session closes itself with 4501 when the token expires.
+  st.connection->start(std::make_shared<manager_sink>(caf::actor_cast<manager_actor>(self)),
+                       token_expires_at);
   if (auto m = metrics_of(self))
     m->connection_opened();
   auto& limits = st.settings->session;
@@ -254,13 +245,6 @@ manager_actor::behavior_type manager_behavior(manager_pointer self, router_feedb
     [=](publish_atom, const outbound_event& event) { emit(self, event); },
     [=](resume_atom, connection_ptr& c, std::uint64_t last,
         const context::user_execution_context& ctx) { return on_resume(self, c, last, ctx); },
-    [=](token_atom, std::uint64_t generation) {
-      auto& st = self->state;
-      if (st.connection && generation == st.generation && !st.shutting_down) {
-        st.shutting_down = true;
-        st.connection->close(close_code::token_expired, "token expired");
-      }
-    },
     [=](expire_atom, std::uint64_t generation) {
       if (!self->state.connection && generation == self->state.generation)
         self->quit(caf::exit_reason::user_shutdown); // nobody came back in time

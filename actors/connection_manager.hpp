@@ -46,8 +46,7 @@ using manager_actor = caf::typed_actor<
   caf::reacts_to<publish_atom, outbound_event>,          // a backend's event for this user
   // a new socket for this detached session: resumes after last_event_id, or answers false
   caf::replies_to<resume_atom, connection_ptr, std::uint64_t, context::user_execution_context>::with<bool>,
-  caf::reacts_to<expire_atom, std::uint64_t>,            // the resume window passed
-  caf::reacts_to<token_atom, std::uint64_t>>;            // the connection's token expired
+  caf::reacts_to<expire_atom, std::uint64_t>>;           // the resume window passed
 
 /// Spawned by the router, linked to it (see router.hpp); `connection` is not started yet.
 /// The manager reports its session state and resume token to `router`.

@@ -32,7 +32,6 @@ using disconnect_atom = caf::atom_constant<caf::atom("disconnect")>; ///< API ->
 using session_atom = caf::atom_constant<caf::atom("session")>;   ///< manager -> router
 using resume_atom = caf::atom_constant<caf::atom("resume")>;     ///< router -> manager
 using expire_atom = caf::atom_constant<caf::atom("expire")>;     ///< manager -> itself
-using token_atom = caf::atom_constant<caf::atom("token")>;       ///< manager -> itself
 using drain_atom = caf::atom_constant<caf::atom("drain")>;       ///< router -> managers
 
 using connection_ptr = std::shared_ptr<net::ws_connection>;

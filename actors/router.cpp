@@ -76,7 +76,7 @@ void spawn_manager(router_pointer self, connection_ptr connection,
                    context::user_execution_context ctx) {
   auto& st = self->state;
   if (attached_of(self, ctx.user_id()) >= st.settings->max_connections_per_user) {
-    connection->start(std::make_shared<refusing_sink>());
+    connection->start(std::make_shared<refusing_sink>(), ctx.token_expires_at()); // closed next
     connection->close(close_code::too_many_connections, "too many connections for this user");
     if (st.settings->metrics)
       st.settings->metrics->closed(close_code::too_many_connections);
@@ -93,7 +93,7 @@ void spawn_manager(router_pointer self, connection_ptr connection,
 void attach(router_pointer self, net::upgrade& up) {
   auto& st = self->state;
   if (st.shutting_down) {
-    up.connection->start(std::make_shared<refusing_sink>());
+    up.connection->start(std::make_shared<refusing_sink>(), up.ctx.token_expires_at()); // closed next
     up.connection->close(close_code::going_away, "server going away");
     return;
   }

@@ -121,7 +121,8 @@ caf::behavior shared_manager(caf::stateful_actor<shared_state>* self,
       c.socket = std::move(socket);
       c.user_id = user;
       c.renderer = std::make_unique<actors::event_renderer>(user);
-      c.socket->start(std::make_shared<shared_sink>(caf::actor_cast<caf::actor>(self), key));
+      c.socket->start(std::make_shared<shared_sink>(caf::actor_cast<caf::actor>(self), key),
+                      std::chrono::system_clock::time_point::max()); // the bench's tokens outlive it
       actors::outbound_event hello;
       hello.type = "connection_established";
       hello.data = {{"connection_id", context::random_id(context::id_prefix::connection)}};

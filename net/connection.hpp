@@ -68,8 +68,11 @@ private:
 class ws_connection {
 public:
   virtual ~ws_connection() = default;
-  /// Completes the upgrade (101) and starts reading into `sink`.
-  virtual void start(std::shared_ptr<session_sink> sink) = 0;
+  /// Completes the upgrade (101) and starts reading into `sink`. At `token_expires_at` (the
+  /// end of the token the connection was opened with; time_point::max(): never) the
+  /// connection closes itself with 4501.
+  virtual void start(std::shared_ptr<session_sink> sink,
+                     std::chrono::system_clock::time_point token_expires_at) = 0;
   /// Queues one text frame. Past session_limits::outbound_queue_bytes the connection
   /// drops its queue and closes with 4008 (slow consumer).
   virtual void send(std::string frame) = 0;

@@ -96,9 +96,11 @@ public:
       budget_->release();
   }
 
-  void start(std::shared_ptr<session_sink> sink) override {
+  void start(std::shared_ptr<session_sink> sink,
+             std::chrono::system_clock::time_point token_expires_at) override {
     asio::dispatch(ws_.get_executor(),
-                   [self = shared_from_this(), sink = std::move(sink)]() mutable {
+                   [self = shared_from_this(), sink = std::move(sink), token_expires_at]() mutable {
+                     self->token_deadline_ = steady_deadline(token_expires_at);
                      self->do_accept(std::move(sink));
                    });
   }
@@ -159,10 +161,22 @@ private:
     write_next();
   }
 
-  // -- heartbeat ------------------------------------------------------------
+  // -- heartbeat and token expiry -------------------------------------------
 
+  static std::chrono::steady_clock::time_point steady_deadline(
+    std::chrono::system_clock::time_point at) {
+    if (at == std::chrono::system_clock::time_point::max())
+      return std::chrono::steady_clock::time_point::max();
+    auto left = std::max(std::chrono::system_clock::duration{0},
+                         at - std::chrono::system_clock::now());
+    return std::chrono::steady_clock::now()
+           + std::chrono::duration_cast<std::chrono::steady_clock::duration>(left);
+  }
+
+  // The heartbeat's timer also ends the connection when its token expires: an idle
+  // connection keeps one timer, not a second one (or a delayed message) for its token.
   void schedule_heartbeat(std::chrono::milliseconds after) {
-    timer_.expires_after(after);
+    timer_.expires_at(std::min(std::chrono::steady_clock::now() + after, token_deadline_));
     timer_.async_wait(recycled([self = shared_from_this()](beast::error_code ec) {
       if (!ec)
         self->on_heartbeat();
@@ -173,6 +187,8 @@ private:
   void on_heartbeat() {
     if (closing_ || finished_)
       return;
+    if (std::chrono::steady_clock::now() >= token_deadline_)
+      return begin_close(close_code::token_expired, "token expired", false);
     if (awaiting_pong_)
       return begin_close(close_code::heartbeat_timeout, "heartbeat timeout", true);
     if (ping_sent_) {
@@ -375,8 +391,10 @@ private:
   std::unique_ptr<upgrade_request> request_; ///< until the upgrade is answered
   session_limits limits_;
   bool select_protocol_;
-  // One timer: the heartbeat while open, then the deadline of the close handshake.
+  // One timer: the heartbeat and the token's expiry while open, then the deadline of the
+  // close handshake.
   session_timer timer_;
+  std::chrono::steady_clock::time_point token_deadline_ = std::chrono::steady_clock::time_point::max();
   beast::flat_buffer buffer_;
   std::shared_ptr<session_sink> sink_;
   frame_queue queue_;
