@@ -37,20 +37,43 @@ void end_run(manager_pointer self, run_entry& entry, std::string_view outcome, s
   emit(self, std::move(ev));
 }
 
+run_table& runs_of(manager_pointer self) {
+  auto& runs = self->state.runs;
+  if (!runs)
+    runs = std::make_unique<run_table>();
+  return *runs;
+}
+
+/// Frees the run table once nothing is starting or running any more.
+void release_runs_if_idle(manager_pointer self) {
+  auto& runs = self->state.runs;
+  if (runs && runs->starting == 0 && runs->by_actor.empty())
+    runs.reset();
+}
+
+/// One start waiting for the thread store is over (started or refused).
+void done_starting(manager_pointer self) {
+  --runs_of(self).starting;
+  release_runs_if_idle(self);
+}
+
 /// Makes sure a deadline check happens no later than `deadline`.
 void arm_deadline_check(manager_pointer self, std::chrono::steady_clock::time_point deadline) {
-  auto& st = self->state;
-  if (deadline >= st.deadline_check)
+  auto& runs = runs_of(self);
+  if (deadline >= runs.deadline_check)
     return; // the pending check comes first and re-arms for the rest
-  st.deadline_check = deadline;
+  runs.deadline_check = deadline;
   auto wait = std::chrono::ceil<std::chrono::milliseconds>(
     std::max(std::chrono::steady_clock::duration{0}, deadline - std::chrono::steady_clock::now()));
   self->delayed_send(self, wait, deadline_atom::value);
 }
 
 std::size_t active_runs(manager_pointer self) {
-  std::size_t n = self->state.starting_runs;
-  for (auto& [addr, entry] : self->state.runs)
+  auto* runs = self->state.runs.get();
+  if (!runs)
+    return 0;
+  std::size_t n = runs->starting;
+  for (auto& [addr, entry] : runs->by_actor)
     n += entry.finished ? 0 : 1;
   return n;
 }
@@ -78,8 +101,9 @@ void start_run(manager_pointer self, const agent_definition& agent,
                                          std::move(payload)});
   entry.deadline = std::chrono::steady_clock::now() + agent.timeout;
   arm_deadline_check(self, entry.deadline);
-  st.run_ids.emplace(entry.run_id, entry.actor.address());
-  st.runs.emplace(entry.actor.address(), std::move(entry));
+  auto& runs = runs_of(self);
+  runs.by_id.emplace(entry.run_id, entry.actor.address());
+  runs.by_actor.emplace(entry.actor.address(), std::move(entry));
 }
 
 /// Asks the store with this manager's own user_id. `then` always runs, once: with the
@@ -114,9 +138,9 @@ void on_users_thread(manager_pointer self, const std::string& thread_id,
   thread_query q;
   q.op = thread_op::exists;
   q.thread_id = thread_id;
-  ++self->state.starting_runs;
+  ++runs_of(self).starting;
   ask_store(self, q, [=](thread_reply& r) {
-    --self->state.starting_runs;
+    done_starting(self);
     if (!refused(self, r, reply_to))
       start();
   });
@@ -167,14 +191,14 @@ void on_user_message(manager_pointer self, inbound_message& msg) {
   q.thread_id = msg.thread_id.value_or(context::random_id(context::id_prefix::thread));
   q.role = "user";
   q.content = json{{"text", *text}}.dump();
-  ++self->state.starting_runs;
+  ++runs_of(self).starting;
   auto append_then_start = [=](thread_reply& created) {
     if (refused(self, created, msg.id)) {
-      --self->state.starting_runs;
+      done_starting(self);
       return;
     }
     ask_store(self, q, [=](thread_reply& appended) {
-      --self->state.starting_runs;
+      done_starting(self);
       if (!refused(self, appended, msg.id))
         start_run(self, *agent, q.thread_id, msg.payload, msg.id);
     });
@@ -193,12 +217,16 @@ void on_stop_agent(manager_pointer self, inbound_message& msg) {
   auto id = msg.payload.find("run_id");
   if (id == msg.payload.end() || !id->is_string())
     return reply_error(self, error_code::invalid_message, "payload.run_id must be a string", msg.id);
-  auto& st = self->state;
-  auto addr = st.run_ids.find(id->get<std::string>());
-  auto run = addr == st.run_ids.end() ? st.runs.end() : st.runs.find(addr->second);
-  if (run == st.runs.end() || run->second.finished)
+  auto* runs = self->state.runs.get();
+  run_entry* found = nullptr;
+  if (runs) {
+    if (auto addr = runs->by_id.find(id->get<std::string>()); addr != runs->by_id.end())
+      if (auto run = runs->by_actor.find(addr->second); run != runs->by_actor.end())
+        found = &run->second;
+  }
+  if (!found || found->finished)
     return reply_error(self, error_code::not_found, "no such run", msg.id);
-  auto& entry = run->second;
+  auto& entry = *found;
   end_run(self, entry, "stopped", "agent_stopped", msg.id,
           json{{"reason", "stopped by the client"}});
   self->send_exit(entry.actor, caf::exit_reason::user_shutdown);
@@ -227,8 +255,10 @@ void on_agent_message(manager_pointer self, inbound_message& msg) {
 
 void on_run_event(manager_pointer self, outbound_event& event) {
   auto& st = self->state;
-  auto run = st.runs.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
-  if (run == st.runs.end() || run->second.finished || !is_agent_event(event.type))
+  if (!st.runs)
+    return; // a late event of a run that has ended, or not a run at all
+  auto run = st.runs->by_actor.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+  if (run == st.runs->by_actor.end() || run->second.finished || !is_agent_event(event.type))
     return; // a late event of a stopped or timed-out run, or not a run at all
   auto& entry = run->second;
   event.run_id = entry.run_id;
@@ -252,34 +282,40 @@ void on_run_event(manager_pointer self, outbound_event& event) {
 }
 
 bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf::error& reason) {
-  auto& st = self->state;
-  auto run = st.runs.find(source);
-  if (run == st.runs.end())
+  auto* runs = self->state.runs.get();
+  if (!runs)
+    return false;
+  auto run = runs->by_actor.find(source);
+  if (run == runs->by_actor.end())
     return false;
   if (!run->second.finished)
     fail_run(self, run->second,
              reason && reason != caf::exit_reason::normal ? "the agent failed"
                                                           : "the agent ended without completing");
-  st.run_ids.erase(run->second.run_id);
-  st.runs.erase(run);
+  runs->by_id.erase(run->second.run_id);
+  runs->by_actor.erase(run);
+  release_runs_if_idle(self);
   finish_drain_if_idle(self);
   return true;
 }
 
 void finish_drain_if_idle(manager_pointer self) {
   auto& st = self->state;
-  if (st.draining && !st.shutting_down && active_runs(self) == 0 && st.runs.empty())
+  if (st.draining && !st.shutting_down && active_runs(self) == 0
+      && (!st.runs || st.runs->by_actor.empty()))
     on_shutdown(self, close_code::going_away);
 }
 
 void on_run_deadlines(manager_pointer self) {
-  auto& st = self->state;
+  auto* runs = self->state.runs.get();
+  if (!runs)
+    return; // every run ended before its deadline
   auto now = std::chrono::steady_clock::now();
-  if (now < st.deadline_check)
+  if (now < runs->deadline_check)
     return; // an older check, superseded by an earlier one that is still pending
-  st.deadline_check = std::chrono::steady_clock::time_point::max();
+  runs->deadline_check = std::chrono::steady_clock::time_point::max();
   auto next = std::chrono::steady_clock::time_point::max();
-  for (auto& [addr, entry] : st.runs) {
+  for (auto& [addr, entry] : runs->by_actor) {
     if (entry.finished)
       continue;
     if (entry.deadline <= now) {

@@ -28,6 +28,18 @@ struct run_entry {
 /// The last frames sent, kept so that a resumed session can replay what the client missed.
 using replay_buffer = std::deque<std::pair<std::uint64_t, std::string>>;
 
+/// The connection's agent runs. Allocated with the first run and freed when the last one has
+/// ended: an idle connection does not carry two empty hash tables.
+struct run_table {
+  std::unordered_map<caf::actor_addr, run_entry> by_actor;
+  std::unordered_map<std::string, caf::actor_addr> by_id;
+  std::size_t starting = 0; ///< accepted, waiting for the thread store
+  /// When the deadline check is due; max(): none armed. One delayed message per manager
+  /// covers every run's timeout: CAF's clock cannot cancel a delayed message, so one per run
+  /// would pile up for a whole timeout period under sustained load.
+  std::chrono::steady_clock::time_point deadline_check = std::chrono::steady_clock::time_point::max();
+};
+
 struct manager_state {
   connection_ptr connection; ///< null while detached
   router_feedback router;
@@ -44,13 +56,7 @@ struct manager_state {
   /// Ids sent to it, not yet answered, oldest first. A vector: few entries, and an empty
   /// std::deque would allocate over half a KiB for every idle connection.
   std::vector<std::optional<std::string>> handler_pending;
-  std::unordered_map<caf::actor_addr, run_entry> runs;
-  std::unordered_map<std::string, caf::actor_addr> run_ids;
-  std::size_t starting_runs = 0; ///< accepted, waiting for the thread store
-  /// When the deadline check is due; max(): none armed. One delayed message per manager
-  /// covers every run's timeout: CAF's clock cannot cancel a delayed message, so one per run
-  /// would pile up for a whole timeout period under sustained load.
-  std::chrono::steady_clock::time_point deadline_check = std::chrono::steady_clock::time_point::max();
+  std::unique_ptr<run_table> runs; ///< null while no run is starting or running
   token_bucket bucket{0}; ///< filled to messages-burst when the manager starts
   std::size_t refused_in_row = 0;
 
