@@ -204,7 +204,7 @@ private:
   // A pending read holds its buffer for as long as the peer stays silent: a new message is
   // read into a small one (most client messages fit), raised to the frame limit only when
   // the message turns out longer. Idle connections cost first_read_bytes, not 1.5 KiB.
-  static constexpr std::size_t first_read_bytes = 256;
+  static constexpr std::size_t first_read_bytes = 128;
   static constexpr std::size_t kept_buffer_bytes = 4096; // larger ones are freed after use
 
   void do_read() {
