@@ -4,7 +4,6 @@
 #include <vector>
 
 
-#include <boost/asio/basic_waitable_timer.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,6 +15,7 @@
 
 #include "context/token_source.hpp"
 #include "net/burst_stream.hpp"
+#include "net/deadline_clock.hpp"
 #include "net/handler_memory.hpp"
 #include "net/protocol_codes.hpp"
 
@@ -32,9 +32,6 @@ namespace websocket = beast::websocket;
 // a few percent of the router's CPU per frame), and the WebSocket keeps its own timeouts.
 using strand_type = asio::strand<asio::io_context::executor_type>;
 using session_socket = asio::basic_stream_socket<asio::ip::tcp, strand_type>;
-using session_timer = asio::basic_waitable_timer<std::chrono::steady_clock,
-                                                 asio::wait_traits<std::chrono::steady_clock>,
-                                                 strand_type>;
 
 /// Outbound frames, oldest first: a vector with a moving head. An empty std::deque allocates
 /// over half a KiB, which every idle connection would pay.
@@ -79,6 +76,7 @@ private:
 };
 
 class ws_session final : public ws_connection,
+                         public deadline_clock::entry,
                          public std::enable_shared_from_this<ws_session> {
 public:
   ws_session(session_socket socket, upgrade_request request, const session_limits& limits,
@@ -87,11 +85,12 @@ public:
       request_(std::make_unique<upgrade_request>(std::move(request))),
       limits_(limits),
       select_protocol_(select_protocol),
-      timer_(ws_.get_executor()),
+      clock_(deadline_clock::of(ws_.get_executor().get_inner_executor().context())),
       budget_(std::move(budget)) {
   }
 
   ~ws_session() override {
+    clock_.cancel(*this);
     if (budget_)
       budget_->release();
   }
@@ -173,14 +172,27 @@ private:
            + std::chrono::duration_cast<std::chrono::steady_clock::duration>(left);
   }
 
-  // The heartbeat's timer also ends the connection when its token expires: an idle
-  // connection keeps one timer, not a second one (or a delayed message) for its token.
+  // The session has one deadline at a time on its io_context's clock: the next heartbeat
+  // step or the token's expiry, whichever comes first, then the close handshake's end.
   void schedule_heartbeat(std::chrono::milliseconds after) {
-    timer_.expires_at(std::min(std::chrono::steady_clock::now() + after, token_deadline_));
-    timer_.async_wait(recycled([self = shared_from_this()](beast::error_code ec) {
-      if (!ec)
-        self->on_heartbeat();
-    }));
+    clock_.schedule(*this, std::min(std::chrono::steady_clock::now() + after, token_deadline_));
+  }
+
+  // On the clock's thread, under its lock: hands the event to the strand, nothing more.
+  void on_deadline(std::uint64_t generation) override {
+    if (auto self = weak_from_this().lock())
+      asio::post(ws_.get_executor(), recycled([self = std::move(self), generation] {
+                   if (generation == self->generation()) // not replaced since it fired
+                     self->on_timer();
+                 }));
+  }
+
+  void on_timer() {
+    if (finished_)
+      return;
+    if (closing_) // a peer that never reads keeps the last write and the close pending
+      return abort_transport();
+    on_heartbeat();
   }
 
   // Alternates: send a ping, then check for its pong after heartbeat_timeout.
@@ -334,11 +346,7 @@ private:
     if (!accepted_ && !accept_pending_) // never started: no WebSocket to close, only TCP
       return abort_transport();
     // A peer that never reads would keep the last write (and the close) pending forever.
-    timer_.expires_after(limits_.handshake_timeout); // replaces the heartbeat
-    timer_.async_wait(recycled([self = shared_from_this()](beast::error_code ec) {
-      if (!ec)
-        self->abort_transport();
-    }));
+    clock_.schedule(*this, std::chrono::steady_clock::now() + limits_.handshake_timeout);
     write_next();
   }
 
@@ -375,7 +383,7 @@ private:
       return;
     finished_ = true;
     closed_info_ = info;
-    timer_.cancel();
+    clock_.cancel(*this);
     drop_queued();
     beast::error_code ignored;
     ws_.next_layer().next_layer().close(ignored); // a pending write fails and ends
@@ -391,9 +399,7 @@ private:
   std::unique_ptr<upgrade_request> request_; ///< until the upgrade is answered
   session_limits limits_;
   bool select_protocol_;
-  // One timer: the heartbeat and the token's expiry while open, then the deadline of the
-  // close handshake.
-  session_timer timer_;
+  deadline_clock& clock_; ///< of the io_context the session runs on
   std::chrono::steady_clock::time_point token_deadline_ = std::chrono::steady_clock::time_point::max();
   beast::flat_buffer buffer_;
   std::shared_ptr<session_sink> sink_;
