@@ -41,21 +41,33 @@ user_execution_context::for_connection(std::string user_id, std::string client_a
   return ctx;
 }
 
+const std::string& user_execution_context::none() noexcept {
+  static const std::string empty;
+  return empty;
+}
+
+user_execution_context::scope_ids& user_execution_context::own_scope() {
+  auto copy = scope_ ? std::make_shared<scope_ids>(*scope_) : std::make_shared<scope_ids>();
+  auto& ids = *copy;
+  scope_ = std::move(copy);
+  return ids;
+}
+
 user_execution_context user_execution_context::with_request(std::string request_id) const {
   auto copy = *this;
-  copy.request_id_ = std::move(request_id);
+  copy.own_scope().request_id = std::move(request_id);
   return copy;
 }
 
 user_execution_context user_execution_context::with_thread(std::string thread_id) const {
   auto copy = *this;
-  copy.thread_id_ = std::move(thread_id);
+  copy.own_scope().thread_id = std::move(thread_id);
   return copy;
 }
 
 user_execution_context user_execution_context::with_run(std::string run_id) const {
   auto copy = *this;
-  copy.run_id_ = std::move(run_id);
+  copy.own_scope().run_id = std::move(run_id);
   return copy;
 }
 

@@ -4,6 +4,7 @@
 // with_thread). The user id comes only from the token, never from a client's payload.
 
 #include <chrono>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -30,9 +31,9 @@ public:
   const std::string& user_id() const noexcept { return user_id_; }
   const std::string& connection_id() const noexcept { return connection_id_; }
   const std::string& session_id() const noexcept { return session_id_; }
-  const std::string& request_id() const noexcept { return request_id_; }
-  const std::string& thread_id() const noexcept { return thread_id_; }
-  const std::string& run_id() const noexcept { return run_id_; }
+  const std::string& request_id() const noexcept { return scope_ ? scope_->request_id : none(); }
+  const std::string& thread_id() const noexcept { return scope_ ? scope_->thread_id : none(); }
+  const std::string& run_id() const noexcept { return scope_ ? scope_->run_id : none(); }
   const std::string& client_address() const noexcept { return client_address_; }
   time_point created_at() const noexcept { return created_at_; }
   /// When the token this connection was opened with expires (close 4501 then).
@@ -43,17 +44,25 @@ public:
   user_execution_context with_run(std::string run_id) const;
 
 private:
+  /// The ids of a request, thread or run: only derived contexts have them, so the context a
+  /// connection manager keeps for its whole life carries a null pointer, not three strings.
+  struct scope_ids {
+    std::string request_id;
+    std::string thread_id;
+    std::string run_id;
+  };
+
   user_execution_context() = default;
+  static const std::string& none() noexcept;
+  scope_ids& own_scope(); ///< this copy's scope, unshared
 
   std::string user_id_;
   std::string connection_id_;
   std::string session_id_;
-  std::string request_id_;
-  std::string thread_id_;
-  std::string run_id_;
   std::string client_address_;
   time_point created_at_;
   time_point token_expires_at_ = time_point::max();
+  std::shared_ptr<const scope_ids> scope_;
 };
 
 } // namespace er::context

@@ -39,6 +39,17 @@ TEST_CASE("derived contexts keep the identity and never change the original") {
   CHECK(ctx.run_id().empty());
   CHECK(ctx.thread_id().empty());
   CHECK(ctx.client_address() == "127.0.0.9");
+  // Siblings derived from one context do not see each other's ids.
+  auto in_thread = ctx.with_thread("t-2");
+  auto first = in_thread.with_run("r-2");
+  auto second = in_thread.with_run("r-3").with_request("q-3");
+  CHECK(in_thread.run_id().empty());
+  CHECK(first.run_id() == "r-2");
+  CHECK(first.request_id().empty());
+  CHECK(second.run_id() == "r-3");
+  CHECK(second.thread_id() == "t-2");
+  CHECK(second.request_id() == "q-3");
+  CHECK(ctx.request_id().empty());
 }
 
 TEST_CASE("token carriers are read in the documented order") {
