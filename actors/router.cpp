@@ -15,10 +15,12 @@ namespace {
 
 constexpr auto resume_timeout = std::chrono::seconds{5};
 
+// The strings live once, as keys of `users` and `manager_by_token` (whose nodes stay put),
+// and a record points at them: an index entry per connection, not three copies of its ids.
 struct manager_record {
   manager_actor handle;
-  std::string user_id;
-  std::string resume_token;
+  const std::string* user_id;                ///< the key of its entry in `users`
+  const std::string* resume_token = nullptr; ///< the key in `manager_by_token`; null: none
   bool attached = true;
 };
 
@@ -82,12 +84,12 @@ void spawn_manager(router_pointer self, connection_ptr connection,
       st.settings->metrics->closed(close_code::too_many_connections);
     return;
   }
-  auto user_id = ctx.user_id();
+  auto& user = *st.users.try_emplace(ctx.user_id()).first;
   auto manager = spawn_connection_manager(self, caf::actor_cast<router_feedback>(self),
                                           std::move(connection), std::move(ctx), st.settings);
-  st.users[user_id].managers.push_back(manager.address());
-  st.managers.emplace(manager.address(), manager_record{manager, user_id, {}, true});
-  count(self, user_id, +1, 0);
+  user.second.managers.push_back(manager.address());
+  st.managers.emplace(manager.address(), manager_record{manager, &user.first, nullptr, true});
+  count(self, user.first, +1, 0);
 }
 
 void attach(router_pointer self, net::upgrade& up) {
@@ -102,7 +104,7 @@ void attach(router_pointer self, net::upgrade& up) {
     auto rec = it == st.manager_by_token.end() ? st.managers.end() : st.managers.find(it->second);
     // Another user's token behaves exactly like an unknown one: a fresh session.
     if (rec != st.managers.end() && !rec->second.attached
-        && rec->second.user_id == up.ctx.user_id()) {
+        && *rec->second.user_id == up.ctx.user_id()) {
       auto connection = up.connection;
       auto ctx = up.ctx;
       self->request(rec->second.handle, resume_timeout, resume_atom::value, connection,
@@ -119,18 +121,25 @@ void attach(router_pointer self, net::upgrade& up) {
   spawn_manager(self, std::move(up.connection), std::move(up.ctx));
 }
 
+void forget_token(router_state& st, manager_record& rec) {
+  if (!rec.resume_token)
+    return;
+  if (auto it = st.manager_by_token.find(*rec.resume_token); it != st.manager_by_token.end())
+    st.manager_by_token.erase(it);
+  rec.resume_token = nullptr;
+}
+
 void on_session(router_pointer self, bool attached, const std::string& token) {
   auto& st = self->state;
   auto rec = st.managers.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
   if (rec == st.managers.end())
     return;
-  st.manager_by_token.erase(rec->second.resume_token);
-  rec->second.resume_token = token;
+  forget_token(st, rec->second);
   if (!token.empty())
-    st.manager_by_token[token] = rec->first;
+    rec->second.resume_token = &st.manager_by_token.insert_or_assign(token, rec->first).first->first;
   if (rec->second.attached != attached) {
     rec->second.attached = attached;
-    count(self, rec->second.user_id, attached ? +1 : -1, attached ? -1 : +1);
+    count(self, *rec->second.user_id, attached ? +1 : -1, attached ? -1 : +1);
   }
 }
 
@@ -139,7 +148,7 @@ void forget(router_pointer self, const caf::actor_addr& manager) {
   auto rec = st.managers.find(manager);
   if (rec == st.managers.end())
     return;
-  auto user_id = rec->second.user_id;
+  std::string user_id = *rec->second.user_id; // a copy: the entry may go below
   bool attached = rec->second.attached;
   count(self, user_id, attached ? -1 : 0, attached ? 0 : -1);
   auto user = st.users.find(user_id);
@@ -147,7 +156,7 @@ void forget(router_pointer self, const caf::actor_addr& manager) {
   list.erase(std::remove(list.begin(), list.end(), manager), list.end());
   if (list.empty())
     st.users.erase(user);
-  st.manager_by_token.erase(rec->second.resume_token);
+  forget_token(st, rec->second);
   st.managers.erase(rec);
 }
 
