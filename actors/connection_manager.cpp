@@ -47,7 +47,8 @@ void attach_connection(manager_pointer self, connection_ptr connection, bool rec
   auto& st = self->state;
   st.connection = std::move(connection);
   ++st.generation;
-  st.resume_token = context::random_id(context::id_prefix::resume); // a fresh one every time
+  // A fresh resume token every time; the router keeps it, the manager does not need it again.
+  auto resume_token = context::random_id(context::id_prefix::resume);
   // The session closes itself with 4501 when the token expires.
   st.connection->start(std::make_shared<manager_sink>(caf::actor_cast<manager_actor>(self)),
                        token_expires_at);
@@ -58,7 +59,7 @@ void attach_connection(manager_pointer self, connection_ptr connection, bool rec
   ev.type = "connection_established";
   ev.data = json{{"connection_id", st.ctx->connection_id()},
                  {"session_id", st.ctx->session_id()},
-                 {"resume_token", st.resume_token},
+                 {"resume_token", resume_token},
                  {"server_id", st.settings->server_id},
                  {"recovered", recovered},
                  {"limits",
@@ -70,7 +71,7 @@ void attach_connection(manager_pointer self, connection_ptr connection, bool rec
   st.connection->send(render_event(ev, 0, st.ctx->user_id(), std::chrono::system_clock::now()));
   if (auto m = metrics_of(self))
     m->event_out(ev.type, -1);
-  self->send(st.router, session_atom::value, true, st.resume_token);
+  self->send(st.router, session_atom::value, true, std::move(resume_token));
 }
 
 /// Whether every event after `last_event_id` is still in the replay buffer.
@@ -107,7 +108,7 @@ void on_closed(manager_pointer self, std::uint16_t code, bool clean) {
   if (!dropped || st.settings->resume_window.count() == 0)
     return self->quit(caf::exit_reason::user_shutdown); // not normal: children must end too
   ++st.generation;
-  self->send(st.router, session_atom::value, false, st.resume_token);
+  self->send(st.router, session_atom::value, false, std::string{}); // the token stays valid
   self->delayed_send(self, st.settings->resume_window, expire_atom::value, st.generation);
 }
 

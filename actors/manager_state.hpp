@@ -43,7 +43,6 @@ struct run_table {
 struct manager_state {
   connection_ptr connection; ///< null while detached
   router_feedback router;
-  std::string resume_token;
   bool shutting_down = false; ///< closing: nothing more is processed
   bool draining = false;      ///< the server stops: no new runs, close once runs ended
   std::uint64_t generation = 0;          ///< counts attach/detach, to match expire timers

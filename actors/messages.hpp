@@ -44,7 +44,9 @@ struct router_stats {
 };
 
 /// The part of the router's interface its managers use: their session state and resume
-/// token, so that the router can find a detached session and count open connections.
+/// token, so that the router can find a detached session and count open connections. The
+/// router keeps the token: a manager sends a new one when it attaches a connection and an
+/// empty one (keep it) when it detaches.
 using router_feedback = caf::typed_actor<caf::reacts_to<session_atom, bool /* attached */,
                                                         std::string /* resume token */>>;
 

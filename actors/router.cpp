@@ -134,9 +134,10 @@ void on_session(router_pointer self, bool attached, const std::string& token) {
   auto rec = st.managers.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
   if (rec == st.managers.end())
     return;
-  forget_token(st, rec->second);
-  if (!token.empty())
+  if (!token.empty()) {
+    forget_token(st, rec->second);
     rec->second.resume_token = &st.manager_by_token.insert_or_assign(token, rec->first).first->first;
+  }
   if (rec->second.attached != attached) {
     rec->second.attached = attached;
     count(self, *rec->second.user_id, attached ? +1 : -1, attached ? -1 : +1);

@@ -25,7 +25,7 @@ using router_actor = caf::typed_actor<
   caf::replies_to<publish_atom, std::string, outbound_event>::with<std::uint64_t>,
   // the disconnect API: close every session of a user with 4511; answers the connections
   caf::replies_to<disconnect_atom, std::string>::with<std::uint64_t>,
-  // from a manager: attached or detached, and its current resume token
+  // from a manager: attached or detached, and its new resume token (empty: unchanged)
   caf::reacts_to<session_atom, bool, std::string>>;
 
 router_actor spawn_router(caf::actor_system& system,
