@@ -55,7 +55,7 @@ public:
   void pop_front() {
     std::string{}.swap(frames_[head_++]);
     if (head_ == frames_.size()) {
-      frames_.clear();
+      std::vector<std::string>{}.swap(frames_); // a drained queue keeps no storage while idle
       head_ = 0;
     } else if (head_ >= 64 && head_ * 2 >= frames_.size()) { // a queue that never drains
       frames_.erase(frames_.begin(), frames_.begin() + static_cast<std::ptrdiff_t>(head_));
@@ -65,7 +65,7 @@ public:
   void pop_back() {
     frames_.pop_back();
     if (head_ == frames_.size()) {
-      frames_.clear();
+      std::vector<std::string>{}.swap(frames_);
       head_ = 0;
     }
   }
