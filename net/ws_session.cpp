@@ -3,7 +3,6 @@
 #include <stdexcept>
 #include <vector>
 
-
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
