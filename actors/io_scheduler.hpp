@@ -10,8 +10,8 @@
 // runs where the socket lives and writes to it inline. Actors made runnable elsewhere
 // (detached actors, other threads) are posted to the io threads in turn. Timeouts and delayed
 // messages run on an asio timer of the first io thread (io_clock) instead of CAF's clock
-// thread, which a connection's token timer or a request's timeout would otherwise wake every
-// time. Detached actors keep their own threads.
+// thread, which every request's timeout would otherwise wake. (Sessions' heartbeats and token
+// expiry are not actor timeouts: net::deadline_clock.) Detached actors keep their own threads.
 
 #include <atomic>
 #include <cstddef>

@@ -539,7 +539,8 @@ int exit_status(const load_report& report) {
 std::chrono::microseconds first_start_offset(std::size_t index, std::chrono::microseconds interval) {
   // Through a seed_seq: minstd_rand seeded directly with 1, 2, 3... starts with 48271, 96542,
   // ..., which put a thousand connections' first runs into the first 2% of the interval.
-  std::seed_seq seeds{static_cast<std::uint32_t>(index), static_cast<std::uint32_t>(static_cast<std::uint64_t>(index) >> 32),
+  auto wide = static_cast<std::uint64_t>(index);
+  std::seed_seq seeds{static_cast<std::uint32_t>(wide), static_cast<std::uint32_t>(wide >> 32),
                       0x10adu};
   std::minstd_rand random{seeds};
   return std::chrono::microseconds{

@@ -74,8 +74,8 @@ struct manager_state {
 
 using manager_pointer = manager_actor::stateful_pointer<manager_state>;
 
-/// Stamps `event` with this connection's user_id and next event_id, then sends it.
-/// Stamps, renders and sends `event` (its data is moved into the frame).
+/// Stamps `event` with this connection's user_id and next event_id, renders it and sends it
+/// (its data is moved into the frame).
 void emit(manager_pointer self, outbound_event&& event);
 inline void emit(manager_pointer self, const outbound_event& event) {
   emit(self, outbound_event{event});

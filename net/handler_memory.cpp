@@ -8,8 +8,8 @@ namespace er::net {
 
 namespace {
 
-// 16-byte classes: an idle connection keeps a pending read and a timer wait in such blocks,
-// and a coarser rounding would be paid by every one of them.
+// 16-byte classes: an idle connection keeps its pending read in such a block, and a coarser
+// rounding would be paid by every one of them.
 constexpr std::size_t granule = 16;
 constexpr std::size_t classes = 256;                  // blocks up to 4 KiB are recycled
 constexpr std::size_t max_cached_bytes = 512 * 1024;  // per thread
