@@ -1,9 +1,13 @@
 #include "actors/connection_manager.hpp"
 
+#include <cassert>
+#include <utility>
+
 #include <caf/actor_cast.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/local_actor.hpp>
 #include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
 
 #include "actors/manager_state.hpp"
 #include "context/ids.hpp"
@@ -205,53 +209,101 @@ void on_exit_msg(manager_pointer self, caf::exit_msg& msg) {
   self->quit(msg.reason);
 }
 
-manager_actor::behavior_type manager_behavior(manager_pointer self, router_feedback router,
-                                              connection_ptr connection,
-                                              context::user_execution_context ctx,
-                                              std::shared_ptr<const manager_settings> settings) {
-  auto& st = self->state;
-  st.router = std::move(router);
-  st.ctx = std::make_unique<const context::user_execution_context>(std::move(ctx));
-  st.settings = std::move(settings);
-  st.bucket = token_bucket{static_cast<double>(st.settings->messages_burst)};
-  self->set_exit_handler([self](caf::exit_msg& msg) { on_exit_msg(self, msg); });
-  attach_connection(self, std::move(connection), false, st.ctx->token_expires_at());
-  return {
-    [=](frame_atom, const std::string& text) { on_frame(self, text); },
-    [=](binary_atom, std::uint64_t) {
+/// The one place that knows which manager is handling a message on this thread: set by
+/// manager_impl::resume for as long as it runs, restored afterwards (an actor resumed inline
+/// by another one's send nests).
+thread_local manager_pointer running = nullptr;
+
+manager_pointer running_manager() {
+  assert(running != nullptr && "a manager handler runs only inside manager_impl::resume");
+  return running;
+}
+
+/// Every manager runs this same behavior object: its handlers hold no pointer to their
+/// manager and find it with running_manager(). Twelve handlers copied per manager, each with
+/// its own captured `self`, would cost an idle connection over half a KiB.
+manager_actor::behavior_type shared_behavior() {
+  static const manager_actor::behavior_type behavior{
+    [](frame_atom, const std::string& text) { on_frame(running_manager(), text); },
+    [](binary_atom, std::uint64_t) {
+      auto self = running_manager();
       if (!self->state.shutting_down && admit(self, std::nullopt))
         reply_error(self, error_code::invalid_message,
                     "binary frames are not supported: send JSON text frames", std::nullopt);
     },
-    [=](closed_atom, std::uint16_t code, bool clean) { on_closed(self, code, clean); },
-    [=](shutdown_atom, std::uint16_t code) { on_shutdown(self, code); },
-    [=](drain_atom) {
+    [](closed_atom, std::uint16_t code, bool clean) {
+      on_closed(running_manager(), code, clean);
+    },
+    [](shutdown_atom, std::uint16_t code) { on_shutdown(running_manager(), code); },
+    [](drain_atom) {
+      auto self = running_manager();
       self->state.draining = true;
       finish_drain_if_idle(self);
     },
-    [=](emit_atom, outbound_event& event) {
+    [](emit_atom, outbound_event& event) {
+      auto self = running_manager();
       // The handler answers its requests in order, one event each.
       auto& pending = self->state.handler_pending;
       if (!pending.empty())
         pending.erase(pending.begin());
       emit(self, std::move(event));
     },
-    [=](run_event_atom, outbound_event& event) { on_run_event(self, event); },
-    [=](store_atom, thread_query& q) {
+    [](run_event_atom, outbound_event& event) { on_run_event(running_manager(), event); },
+    [](store_atom, thread_query& q) {
+      auto self = running_manager();
       // The one place a handler's query gets its user_id: this connection's own.
       return self->delegate(self->state.settings->store, store_atom::value,
                             self->state.ctx->user_id(), std::move(q));
     },
-    [=](deadline_atom) { on_run_deadlines(self); },
-    [=](publish_atom, const outbound_event& event) { emit(self, event); },
-    [=](resume_atom, connection_ptr& c, std::uint64_t last,
-        const context::user_execution_context& ctx) { return on_resume(self, c, last, ctx); },
-    [=](expire_atom, std::uint64_t generation) {
+    [](deadline_atom) { on_run_deadlines(running_manager()); },
+    [](publish_atom, const outbound_event& event) { emit(running_manager(), event); },
+    [](resume_atom, connection_ptr& c, std::uint64_t last,
+       const context::user_execution_context& ctx) {
+      return on_resume(running_manager(), c, last, ctx);
+    },
+    [](expire_atom, std::uint64_t generation) {
+      auto self = running_manager();
       if (!self->state.connection && generation == self->state.generation)
         self->quit(caf::exit_reason::user_shutdown); // nobody came back in time
     },
   };
+  return behavior;
 }
+
+class manager_impl final : public caf::stateful_actor<manager_state, manager_actor::base> {
+public:
+  using super = caf::stateful_actor<manager_state, manager_actor::base>;
+
+  manager_impl(caf::actor_config& cfg, router_feedback router, connection_ptr connection,
+               context::user_execution_context ctx,
+               std::shared_ptr<const manager_settings> settings)
+    : super(cfg) {
+    state.router = std::move(router);
+    state.ctx = std::make_unique<const context::user_execution_context>(std::move(ctx));
+    state.settings = std::move(settings);
+    state.bucket = token_bucket{static_cast<double>(state.settings->messages_burst)};
+    state.connection = std::move(connection); // started by make_behavior, on the manager's turn
+  }
+
+  resume_result resume(caf::execution_unit* unit, std::size_t max_throughput) override {
+    auto outer = std::exchange(running, this);
+    auto result = super::resume(unit, max_throughput);
+    running = outer;
+    return result;
+  }
+
+protected:
+  behavior_type make_behavior() override {
+    set_exit_handler([this](caf::exit_msg& msg) { on_exit_msg(this, msg); });
+    auto connection = std::move(state.connection);
+    attach_connection(this, std::move(connection), false, state.ctx->token_expires_at());
+    return shared_behavior();
+  }
+};
+
+} // namespace
+
+namespace {
 
 std::string_view metric_type(const outbound_event& event) {
   return event.published ? std::string_view{"published"} : std::string_view{event.type};
@@ -292,8 +344,8 @@ manager_actor spawn_connection_manager(caf::local_actor* parent, router_feedback
                                        connection_ptr connection,
                                        context::user_execution_context ctx,
                                        std::shared_ptr<const manager_settings> settings) {
-  return parent->spawn<caf::linked>(manager_behavior, std::move(router), std::move(connection),
-                                    std::move(ctx), std::move(settings));
+  return parent->spawn<manager_impl, caf::linked>(std::move(router), std::move(connection),
+                                                  std::move(ctx), std::move(settings));
 }
 
 } // namespace er::actors
