@@ -72,7 +72,7 @@ void attach_connection(manager_pointer self, connection_ptr connection, bool rec
                    {"max_runs_per_connection", st.settings->max_runs_per_connection},
                    {"resume_window_ms", st.settings->resume_window.count()}}}};
   // event_id 0: the greeting is never part of the resumable stream.
-  st.connection->send(render_event(ev, 0, st.ctx->user_id(), std::chrono::system_clock::now()));
+  st.outbox.push_back(render_event(ev, 0, st.ctx->user_id(), std::chrono::system_clock::now()));
   if (auto m = metrics_of(self))
     m->event_out(ev.type, -1);
   self->send(st.router, session_atom::value, true, std::move(resume_token));
@@ -96,7 +96,7 @@ bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t l
   if (st.replay)
     for (auto& [id, frame] : *st.replay)
       if (id > last_event_id)
-        st.connection->send(frame);
+        st.outbox.push_back(frame);
   return true;
 }
 
@@ -107,6 +107,7 @@ void on_closed(manager_pointer self, std::uint16_t code, bool clean) {
     m->connection_closed();
   }
   st.connection = nullptr;
+  std::vector<std::string>{}.swap(st.outbox); // for the socket that closed: the replay buffer has them
   // Only a connection lost without a close frame may come back (DESIGN §8).
   bool dropped = !clean && code == 1006 && !st.shutting_down;
   if (!dropped || st.settings->resume_window.count() == 0)
@@ -123,8 +124,8 @@ void on_shutdown(manager_pointer self, std::uint16_t code) {
   st.shutting_down = true;
   if (!st.connection)
     return self->quit(caf::exit_reason::user_shutdown);
-  st.connection->close(code, code == close_code::disconnected_by_backend ? "disconnected"
-                                                                         : "server going away");
+  st.close_connection(code, code == close_code::disconnected_by_backend ? "disconnected"
+                                                                       : "server going away");
 }
 
 namespace {
@@ -165,7 +166,7 @@ bool admit(manager_pointer self, const std::optional<std::string>& reply_to) {
   if (++st.refused_in_row >= limits.messages_burst) {
     if (st.connection && !st.shutting_down) {
       st.shutting_down = true;
-      st.connection->close(close_code::rate_limited, "rate limited");
+      st.close_connection(close_code::rate_limited, "rate limited");
     }
     return false;
   }
@@ -292,11 +293,22 @@ public:
     return result;
   }
 
+  // Every message passes here, whichever handler takes it (behavior, exit handler, response
+  // handlers). The frames emitted so far leave once no other message is waiting; otherwise
+  // the next handlers add theirs and the last one of the turn sends them all.
+  caf::invoke_message_result consume(caf::mailbox_element& x) override {
+    auto result = super::consume(x);
+    if (mailbox().empty())
+      state.flush_outbox();
+    return result;
+  }
+
 protected:
   behavior_type make_behavior() override {
     set_exit_handler([this](caf::exit_msg& msg) { on_exit_msg(this, msg); });
     auto connection = std::move(state.connection);
     attach_connection(this, std::move(connection), false, state.ctx->token_expires_at());
+    state.flush_outbox(); // the greeting: no message may come to end this turn
     return shared_behavior();
   }
 };
@@ -332,7 +344,7 @@ void emit(manager_pointer self, outbound_event&& event) {
       st.replay->pop_front();
   }
   if (st.connection)
-    st.connection->send(std::move(frame));
+    st.outbox.push_back(std::move(frame)); // sent when this turn ends
 }
 
 void reply_error(manager_pointer self, std::string_view code, std::string message,

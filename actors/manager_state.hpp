@@ -42,6 +42,11 @@ struct run_table {
 
 struct manager_state {
   connection_ptr connection; ///< null while detached
+  /// Frames emitted while the manager works through the messages waiting in its mailbox,
+  /// sent as one batch when none is left (manager_impl::consume): a run's burst of events
+  /// leaves with one dispatch to the socket's strand and one write. Empty, without storage,
+  /// between batches.
+  std::vector<std::string> outbox;
   router_feedback router;
   bool shutting_down = false; ///< closing: nothing more is processed
   bool draining = false;      ///< the server stops: no new runs, close once runs ended
@@ -66,7 +71,20 @@ struct manager_state {
   /// socket already (or is closing it); a socket still here means the manager failed.
   ~manager_state() {
     if (connection)
-      connection->close(close_code::internal_error, "internal error");
+      close_connection(close_code::internal_error, "internal error");
+  }
+
+  /// Hands the outbox to the connection (dropped when there is none).
+  void flush_outbox() {
+    if (!outbox.empty() && connection)
+      connection->send_all(std::move(outbox));
+    std::vector<std::string>{}.swap(outbox);
+  }
+
+  /// Sends what this turn emitted, then closes the socket with `code`.
+  void close_connection(std::uint16_t code, std::string_view reason) {
+    flush_outbox();
+    connection->close(code, reason);
   }
 
   static inline const char* name = "connection_manager";

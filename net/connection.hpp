@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace er::net {
 
@@ -76,6 +77,9 @@ public:
   /// Queues one text frame. Past session_limits::outbound_queue_bytes the connection
   /// drops its queue and closes with 4008 (slow consumer).
   virtual void send(std::string frame) = 0;
+  /// Queues several text frames in order, as one batch: they leave with one write when the
+  /// connection is not busy (the same limits as send).
+  virtual void send_all(std::vector<std::string> frames) = 0;
   /// Sends what is queued, then the close frame; idempotent.
   virtual void close(std::uint16_t code, std::string_view reason) = 0;
 };

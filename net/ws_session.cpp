@@ -111,6 +111,15 @@ public:
     });
   }
 
+  void send_all(std::vector<std::string> frames) override {
+    asio::dispatch(ws_.get_executor(), [self = shared_from_this(), fs = std::move(frames)]() mutable {
+      for (auto& frame : fs)
+        if (!self->queue_frame(std::move(frame)))
+          return;
+      self->write_next();
+    });
+  }
+
   void close(std::uint16_t code, std::string_view reason) override {
     asio::post(ws_.get_executor(),
                [self = shared_from_this(), code, r = std::string{reason}]() mutable {
@@ -280,13 +289,22 @@ private:
   // -- write queue ----------------------------------------------------------
 
   void enqueue(std::string frame) {
+    if (queue_frame(std::move(frame)))
+      write_next();
+  }
+
+  /// Adds `frame` to the queue; false when nothing more can be sent (closing, closed, or
+  /// this frame overflowed the queue and began the 4008 close).
+  bool queue_frame(std::string frame) {
     if (closing_ || finished_)
-      return;
+      return false;
     queued_bytes_ += frame.size();
     queue_.push_back(std::move(frame));
-    if (queued_bytes_ > limits_.outbound_queue_bytes)
-      return begin_close(close_code::slow_consumer, "slow consumer", true);
-    write_next();
+    if (queued_bytes_ > limits_.outbound_queue_bytes) {
+      begin_close(close_code::slow_consumer, "slow consumer", true);
+      return false;
+    }
+    return true;
   }
 
   void write_next() {
