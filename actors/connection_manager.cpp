@@ -335,7 +335,7 @@ void emit(manager_pointer self, outbound_event&& event) {
   }
   if (!st.renderer)
     st.renderer = std::make_unique<event_renderer>(st.ctx->user_id());
-  auto frame = st.renderer->render(std::move(event), id, std::chrono::system_clock::now());
+  auto frame = st.renderer->render(event, id, std::chrono::system_clock::now());
   if (st.settings->resume_window.count() > 0 && st.settings->resume_buffer_events > 0) {
     if (!st.replay)
       st.replay = std::make_unique<replay_buffer>();

@@ -1,6 +1,8 @@
 #include "actors/protocol.hpp"
 
 #include <ctime>
+#include <utility>
+#include <vector>
 
 #include "net/protocol_codes.hpp"
 
@@ -51,64 +53,100 @@ std::variant<inbound_message, protocol_error> parse_inbound(std::string_view tex
 
 namespace {
 
-void assign_string(json& slot, const std::string& value) {
-  if (slot.is_string())
-    slot.get_ref<std::string&>() = value; // reuses the string's buffer
-  else
-    slot = value;
-}
-
-void assign_optional(json& slot, const std::optional<std::string>& value) {
-  if (value)
-    assign_string(slot, *value);
-  else
-    slot = nullptr;
-}
-
 std::int64_t millis_of(std::chrono::system_clock::time_point at) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
 }
 
-} // namespace
+/// Per thread: the frame being rendered and a member being serialized, each with nlohmann's
+/// serializer appending to it, reused from frame to frame (the texts keep their capacity; the
+/// copies handed out are exact). Also what every stream on the thread shares: the members
+/// of recent event types and of the current millisecond's timestamp.
+struct render_buffer {
+  std::string text;
+  nlohmann::detail::serializer<json> writer{nlohmann::detail::output_adapter<char>(text), ' ',
+                                            json::error_handler_t::replace};
+  std::string value;
+  nlohmann::detail::serializer<json> value_writer{nlohmann::detail::output_adapter<char>(value),
+                                                  ' ', json::error_handler_t::replace};
+  std::vector<std::pair<std::string, std::string>> types; ///< type, its member; a few
+  std::int64_t timestamp_ms = -1;
+  std::string timestamp_member;
+};
 
-event_renderer::event_renderer(std::string user_id) {
-  envelope_ = json::object();
-  auto slot = [this](const char* key) { return &(envelope_[key] = nullptr); };
-  envelope_["user_id"] = std::move(user_id);
-  type_ = slot("type");
-  event_id_ = slot("event_id");
-  thread_id_ = slot("thread_id");
-  run_id_ = slot("run_id");
-  reply_to_ = slot("reply_to");
-  timestamp_ = slot("timestamp");
-  data_ = slot("data");
+render_buffer& thread_render_buffer() {
+  thread_local render_buffer buffer;
+  return buffer;
 }
 
-void event_renderer::stamp(const outbound_event& event, std::uint64_t event_id,
-                           std::chrono::system_clock::time_point at) {
-  assign_string(*type_, event.type);
-  *event_id_ = event_id;
-  assign_optional(*thread_id_, event.thread_id);
-  assign_optional(*run_id_, event.run_id);
-  assign_optional(*reply_to_, event.reply_to);
-  if (auto ms = millis_of(at); ms != stamped_ms_) {
-    assign_string(*timestamp_, rfc3339(at));
-    stamped_ms_ = ms;
+/// `,"key":value`: `key` is one of the envelope's own names (nothing to escape), `value` is
+/// serialized by nlohmann (invalid UTF-8 replaced, as in every frame).
+std::string member_text(std::string_view key, const json& value) {
+  auto& buffer = thread_render_buffer();
+  buffer.value.clear();
+  buffer.value_writer.dump(value, false, false, 0);
+  std::string text;
+  text.reserve(key.size() + 4 + buffer.value.size());
+  text += ",\"";
+  text += key;
+  text += "\":";
+  text += buffer.value;
+  return text;
+}
+
+const std::string& type_member(render_buffer& buffer, const std::string& type) {
+  for (auto& [known, member] : buffer.types)
+    if (known == type)
+      return member;
+  if (buffer.types.size() >= 16) // a backend publishing many types: keep the latest only
+    buffer.types.erase(buffer.types.begin());
+  return buffer.types.emplace_back(type, member_text("type", json(type))).second;
+}
+
+const std::string& timestamp_member(render_buffer& buffer,
+                                    std::chrono::system_clock::time_point at) {
+  if (auto ms = millis_of(at); ms != buffer.timestamp_ms) {
+    buffer.timestamp_member = member_text("timestamp", json(rfc3339(at)));
+    buffer.timestamp_ms = ms;
   }
+  return buffer.timestamp_member;
+}
+
+} // namespace
+
+event_renderer::event_renderer(const std::string& user_id)
+  : user_member_(member_text("user_id", json(user_id)) + "}") {
+}
+
+void event_renderer::append(std::string& out, cached_member& member, std::string_view key,
+                            const std::string* value) {
+  bool same = !member.text.empty() && member.value.has_value() == (value != nullptr)
+              && (value == nullptr || *member.value == *value);
+  if (!same) {
+    member.text = member_text(key, value ? json(*value) : json(nullptr));
+    member.value = value ? std::optional<std::string>{*value} : std::nullopt;
+  }
+  out += member.text;
 }
 
 std::string event_renderer::render(const outbound_event& event, std::uint64_t event_id,
                                    std::chrono::system_clock::time_point at) {
-  stamp(event, event_id, at);
-  *data_ = event.data;
-  return envelope_.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-std::string event_renderer::render(outbound_event&& event, std::uint64_t event_id,
-                                   std::chrono::system_clock::time_point at) {
-  stamp(event, event_id, at);
-  *data_ = std::move(event.data);
-  return envelope_.dump(-1, ' ', false, json::error_handler_t::replace);
+  auto& buffer = thread_render_buffer();
+  auto& out = buffer.text;
+  out.clear();
+  out += "{\"data\":";
+  buffer.writer.dump(event.data, false, false, 0);
+  out += ",\"event_id\":";
+  out += std::to_string(event_id);
+  if (event.reply_to) // a request's own id: seldom the same twice
+    out += member_text("reply_to", json(*event.reply_to));
+  else
+    out += ",\"reply_to\":null";
+  append(out, run_id_, "run_id", event.run_id ? &*event.run_id : nullptr);
+  append(out, thread_id_, "thread_id", event.thread_id ? &*event.thread_id : nullptr);
+  out += timestamp_member(buffer, at);
+  out += type_member(buffer, event.type);
+  out += user_member_;
+  return out;
 }
 
 std::string render_event(const outbound_event& event, std::uint64_t event_id,

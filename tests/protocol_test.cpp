@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include "actors/protocol.hpp"
 #include "tests/support.hpp"
 
 using namespace er::test;
@@ -124,4 +125,58 @@ TEST_CASE("a frame at exactly max-message-bytes is accepted") {
   msg += std::string(1024 - msg.size() - 2, 'p') + "\"}";
   REQUIRE(msg.size() == 1024);
   CHECK(roundtrip(*c.client, msg)["reply_to"] == "edge");
+}
+
+namespace {
+
+// The envelope as a DOM would render it: what event_renderer's text must equal byte for byte.
+std::string dom_envelope(const er::actors::outbound_event& e, std::uint64_t id,
+                         const std::string& user, std::chrono::system_clock::time_point at) {
+  auto optional = [](const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); };
+  json doc = {{"type", e.type},
+              {"event_id", id},
+              {"user_id", user},
+              {"thread_id", optional(e.thread_id)},
+              {"run_id", optional(e.run_id)},
+              {"reply_to", optional(e.reply_to)},
+              {"timestamp", er::actors::rfc3339(at)},
+              {"data", e.data}};
+  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+} // namespace
+
+TEST_CASE("the envelope renderer writes what a JSON document of the envelope dumps") {
+  using er::actors::outbound_event;
+  const std::string user = "user \"quoted\" \\ \xc3\xa9 \x01"; // escapes and UTF-8 in the user id
+  er::actors::event_renderer renderer{user};
+  auto t0 = std::chrono::system_clock::time_point{std::chrono::milliseconds{1764000000123}};
+
+  std::vector<outbound_event> events(6);
+  events[0].type = "agent_started";
+  events[0].run_id = "r-1";
+  events[0].thread_id = "t-\n1";
+  events[0].reply_to = "q-\"7\"";
+  events[1] = events[0]; // the same run and thread: cached members are reused
+  events[1].type = "agent_step";
+  events[1].reply_to.reset();
+  events[1].data = json{{"step", 1}, {"text", "line\nbreak \xe2\x82\xac"}, {"list", {1, 2.5, nullptr}}};
+  events[2] = events[1];
+  events[2].run_id = "r-2"; // a changed run id is serialized again
+  events[2].thread_id.reset();
+  events[3].type = "pong";  // no run, thread or reply
+  events[4].type = "bad \xff utf-8"; // invalid UTF-8 is replaced, as in every frame
+  events[4].data = json{{"x", "\xfe"}};
+  events[5].type = "pong";
+  events[5].run_id = "r-2";
+
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    auto at = t0 + std::chrono::milliseconds{i / 2}; // a timestamp kept for two events, then renewed
+    auto text = renderer.render(events[i], i + 1, at);
+    CHECK(text == dom_envelope(events[i], i + 1, user, at));
+    CHECK(json::accept(text));
+  }
+  // The one-off rendering agrees as well.
+  CHECK(er::actors::render_event(events[2], 42, user, t0)
+        == dom_envelope(events[2], 42, user, t0));
 }
