@@ -1,5 +1,6 @@
 #include "actors/protocol.hpp"
 
+#include <cstdio>
 #include <ctime>
 #include <utility>
 #include <vector>
@@ -165,14 +166,25 @@ outbound_event make_error(const protocol_error& error) {
 
 std::string rfc3339(std::chrono::system_clock::time_point at) {
   auto ms = millis_of(at);
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm utc{};
-  gmtime_r(&secs, &utc);
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900,
-                utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buf;
+  auto secs = ms / 1000;
+  // Per thread, the text up to the second (gmtime and its formatting run once a second).
+  thread_local std::int64_t cached_secs = -1;
+  thread_local char prefix[80];
+  if (secs != cached_secs) {
+    std::time_t t = static_cast<std::time_t>(secs);
+    std::tm utc{};
+    gmtime_r(&t, &utc);
+    std::snprintf(prefix, sizeof(prefix), "%04d-%02d-%02dT%02d:%02d:%02d.", utc.tm_year + 1900,
+                  utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
+    cached_secs = secs;
+  }
+  auto milli = static_cast<int>(ms % 1000);
+  std::string text = prefix;
+  text += static_cast<char>('0' + milli / 100);
+  text += static_cast<char>('0' + milli / 10 % 10);
+  text += static_cast<char>('0' + milli % 10);
+  text += 'Z';
+  return text;
 }
 
 } // namespace er::actors

@@ -180,3 +180,16 @@ TEST_CASE("the envelope renderer writes what a JSON document of the envelope dum
   CHECK(er::actors::render_event(events[2], 42, user, t0)
         == dom_envelope(events[2], 42, user, t0));
 }
+
+TEST_CASE("timestamps are RFC 3339 UTC with milliseconds, across second and day boundaries") {
+  auto at = [](std::int64_t ms) {
+    return std::chrono::system_clock::time_point{std::chrono::milliseconds{ms}};
+  };
+  // Within one second, into the next, and back to an earlier day: the per-thread text up to
+  // the second must follow.
+  CHECK(er::actors::rfc3339(at(1764000000123)) == "2025-11-24T16:00:00.123Z");
+  CHECK(er::actors::rfc3339(at(1764000000999)) == "2025-11-24T16:00:00.999Z");
+  CHECK(er::actors::rfc3339(at(1764000001000)) == "2025-11-24T16:00:01.000Z");
+  CHECK(er::actors::rfc3339(at(951782400007)) == "2000-02-29T00:00:00.007Z");
+  CHECK(er::actors::rfc3339(at(1764000000123)) == "2025-11-24T16:00:00.123Z");
+}
