@@ -308,14 +308,10 @@ protected:
     set_exit_handler([this](caf::exit_msg& msg) { on_exit_msg(this, msg); });
     auto connection = std::move(state.connection);
     attach_connection(this, std::move(connection), false, state.ctx->token_expires_at());
-    state.flush_outbox(); // the greeting: no message may come to end this turn
+    state.flush_outbox(); // the greeting leaves now: no message may be waiting to end this turn
     return shared_behavior();
   }
 };
-
-} // namespace
-
-namespace {
 
 std::string_view metric_type(const outbound_event& event) {
   return event.published ? std::string_view{"published"} : std::string_view{event.type};
