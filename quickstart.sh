@@ -10,7 +10,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-2}
 
 PACKAGES=(g++ cmake make libcaf-dev libboost-dev libboost-system-dev nlohmann-json3-dev
-          doctest-dev libcpp-jwt-dev libsqlite3-dev prometheus-cpp-dev libssl-dev perl)
+          doctest-dev libcpp-jwt-dev libsqlite3-dev prometheus-cpp-dev libssl-dev libsimdjson-dev perl)
 
 install_missing() {
   local missing=()

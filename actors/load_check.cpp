@@ -1,5 +1,7 @@
 #include "actors/load_check.hpp"
 
+#include <simdjson.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -120,115 +122,72 @@ std::uint64_t frame_checker::owed_events() const {
 
 namespace {
 
-/// Records the envelope's fields as nlohmann's parser meets them: depth 1 is the envelope,
-/// depth 2 inside "data" is read for data.code, data.user and data.seq; the rest is skipped.
-class envelope_reader {
-public:
-  explicit envelope_reader(envelope_fields& out) : out_(out) {
-  }
+std::optional<std::string> string_of(simdjson::dom::element value) {
+  std::string_view text;
+  if (value.get_string().get(text) != simdjson::SUCCESS)
+    return std::nullopt;
+  return std::string{text};
+}
 
-  bool null() {
-    return true; // a null reply_to is no reply_to
-  }
-  bool boolean(bool) {
-    return other_value();
-  }
-  bool number_integer(json::number_integer_t v) {
-    if (depth_ == 1 && key_ == "event_id")
-      out_.event_id = v;
-    return other_value();
-  }
-  bool number_unsigned(json::number_unsigned_t v) {
-    if (depth_ == 1 && key_ == "event_id")
-      out_.event_id = v > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())
-                        ? -1
-                        : static_cast<std::int64_t>(v);
-    if (in_data() && key_ == "seq")
-      out_.data_seq = v;
-    return other_value();
-  }
-  bool number_float(json::number_float_t, const json::string_t&) {
-    return other_value();
-  }
-  bool string(json::string_t& v) {
-    if (depth_ == 1) {
-      if (key_ == "user_id")
-        out_.user_id = v; // a copy: the parser reuses its buffer
-      else if (key_ == "type")
-        out_.type = v;
-      else if (key_ == "run_id")
-        out_.run_id = v;
-      else if (key_ == "reply_to")
-        out_.reply_to = v;
-    } else if (in_data()) {
-      if (key_ == "code")
-        out_.data_code = v;
-      else if (key_ == "user")
-        out_.data_user = v;
-    }
-    return true;
-  }
-  bool binary(json::binary_t&) {
-    return other_value();
-  }
-  bool start_object(std::size_t) {
-    if (depth_ == 1 && key_ == "data")
-      data_ = out_.data_is_object = true;
-    else
-      other_value();
-    ++depth_;
-    return true;
-  }
-  bool end_object() {
-    if (--depth_ == 1)
-      data_ = false;
-    return true;
-  }
-  bool start_array(std::size_t) {
-    other_value();
-    ++depth_;
-    return true;
-  }
-  bool end_array() {
-    --depth_;
-    return true;
-  }
-  bool key(json::string_t& k) {
-    if (depth_ <= 2)
-      key_ = k;
-    return true;
-  }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
-    return false;
-  }
+/// A non-negative integer, as nlohmann reads one into number_unsigned.
+std::optional<std::uint64_t> unsigned_of(simdjson::dom::element value) {
+  if (value.type() == simdjson::dom::element_type::UINT64)
+    return value.get_uint64().value_unsafe();
+  if (value.type() == simdjson::dom::element_type::INT64 && value.get_int64().value_unsafe() >= 0)
+    return static_cast<std::uint64_t>(value.get_int64().value_unsafe());
+  return std::nullopt;
+}
 
-private:
-  bool in_data() const {
-    return depth_ == 2 && data_;
+void read_data(simdjson::dom::object data, envelope_fields& out) {
+  for (auto [key, value] : data) {
+    if (key == "code")
+      out.data_code = string_of(value);
+    else if (key == "user")
+      out.data_user = string_of(value);
+    else if (key == "seq")
+      out.data_seq = unsigned_of(value);
   }
-  // A value of a kind the checks do not read; a reply_to that is neither a string nor null
-  // becomes an id no connection ever makes.
-  bool other_value() {
-    if (depth_ == 1 && key_ == "reply_to")
-      out_.reply_to = std::string{};
-    return true;
-  }
-  envelope_fields& out_;
-  int depth_ = 0;
-  bool data_ = false;
-  json::string_t key_;
-};
+}
 
 } // namespace
 
 envelope_fields envelope_fields::read(std::string_view text) {
   envelope_fields out;
-  envelope_reader reader{out};
-  // The top level must be an object: anything else is not an envelope.
-  auto first = text.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos || text[first] != '{')
-    return out;
-  out.valid = json::sax_parse(text.begin(), text.end(), &reader);
+  // simdjson's DOM parser validates the whole frame (structure, numbers, UTF-8), so a frame
+  // that is not valid JSON is caught wherever the fault is, data included; then only the
+  // checked members are read. One parser per thread: it keeps its buffers between frames.
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  simdjson::dom::object envelope;
+  if (parser.parse(text.data(), text.size()).get(doc) != simdjson::SUCCESS
+      || doc.get_object().get(envelope) != simdjson::SUCCESS)
+    return out; // not JSON, or not an object: not an envelope
+  out.valid = true;
+  for (auto [key, value] : envelope) {
+    if (key == "user_id") {
+      out.user_id = string_of(value);
+    } else if (key == "type") {
+      out.type = string_of(value).value_or(std::string{});
+    } else if (key == "event_id") {
+      if (value.type() == simdjson::dom::element_type::INT64)
+        out.event_id = value.get_int64().value_unsafe();
+      else if (value.type() == simdjson::dom::element_type::UINT64)
+        out.event_id = -1; // past int64: no event id this checker would accept
+    } else if (key == "run_id") {
+      out.run_id = string_of(value);
+    } else if (key == "reply_to") {
+      // A reply_to that is neither a string nor null becomes an id no connection makes.
+      if (value.is_null())
+        out.reply_to.reset();
+      else
+        out.reply_to = string_of(value).value_or(std::string{});
+    } else if (key == "data") {
+      simdjson::dom::object data;
+      out.data_is_object = value.get_object().get(data) == simdjson::SUCCESS;
+      if (out.data_is_object)
+        read_data(data, out);
+    }
+  }
   return out;
 }
 

@@ -2,6 +2,9 @@
 # CMakeLists.txt, after er_tests is defined.
 
 target_sources(er_net PRIVATE net/async_ws_client.cpp net/async_http_client.cpp)
+# router-load checks every frame it receives: simdjson parses them (Debian's libsimdjson-dev).
+find_package(simdjson REQUIRED)
+target_link_libraries(er_actors PUBLIC simdjson::simdjson)
 target_sources(er_actors PRIVATE actors/load_check.cpp actors/load_client.cpp actors/load_collector.cpp
   actors/load_publish_check.cpp actors/load_publisher.cpp)
 

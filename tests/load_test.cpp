@@ -87,7 +87,7 @@ TEST_CASE("a router that refuses the token fails the run: connections not establ
 
 // -- the checker alone: what a leaking or broken router would send -------------------
 
-TEST_CASE("the envelope reader takes the checked fields from a frame without a document") {
+TEST_CASE("the envelope reader validates the whole frame and takes the checked fields") {
   using er::load::envelope_fields;
   auto e = envelope_fields::read(
     R"({"data":{"code":"not_found","user":"u-1","seq":42,"nested":{"code":"inner"}},)"
@@ -120,6 +120,15 @@ TEST_CASE("the envelope reader takes the checked fields from a frame without a d
   CHECK_FALSE(envelope_fields::read(R"({"type":"pong")").valid);
   CHECK_FALSE(envelope_fields::read("").valid);
   CHECK_FALSE(envelope_fields::read(R"({"type":"pong"} trailing)").valid);
+  // The whole frame is validated, also the parts no check reads: a broken number, a bad
+  // escape or invalid UTF-8 deep inside data makes it no envelope.
+  CHECK_FALSE(envelope_fields::read(R"({"data":{"x":[1,2.]},"type":"pong"})").valid);
+  CHECK_FALSE(envelope_fields::read(R"({"data":{"x":"\q"},"type":"pong"})").valid);
+  CHECK_FALSE(envelope_fields::read("{\"data\":{\"x\":\"\xff\"},\"type\":\"pong\"}").valid);
+  CHECK(envelope_fields::read(R"({"data":{"x":"\u00e9"},"type":"pong"})").valid);
+  // An event_id past int64 is no event id.
+  CHECK(envelope_fields::read(R"({"event_id":18446744073709551615})").event_id == -1);
+  CHECK(envelope_fields::read(R"({"data":{"seq":-3}})").data_seq == std::nullopt);
 }
 
 TEST_CASE("a frame stamped with another user's user_id is a leak, and any leak fails the "
