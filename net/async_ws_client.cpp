@@ -21,7 +21,15 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
-// Every member below runs on `strand` (the socket's and the timer's executor).
+// The socket's and the timer's executor is the concrete strand type, not asio's type-erased
+// executor: every operation copies it, and router-load runs thousands of these clients.
+using strand_type = asio::strand<asio::io_context::executor_type>;
+using client_socket = asio::basic_stream_socket<tcp, strand_type>;
+using client_timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                                asio::wait_traits<std::chrono::steady_clock>,
+                                                strand_type>;
+
+// Every member below runs on `strand`.
 struct async_ws_client::impl : std::enable_shared_from_this<impl> {
   enum class phase { connecting, open, closing, done };
 
@@ -29,9 +37,9 @@ struct async_ws_client::impl : std::enable_shared_from_this<impl> {
     : strand(asio::make_strand(io)), ws(strand), timer(strand), options(o), sink(std::move(s)) {
   }
 
-  asio::strand<asio::io_context::executor_type> strand;
-  websocket::stream<tcp::socket> ws;
-  asio::steady_timer timer;
+  strand_type strand;
+  websocket::stream<client_socket> ws;
+  client_timer timer;
   async_client_options options;
   std::shared_ptr<client_sink> sink;
   websocket::response_type response;
