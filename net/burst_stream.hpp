@@ -3,18 +3,24 @@
 // of frames (an agent's events, queued pongs) leave with one write instead of one system call,
 // one TCP segment and one wake-up of the peer per frame.
 //
-// Beast frames every message itself and writes it with async_write_some on this layer. Normally
-// the layer passes that straight to the socket. After gather(), writes are appended to a buffer
-// in memory and complete at once, until async_flush() has sent the buffer: then the layer passes
-// writes through again. Beast serialises its own writes, and the session gathers only frames it
-// has queued itself, so at most one socket write is in flight: a write that arrives while a
-// flush is in flight (a pong or ping Beast sends by itself) is gathered and sent by that flush,
-// after what it was sending.
+// Beast frames every message itself and writes it on this layer. The session writes its queued
+// messages with Beast's synchronous write: on this layer a synchronous write never touches the
+// socket, it appends to a burst buffer in memory (and so does any asynchronous write while a
+// burst exists, completing at once); async_flush() then sends the buffer with one socket write
+// and passes writes through again. Beast's own control frames (a ping the session sends, a pong
+// or close Beast answers by itself) are asynchronous writes: outside a burst they go straight to
+// the socket, and a flush started while one of them is still in flight waits for it, so that at
+// most one socket write is in flight and frames never interleave. A write that arrives while a
+// flush is in flight is gathered and sent by that flush, after what it was sending.
 
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
@@ -55,18 +61,49 @@ public:
   template <class ConstBuffers, class Handler>
   void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
     if (!burst_) {
-      socket_.async_write_some(buffers, std::forward<Handler>(handler));
+      // Straight to the socket; counted, so that a flush never overtakes it. The completion
+      // keeps the handler's executor.
+      ++direct_writes_;
+      auto executor = boost::asio::get_associated_executor(handler, socket_.get_executor());
+      socket_.async_write_some(
+        buffers, boost::asio::bind_executor(
+                   executor, [this, handler = std::forward<Handler>(handler)](
+                               boost::system::error_code ec, std::size_t n) mutable {
+                     on_direct_write_done();
+                     handler(ec, n);
+                   }));
       return;
     }
-    auto& out = burst_->gathered;
-    auto n = boost::asio::buffer_size(buffers);
-    auto at = out.size();
-    out.resize(at + n);
-    boost::asio::buffer_copy(boost::asio::buffer(&out[at], n), buffers);
+    auto n = append(buffers);
     // Never inline: a completion handler must not run inside its initiating function.
     boost::asio::post(socket_.get_executor(),
                       boost::beast::bind_front_handler(std::forward<Handler>(handler),
                                                        boost::system::error_code{}, n));
+  }
+
+  /// SyncWriteStream: gathers (starting a burst if none is open) and never blocks; the bytes
+  /// leave with the next async_flush().
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers, boost::system::error_code& ec) {
+    ec = {};
+    gather();
+    return append(buffers);
+  }
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers) {
+    gather();
+    return append(buffers);
+  }
+
+  /// SyncReadStream, which Beast's synchronous calls require of the layer; the router only
+  /// reads asynchronously.
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
+    return socket_.read_some(buffers, ec);
+  }
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers) {
+    return socket_.read_some(buffers);
   }
 
   /// Writes from now on are gathered in memory until async_flush() has sent them.
@@ -91,6 +128,10 @@ public:
                                                          boost::system::error_code{}));
       return;
     }
+    if (direct_writes_ > 0) { // after the control frame already on its way (rare: a copy)
+      burst_->waiting_flush = std::function<void(boost::system::error_code)>(std::move(handler));
+      return;
+    }
     send_gathered(std::move(handler));
   }
 
@@ -98,7 +139,26 @@ private:
   struct burst {
     std::string gathered; ///< appended to while gathering
     std::string sending;  ///< in flight
+    std::function<void(boost::system::error_code)> waiting_flush; ///< for direct writes to end
   };
+
+  template <class ConstBuffers>
+  std::size_t append(const ConstBuffers& buffers) {
+    auto& out = burst_->gathered;
+    auto n = boost::asio::buffer_size(buffers);
+    auto at = out.size();
+    out.resize(at + n);
+    boost::asio::buffer_copy(boost::asio::buffer(&out[at], n), buffers);
+    return n;
+  }
+
+  void on_direct_write_done() {
+    if (--direct_writes_ == 0 && burst_ && burst_->waiting_flush) {
+      auto flush = std::move(burst_->waiting_flush);
+      burst_->waiting_flush = nullptr;
+      send_gathered(std::move(flush));
+    }
+  }
 
   template <class Handler>
   void send_gathered(Handler handler) {
@@ -120,6 +180,7 @@ private:
 
   Socket socket_;
   std::unique_ptr<burst> burst_;
+  std::size_t direct_writes_ = 0; ///< asynchronous writes passed through, not yet complete
 };
 
 // Beast tears the TCP connection down through these (argument-dependent lookup).

@@ -318,25 +318,20 @@ private:
         send_close();
       return;
     }
-    // A burst (an agent's events arrive together): its frames are gathered and leave with one
-    // write, not one system call, one small segment and one wake-up of the peer each.
-    if (queue_.size() > 1)
-      stream.gather();
-    writing_ = true;
+    // Beast frames every queued message with its synchronous write, which on burst_stream only
+    // appends to the burst buffer (it never blocks), and the burst leaves with one write: the
+    // events of an agent that arrive together cost one system call, one segment and one
+    // wake-up of the peer, and no asynchronous operation per frame.
     ws_.text(true);
-    ws_.async_write(asio::buffer(queue_.front()),
-                    recycled([self = shared_from_this()](beast::error_code ec, std::size_t) {
-                      self->on_write(ec);
-                    }));
-  }
-
-  void on_write(beast::error_code ec) {
-    writing_ = false;
-    queued_bytes_ -= queue_.front().size();
-    queue_.pop_front();
-    if (ec)
-      return abort_transport();
-    write_next();
+    beast::error_code ec;
+    while (!queue_.empty()) {
+      ws_.write(asio::buffer(queue_.front()), ec);
+      if (ec)
+        return abort_transport();
+      queued_bytes_ -= queue_.front().size();
+      queue_.pop_front();
+    }
+    flush();
   }
 
   void flush() {
@@ -378,8 +373,8 @@ private:
   }
 
   // Drops every queued frame except one being written: Beast still reads its buffer.
-  void drop_queued() {
-    while (queue_.size() > (writing_ ? 1u : 0u)) {
+  void drop_queued() { // a burst already handed to the socket is not queued any more
+    while (!queue_.empty()) {
       queued_bytes_ -= queue_.back().size();
       queue_.pop_back();
     }
@@ -426,7 +421,7 @@ private:
   bool accept_pending_ = false;
   bool read_pending_ = false;
   bool accepted_ = false;
-  bool writing_ = false;
+  bool writing_ = false; ///< a burst is being flushed
   bool closing_ = false;
   bool close_sent_ = false;
   bool finished_ = false;

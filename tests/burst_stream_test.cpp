@@ -240,3 +240,80 @@ TEST_CASE("burst_stream under Beast's WebSocket stream: a gathered burst of mess
   CHECK(server_read == websocket::error::closed);
   CHECK_FALSE(server.next_layer().next_layer().socket.is_open());
 }
+
+TEST_CASE("burst_stream: synchronous writes gather without touching the socket, and a flush "
+          "started while a write passed straight to the socket waits for it") {
+  connected_pair pair;
+  auto& stream = pair.stream;
+  auto& writes = pair.writes;
+  std::vector<std::string> done;
+
+  // Like a ping Beast sends by itself while no burst is open: straight to the socket.
+  std::string control = "ping;";
+  stream.async_write_some(asio::buffer(control), [&](error_code ec, std::size_t) {
+    CHECK_FALSE(ec);
+    done.push_back("control");
+  });
+  CHECK(writes == 1);
+
+  std::string a = "a;", b = "bb;";
+  error_code ec;
+  CHECK(stream.write_some(asio::buffer(a), ec) == a.size());
+  CHECK_FALSE(ec);
+  CHECK(stream.write_some(asio::buffer(b)) == b.size());
+  CHECK(stream.gathering());
+  CHECK(writes == 1); // synchronous writes never reach the socket
+
+  stream.async_flush([&](error_code e) {
+    CHECK_FALSE(e);
+    done.push_back("flush");
+  });
+  CHECK(writes == 1); // the control frame's write has not completed: the flush waits for it
+  pair.io.run();
+  CHECK(writes == 2);
+  CHECK(done == std::vector<std::string>{"control", "flush"});
+  CHECK_FALSE(stream.gathering());
+  CHECK(read_exactly(pair.client, 10) == "ping;a;bb;");
+}
+
+TEST_CASE("burst_stream under Beast's synchronous write: queued messages are framed into one "
+          "socket write and arrive whole and in order") {
+  asio::io_context io;
+  tcp::acceptor acceptor{io, tcp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
+  std::size_t writes = 0;
+  websocket::stream<er::net::burst_stream<counting_socket>, false> server{io, writes};
+  websocket::stream<tcp::socket> client{io};
+  acceptor.async_accept(server.next_layer().next_layer().socket, [&](error_code ec) {
+    REQUIRE_FALSE(ec);
+    server.async_accept([](error_code e) { REQUIRE_FALSE(e); });
+  });
+  client.next_layer().async_connect(acceptor.local_endpoint(), [&](error_code ec) {
+    REQUIRE_FALSE(ec);
+    client.async_handshake("127.0.0.1", "/", [](error_code e) { REQUIRE_FALSE(e); });
+  });
+  io.run();
+  io.restart();
+  auto after_handshake = writes;
+
+  const std::vector<std::string> messages{"one", std::string(3000, 'x'), "three"};
+  server.text(true);
+  for (auto& m : messages) {
+    error_code ec;
+    server.write(asio::buffer(m), ec); // appends; never blocks
+    REQUIRE_FALSE(ec);
+  }
+  CHECK(writes == after_handshake);
+  bool flushed = false;
+  server.next_layer().async_flush([&](error_code ec) {
+    CHECK_FALSE(ec);
+    flushed = true;
+  });
+  io.run();
+  CHECK(flushed);
+  CHECK(writes - after_handshake == 1);
+  for (auto& expected : messages) {
+    boost::beast::flat_buffer buffer;
+    client.read(buffer); // the bytes are there already
+    CHECK(boost::beast::buffers_to_string(buffer.data()) == expected);
+  }
+}
