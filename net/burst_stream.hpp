@@ -112,6 +112,13 @@ public:
       burst_ = std::make_unique<burst>();
   }
 
+  /// gather(), with room for `bytes` more in the burst buffer (the session knows how much it
+  /// is about to write: one allocation instead of one per doubling).
+  void gather(std::size_t bytes) {
+    gather();
+    burst_->gathered.reserve(burst_->gathered.size() + bytes);
+  }
+
   bool gathering() const noexcept {
     return burst_ != nullptr;
   }

@@ -307,6 +307,8 @@ private:
     return true;
   }
 
+  static constexpr std::size_t max_frame_header_bytes = 10; // a server frame is not masked
+
   void write_next() {
     if (!accepted_ || writing_ || finished_)
       return;
@@ -323,6 +325,7 @@ private:
     // events of an agent that arrive together cost one system call, one segment and one
     // wake-up of the peer, and no asynchronous operation per frame.
     ws_.text(true);
+    stream.gather(queued_bytes_ + queue_.size() * max_frame_header_bytes);
     beast::error_code ec;
     while (!queue_.empty()) {
       ws_.write(asio::buffer(queue_.front()), ec);
