@@ -77,6 +77,28 @@ struct connected_pair {
   }
 };
 
+/// A WebSocket connection over loopback after its handshake: `server` runs on burst_stream.
+struct websocket_pair {
+  asio::io_context io;
+  std::size_t writes = 0; ///< socket writes of the server side
+  websocket::stream<er::net::burst_stream<counting_socket>, false> server{io, writes};
+  websocket::stream<tcp::socket> client{io};
+
+  websocket_pair() {
+    tcp::acceptor acceptor{io, tcp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
+    acceptor.async_accept(server.next_layer().next_layer().socket, [&](error_code ec) {
+      REQUIRE_FALSE(ec);
+      server.async_accept([](error_code e) { REQUIRE_FALSE(e); });
+    });
+    client.next_layer().async_connect(acceptor.local_endpoint(), [&](error_code ec) {
+      REQUIRE_FALSE(ec);
+      client.async_handshake("127.0.0.1", "/", [](error_code e) { REQUIRE_FALSE(e); });
+    });
+    io.run();
+    io.restart();
+  }
+};
+
 std::string read_exactly(tcp::socket& s, std::size_t n) {
   std::string out(n, '\0');
   asio::read(s, asio::buffer(out));
@@ -187,23 +209,11 @@ TEST_CASE("burst_stream: a flush to a connection that is gone reports the error"
 TEST_CASE("burst_stream under Beast's WebSocket stream: a gathered burst of messages is one "
           "socket write, each message arrives whole and in order, and the close handshake "
           "tears the connection down through the layer") {
-  asio::io_context io;
-  tcp::acceptor acceptor{io, tcp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
-  std::size_t writes = 0;
-  websocket::stream<er::net::burst_stream<counting_socket>, false> server{
-    io, writes};
-  websocket::stream<tcp::socket> client{io};
-
-  acceptor.async_accept(server.next_layer().next_layer().socket, [&](error_code ec) {
-    REQUIRE_FALSE(ec);
-    server.async_accept([](error_code e) { REQUIRE_FALSE(e); });
-  });
-  client.next_layer().async_connect(acceptor.local_endpoint(), [&](error_code ec) {
-    REQUIRE_FALSE(ec);
-    client.async_handshake("127.0.0.1", "/", [](error_code e) { REQUIRE_FALSE(e); });
-  });
-  io.run();
-  io.restart();
+  websocket_pair pair;
+  auto& io = pair.io;
+  auto& writes = pair.writes;
+  auto& server = pair.server;
+  auto& client = pair.client;
   auto after_handshake = writes;
 
   const std::vector<std::string> messages{"alpha", std::string(3000, 'b'), "gamma", "delta"};
@@ -278,21 +288,11 @@ TEST_CASE("burst_stream: synchronous writes gather without touching the socket, 
 
 TEST_CASE("burst_stream under Beast's synchronous write: queued messages are framed into one "
           "socket write and arrive whole and in order") {
-  asio::io_context io;
-  tcp::acceptor acceptor{io, tcp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
-  std::size_t writes = 0;
-  websocket::stream<er::net::burst_stream<counting_socket>, false> server{io, writes};
-  websocket::stream<tcp::socket> client{io};
-  acceptor.async_accept(server.next_layer().next_layer().socket, [&](error_code ec) {
-    REQUIRE_FALSE(ec);
-    server.async_accept([](error_code e) { REQUIRE_FALSE(e); });
-  });
-  client.next_layer().async_connect(acceptor.local_endpoint(), [&](error_code ec) {
-    REQUIRE_FALSE(ec);
-    client.async_handshake("127.0.0.1", "/", [](error_code e) { REQUIRE_FALSE(e); });
-  });
-  io.run();
-  io.restart();
+  websocket_pair pair;
+  auto& io = pair.io;
+  auto& writes = pair.writes;
+  auto& server = pair.server;
+  auto& client = pair.client;
   auto after_handshake = writes;
 
   const std::vector<std::string> messages{"one", std::string(3000, 'x'), "three"};
