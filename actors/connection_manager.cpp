@@ -107,7 +107,7 @@ void on_closed(manager_pointer self, std::uint16_t code, bool clean) {
     m->connection_closed();
   }
   st.connection = nullptr;
-  std::vector<std::string>{}.swap(st.outbox); // for the socket that closed: the replay buffer has them
+  st.flush_outbox(); // no connection: drops what was for the closed socket (the replay has it)
   // Only a connection lost without a close frame may come back (DESIGN §8).
   bool dropped = !clean && code == 1006 && !st.shutting_down;
   if (!dropped || st.settings->resume_window.count() == 0)
@@ -319,7 +319,7 @@ std::string_view metric_type(const outbound_event& event) {
 
 } // namespace
 
-void emit(manager_pointer self, outbound_event&& event) {
+void emit(manager_pointer self, const outbound_event& event) {
   auto& st = self->state;
   auto id = st.next_event_id++;
   if (auto m = metrics_of(self)) {

@@ -92,12 +92,9 @@ struct manager_state {
 
 using manager_pointer = manager_actor::stateful_pointer<manager_state>;
 
-/// Stamps `event` with this connection's user_id and next event_id, renders it and sends it
-/// (its data is moved into the frame).
-void emit(manager_pointer self, outbound_event&& event);
-inline void emit(manager_pointer self, const outbound_event& event) {
-  emit(self, outbound_event{event});
-}
+/// Stamps `event` with this connection's user_id and next event_id, renders it and queues
+/// the frame in the outbox (sent when the mailbox batch ends).
+void emit(manager_pointer self, const outbound_event& event);
 void reply_error(manager_pointer self, std::string_view code, std::string message,
                  std::optional<std::string> reply_to);
 

@@ -91,8 +91,8 @@ public:
   }
   template <class ConstBuffers>
   std::size_t write_some(const ConstBuffers& buffers) {
-    gather();
-    return append(buffers);
+    boost::system::error_code never_set;
+    return write_some(buffers, never_set);
   }
 
   /// SyncReadStream, which Beast's synchronous calls require of the layer; the router only

@@ -32,48 +32,6 @@ namespace websocket = beast::websocket;
 using strand_type = asio::strand<asio::io_context::executor_type>;
 using session_socket = asio::basic_stream_socket<asio::ip::tcp, strand_type>;
 
-/// Outbound frames, oldest first: a vector with a moving head. An empty std::deque allocates
-/// over half a KiB, which every idle connection would pay.
-class frame_queue {
-public:
-  bool empty() const {
-    return head_ == frames_.size();
-  }
-  std::size_t size() const {
-    return frames_.size() - head_;
-  }
-  std::string& front() {
-    return frames_[head_];
-  }
-  std::string& back() {
-    return frames_.back();
-  }
-  void push_back(std::string frame) {
-    frames_.push_back(std::move(frame));
-  }
-  void pop_front() {
-    std::string{}.swap(frames_[head_++]);
-    if (head_ == frames_.size()) {
-      std::vector<std::string>{}.swap(frames_); // a drained queue keeps no storage while idle
-      head_ = 0;
-    } else if (head_ >= 64 && head_ * 2 >= frames_.size()) { // a queue that never drains
-      frames_.erase(frames_.begin(), frames_.begin() + static_cast<std::ptrdiff_t>(head_));
-      head_ = 0;
-    }
-  }
-  void pop_back() {
-    frames_.pop_back();
-    if (head_ == frames_.size()) {
-      std::vector<std::string>{}.swap(frames_);
-      head_ = 0;
-    }
-  }
-
-private:
-  std::vector<std::string> frames_;
-  std::size_t head_ = 0;
-};
-
 class ws_session final : public ws_connection,
                          public deadline_clock::entry,
                          public std::enable_shared_from_this<ws_session> {
@@ -327,13 +285,12 @@ private:
     ws_.text(true);
     stream.gather(queued_bytes_ + queue_.size() * max_frame_header_bytes);
     beast::error_code ec;
-    while (!queue_.empty()) {
-      ws_.write(asio::buffer(queue_.front()), ec);
+    for (auto& frame : queue_) {
+      ws_.write(asio::buffer(frame), ec);
       if (ec)
         return abort_transport();
-      queued_bytes_ -= queue_.front().size();
-      queue_.pop_front();
     }
+    drop_queued(); // all of it is in the burst now
     flush();
   }
 
@@ -375,12 +332,11 @@ private:
     }));
   }
 
-  // Drops every queued frame except one being written: Beast still reads its buffer.
-  void drop_queued() { // a burst already handed to the socket is not queued any more
-    while (!queue_.empty()) {
-      queued_bytes_ -= queue_.back().size();
-      queue_.pop_back();
-    }
+  // Empties the queue and frees its storage (an idle connection keeps none). A burst being
+  // flushed is not in the queue any more.
+  void drop_queued() {
+    std::vector<std::string>{}.swap(queue_);
+    queued_bytes_ = 0;
   }
 
   void abort_transport() {
@@ -418,7 +374,7 @@ private:
   std::chrono::steady_clock::time_point token_deadline_ = std::chrono::steady_clock::time_point::max();
   beast::flat_buffer buffer_;
   std::shared_ptr<session_sink> sink_;
-  frame_queue queue_;
+  std::vector<std::string> queue_; ///< outbound frames, oldest first, not yet in a burst
   std::size_t queued_bytes_ = 0;
   close_info closed_info_;
   bool accept_pending_ = false;
