@@ -111,6 +111,11 @@ void io_clock::stop() {
   ++generation_;
 }
 
+std::size_t io_clock::pending() {
+  std::lock_guard<std::mutex> guard{mutex_};
+  return schedule().size();
+}
+
 void io_clock::rearm() {
   if (!timer_ || schedule().empty())
     return;

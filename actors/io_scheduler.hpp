@@ -42,6 +42,8 @@ public:
   void start(boost::asio::io_context& io);
   /// Drops the timer; call before `io` goes away.
   void stop();
+  /// Timeouts and delayed messages waiting (tests).
+  std::size_t pending();
 
   void set_ordinary_timeout(time_point t, caf::abstract_actor* self, caf::atom_value type,
                             uint64_t id) override;

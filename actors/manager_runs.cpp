@@ -4,7 +4,9 @@
 
 #include <caf/actor_cast.hpp>
 #include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
 
+#include "actors/io_scheduler.hpp"
 #include "actors/manager_state.hpp"
 #include "context/ids.hpp"
 #include "net/protocol_codes.hpp"
@@ -39,8 +41,10 @@ void end_run(manager_pointer self, run_entry& entry, std::string_view outcome, s
 
 run_table& runs_of(manager_pointer self) {
   auto& runs = self->state.runs;
-  if (!runs)
-    runs = std::make_unique<run_table>();
+  if (!runs) // deadlines on the first io thread's clock: they are rare, and only checked
+    runs = std::make_unique<run_table>(
+      net::deadline_clock::of(io_scheduler_of(self->home_system()).io_context()),
+      caf::actor_cast<manager_actor>(self));
   return *runs;
 }
 
@@ -63,9 +67,7 @@ void arm_deadline_check(manager_pointer self, std::chrono::steady_clock::time_po
   if (deadline >= runs.deadline_check)
     return; // the pending check comes first and re-arms for the rest
   runs.deadline_check = deadline;
-  auto wait = std::chrono::ceil<std::chrono::milliseconds>(
-    std::max(std::chrono::steady_clock::duration{0}, deadline - std::chrono::steady_clock::now()));
-  self->delayed_send(self, wait, deadline_atom::value);
+  runs.deadline_timer.arm(deadline);
 }
 
 std::size_t active_runs(manager_pointer self) {
@@ -239,6 +241,10 @@ void fail_run(manager_pointer self, run_entry& entry, std::string message) {
 }
 
 } // namespace
+
+void run_deadline_timer::on_deadline(std::uint64_t) {
+  caf::anon_send(manager_, deadline_atom::value); // only enqueues: never calls the clock
+}
 
 bool is_agent_message(const std::string& type) {
   return type == "start_agent" || type == "user_message" || type == "stop_agent";

@@ -12,6 +12,7 @@
 #include "actors/connection_manager.hpp"
 #include "actors/thread_handler.hpp"
 #include "actors/token_bucket.hpp"
+#include "net/deadline_clock.hpp"
 #include "net/protocol_codes.hpp"
 
 namespace er::actors {
@@ -28,16 +29,42 @@ struct run_entry {
 /// The last frames sent, kept so that a resumed session can replay what the client missed.
 using replay_buffer = std::deque<std::pair<std::uint64_t, std::string>>;
 
+/// Wakes a manager with deadline_atom when its earliest run deadline passes. An entry of a
+/// net::deadline_clock, so that it goes away with the run table: a CAF delayed message cannot
+/// be cancelled, and one per table (a table lives from a connection's first concurrent run to
+/// its last) piled up for a whole run timeout under sustained load (a clock entry and a
+/// mailbox element per run), each holding its manager alive after the connection closed.
+class run_deadline_timer final : public net::deadline_clock::entry {
+public:
+  run_deadline_timer(net::deadline_clock& clock, manager_actor manager)
+    : clock_(clock), manager_(std::move(manager)) {
+  }
+  ~run_deadline_timer() {
+    clock_.cancel(*this); // after this, on_deadline is neither running nor coming
+  }
+  void arm(std::chrono::steady_clock::time_point at) {
+    clock_.schedule(*this, at);
+  }
+
+private:
+  void on_deadline(std::uint64_t) override; // on the clock's thread, under its lock
+
+  net::deadline_clock& clock_;
+  manager_actor manager_; ///< a cycle through the manager's state, broken with the table
+};
+
 /// The connection's agent runs. Allocated with the first run and freed when the last one has
 /// ended: an idle connection does not carry two empty hash tables.
 struct run_table {
+  run_table(net::deadline_clock& clock, manager_actor manager)
+    : deadline_timer(clock, std::move(manager)) {
+  }
   std::unordered_map<caf::actor_addr, run_entry> by_actor;
   std::unordered_map<std::string, caf::actor_addr> by_id;
   std::size_t starting = 0; ///< accepted, waiting for the thread store
-  /// When the deadline check is due; max(): none armed. One delayed message per manager
-  /// covers every run's timeout: CAF's clock cannot cancel a delayed message, so one per run
-  /// would pile up for a whole timeout period under sustained load.
+  /// When the deadline check is due; max(): none armed. One timer covers every run's timeout.
   std::chrono::steady_clock::time_point deadline_check = std::chrono::steady_clock::time_point::max();
+  run_deadline_timer deadline_timer;
 };
 
 struct manager_state {

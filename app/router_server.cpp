@@ -165,6 +165,10 @@ std::size_t router_server::running_actors() {
   return impl_->system.registry().running();
 }
 
+std::size_t router_server::pending_timers() {
+  return static_cast<actors::io_clock&>(actors::io_scheduler_of(impl_->system).clock()).pending();
+}
+
 void router_server::shutdown(std::chrono::milliseconds drain) {
   auto& i = *impl_;
   if (i.stopped)

@@ -31,6 +31,8 @@ public:
   actors::router_stats stats();
   /// Actors alive in the system (the router included).
   std::size_t running_actors();
+  /// Timeouts and delayed messages waiting on the actors' clock.
+  std::size_t pending_timers();
 
   /// Stops accepting, closes every connection with 1001, waits up to `drain` for them to
   /// finish, then stops the io threads. Idempotent; the destructor calls it.

@@ -58,6 +58,22 @@ TEST_CASE("demo runs its thinking steps, one tool call and its result, then comp
   }
 }
 
+TEST_CASE("runs that ended leave no timer behind, however many ran one after another") {
+  // Every run has a deadline (agents.run-timeout-ms, 5 minutes by default). A delayed message
+  // per run stayed on the clock for that long, holding its manager, whether or not the run
+  // had ended: 36,000 of them after 5 seconds of the agents benchmark.
+  auto settings = agent_settings();
+  settings.demo_step_delay_ms = 0;
+  test_router router{settings};
+  auto c = connect_user(router, "alice");
+  auto baseline = router.server().pending_timers();
+  for (int i = 0; i < 20; ++i) {
+    auto frames = run_to_end(*c.client, start("demo", "d" + std::to_string(i)));
+    REQUIRE(frames.back()["type"] == "agent_completed");
+  }
+  CHECK(eventually([&] { return router.server().pending_timers() <= baseline; }));
+}
+
 TEST_CASE("an unknown agent is unknown_agent and a malformed start is invalid_message") {
   test_router router{agent_settings()};
   auto c = connect_user(router, "alice");
