@@ -84,7 +84,8 @@ bool can_replay(const manager_state& st, std::uint64_t last_event_id) {
     return false; // the client claims events that were never sent
   if (last_event_id + 1 == st.next_event_id)
     return true; // nothing missed
-  return st.replay && !st.replay->empty() && st.replay->front().first <= last_event_id + 1;
+  auto first = st.replay ? st.replay->first_id() : std::nullopt;
+  return first && *first <= last_event_id + 1;
 }
 
 bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t last_event_id,
@@ -94,9 +95,8 @@ bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t l
     return false;
   attach_connection(self, std::move(connection), true, new_ctx.token_expires_at());
   if (st.replay)
-    for (auto& [id, frame] : *st.replay)
-      if (id > last_event_id)
-        st.outbox.push_back(frame);
+    st.replay->for_each_after(last_event_id,
+                              [&](std::uint64_t, std::string frame) { st.outbox.push_back(std::move(frame)); });
   return true;
 }
 
@@ -334,10 +334,9 @@ void emit(manager_pointer self, const outbound_event& event) {
   auto frame = st.renderer->render(event, id, std::chrono::system_clock::now());
   if (st.settings->resume_window.count() > 0 && st.settings->resume_buffer_events > 0) {
     if (!st.replay)
-      st.replay = std::make_unique<replay_buffer>();
-    st.replay->emplace_back(id, frame);
-    if (st.replay->size() > st.settings->resume_buffer_events)
-      st.replay->pop_front();
+      st.replay = std::make_unique<replay_buffer>(st.settings->resume_buffer_events,
+                                                  st.settings->resume_buffer_bytes);
+    st.replay->push(id, frame);
   }
   if (st.connection)
     st.outbox.push_back(std::move(frame)); // sent when this turn ends

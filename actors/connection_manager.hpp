@@ -25,6 +25,7 @@ struct manager_settings {
   std::size_t max_connections_per_user = 8;
   std::chrono::milliseconds resume_window{0}; ///< 0: no resume, a dropped connection ends
   std::size_t resume_buffer_events = 1000;
+  std::size_t resume_buffer_bytes = 1048576;
   std::size_t messages_per_second = 50; ///< the token bucket of each connection
   std::size_t messages_burst = 100;
   thread_store_actor store;

@@ -2,7 +2,6 @@
 // Internal to the connection manager: its state, shared by connection_manager.cpp (socket,
 // protocol, dispatch) and manager_runs.cpp (agent runs).
 
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "actors/connection_manager.hpp"
+#include "actors/replay_buffer.hpp"
 #include "actors/thread_handler.hpp"
 #include "actors/token_bucket.hpp"
 #include "net/deadline_clock.hpp"
@@ -25,9 +25,6 @@ struct run_entry {
   std::chrono::steady_clock::time_point deadline; ///< the agent's timeout from its start
   bool finished = false; ///< its one final event has been sent
 };
-
-/// The last frames sent, kept so that a resumed session can replay what the client missed.
-using replay_buffer = std::deque<std::pair<std::uint64_t, std::string>>;
 
 /// Wakes a manager with deadline_atom when its earliest run deadline passes. An entry of a
 /// net::deadline_clock, so that it goes away with the run table: a CAF delayed message cannot

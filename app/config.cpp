@@ -64,6 +64,8 @@ const option_spec options[] = {
    "detached session lifetime"},
   {"router.resume-buffer-events", &router_settings::resume_buffer_events, 0, 1000000,
    "events buffered for a detached session"},
+  {"router.resume-buffer-bytes", &router_settings::resume_buffer_bytes, 1024, big,
+   "bytes of those events buffered per connection"},
   {"router.max-runs-per-connection", &router_settings::max_runs_per_connection, 1, 10000,
    "concurrent agent runs per connection"},
   {"router.drain-timeout-ms", &router_settings::drain_timeout_ms, 0, big,

@@ -88,6 +88,7 @@ struct router_server::impl {
     manager_cfg->max_connections_per_user = static_cast<std::size_t>(s.max_connections_per_user);
     manager_cfg->resume_window = std::chrono::milliseconds{s.resume_window_ms};
     manager_cfg->resume_buffer_events = static_cast<std::size_t>(s.resume_buffer_events);
+    manager_cfg->resume_buffer_bytes = static_cast<std::size_t>(s.resume_buffer_bytes);
     manager_cfg->messages_per_second = static_cast<std::size_t>(s.messages_per_second);
     manager_cfg->messages_burst = static_cast<std::size_t>(s.messages_burst);
     manager_cfg->agents = catalog_of(s, io);

@@ -45,6 +45,7 @@ struct router_settings {
   std::int64_t handshake_timeout_ms = 5000;
   std::int64_t resume_window_ms = 30000;
   std::int64_t resume_buffer_events = 1000;
+  std::int64_t resume_buffer_bytes = 1048576;
   std::int64_t max_runs_per_connection = 4;
   std::int64_t drain_timeout_ms = 10000;
   std::int64_t demo_token_ttl_s = 86400;

@@ -151,3 +151,29 @@ TEST_CASE("a resume that asks for events older than the buffer gives a fresh ses
   auto [client, g] = reconnect(router, "alice", resume_target(c.established, 1));
   CHECK(g["data"]["recovered"] == false);
 }
+
+TEST_CASE("the replay buffer keeps at most router.resume-buffer-bytes of frames, newest first") {
+  auto settings = resume_settings();
+  settings.resume_buffer_bytes = 2048;
+  test_router router{settings};
+  auto c = connect_user(router, "alice");
+  std::size_t last_bytes = 0;
+  for (int i = 0; i < 30; ++i) { // about 200 bytes each: the buffer holds the last ten or so
+    c.client->send_text(R"({"type":"ping","id":"p)" + std::to_string(i) + R"("})");
+    last_bytes = next_json(*c.client).dump().size();
+  }
+  REQUIRE(last_bytes * 4 < 2048);
+  c.client->reset();
+  CHECK(eventually([&] { return router.server().stats().detached == 1; }));
+  // The first pongs are gone: no resume from there (the session stays detached)...
+  auto [fresh, g1] = reconnect(router, "alice", resume_target(c.established, 0));
+  CHECK(g1["data"]["recovered"] == false);
+  // ...the last ones are kept, and come back in order.
+  auto [client, g2] = reconnect(router, "alice", resume_target(c.established, 26));
+  CHECK(g2["data"]["recovered"] == true);
+  for (int id = 27; id <= 30; ++id) {
+    auto f = next_json(*client);
+    CHECK(f["event_id"] == id);
+    CHECK(f["reply_to"] == "p" + std::to_string(id - 1));
+  }
+}

@@ -1,0 +1,73 @@
+#pragma once
+// replay_buffer: the last frames sent on a connection, kept so that a resumed session can
+// replay what the client missed (DESIGN §8). Bounded twice: at most `max_frames` frames and
+// `max_bytes` bytes (router.resume-buffer-events / router.resume-buffer-bytes), oldest out
+// first; a frame larger than `max_bytes` empties it, since what follows could no longer be
+// replayed without a gap.
+//
+// The frames lie back to back in one ring of bytes that grows by doubling up to `max_bytes`:
+// keeping a frame is a copy into memory already owned, where a string per frame cost an
+// allocation, and, a thousand frames later, the free of memory nobody had touched since
+// (under the agents benchmark, every connection kept about 300 KB this way).
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace er::actors {
+
+class replay_buffer {
+public:
+  replay_buffer(std::size_t max_frames, std::size_t max_bytes);
+
+  /// Keeps `frame` as event `id` (ids increase), dropping the oldest frames as needed.
+  void push(std::uint64_t id, std::string_view frame);
+
+  /// The id of the oldest frame kept; none when empty.
+  std::optional<std::uint64_t> first_id() const;
+
+  /// Calls `f(id, frame)` for every frame after event `after`, oldest first.
+  template <class F>
+  void for_each_after(std::uint64_t after, F&& f) const {
+    for (auto& s : slots_)
+      if (s.id > after)
+        f(s.id, read(s));
+  }
+
+  std::size_t size() const noexcept {
+    return slots_.size();
+  }
+  /// Bytes of the frames kept.
+  std::size_t bytes() const noexcept {
+    return static_cast<std::size_t>(end_ - begin_);
+  }
+  /// Bytes allocated for them.
+  std::size_t capacity() const noexcept {
+    return ring_.size();
+  }
+
+private:
+  struct slot {
+    std::uint64_t id;
+    std::uint64_t start; ///< position in the stream of every byte ever pushed
+    std::size_t length;
+  };
+
+  void drop_oldest();
+  void grow(std::size_t needed);
+  std::string read(const slot& s) const;
+  void write_at(std::uint64_t pos, std::string_view bytes);
+
+  std::size_t max_frames_;
+  std::size_t max_bytes_;
+  std::vector<char> ring_; ///< position p lives at p % ring_.size()
+  std::deque<slot> slots_;
+  std::uint64_t begin_ = 0; ///< stream position of the oldest byte kept
+  std::uint64_t end_ = 0;   ///< and one past the newest
+};
+
+} // namespace er::actors
