@@ -7,7 +7,7 @@ namespace er::actors {
 
 namespace {
 
-constexpr std::size_t min_capacity = 4096;
+constexpr std::size_t first_chunk = 2048;
 
 } // namespace
 
@@ -20,15 +20,26 @@ void replay_buffer::push(std::uint64_t id, std::string_view frame) {
     // Kept frames followed by a gap could not serve a resume: none is better.
     slots_.clear();
     begin_ = end_;
+    release_chunks();
     return;
   }
   while (!slots_.empty() && (slots_.size() >= max_frames_ || bytes() + frame.size() > max_bytes_))
     drop_oldest();
-  if (bytes() + frame.size() > ring_.size())
-    grow(bytes() + frame.size());
-  write_at(end_, frame);
+  release_chunks();
   slots_.push_back(slot{id, end_, frame.size()});
-  end_ += frame.size();
+  while (!frame.empty()) {
+    if (chunks_.empty() || end_ == chunks_.back().start + chunks_.back().size) {
+      auto size = chunks_.empty() ? first_chunk : std::min(chunks_.back().size * 2, max_chunk);
+      chunks_.push_back(chunk{end_, size, std::unique_ptr<char[]>(new char[size])});
+      capacity_ += size;
+    }
+    auto& back = chunks_.back();
+    auto at = static_cast<std::size_t>(end_ - back.start);
+    auto n = std::min(frame.size(), back.size - at);
+    std::memcpy(back.bytes.get() + at, frame.data(), n);
+    frame.remove_prefix(n);
+    end_ += n;
+  }
 }
 
 std::optional<std::uint64_t> replay_buffer::first_id() const {
@@ -42,42 +53,28 @@ void replay_buffer::drop_oldest() {
   begin_ = slots_.empty() ? end_ : slots_.front().start;
 }
 
-void replay_buffer::grow(std::size_t needed) {
-  auto capacity = std::max(ring_.size(), min_capacity);
-  while (capacity < needed)
-    capacity *= 2;
-  capacity = std::min(capacity, max_bytes_); // needed <= max_bytes_: push dropped enough
-  std::vector<char> old(capacity);
-  old.swap(ring_);
-  // Positions keep their meaning; only where they live changes.
-  for (auto& s : slots_) {
-    if (s.length == 0)
-      continue;
-    auto at = static_cast<std::size_t>(s.start % old.size());
-    auto first = std::min(s.length, old.size() - at);
-    write_at(s.start, {old.data() + at, first});
-    write_at(s.start + first, {old.data(), s.length - first});
+void replay_buffer::release_chunks() {
+  // A chunk with room is the last one and holds end_ >= begin_: it stays.
+  while (!chunks_.empty() && chunks_.front().start + chunks_.front().size <= begin_) {
+    capacity_ -= chunks_.front().size;
+    chunks_.pop_front();
   }
 }
 
 std::string replay_buffer::read(const slot& s) const {
-  std::string out(s.length, '\0');
-  if (s.length == 0)
-    return out;
-  auto at = static_cast<std::size_t>(s.start % ring_.size());
-  auto first = std::min(s.length, ring_.size() - at);
-  std::memcpy(out.data(), ring_.data() + at, first);
-  std::memcpy(out.data() + first, ring_.data(), s.length - first);
+  std::string out;
+  out.reserve(s.length);
+  auto pos = s.start;
+  auto c = chunks_.begin();
+  while (out.size() < s.length) {
+    while (pos >= c->start + c->size)
+      ++c;
+    auto at = static_cast<std::size_t>(pos - c->start);
+    auto n = std::min(s.length - out.size(), c->size - at);
+    out.append(c->bytes.get() + at, n);
+    pos += n;
+  }
   return out;
-}
-
-void replay_buffer::write_at(std::uint64_t pos, std::string_view bytes) {
-  if (bytes.empty())
-    return;
-  auto at = static_cast<std::size_t>(pos % ring_.size());
-  auto first = std::min(bytes.size(), ring_.size() - at);
-  std::memcpy(ring_.data() + at, bytes.data(), first);
-  std::memcpy(ring_.data(), bytes.data() + first, bytes.size() - first);
 }
 
 } // namespace er::actors

@@ -1,5 +1,5 @@
 // replay_buffer against a model (a deque of strings with the same two bounds): random frame
-// sizes make the ring wrap, grow and evict by count and by bytes.
+// sizes span chunks and evict by count and by bytes.
 
 #include <deque>
 #include <random>
@@ -60,7 +60,8 @@ TEST_CASE("replay_buffer keeps exactly what a deque bounded by frames and bytes 
       m.push(id, frame);
       REQUIRE(buffer.size() == m.frames.size());
       REQUIRE(buffer.bytes() == m.bytes);
-      REQUIRE(buffer.capacity() <= max_bytes);
+      // The frames' bytes plus at most two partly used chunks.
+      REQUIRE(buffer.capacity() <= m.bytes + 2 * replay_buffer::max_chunk);
       if (id % 97 == 0 || id == 3000) {
         auto from = m.frames.empty() ? id : m.frames.front().first + m.frames.size() / 2;
         auto got = after(buffer, from - 1);
@@ -88,15 +89,18 @@ TEST_CASE("a frame larger than the byte bound empties the buffer: no replay with
   CHECK(after(buffer, 0) == std::vector<std::pair<std::uint64_t, std::string>>{{4, std::string(10, 'd')}});
 }
 
-TEST_CASE("a frame that wrapped around the ring survives the ring's growth") {
-  replay_buffer buffer{2, 1u << 20};
-  buffer.push(1, std::string(1500, 'a'));
-  buffer.push(2, std::string(1500, 'b'));
-  std::string wrapped = std::string(1000, 'c') + std::string(500, 'C'); // crosses 4096
-  buffer.push(3, wrapped);
-  REQUIRE(buffer.capacity() == 4096);
-  buffer.push(4, std::string(3000, 'd')); // 4,500 bytes kept: the ring doubles
-  CHECK(buffer.capacity() == 8192);
+TEST_CASE("frames spanning chunks read back intact; chunks are freed with their last frame") {
+  replay_buffer buffer{3, 1u << 20};
+  std::vector<std::string> frames;
+  for (int i = 0; i < 12; ++i) // 2, 4, 8, 16 KiB chunks, then 16 KiB ones: most frames span
+    frames.push_back(std::string(5000 + static_cast<std::size_t>(i), static_cast<char>('a' + i)));
+  for (std::size_t i = 0; i < frames.size(); ++i)
+    buffer.push(i + 1, frames[i]);
   CHECK(after(buffer, 0) == std::vector<std::pair<std::uint64_t, std::string>>{
-                              {3, wrapped}, {4, std::string(3000, 'd')}});
+                              {10, frames[9]}, {11, frames[10]}, {12, frames[11]}});
+  // 15,030 bytes kept, within two or three 16 KiB chunks: the older ones are gone.
+  CHECK(buffer.capacity() <= 3 * replay_buffer::max_chunk);
+  buffer.push(13, std::string(2u << 20, 'x')); // over the byte bound: everything goes
+  CHECK(buffer.size() == 0);
+  CHECK(buffer.capacity() <= replay_buffer::max_chunk);
 }
