@@ -9,6 +9,10 @@
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
+#include <boost/asio/defer.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "actors/io_scheduler.hpp"
 #include "actors/manager_state.hpp"
 #include "context/ids.hpp"
 #include "net/protocol_codes.hpp"
@@ -257,6 +261,7 @@ manager_actor::behavior_type shared_behavior() {
                             self->state.ctx->user_id(), std::move(q));
     },
     [](deadline_atom) { on_run_deadlines(running_manager()); },
+    [](flush_atom) {}, // manager_impl::consume sends the outbox once the mailbox is empty
     [](publish_atom, const outbound_event& event) { emit(running_manager(), event); },
     [](resume_atom, connection_ptr& c, std::uint64_t last,
        const context::user_execution_context& ctx) {
@@ -298,9 +303,23 @@ public:
   // the next handlers add theirs and the last one of the turn sends them all.
   caf::invoke_message_result consume(caf::mailbox_element& x) override {
     auto result = super::consume(x);
-    if (mailbox().empty())
+    if (mailbox().empty() && !(std::exchange(state.hold_outbox, false) && hold_for_children()))
       state.flush_outbox();
     return result;
+  }
+
+private:
+  // A run started in this turn: its actor runs next on this thread, and a demo run's events
+  // (all of an echo run's) arrive before anything else happens here. A flush message deferred
+  // behind it lets agent_started leave with them in one write instead of alone before them.
+  bool hold_for_children() {
+    auto* io = current_io_context();
+    if (io == nullptr || state.outbox.empty())
+      return false;
+    boost::asio::defer(*io, [self = caf::actor_cast<manager_actor>(this)] {
+      caf::anon_send(self, flush_atom::value);
+    });
+    return true;
   }
 
 protected:

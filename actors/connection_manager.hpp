@@ -44,6 +44,7 @@ using manager_actor = caf::typed_actor<
   caf::reacts_to<run_event_atom, outbound_event>,        // a run's event, stamped and sent
   caf::replies_to<store_atom, thread_query>::with<thread_reply>, // a handler's store query
   caf::reacts_to<deadline_atom>,                         // time to check runs' deadlines
+  caf::reacts_to<flush_atom>,                            // the held outbox may leave now
   caf::reacts_to<publish_atom, outbound_event>,          // a backend's event for this user
   // a new socket for this detached session: resumes after last_event_id, or answers false
   caf::replies_to<resume_atom, connection_ptr, std::uint64_t, context::user_execution_context>::with<bool>,

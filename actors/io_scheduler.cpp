@@ -281,6 +281,10 @@ void use_io_scheduler(caf::actor_system_config& cfg, std::size_t threads) {
   cfg.module_factories.push_back(&io_scheduler::make);
 }
 
+asio::io_context* current_io_context() noexcept {
+  return current_worker != nullptr ? &current_worker->io() : nullptr;
+}
+
 io_scheduler& io_scheduler_of(caf::actor_system& sys) {
   return static_cast<io_scheduler&>(sys.scheduler());
 }

@@ -119,4 +119,8 @@ void use_io_scheduler(caf::actor_system_config& cfg, std::size_t threads);
 /// The scheduler of a system configured by use_io_scheduler.
 io_scheduler& io_scheduler_of(caf::actor_system& sys);
 
+/// The io_context of the calling io thread; null on any other thread. A handler deferred to
+/// it runs after the actors this thread has made runnable so far.
+boost::asio::io_context* current_io_context() noexcept;
+
 } // namespace er::actors

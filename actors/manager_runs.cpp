@@ -98,6 +98,7 @@ void start_run(manager_pointer self, const agent_definition& agent,
   emit(self, std::move(started));
   if (auto& m = st.settings->metrics)
     m->run_started();
+  st.hold_outbox = true;
   entry.actor = spawn_agent_run(self, agent, *st.settings->agents,
                                 run_spec{entry.run_id, entry.thread_id.value_or(""),
                                          std::move(payload)});

@@ -71,6 +71,8 @@ struct manager_state {
   /// leaves with one dispatch to the socket's strand and one write. Empty, without storage,
   /// between batches.
   std::vector<std::string> outbox;
+  /// A run started in this turn: the outbox waits for its first events (manager_impl).
+  bool hold_outbox = false;
   router_feedback router;
   bool shutting_down = false; ///< closing: nothing more is processed
   bool draining = false;      ///< the server stops: no new runs, close once runs ended

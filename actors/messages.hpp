@@ -33,6 +33,7 @@ using session_atom = caf::atom_constant<caf::atom("session")>;   ///< manager ->
 using resume_atom = caf::atom_constant<caf::atom("resume")>;     ///< router -> manager
 using expire_atom = caf::atom_constant<caf::atom("expire")>;     ///< manager -> itself
 using drain_atom = caf::atom_constant<caf::atom("drain")>;       ///< router -> managers
+using flush_atom = caf::atom_constant<caf::atom("flush")>;       ///< manager -> itself
 
 using connection_ptr = std::shared_ptr<net::ws_connection>;
 

@@ -58,6 +58,20 @@ TEST_CASE("demo runs its thinking steps, one tool call and its result, then comp
   }
 }
 
+TEST_CASE("agent_started leaves at once, not with the run's first event") {
+  // The manager holds its outbox for the run's first turn, so that a demo run's events leave
+  // with agent_started in one write; a run with nothing to say yet must not keep it waiting.
+  auto settings = agent_settings();
+  settings.demo_step_delay_ms = 3000;
+  test_router router{settings};
+  auto c = connect_user(router, "alice");
+  c.client->send_text(start("demo", "slow").dump());
+  auto first = c.client->read(1500ms);
+  REQUIRE(first.what == er::net::frame::kind::text);
+  CHECK(json::parse(first.data)["type"] == "agent_started");
+  CHECK(c.client->read(500ms).what == er::net::frame::kind::timeout); // the first step waits
+}
+
 TEST_CASE("runs that ended leave no timer behind, however many ran one after another") {
   // Every run has a deadline (agents.run-timeout-ms, 5 minutes by default). A delayed message
   // per run stayed on the clock for that long, holding its manager, whether or not the run
