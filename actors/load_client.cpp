@@ -7,6 +7,8 @@
 #include <caf/send.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
+#include <boost/asio/steady_timer.hpp>
+
 #include "actors/io_scheduler.hpp"
 #include "net/async_ws_client.hpp"
 #include "net/protocol_codes.hpp"
@@ -60,6 +62,8 @@ struct client_state {
   std::size_t index = 0;
   std::string user;
   owned_socket owned;
+  boost::asio::io_context* io = nullptr; ///< the socket's
+  std::unique_ptr<boost::asio::steady_timer> tick_timer; ///< on `io`, made with the first tick
   std::optional<frame_checker> checker; ///< the current connection's; reset once accounted
   client_delta pending;                 ///< not yet reported to the collector
   std::uint64_t cycle = 0;
@@ -84,6 +88,24 @@ void schedule_flush(client_pointer self) {
   if (std::exchange(self->state.flush_scheduled, true))
     return;
   self->delayed_send(self, flush_interval, flush_atom::value);
+}
+
+/// Sends the client its next tick_atom after `delay`, timed on its socket's io thread: the
+/// client then runs there and its frame goes straight to the socket. With CAF's clock (one
+/// timer on the first io thread) every client's ticks ran on that thread, a third busier than
+/// the other, and half the frames were posted across to the other thread.
+void schedule_tick(client_pointer self, std::chrono::microseconds delay) {
+  auto& st = self->state;
+  if (st.io == nullptr)
+    return; // never connected
+  if (!st.tick_timer)
+    st.tick_timer = std::make_unique<boost::asio::steady_timer>(*st.io);
+  st.tick_timer->expires_after(delay);
+  st.tick_timer->async_wait(
+    [client = caf::actor_cast<load_client_actor>(self)](const boost::system::error_code& ec) {
+      if (!ec)
+        caf::anon_send(client, tick_atom::value);
+    });
 }
 
 void report_ready(client_pointer self, bool ok) {
@@ -112,7 +134,8 @@ void open_connection(client_pointer self) {
   st.closing = false;
   st.connect_started = clock::now();
   auto sink = std::make_shared<client_socket_sink>(caf::actor_cast<load_client_actor>(self));
-  st.owned.socket = net::async_ws_client::open(st.setup->io->next_io_context(), c, std::move(sink));
+  st.io = &st.setup->io->next_io_context();
+  st.owned.socket = net::async_ws_client::open(*st.io, c, std::move(sink));
 }
 
 /// Ends the connection with a close handshake; on_closed then ends the client.
@@ -158,8 +181,7 @@ void on_run_tick(client_pointer self) {
     return;
   if (st.checker->pending_runs() < o.max_runs)
     send_frame(self, st.checker->start_demo_run(clock::now()));
-  self->delayed_send(self, std::chrono::microseconds{static_cast<std::int64_t>(1e6 / o.agent_rate)},
-                     tick_atom::value);
+  schedule_tick(self, std::chrono::microseconds{static_cast<std::int64_t>(1e6 / o.agent_rate)});
 }
 
 void on_go(client_pointer self) {
@@ -171,7 +193,7 @@ void on_go(client_pointer self) {
   } else if (o.kind == scenario::agents) {
     // Spread the first starts over one interval, so that connections do not start in step.
     auto interval = std::chrono::microseconds{static_cast<std::int64_t>(1e6 / o.agent_rate)};
-    self->delayed_send(self, first_start_offset(st.index, interval), tick_atom::value);
+    schedule_tick(self, first_start_offset(st.index, interval));
   }
   schedule_flush(self);
 }
