@@ -12,12 +12,18 @@
 // the socket, and a flush started while one of them is still in flight waits for it, so that at
 // most one socket write is in flight and frames never interleave. A write that arrives while a
 // flush is in flight is gathered and sent by that flush, after what it was sending.
+//
+// A burst's buffers are recycled per thread: the next burst on this thread (any connection's)
+// reuses their capacity. A fresh buffer of a few KiB for every burst made glibc consolidate
+// its fast bins each time (a twentieth of the router's CPU under the agents benchmark); an
+// idle connection still holds no burst.
 
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -108,8 +114,15 @@ public:
 
   /// Writes from now on are gathered in memory until async_flush() has sent them.
   void gather() {
-    if (!burst_)
+    if (burst_)
+      return;
+    auto& spare = spare_bursts();
+    if (spare.empty()) {
       burst_ = std::make_unique<burst>();
+    } else {
+      burst_ = std::move(spare.back());
+      spare.pop_back();
+    }
   }
 
   /// gather(), with room for `bytes` more in the burst buffer (the session knows how much it
@@ -129,7 +142,7 @@ public:
   template <class Handler>
   void async_flush(Handler handler) {
     if (!burst_ || burst_->gathered.empty()) {
-      burst_.reset();
+      release_burst();
       boost::asio::post(socket_.get_executor(),
                         boost::beast::bind_front_handler(std::move(handler),
                                                          boost::system::error_code{}));
@@ -148,6 +161,27 @@ private:
     std::string sending;  ///< in flight
     std::function<void(boost::system::error_code)> waiting_flush; ///< for direct writes to end
   };
+
+  static constexpr std::size_t max_spare_bursts = 16;       ///< per thread
+  static constexpr std::size_t max_spare_capacity = 65536;  ///< per burst
+
+  static std::vector<std::unique_ptr<burst>>& spare_bursts() {
+    static thread_local std::vector<std::unique_ptr<burst>> spare;
+    return spare;
+  }
+
+  void release_burst() {
+    if (!burst_)
+      return;
+    auto b = std::move(burst_);
+    auto& spare = spare_bursts();
+    if (spare.size() >= max_spare_bursts || b->waiting_flush
+        || b->gathered.capacity() + b->sending.capacity() > max_spare_capacity)
+      return;
+    b->gathered.clear();
+    b->sending.clear();
+    spare.push_back(std::move(b));
+  }
 
   template <class ConstBuffers>
   std::size_t append(const ConstBuffers& buffers) {
@@ -177,7 +211,7 @@ private:
       recycled([this, handler = std::move(handler)](boost::system::error_code ec,
                                                     std::size_t) mutable {
         if (ec || burst_->gathered.empty()) {
-          burst_.reset(); // a burst's memory is not kept by an idle connection
+          release_burst(); // a burst's memory is not kept by an idle connection
           handler(ec);
           return;
         }

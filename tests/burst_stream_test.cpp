@@ -317,3 +317,33 @@ TEST_CASE("burst_stream under Beast's synchronous write: queued messages are fra
     CHECK(boost::beast::buffers_to_string(buffer.data()) == expected);
   }
 }
+
+TEST_CASE("burst_stream: a burst's recycled buffers carry nothing into the next connection's "
+          "burst") {
+  // Bursts are recycled per thread; a recycled one must start empty, whoever used it before,
+  // even one given back by a failed flush with bytes still gathered.
+  connected_pair first;
+  connected_pair second;
+  first.stream.next_layer().socket.close();
+  std::string lost = "for the first connection only;";
+  first.stream.write_some(asio::buffer(lost));
+  error_code failed;
+  first.stream.async_flush([&](error_code ec) { failed = ec; });
+  first.stream.write_some(asio::buffer(lost)); // gathered while that flush is in flight
+  first.io.run();
+  CHECK(failed);
+  CHECK_FALSE(first.stream.gathering());
+
+  std::string small = "second;";
+  second.stream.gather(64);
+  second.stream.write_some(asio::buffer(small));
+  second.stream.async_flush([](error_code ec) { CHECK_FALSE(ec); });
+  second.io.run();
+  CHECK(second.writes == 1);
+  CHECK(read_exactly(second.client, small.size()) == small);
+  second.client.non_blocking(true);
+  char extra = 0;
+  error_code ec;
+  CHECK(second.client.read_some(asio::buffer(&extra, 1), ec) == 0); // nothing after it
+  CHECK(ec == asio::error::would_block);
+}
