@@ -99,8 +99,9 @@ bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t l
     return false;
   attach_connection(self, std::move(connection), true, new_ctx.token_expires_at());
   if (st.replay)
-    st.replay->for_each_after(last_event_id,
-                              [&](std::uint64_t, std::string frame) { st.outbox.push_back(std::move(frame)); });
+    st.replay->for_each_after(last_event_id, [&](std::uint64_t, std::string frame) {
+      st.outbox.push_back(std::move(frame));
+    });
   return true;
 }
 

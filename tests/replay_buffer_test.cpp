@@ -14,6 +14,8 @@ using er::actors::replay_buffer;
 
 namespace {
 
+using frame_list = std::vector<std::pair<std::uint64_t, std::string>>;
+
 struct model {
   std::size_t max_frames;
   std::size_t max_bytes;
@@ -35,8 +37,8 @@ struct model {
   }
 };
 
-std::vector<std::pair<std::uint64_t, std::string>> after(const replay_buffer& b, std::uint64_t id) {
-  std::vector<std::pair<std::uint64_t, std::string>> out;
+frame_list after(const replay_buffer& b, std::uint64_t id) {
+  frame_list out;
   b.for_each_after(id, [&](std::uint64_t i, std::string f) { out.emplace_back(i, std::move(f)); });
   return out;
 }
@@ -65,7 +67,7 @@ TEST_CASE("replay_buffer keeps exactly what a deque bounded by frames and bytes 
       if (id % 97 == 0 || id == 3000) {
         auto from = m.frames.empty() ? id : m.frames.front().first + m.frames.size() / 2;
         auto got = after(buffer, from - 1);
-        std::vector<std::pair<std::uint64_t, std::string>> want;
+        frame_list want;
         for (auto& f : m.frames)
           if (f.first >= from)
             want.push_back(f);
@@ -86,7 +88,7 @@ TEST_CASE("a frame larger than the byte bound empties the buffer: no replay with
   CHECK(buffer.first_id() == std::nullopt);
   buffer.push(4, std::string(10, 'd'));
   CHECK(buffer.first_id() == std::uint64_t{4});
-  CHECK(after(buffer, 0) == std::vector<std::pair<std::uint64_t, std::string>>{{4, std::string(10, 'd')}});
+  CHECK(after(buffer, 0) == frame_list{{4, std::string(10, 'd')}});
 }
 
 TEST_CASE("frames spanning chunks read back intact; chunks are freed with their last frame") {
@@ -96,7 +98,7 @@ TEST_CASE("frames spanning chunks read back intact; chunks are freed with their 
     frames.push_back(std::string(5000 + static_cast<std::size_t>(i), static_cast<char>('a' + i)));
   for (std::size_t i = 0; i < frames.size(); ++i)
     buffer.push(i + 1, frames[i]);
-  CHECK(after(buffer, 0) == std::vector<std::pair<std::uint64_t, std::string>>{
+  CHECK(after(buffer, 0) == frame_list{
                               {10, frames[9]}, {11, frames[10]}, {12, frames[11]}});
   // 15,030 bytes kept, within two or three 16 KiB chunks: the older ones are gone.
   CHECK(buffer.capacity() <= 3 * replay_buffer::max_chunk);
