@@ -280,7 +280,7 @@ void on_run_event(manager_pointer self, outbound_event& event) {
       q.thread_id = *entry.thread_id;
       q.role = "agent";
       q.run_id = entry.run_id;
-      q.content = event.data.dump();
+      q.content = event.data_text.empty() ? event.data.dump() : event.data_text;
       self->request(st.settings->store, store_timeout, store_atom::value, st.ctx->user_id(), q)
         .then([](thread_reply&) {}, [](caf::error&) {});
     }

@@ -71,11 +71,11 @@ struct manager_state {
   /// leaves with one dispatch to the socket's strand and one write. Empty, without storage,
   /// between batches.
   std::vector<std::string> outbox;
-  /// A run started in this turn: the outbox waits for its first events (manager_impl).
-  bool hold_outbox = false;
   router_feedback router;
   bool shutting_down = false; ///< closing: nothing more is processed
   bool draining = false;      ///< the server stops: no new runs, close once runs ended
+  /// A run started in this turn: the outbox waits for its first events (manager_impl).
+  bool hold_outbox = false;
   std::uint64_t generation = 0;          ///< counts attach/detach, to match expire timers
   std::unique_ptr<replay_buffer> replay; ///< allocated on first event: idle costs nothing
   std::unique_ptr<event_renderer> renderer; ///< likewise

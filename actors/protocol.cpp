@@ -135,7 +135,10 @@ std::string event_renderer::render(const outbound_event& event, std::uint64_t ev
   auto& out = buffer.text;
   out.clear();
   out += "{\"data\":";
-  buffer.writer.dump(event.data, false, false, 0);
+  if (event.data_text.empty())
+    buffer.writer.dump(event.data, false, false, 0);
+  else
+    out += event.data_text;
   out += ",\"event_id\":";
   out += std::to_string(event_id);
   if (event.reply_to) // a request's own id: seldom the same twice

@@ -40,6 +40,9 @@ struct outbound_event {
   std::optional<std::string> run_id;
   std::optional<std::string> reply_to;
   nlohmann::json data = nlohmann::json::object();
+  /// `data` already serialized by nlohmann (a built-in agent's events, the same for every
+  /// run); when not empty it is sent instead of `data`, which is then ignored.
+  std::string data_text;
   /// When the event came into being, for the delivery latency metric; unset: not measured.
   std::chrono::steady_clock::time_point created{};
 };

@@ -55,6 +55,12 @@ TEST_CASE("demo runs its thinking steps, one tool call and its result, then comp
                                       "agent_completed"});
     for (size_t i = 1; i < frames.size(); ++i)
       CHECK(frames[i]["event_id"].get<int>() == frames[i - 1]["event_id"].get<int>() + 1);
+    for (int step = 1; step <= 3; ++step)
+      CHECK(frames[static_cast<std::size_t>(step)]["data"]
+            == json{{"step", step}, {"of", 3}, {"text", "thinking, step " + std::to_string(step)}});
+    CHECK(frames[4]["data"] == json{{"tool", "lookup"}, {"input", "hello"}});
+    CHECK(frames[5]["data"] == json{{"tool", "lookup"}, {"output", "42"}});
+    CHECK(frames[6]["data"] == json{{"output", "demo answer"}, {"input", "hello"}, {"steps", 3}});
   }
 }
 

@@ -140,7 +140,7 @@ std::string dom_envelope(const er::actors::outbound_event& e, std::uint64_t id,
               {"run_id", optional(e.run_id)},
               {"reply_to", optional(e.reply_to)},
               {"timestamp", er::actors::rfc3339(at)},
-              {"data", e.data}};
+              {"data", e.data_text.empty() ? e.data : json::parse(e.data_text)}};
   return doc.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -152,7 +152,7 @@ TEST_CASE("the envelope renderer writes what a JSON document of the envelope dum
   er::actors::event_renderer renderer{user};
   auto t0 = std::chrono::system_clock::time_point{std::chrono::milliseconds{1764000000123}};
 
-  std::vector<outbound_event> events(6);
+  std::vector<outbound_event> events(7);
   events[0].type = "agent_started";
   events[0].run_id = "r-1";
   events[0].thread_id = "t-\n1";
@@ -169,6 +169,8 @@ TEST_CASE("the envelope renderer writes what a JSON document of the envelope dum
   events[4].data = json{{"x", "\xfe"}};
   events[5].type = "pong";
   events[5].run_id = "r-2";
+  events[6] = events[5]; // data serialized beforehand (a built-in agent's): sent as it is
+  events[6].data_text = json{{"step", 2}, {"text", "\u00e9 \"q\""}}.dump();
 
   for (std::size_t i = 0; i < events.size(); ++i) {
     auto at = t0 + std::chrono::milliseconds{i / 2}; // a timestamp kept for two events, then renewed
