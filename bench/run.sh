@@ -9,7 +9,7 @@
 #
 # Environment: BUILD_DIR (default build-bench), JOBS (build jobs, default 2), BENCH_KIT (the
 # shared kit, default ../shared/bench beside the checkout; it may be read-only: what is needed is copied to a
-# temporary folder), ROUNDS (alternating rounds of the ping runs, default 2), PING_SECS (5),
+# temporary folder), ROUNDS (alternating rounds of the ping runs, default 3), PING_SECS (5),
 # IDLE_CONNS (10000), OUT (also write the JSON to this file).
 # Progress goes to stderr; stdout gets the JSON and then the markdown table.
 set -euo pipefail
@@ -18,7 +18,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$root/build-bench}
 JOBS=${JOBS:-2}
 BENCH_KIT=${BENCH_KIT:-$root/../shared/bench}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 PING_SECS=${PING_SECS:-5}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_HOLD_SECS=4
