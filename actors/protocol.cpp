@@ -141,10 +141,7 @@ std::string event_renderer::render(const outbound_event& event, std::uint64_t ev
     out += event.data_text;
   out += ",\"event_id\":";
   out += std::to_string(event_id);
-  if (event.reply_to) // a request's own id: seldom the same twice
-    out += member_text("reply_to", json(*event.reply_to));
-  else
-    out += ",\"reply_to\":null";
+  append(out, reply_to_, "reply_to", event.reply_to ? &*event.reply_to : nullptr);
   append(out, run_id_, "run_id", event.run_id ? &*event.run_id : nullptr);
   append(out, thread_id_, "thread_id", event.thread_id ? &*event.thread_id : nullptr);
   out += timestamp_member(buffer, at);

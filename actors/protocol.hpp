@@ -75,7 +75,8 @@ private:
                      const std::string* value);
 
   std::string user_member_; ///< `,"user_id":"..."}`: the envelope's last member
-  cached_member run_id_, thread_id_;
+  /// reply_to repeats in every event of a run (the id of the request that started it).
+  cached_member reply_to_, run_id_, thread_id_;
 };
 
 /// The server envelope as one JSON text frame (a one-off event_renderer).

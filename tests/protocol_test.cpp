@@ -169,7 +169,9 @@ TEST_CASE("the envelope renderer writes what a JSON document of the envelope dum
   events[4].data = json{{"x", "\xfe"}};
   events[5].type = "pong";
   events[5].run_id = "r-2";
-  events[6] = events[5]; // data serialized beforehand (a built-in agent's): sent as it is
+  events[5].reply_to = "p-\\1"; // after events without one
+  events[6] = events[5]; // data serialized beforehand (a built-in agent's): sent as it is;
+                         // the same reply_to again, as in every event of a run
   events[6].data_text = json{{"step", 2}, {"text", "\u00e9 \"q\""}}.dump();
 
   for (std::size_t i = 0; i < events.size(); ++i) {
