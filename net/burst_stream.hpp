@@ -15,8 +15,8 @@
 //
 // A burst's buffers are recycled per thread: the next burst on this thread (any connection's)
 // reuses their capacity. A fresh buffer of a few KiB for every burst made glibc consolidate
-// its fast bins each time (a twentieth of the router's CPU under the agents benchmark); an
-// idle connection still holds no burst.
+// its fast bins each time (2-3% of the router's CPU under the agents benchmark); an idle
+// connection still holds no burst.
 
 #include <cstddef>
 #include <functional>
