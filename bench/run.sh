@@ -266,6 +266,17 @@ runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peers, cores, kernel, out = json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 servers = ["router", "shared"] + [p for p in ("ws", "uws") if peers.get(p) == "ok"]
 
+def paired_ratio(kind, peer, key, **match):
+    """Median over rounds of router / peer within each round: the servers of one round ran
+    minutes apart at most, so the ratio cancels what the shared host did between rounds."""
+    def by_round(server):
+        return {r.get("round", 0): r[key] for r in runs
+                if r["kind"] == kind and r["server"] == server and r.get(key)
+                and all(r.get(k) == v for k, v in match.items())}
+    mine, theirs = by_round("router"), by_round(peer)
+    xs = [mine[k] / theirs[k] for k in mine if k in theirs]
+    return statistics.median(xs) if xs else None
+
 def median(kind, server, key, **match):
     xs = [r[key] for r in runs if r["kind"] == kind and r["server"] == server and r.get(key) is not None
           and all(r.get(k) == v for k, v in match.items())]
@@ -285,8 +296,7 @@ for label, kind, key, match, better in rows:
         conns = next((r["connections"] for r in runs if r["kind"] == "idle"), 0)
         label = "idle, %d connections: server RSS KiB per connection" % conns
     values = {s: median(kind, s, key, **match) for s in servers}
-    ratios = {p: (values["router"] / values[p]) if values["router"] and values.get(p) else None
-              for p in servers[1:]}
+    ratios = {p: paired_ratio(kind, p, key, **match) for p in servers[1:]}
     summary[label] = {"values": values, "router_over_peer": ratios, "better": better}
     table.append((label, values, ratios, better))
 
@@ -301,7 +311,7 @@ agents_summary = agents and {
 summary["agents, 1,000 users (median of rounds)"] = agents_summary or None
 
 result = {"machine": {"cores": cores, "kernel": kernel}, "peers": peers,
-          "note": "medians over alternating rounds; ratios are router / peer",
+          "note": "values: medians over alternating rounds; ratios: medians over rounds of router / peer in the same round",
           "summary": summary, "runs": runs}
 text = json.dumps(result, indent=2, ensure_ascii=False)
 print(text)
