@@ -22,13 +22,17 @@ using bad_out_atom = caf::atom_constant<caf::atom("bad_out")>;
 using reap_atom = caf::atom_constant<caf::atom("reap")>;
 
 // The manager learns which run reports from the sender: a run cannot speak for another.
+void send_event(caf::scheduled_actor* self, const manager_actor& manager, outbound_event ev) {
+  caf::send_as(caf::actor_cast<caf::actor>(self), manager, run_event_atom::value,
+               std::move(ev));
+}
+
 void report(caf::scheduled_actor* self, const manager_actor& manager, std::string type,
             json data) {
   outbound_event ev;
   ev.type = std::move(type);
   ev.data = std::move(data);
-  caf::send_as(caf::actor_cast<caf::actor>(self), manager, run_event_atom::value,
-               std::move(ev));
+  send_event(self, manager, std::move(ev));
 }
 
 /// report() with data already serialized (outbound_event::data_text).
@@ -37,8 +41,7 @@ void report_text(caf::scheduled_actor* self, const manager_actor& manager, std::
   outbound_event ev;
   ev.type = std::move(type);
   ev.data_text = data_text;
-  caf::send_as(caf::actor_cast<caf::actor>(self), manager, run_event_atom::value,
-               std::move(ev));
+  send_event(self, manager, std::move(ev));
 }
 
 json input_of(const run_spec& spec) {

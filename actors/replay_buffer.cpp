@@ -31,7 +31,6 @@ void replay_buffer::push(std::uint64_t id, std::string_view frame) {
     if (chunks_.empty() || end_ == chunks_.back().start + chunks_.back().size) {
       auto size = chunks_.empty() ? first_chunk : std::min(chunks_.back().size * 2, max_chunk);
       chunks_.push_back(chunk{end_, size, std::unique_ptr<char[]>(new char[size])});
-      capacity_ += size;
     }
     auto& back = chunks_.back();
     auto at = static_cast<std::size_t>(end_ - back.start);
@@ -40,6 +39,13 @@ void replay_buffer::push(std::uint64_t id, std::string_view frame) {
     frame.remove_prefix(n);
     end_ += n;
   }
+}
+
+std::size_t replay_buffer::capacity() const noexcept {
+  std::size_t bytes = 0;
+  for (auto& c : chunks_)
+    bytes += c.size;
+  return bytes;
 }
 
 std::optional<std::uint64_t> replay_buffer::first_id() const {
@@ -56,7 +62,6 @@ void replay_buffer::drop_oldest() {
 void replay_buffer::release_chunks() {
   // A chunk with room is the last one and holds end_ >= begin_: it stays.
   while (!chunks_.empty() && chunks_.front().start + chunks_.front().size <= begin_) {
-    capacity_ -= chunks_.front().size;
     chunks_.pop_front();
   }
 }

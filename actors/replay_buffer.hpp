@@ -50,9 +50,7 @@ public:
     return static_cast<std::size_t>(end_ - begin_);
   }
   /// Bytes allocated for them.
-  std::size_t capacity() const noexcept {
-    return capacity_;
-  }
+  std::size_t capacity() const noexcept;
 
   /// The largest chunk.
   static constexpr std::size_t max_chunk = 16384;
@@ -77,7 +75,6 @@ private:
   std::size_t max_bytes_;
   std::deque<chunk> chunks_; ///< cover [chunks_.front().start, end_) and maybe some room
   std::deque<slot> slots_;
-  std::size_t capacity_ = 0;
   std::uint64_t begin_ = 0; ///< stream position of the oldest byte kept
   std::uint64_t end_ = 0;   ///< and one past the newest
 };

@@ -266,20 +266,22 @@ runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 peers, cores, kernel, out = json.loads(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
 servers = ["router", "shared"] + [p for p in ("ws", "uws") if peers.get(p) == "ok"]
 
+def matching(kind, server, key, match):
+    """The runs of `kind` against `server` that measured `key`, with every field in `match`."""
+    return [r for r in runs if r["kind"] == kind and r["server"] == server and r.get(key) is not None
+            and all(r.get(k) == v for k, v in match.items())]
+
 def paired_ratio(kind, peer, key, **match):
     """Median over rounds of router / peer within each round: the servers of one round ran
     minutes apart at most, so the ratio cancels what the shared host did between rounds."""
     def by_round(server):
-        return {r.get("round", 0): r[key] for r in runs
-                if r["kind"] == kind and r["server"] == server and r.get(key)
-                and all(r.get(k) == v for k, v in match.items())}
+        return {r.get("round", 0): r[key] for r in matching(kind, server, key, match) if r[key]}
     mine, theirs = by_round("router"), by_round(peer)
     xs = [mine[k] / theirs[k] for k in mine if k in theirs]
     return statistics.median(xs) if xs else None
 
 def median(kind, server, key, **match):
-    xs = [r[key] for r in runs if r["kind"] == kind and r["server"] == server and r.get(key) is not None
-          and all(r.get(k) == v for k, v in match.items())]
+    xs = [r[key] for r in matching(kind, server, key, match)]
     return statistics.median(xs) if xs else None
 
 rows = [
