@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
 
-#include "actors/agent_run.hpp"
+#include "protocol/message_types.hpp"
 #include "context/token_source.hpp"
 #include "context/user_execution_context.hpp"
 
@@ -61,7 +61,7 @@ bool well_formed_type(const std::string& type) {
 }
 
 /// The publish body, validated; or the reason it is refused.
-std::variant<std::pair<std::string, actors::outbound_event>, std::string>
+std::variant<std::pair<std::string, protocol::outbound_event>, std::string>
 parse_publish(std::string_view body) {
   auto doc = json::parse(body.begin(), body.end(), nullptr, false);
   if (doc.is_discarded() || !doc.is_object())
@@ -75,12 +75,12 @@ parse_publish(std::string_view body) {
   auto type = event->find("type");
   if (type == event->end() || !type->is_string() || !well_formed_type(type->get<std::string>()))
     return std::string{"event.type must be 1-64 characters of [A-Za-z0-9_.:-]"};
-  if (is_reserved_event_type(type->get<std::string>()))
+  if (protocol::is_reserved_type(type->get<std::string>()))
     return std::string{"event.type \"" + type->get<std::string>() + "\" is reserved"};
   auto data = event->find("data");
   if (data != event->end() && !data->is_object())
     return std::string{"event.data must be an object"};
-  actors::outbound_event ev;
+  protocol::outbound_event ev;
   ev.type = type->get<std::string>();
   ev.published = true;
   ev.created = std::chrono::steady_clock::now();
@@ -126,12 +126,6 @@ void health(const http_api& api, respond_fn respond) {
 }
 
 } // namespace
-
-bool is_reserved_event_type(const std::string& type) {
-  return actors::is_agent_event(type) || type == "agent_started" || type == "pong"
-         || type == "error" || type == "connection_established" || type == "thread_created"
-         || type == "thread_list" || type == "thread_history";
-}
 
 void http_api::handle(const net::http_request_view& req, respond_fn respond) const {
   auto path = context::target_path(req.target);

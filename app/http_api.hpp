@@ -11,7 +11,7 @@
 #include <caf/actor_system.hpp>
 
 #include "actors/metrics.hpp"
-#include "actors/router.hpp"
+#include "actors/router/router.hpp"
 #include "net/listener.hpp"
 
 namespace er::app {
@@ -27,8 +27,5 @@ struct http_api {
   void handle(const net::http_request_view& request,
               std::function<void(net::http_reply)> respond) const;
 };
-
-/// Types a backend may not publish: the router's own protocol.
-bool is_reserved_event_type(const std::string& type);
 
 } // namespace er::app

@@ -10,12 +10,13 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
-#include "actors/io_scheduler.hpp"
-#include "actors/router.hpp"
+#include "actors/runtime/io_scheduler.hpp"
+#include "actors/router/router.hpp"
 #include "app/http_api.hpp"
 #include "context/jwt_auth.hpp"
+#include "context/token_source.hpp"
 #include "net/listener.hpp"
-#include "net/protocol_codes.hpp"
+#include "protocol/close_codes.hpp"
 
 namespace er::app {
 
@@ -63,6 +64,25 @@ std::shared_ptr<const actors::agent_catalog> catalog_of(const router_settings& s
   return catalog;
 }
 
+/// `?resume=&last_event_id=` of an upgrade request, when both are present and well-formed.
+std::optional<actors::resume_request> resume_of(std::string_view target) {
+  auto token = context::query_parameter(target, "resume");
+  auto last = context::query_parameter(target, "last_event_id");
+  if (!token || token->empty() || !last)
+    return std::nullopt;
+  actors::resume_request r;
+  r.token = std::move(*token);
+  try {
+    std::size_t used = 0;
+    r.last_event_id = std::stoull(*last, &used);
+    if (used != last->size() || last->front() == '-')
+      return std::nullopt;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  return r;
+}
+
 // The io threads run the sockets and the actors alike (actors/io_scheduler.hpp).
 std::unique_ptr<caf::actor_system_config> with_io_scheduler(
   std::unique_ptr<caf::actor_system_config> cfg, const router_settings& s) {
@@ -100,7 +120,9 @@ struct router_server::impl {
     api = std::make_unique<http_api>(http_api{system, router, metrics, s.api_key, s.server_id});
     net::listener_hooks hooks;
     hooks.on_upgrade = [r = router](net::upgrade up) {
-      caf::anon_send(r, actors::attach_atom::value, std::move(up));
+      caf::anon_send(r, actors::attach_atom::value,
+                     actors::attach_request{std::move(up.connection), std::move(up.ctx),
+                                            resume_of(up.target)});
     };
     hooks.on_request = [a = api.get()](const net::http_request_view& req,
                                        std::function<void(net::http_reply)> respond) {
@@ -192,7 +214,7 @@ void router_server::shutdown(std::chrono::milliseconds drain) {
     }
   };
   wait_for_connections(drain);
-  caf::anon_send(i.router, actors::shutdown_atom::value, close_code::going_away);
+  caf::anon_send(i.router, actors::shutdown_atom::value, close_code::going_away.code);
   wait_for_connections(std::chrono::milliseconds{i.settings.handshake_timeout_ms});
   // Managers still alive after the drain die with the router (they are linked to it).
   caf::anon_send_exit(i.router, caf::exit_reason::user_shutdown);

@@ -6,7 +6,7 @@
 #include <chrono>
 #include <memory>
 
-#include "actors/messages.hpp"
+#include "actors/router/router.hpp"
 #include "app/settings.hpp"
 
 #include <caf/actor_system_config.hpp>

@@ -26,14 +26,17 @@
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
-#include "actors/io_scheduler.hpp"
-#include "actors/messages.hpp"
+#include "actors/message_types.hpp"
 #include "actors/metrics.hpp"
-#include "actors/protocol.hpp"
-#include "actors/token_bucket.hpp"
+#include "actors/router/manager/connection_manager.hpp"
+#include "actors/router/manager/token_bucket.hpp"
+#include "actors/router/router.hpp"
+#include "actors/runtime/io_scheduler.hpp"
+#include "actors/runtime/socket_messages.hpp"
 #include "context/ids.hpp"
 #include "context/jwt_auth.hpp"
 #include "net/listener.hpp"
+#include "protocol/envelope.hpp"
 
 namespace {
 
@@ -49,7 +52,7 @@ constexpr std::size_t replay_events = 1000;
 struct connection_entry {
   std::shared_ptr<net::ws_connection> socket;
   std::string user_id;
-  std::unique_ptr<actors::event_renderer> renderer;
+  std::unique_ptr<protocol::event_renderer> renderer;
   std::uint64_t next_event_id = 1;
   actors::token_bucket bucket{messages_burst};
   std::deque<std::pair<std::uint64_t, std::string>> replay;
@@ -79,7 +82,7 @@ private:
   std::uint64_t key_;
 };
 
-void emit(shared_state& st, connection_entry& c, const actors::outbound_event& ev) {
+void emit(shared_state& st, connection_entry& c, const protocol::outbound_event& ev) {
   auto id = c.next_event_id++;
   auto frame = c.renderer->render(ev, id, std::chrono::system_clock::now());
   st.metrics->event_out(ev.type, -1);
@@ -92,16 +95,16 @@ void emit(shared_state& st, connection_entry& c, const actors::outbound_event& e
 void on_frame(shared_state& st, connection_entry& c, const std::string& text) {
   if (!c.bucket.take(messages_per_second, messages_burst))
     return;
-  auto parsed = actors::parse_inbound(text);
-  actors::outbound_event ev;
-  if (auto* error = std::get_if<actors::protocol_error>(&parsed)) {
+  auto parsed = protocol::parse_inbound(text);
+  protocol::outbound_event ev;
+  if (auto* error = std::get_if<protocol::protocol_error>(&parsed)) {
     st.metrics->message_in("other");
-    ev = actors::make_error(*error);
+    ev = protocol::make_error(*error);
   } else {
-    auto& msg = std::get<actors::inbound_message>(parsed);
+    auto& msg = std::get<protocol::inbound_message>(parsed);
     st.metrics->message_in(msg.type);
     if (msg.type != "ping")
-      ev = actors::make_error({"unknown_type", "this variant answers ping only", msg.id});
+      ev = protocol::make_error({"unknown_type", "this variant answers ping only", msg.id});
     else {
       ev.type = "pong";
       ev.reply_to = msg.id;
@@ -120,13 +123,13 @@ caf::behavior shared_manager(caf::stateful_actor<shared_state>* self,
       auto& c = st.connections[key];
       c.socket = std::move(socket);
       c.user_id = user;
-      c.renderer = std::make_unique<actors::event_renderer>(user);
+      c.renderer = std::make_unique<protocol::event_renderer>(user);
       c.socket->start(std::make_shared<shared_sink>(caf::actor_cast<caf::actor>(self), key),
                       std::chrono::system_clock::time_point::max()); // the bench's tokens outlive it
-      actors::outbound_event hello;
+      protocol::outbound_event hello;
       hello.type = "connection_established";
       hello.data = {{"connection_id", context::random_id(context::id_prefix::connection)}};
-      c.socket->send(actors::render_event(hello, 0, user, std::chrono::system_clock::now()));
+      c.socket->send(protocol::render_event(hello, 0, user, std::chrono::system_clock::now()));
     },
     [=](frame_atom, std::uint64_t key, const std::string& text) {
       auto& st = self->state;

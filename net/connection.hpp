@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "protocol/close_codes.hpp"
+
 namespace er::net {
 
 /// Per-socket limits, read from configuration in one place (see README, "Configuration").
@@ -81,7 +83,7 @@ public:
   /// connection is not busy (the same limits as send).
   virtual void send_all(std::vector<std::string> frames) = 0;
   /// Sends what is queued, then the close frame; idempotent.
-  virtual void close(std::uint16_t code, std::string_view reason) = 0;
+  virtual void close(const close_reason& why) = 0;
 };
 
 } // namespace er::net

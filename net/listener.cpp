@@ -35,25 +35,6 @@ struct shared_settings {
   listener_hooks hooks;
 };
 
-/// `?resume=&last_event_id=` when both are present and well-formed.
-std::optional<resume_request> resume_of(std::string_view target) {
-  auto token = context::query_parameter(target, "resume");
-  auto last = context::query_parameter(target, "last_event_id");
-  if (!token || token->empty() || !last)
-    return std::nullopt;
-  resume_request r;
-  r.token = std::move(*token);
-  try {
-    size_t used = 0;
-    r.last_event_id = std::stoull(*last, &used);
-    if (used != last->size())
-      return std::nullopt;
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-  return r;
-}
-
 /// One HTTP exchange at a time on one TCP connection, until it upgrades or closes.
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
@@ -126,11 +107,11 @@ private:
     auto ctx = context::user_execution_context::for_connection(
       std::move(token.user_id), remote_address(),
       std::chrono::system_clock::time_point{std::chrono::seconds{token.expires_at}});
-    auto resume = resume_of(req.target());
+    std::string target{req.target()};
     stream_.expires_never(); // the WebSocket's own timeouts take over
     auto connection = make_ws_session(std::move(stream_), parser_->release(), settings_->limits,
                                       extracted.offers_protocol, settings_->budget);
-    settings_->hooks.on_upgrade(upgrade{std::move(connection), std::move(ctx), std::move(resume)});
+    settings_->hooks.on_upgrade(upgrade{std::move(connection), std::move(ctx), std::move(target)});
   }
 
   void refuse(context::auth_failure failure) {

@@ -30,16 +30,13 @@ struct http_reply {
   std::string content_type = "application/json";
 };
 
-/// `?resume=<token>&last_event_id=N` of an upgrade request (DESIGN §8).
-struct resume_request {
-  std::string token;
-  std::uint64_t last_event_id = 0;
-};
-
+/// An authenticated upgrade request, not yet answered.
 struct upgrade {
   std::shared_ptr<ws_connection> connection;
   context::user_execution_context ctx;
-  std::optional<resume_request> resume;
+  /// The request target (path and query). It may carry the token (`?token=`): read what
+  /// you need from it and drop it, never log it.
+  std::string target;
 };
 
 struct listener_hooks {

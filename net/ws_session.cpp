@@ -16,7 +16,7 @@
 #include "net/burst_stream.hpp"
 #include "net/deadline_clock.hpp"
 #include "net/handler_memory.hpp"
-#include "net/protocol_codes.hpp"
+#include "protocol/close_codes.hpp"
 
 namespace er::net {
 
@@ -35,6 +35,18 @@ using session_socket = asio::basic_stream_socket<asio::ip::tcp, strand_type>;
 class ws_session final : public ws_connection,
                          public deadline_clock::entry,
                          public std::enable_shared_from_this<ws_session> {
+  /// The session's life; it only moves forward.
+  enum class phase {
+    created,   ///< waiting for its manager to start it
+    accepting, ///< the upgrade's answer (101) is being written
+    open,      ///< frames flow both ways
+    finished,  ///< the socket is closed and on_closed has been reported
+  };
+  /// Our close handshake, beside the phase: a close may be asked for while accepting.
+  enum class closing { no, requested, sent };
+  /// The heartbeat step: a ping goes out, then its pong (or any data) is due.
+  enum class heartbeat { idle, awaiting_pong, answered };
+
 public:
   ws_session(session_socket socket, upgrade_request request, const session_limits& limits,
              bool select_protocol, std::shared_ptr<connection_budget> budget)
@@ -78,11 +90,10 @@ public:
     });
   }
 
-  void close(std::uint16_t code, std::string_view reason) override {
-    asio::post(ws_.get_executor(),
-               [self = shared_from_this(), code, r = std::string{reason}]() mutable {
-                 self->begin_close(code, std::move(r), false);
-               });
+  void close(const close_reason& why) override {
+    asio::post(ws_.get_executor(), [self = shared_from_this(), why] {
+      self->begin_close(why, false);
+    });
   }
 
 private:
@@ -90,7 +101,7 @@ private:
 
   void do_accept(std::shared_ptr<session_sink> sink) {
     sink_ = std::move(sink);
-    if (finished_) // closed before the manager started it
+    if (phase_ == phase::finished) // closed before the manager started it
       return report_closed();
     auto timeouts = websocket::stream_base::timeout{limits_.handshake_timeout,
                                                     websocket::stream_base::none(), false};
@@ -105,21 +116,22 @@ private:
       if (select)
         res.set(beast::http::field::sec_websocket_protocol, context::protocol_name);
     }));
-    accept_pending_ = true;
+    phase_ = phase::accepting;
+    reading_ = true; // the accept, then the reads
     ws_.async_accept(*request_, recycled([self = shared_from_this()](beast::error_code ec) {
                        self->on_accept(ec);
                      }));
   }
 
   void on_accept(beast::error_code ec) {
-    accept_pending_ = false;
+    reading_ = false;
     request_.reset(); // not needed any more
     if (ec)
       return abort_transport();
-    accepted_ = true; // a close requested meanwhile is sent by write_next
+    phase_ = phase::open; // a close requested meanwhile is sent by write_next
     ws_.control_callback([this](websocket::frame_type kind, std::string_view) {
       if (kind == websocket::frame_type::pong)
-        awaiting_pong_ = false;
+        peer_alive();
     });
     schedule_heartbeat(limits_.heartbeat_interval);
     do_read();
@@ -154,29 +166,35 @@ private:
   }
 
   void on_timer() {
-    if (finished_)
+    if (phase_ == phase::finished)
       return;
-    if (closing_) // a peer that never reads keeps the last write and the close pending
+    if (closing_ != closing::no) // a peer that never reads keeps our last write pending
       return abort_transport();
     on_heartbeat();
   }
 
   // Alternates: send a ping, then check for its pong after heartbeat_timeout.
   void on_heartbeat() {
-    if (closing_ || finished_)
-      return;
     if (std::chrono::steady_clock::now() >= token_deadline_)
-      return begin_close(close_code::token_expired, "token expired", false);
-    if (awaiting_pong_)
-      return begin_close(close_code::heartbeat_timeout, "heartbeat timeout", true);
-    if (ping_sent_) {
-      ping_sent_ = false;
-      return schedule_heartbeat(std::max(std::chrono::milliseconds{0},
-                                         limits_.heartbeat_interval - limits_.heartbeat_timeout));
+      return begin_close(close_code::token_expired, false);
+    switch (heartbeat_) {
+      case heartbeat::awaiting_pong:
+        return begin_close(close_code::heartbeat_timeout, true);
+      case heartbeat::answered:
+        heartbeat_ = heartbeat::idle;
+        return schedule_heartbeat(std::max(std::chrono::milliseconds{0},
+                                           limits_.heartbeat_interval - limits_.heartbeat_timeout));
+      case heartbeat::idle:
+        heartbeat_ = heartbeat::awaiting_pong;
+        ws_.async_ping({}, recycled([self = shared_from_this()](beast::error_code) {}));
+        return schedule_heartbeat(limits_.heartbeat_timeout);
     }
-    ping_sent_ = awaiting_pong_ = true;
-    ws_.async_ping({}, recycled([self = shared_from_this()](beast::error_code) {}));
-    schedule_heartbeat(limits_.heartbeat_timeout);
+  }
+
+  // A pong, or any data: proves the peer alive.
+  void peer_alive() {
+    if (heartbeat_ == heartbeat::awaiting_pong)
+      heartbeat_ = heartbeat::answered;
   }
 
   // A pending read holds its buffer for as long as the peer stays silent: a new message is
@@ -186,7 +204,7 @@ private:
   static constexpr std::size_t kept_buffer_bytes = 4096; // larger ones are freed after use
 
   void do_read() {
-    read_pending_ = true;
+    reading_ = true;
     // What this read may add: one byte past the frame limit tells a message too big.
     auto allowance = limits_.max_message_bytes + 1 - buffer_.size();
     if (buffer_.size() == 0)
@@ -202,17 +220,17 @@ private:
   }
 
   void on_read(beast::error_code ec) {
-    read_pending_ = false;
+    reading_ = false;
     if (ec)
       return on_read_error(ec);
-    awaiting_pong_ = false; // data proves the peer alive as well as a pong
+    peer_alive();
     if (discarding_) {
       // After our 1009 close frame: drop what is still in flight until the peer's close.
       buffer_.consume(buffer_.size());
     } else if (buffer_.size() > limits_.max_message_bytes) {
       discarding_ = true;
       buffer_.consume(buffer_.size());
-      begin_close(close_code::too_big, "message too big", true);
+      begin_close(close_code::too_big, true);
     } else if (ws_.is_message_done()) {
       deliver();
     }
@@ -235,11 +253,12 @@ private:
     close_info info;
     if (ec == websocket::error::closed) {
       info.clean = true;
-      info.code = close_sent_ ? close_code_ : static_cast<std::uint16_t>(ws_.reason().code);
-    } else if (closing_) {
+      info.code = closing_ == closing::sent ? close_.code
+                                            : static_cast<std::uint16_t>(ws_.reason().code);
+    } else if (closing_ != closing::no) {
       // Our close: Beast ends the pending read with operation_aborted once it is sent.
-      info.code = close_code_;
-      info.clean = close_sent_ && ec == boost::asio::error::operation_aborted;
+      info.code = close_.code;
+      info.clean = closing_ == closing::sent && ec == boost::asio::error::operation_aborted;
     }
     finish(info);
   }
@@ -254,12 +273,12 @@ private:
   /// Adds `frame` to the queue; false when nothing more can be sent (closing, closed, or
   /// this frame overflowed the queue and began the 4008 close).
   bool queue_frame(std::string frame) {
-    if (closing_ || finished_)
+    if (closing_ != closing::no || phase_ == phase::finished)
       return false;
     queued_bytes_ += frame.size();
     queue_.push_back(std::move(frame));
     if (queued_bytes_ > limits_.outbound_queue_bytes) {
-      begin_close(close_code::slow_consumer, "slow consumer", true);
+      begin_close(close_code::slow_consumer, true);
       return false;
     }
     return true;
@@ -268,13 +287,13 @@ private:
   static constexpr std::size_t max_frame_header_bytes = 10; // a server frame is not masked
 
   void write_next() {
-    if (!accepted_ || writing_ || finished_)
+    if (phase_ != phase::open || writing_)
       return;
     auto& stream = ws_.next_layer();
     if (queue_.empty()) {
       if (stream.gathering())
         return flush();
-      if (closing_ && !close_sent_)
+      if (closing_ == closing::requested)
         send_close();
       return;
     }
@@ -307,15 +326,14 @@ private:
   // -- closing --------------------------------------------------------------
 
   // `discard` drops what is queued (slow consumer); otherwise the queue is flushed first.
-  void begin_close(std::uint16_t code, std::string reason, bool discard) {
-    if (closing_ || finished_)
+  void begin_close(const close_reason& why, bool discard) {
+    if (closing_ != closing::no || phase_ == phase::finished)
       return;
-    closing_ = true;
-    close_code_ = code;
-    close_reason_ = std::move(reason);
+    closing_ = closing::requested;
+    close_ = why;
     if (discard)
       drop_queued();
-    if (!accepted_ && !accept_pending_) // never started: no WebSocket to close, only TCP
+    if (phase_ == phase::created) // never started: no WebSocket to close, only TCP
       return abort_transport();
     // A peer that never reads would keep the last write (and the close) pending forever.
     clock_.schedule(*this, std::chrono::steady_clock::now() + limits_.handshake_timeout);
@@ -323,8 +341,9 @@ private:
   }
 
   void send_close() {
-    close_sent_ = true;
-    websocket::close_reason cr{static_cast<websocket::close_code>(close_code_), close_reason_};
+    closing_ = closing::sent;
+    websocket::close_reason cr{static_cast<websocket::close_code>(close_.code),
+                               std::string{close_.reason}};
     ws_.async_close(cr, recycled([self = shared_from_this()](beast::error_code ec) {
       if (ec)
         self->abort_transport();
@@ -345,14 +364,14 @@ private:
     socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket.close(ignored);
     // A pending accept or read completes with an error and finishes the session itself.
-    if (!accept_pending_ && !read_pending_)
-      finish(close_info{closing_ ? close_code_ : std::uint16_t{1006}, false});
+    if (!reading_)
+      finish(close_info{closing_ != closing::no ? close_.code : std::uint16_t{1006}, false});
   }
 
   void finish(close_info info) {
-    if (finished_)
+    if (phase_ == phase::finished)
       return;
-    finished_ = true;
+    phase_ = phase::finished;
     closed_info_ = info;
     clock_.cancel(*this);
     drop_queued();
@@ -377,18 +396,13 @@ private:
   std::vector<std::string> queue_; ///< outbound frames, oldest first, not yet in a burst
   std::size_t queued_bytes_ = 0;
   close_info closed_info_;
-  bool accept_pending_ = false;
-  bool read_pending_ = false;
-  bool accepted_ = false;
-  bool writing_ = false; ///< a burst is being flushed
-  bool closing_ = false;
-  bool close_sent_ = false;
-  bool finished_ = false;
-  bool discarding_ = false;
-  bool ping_sent_ = false;
-  bool awaiting_pong_ = false;
-  std::uint16_t close_code_ = close_code::normal;
-  std::string close_reason_;
+  phase phase_ = phase::created;
+  closing closing_ = closing::no;
+  heartbeat heartbeat_ = heartbeat::idle;
+  close_reason close_ = close_code::normal; ///< ours, once closing_ is not `no`
+  bool reading_ = false;    ///< an accept or a read is in flight: it will finish the session
+  bool writing_ = false;    ///< a burst is being flushed
+  bool discarding_ = false; ///< after a 1009: inbound bytes are dropped until the peer's close
   std::shared_ptr<connection_budget> budget_;
 };
 

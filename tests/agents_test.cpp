@@ -73,9 +73,9 @@ TEST_CASE("agent_started leaves at once, not with the run's first event") {
   auto c = connect_user(router, "alice");
   c.client->send_text(start("demo", "slow").dump());
   auto first = c.client->read(1500ms);
-  REQUIRE(first.what == er::net::frame::kind::text);
+  REQUIRE(first.what == er::client::frame::kind::text);
   CHECK(json::parse(first.data)["type"] == "agent_started");
-  CHECK(c.client->read(500ms).what == er::net::frame::kind::timeout); // the first step waits
+  CHECK(c.client->read(500ms).what == er::client::frame::kind::timeout); // the first step waits
 }
 
 TEST_CASE("runs that ended leave no timer behind, however many ran one after another") {
@@ -139,7 +139,7 @@ TEST_CASE("stop_agent ends a running run with agent_stopped replying to the stop
   auto again = next_json(*c.client);
   CHECK(again["data"]["code"] == "not_found");
   CHECK(again["reply_to"] == "s2");
-  CHECK(c.client->read(300ms).what == er::net::frame::kind::timeout); // no late event
+  CHECK(c.client->read(300ms).what == er::client::frame::kind::timeout); // no late event
 }
 
 TEST_CASE("a run that throws ends in agent_error and harms nothing else") {

@@ -15,9 +15,9 @@ namespace {
 
 const std::string key = "Bearer test-api-key";
 
-er::net::http_response publish(test_router& router, const json& body,
+er::client::http_response publish(test_router& router, const json& body,
                                const std::string& auth = key) {
-  return er::net::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish", auth,
+  return er::client::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish", auth,
                                body.dump());
 }
 
@@ -43,7 +43,7 @@ TEST_CASE("1000 users, publishes to random users: every publish reaches every co
   // Users with an even index hold two connections, the others one.
   struct conn {
     int user;
-    std::unique_ptr<er::net::ws_client> client;
+    std::unique_ptr<er::client::ws_client> client;
     std::vector<json> frames;
   };
   std::vector<conn> conns;
@@ -70,12 +70,12 @@ TEST_CASE("1000 users, publishes to random users: every publish reaches every co
         auto want = expected.count(c.user) ? expected.at(c.user).size() : 0;
         while (c.frames.size() < want) {
           auto f = c.client->read(10s);
-          if (f.what != er::net::frame::kind::text)
+          if (f.what != er::client::frame::kind::text)
             break;
           c.frames.push_back(json::parse(f.data));
         }
         auto extra = c.client->read(20ms);
-        if (extra.what == er::net::frame::kind::text)
+        if (extra.what == er::client::frame::kind::text)
           c.frames.push_back(json::parse(extra.data));
       }
     });
@@ -111,7 +111,7 @@ TEST_CASE("publishing needs the API key and a well-formed body with an unreserve
     CHECK(json::parse(r.body)["error"].get<std::string>().find("reserved") != std::string::npos);
   }
   auto bad = [&](const std::string& body) {
-    auto r = er::net::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish", key, body);
+    auto r = er::client::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish", key, body);
     CHECK(r.status == 400);
     CHECK(json::parse(r.body)["error"].is_string());
   };
@@ -122,7 +122,7 @@ TEST_CASE("publishing needs the API key and a well-formed body with an unreserve
   bad(R"({"user_id":"alice","event":{"type":"has space"}})");
   bad(R"({"user_id":"alice","event":{"type":"news","data":[1]}})");
   bad(R"({"user_id":"anonymous","event":{"type":"news"}})");
-  CHECK(er::net::http_request("127.0.0.1", router.port(), "GET", "/api/v1/publish", key).status == 405);
+  CHECK(er::client::http_request("127.0.0.1", router.port(), "GET", "/api/v1/publish", key).status == 405);
   // Nothing of that reached alice; a valid publish does, stamped with her id.
   CHECK(json::parse(publish(router, publish_body("alice", "news", {{"n", 1}})).body)["delivered"] == 1);
   auto f = next_json(*alice.client);
@@ -138,13 +138,13 @@ TEST_CASE("the disconnect API closes exactly that user's connections with 4511")
   auto a1 = connect_user(router, "alice");
   auto a2 = connect_user(router, "alice");
   auto b = connect_user(router, "bob");
-  CHECK(er::net::http_request("127.0.0.1", router.port(), "POST", "/api/v1/users/alice/disconnect").status == 401);
-  auto r = er::net::http_request("127.0.0.1", router.port(), "POST", "/api/v1/users/alice/disconnect", key);
+  CHECK(er::client::http_request("127.0.0.1", router.port(), "POST", "/api/v1/users/alice/disconnect").status == 401);
+  auto r = er::client::http_request("127.0.0.1", router.port(), "POST", "/api/v1/users/alice/disconnect", key);
   CHECK(r.status == 200);
   CHECK(json::parse(r.body)["disconnected"] == 2);
   for (auto* c : {&a1, &a2}) {
     auto f = c->client->read(5s);
-    CHECK(f.what == er::net::frame::kind::closed);
+    CHECK(f.what == er::client::frame::kind::closed);
     CHECK(f.close_code == 4511);
   }
   b.client->send_text(R"({"type":"ping","id":"b"})");
@@ -158,7 +158,7 @@ TEST_CASE("healthz reports connections, users, runs and uptime") {
   auto b = connect_user(router, "bob");
   a.client->send_text(R"({"type":"start_agent","payload":{"agent":"test-hang"}})");
   next_json(*a.client);
-  auto r = er::net::http_request("127.0.0.1", router.port(), "GET", "/healthz");
+  auto r = er::client::http_request("127.0.0.1", router.port(), "GET", "/healthz");
   REQUIRE(r.status == 200);
   auto h = json::parse(r.body);
   CHECK(h["status"] == "ok");
@@ -172,7 +172,7 @@ TEST_CASE("healthz reports connections, users, runs and uptime") {
 TEST_CASE("every line of /metrics is Prometheus text and the counters move with the traffic") {
   test_router router{agent_settings()};
   auto scrape = [&] {
-    auto r = er::net::http_request("127.0.0.1", router.port(), "GET", "/metrics");
+    auto r = er::client::http_request("127.0.0.1", router.port(), "GET", "/metrics");
     REQUIRE(r.status == 200);
     CHECK(r.content_type.find("text/plain") == 0);
     return r.body;
@@ -189,7 +189,7 @@ TEST_CASE("every line of /metrics is Prometheus text and the counters move with 
     next_json(*c.client);
     auto o = options_for(router);
     o.subprotocols = "router.v1, jwt." + sign_claims({{"sub", "mallory"}, {"exp", 4102444800}}, "not-the-secret");
-    CHECK_FALSE(er::net::ws_client::connect(o).second.upgraded);
+    CHECK_FALSE(er::client::ws_client::connect(o).second.upgraded);
     c.client->close();
   }
   CHECK(eventually([&] { return router.server().stats().connections == 0; }));
@@ -231,10 +231,10 @@ TEST_CASE("past max-connections-per-user the newest connection is closed with 45
   auto a2 = connect_user(router, "alice");
   auto o = options_for(router);
   o.subprotocols = "router.v1, jwt." + token_for(router, "alice");
-  auto [third, h] = er::net::ws_client::connect(o);
+  auto [third, h] = er::client::ws_client::connect(o);
   REQUIRE(h.upgraded);
   auto f = third->read(5s);
-  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.what == er::client::frame::kind::closed);
   CHECK(f.close_code == 4503);
   auto bob = connect_user(router, "bob"); // other users are not affected
   a1.client->send_text(R"({"type":"ping","id":"still"})");
@@ -250,12 +250,12 @@ TEST_CASE("past max-connections an upgrade gets 503 before it happens") {
     held.push_back(connect_user(router, "user-" + std::to_string(i)));
   auto o = options_for(router);
   o.subprotocols = "router.v1, jwt." + token_for(router, "late");
-  auto h = er::net::ws_client::connect(o).second;
+  auto h = er::client::ws_client::connect(o).second;
   CHECK_FALSE(h.upgraded);
   CHECK(h.status == 503);
   held.back().client->close();
   CHECK(eventually([&] {
-    auto again = er::net::ws_client::connect(o);
+    auto again = er::client::ws_client::connect(o);
     return again.second.upgraded;
   }));
 }

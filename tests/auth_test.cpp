@@ -21,13 +21,13 @@ std::string b64url(const std::string& s) {
   return encoded;
 }
 
-er::net::handshake_result offer(const test_router& router, const std::string& token) {
+er::client::handshake_result offer(const test_router& router, const std::string& token) {
   auto o = options_for(router);
   o.subprotocols = "router.v1, jwt." + token;
-  return er::net::ws_client::connect(o).second;
+  return er::client::ws_client::connect(o).second;
 }
 
-void expect_refused(const er::net::handshake_result& h, const std::string& reason) {
+void expect_refused(const er::client::handshake_result& h, const std::string& reason) {
   CHECK_FALSE(h.upgraded);
   CHECK(h.status == 401);
   CHECK(json::parse(h.body) == json{{"error", reason}});
@@ -49,7 +49,7 @@ TEST_CASE("a valid token in the Authorization header upgrades") {
   test_router router;
   auto o = options_for(router);
   o.authorization = "Bearer " + token_for(router, "alice");
-  auto [client, h] = er::net::ws_client::connect(o);
+  auto [client, h] = er::client::ws_client::connect(o);
   REQUIRE(h.upgraded);
   CHECK(h.selected_protocol.empty()); // nothing was offered, nothing is selected
   CHECK(next_json(*client)["user_id"] == "alice");
@@ -59,7 +59,7 @@ TEST_CASE("a valid token in the query string upgrades") {
   test_router router;
   auto o = options_for(router);
   o.target = "/ws?token=" + token_for(router, "alice");
-  auto [client, h] = er::net::ws_client::connect(o);
+  auto [client, h] = er::client::ws_client::connect(o);
   REQUIRE(h.upgraded);
   CHECK(next_json(*client)["user_id"] == "alice");
 }
@@ -72,28 +72,28 @@ TEST_CASE("the subprotocol carrier wins over the header, and the header over the
   o.subprotocols = "router.v1, jwt." + good_a;
   o.authorization = "Bearer " + good_b;
   o.target = "/ws?token=" + good_b;
-  auto [client, h] = er::net::ws_client::connect(o);
+  auto [client, h] = er::client::ws_client::connect(o);
   REQUIRE(h.upgraded);
   CHECK(next_json(*client)["user_id"] == "alice");
 
   auto o2 = options_for(router);
   o2.authorization = "Bearer not-a-token";
   o2.target = "/ws?token=" + good_b;
-  expect_refused(er::net::ws_client::connect(o2).second, "malformed_token");
+  expect_refused(er::client::ws_client::connect(o2).second, "malformed_token");
 }
 
 TEST_CASE("an upgrade without any token is refused with 401 missing_token") {
   test_router router;
   auto o = options_for(router);
   o.subprotocols = "router.v1";
-  expect_refused(er::net::ws_client::connect(o).second, "missing_token");
+  expect_refused(er::client::ws_client::connect(o).second, "missing_token");
 }
 
 TEST_CASE("a subprotocol list without router.v1 is refused before authentication") {
   test_router router;
   auto o = options_for(router);
   o.subprotocols = "chat, jwt." + token_for(router, "alice");
-  auto h = er::net::ws_client::connect(o).second;
+  auto h = er::client::ws_client::connect(o).second;
   CHECK_FALSE(h.upgraded);
   CHECK(h.status == 400);
 }
@@ -179,8 +179,8 @@ TEST_CASE("issuer and audience are checked when configured") {
 
 TEST_CASE("plain HTTP: /ws without an upgrade is 426, unknown paths are 404") {
   test_router router;
-  CHECK(er::net::http_request("127.0.0.1", router.port(), "GET", "/ws").status == 426);
-  auto r = er::net::http_request("127.0.0.1", router.port(), "GET", "/nowhere");
+  CHECK(er::client::http_request("127.0.0.1", router.port(), "GET", "/ws").status == 426);
+  auto r = er::client::http_request("127.0.0.1", router.port(), "GET", "/nowhere");
   CHECK(r.status == 404);
   CHECK(r.content_type == "application/json");
 }

@@ -45,17 +45,17 @@ TEST_CASE("the binary starts from the shipped config, accepts its demo token, an
   auto port = listening_port(router);
   auto token = banner_token(router);
   REQUIRE_FALSE(token.empty());
-  er::net::client_options o;
+  er::client::client_options o;
   o.port = port;
   o.subprotocols = "router.v1, jwt." + token;
-  auto [client, h] = er::net::ws_client::connect(o);
+  auto [client, h] = er::client::ws_client::connect(o);
   REQUIRE(h.upgraded);
   CHECK(next_json(*client)["user_id"] == "demo-user");
   client->send_text(R"({"type":"ping","id":"bin"})");
   CHECK(next_json(*client)["reply_to"] == "bin");
   router.signal(SIGTERM);
   auto f = client->read(10s);
-  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.what == er::client::frame::kind::closed);
   CHECK(f.close_code == 1001);
   CHECK(router.wait() == 0);
 }
@@ -82,10 +82,10 @@ TEST_CASE("--mint-token prints a token the router accepts for that user") {
   CHECK(mint.wait() == 0);
   child_process router{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=0",
                         "--router.store-path=:memory:"}};
-  er::net::client_options o;
+  er::client::client_options o;
   o.port = listening_port(router);
   o.authorization = "Bearer " + token;
-  auto [client, h] = er::net::ws_client::connect(o);
+  auto [client, h] = er::client::ws_client::connect(o);
   REQUIRE(h.upgraded);
   CHECK(next_json(*client)["user_id"] == "carol");
   router.signal(SIGTERM);
@@ -96,10 +96,10 @@ TEST_CASE("--mint-token prints a token the router accepts for that user") {
 TEST_CASE("on SIGTERM the binary lets a running agent finish, then closes with 1001 and exits 0") {
   child_process router{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=0",
                         "--router.store-path=:memory:", "--agents.demo-steps=5"}};
-  er::net::client_options o;
+  er::client::client_options o;
   o.port = listening_port(router);
   o.subprotocols = "router.v1, jwt." + banner_token(router);
-  auto [client, h] = er::net::ws_client::connect(o);
+  auto [client, h] = er::client::ws_client::connect(o);
   REQUIRE(h.upgraded);
   next_json(*client);
   client->send_text(R"({"type":"start_agent","id":"run","payload":{"agent":"demo"}})");
@@ -108,8 +108,8 @@ TEST_CASE("on SIGTERM the binary lets a running agent finish, then closes with 1
   std::string last;
   for (;;) {
     auto f = client->read(10s);
-    if (f.what != er::net::frame::kind::text) {
-      CHECK(f.what == er::net::frame::kind::closed);
+    if (f.what != er::client::frame::kind::text) {
+      CHECK(f.what == er::client::frame::kind::closed);
       CHECK(f.close_code == 1001);
       break;
     }

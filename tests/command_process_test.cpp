@@ -1,4 +1,4 @@
-#include "actors/command_process.hpp"
+#include "actors/router/manager/runs/command_process.hpp"
 
 #include <doctest/doctest.h>
 

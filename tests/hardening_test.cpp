@@ -14,8 +14,8 @@ using namespace er::test;
 
 namespace {
 
-er::net::http_response publish(test_router& router, const std::string& user, const json& data) {
-  return er::net::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish",
+er::client::http_response publish(test_router& router, const std::string& user, const json& data) {
+  return er::client::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish",
                                "Bearer test-api-key",
                                json{{"user_id", user}, {"event", {{"type", "news"}, {"data", data}}}}.dump());
 }
@@ -44,8 +44,8 @@ TEST_CASE("past the token bucket messages get rate_limited, and a connection tha
   auto frames = 0;
   for (;;) {
     auto f = flooder.client->read(5s);
-    if (f.what != er::net::frame::kind::text) {
-      CHECK(f.what == er::net::frame::kind::closed);
+    if (f.what != er::client::frame::kind::text) {
+      CHECK(f.what == er::client::frame::kind::closed);
       CHECK(f.close_code == 4029);
       break;
     }
@@ -70,7 +70,7 @@ TEST_CASE("a reader that stops reading is closed with 4008 while everyone else r
   std::thread reader{[&] {
     for (int i = 0; i < events; ++i) {
       auto f = fast.client->read(20s);
-      if (f.what != er::net::frame::kind::text)
+      if (f.what != er::client::frame::kind::text)
         return;
       if (json::parse(f.data)["data"]["n"] == i)
         ++fast_got;
@@ -87,14 +87,14 @@ TEST_CASE("a reader that stops reading is closed with 4008 while everyone else r
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) // their shadow memory and quarantine stay resident
   CHECK(rss_kib() - rss_before < 64 * 1024);
 #endif
-  er::net::frame f;
+  er::client::frame f;
   do
     f = slow.client->read(10s);
-  while (f.what == er::net::frame::kind::text);
-  CHECK(f.what == er::net::frame::kind::closed);
+  while (f.what == er::client::frame::kind::text);
+  CHECK(f.what == er::client::frame::kind::closed);
   CHECK((f.close_code == 4008 || f.close_code == 1006)); // 1006: reset after the close timer
   CHECK(eventually([&] {
-    auto metrics = er::net::http_request("127.0.0.1", router.port(), "GET", "/metrics").body;
+    auto metrics = er::client::http_request("127.0.0.1", router.port(), "GET", "/metrics").body;
     return metrics.find("router_slow_consumer_disconnects_total 1") != std::string::npos;
   }));
 }
@@ -108,9 +108,9 @@ TEST_CASE("a client that answers the server's pings stays; one that does not is 
   auto alive = connect_user(router, "alice");
   auto deadline = std::chrono::steady_clock::now() + 1500ms;
   while (std::chrono::steady_clock::now() < deadline)
-    CHECK(alive.client->read(100ms).what == er::net::frame::kind::timeout); // answers pings
+    CHECK(alive.client->read(100ms).what == er::client::frame::kind::timeout); // answers pings
   auto f = silent.client->read(5s);
-  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.what == er::client::frame::kind::closed);
   CHECK(f.close_code == 4009);
   alive.client->send_text(R"({"type":"ping","id":"a"})");
   CHECK(next_json(*alive.client)["reply_to"] == "a");
@@ -122,12 +122,12 @@ TEST_CASE("a token that expires while connected closes the connection with 4501"
                std::chrono::system_clock::now().time_since_epoch()).count() + 2;
   auto o = options_for(router);
   o.subprotocols = "router.v1, jwt." + sign_claims({{"sub", "alice"}, {"exp", exp}}, test_secret);
-  auto [client, h] = er::net::ws_client::connect(o);
+  auto [client, h] = er::client::ws_client::connect(o);
   REQUIRE(h.upgraded);
   next_json(*client);
   auto other = connect_user(router, "alice");
   auto f = client->read(5s);
-  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.what == er::client::frame::kind::closed);
   CHECK(f.close_code == 4501);
   other.client->send_text(R"({"type":"ping","id":"o"})");
   CHECK(next_json(*other.client)["reply_to"] == "o");
@@ -145,15 +145,15 @@ TEST_CASE("on shutdown, running agents finish within the drain timeout before 10
   CHECK(next_json(*busy.client)["type"] == "agent_started");
   std::thread stopper{[&] { router.server().shutdown(10s); }};
   auto f = idle.client->read(5s);
-  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.what == er::client::frame::kind::closed);
   CHECK(f.close_code == 1001);
   busy.client->send_text(R"({"type":"start_agent","id":"late","payload":{"agent":"echo"}})");
   bool refused = false;
   std::vector<std::string> types;
   for (;;) {
     auto g = busy.client->read(10s);
-    if (g.what != er::net::frame::kind::text) {
-      CHECK(g.what == er::net::frame::kind::closed);
+    if (g.what != er::client::frame::kind::text) {
+      CHECK(g.what == er::client::frame::kind::closed);
       CHECK(g.close_code == 1001);
       break;
     }
@@ -175,7 +175,7 @@ TEST_CASE("an exception in a connection's manager closes only that connection, w
   auto bystander = connect_user(router, "alice");
   victim.client->send_text(R"({"type":"test_fault","payload":{"where":"manager"}})");
   auto f = victim.client->read(5s);
-  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.what == er::client::frame::kind::closed);
   CHECK(f.close_code == 1011);
   bystander.client->send_text(R"({"type":"ping","id":"b"})");
   CHECK(next_json(*bystander.client)["reply_to"] == "b");

@@ -22,7 +22,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
-#include "actors/io_scheduler.hpp"
+#include "actors/runtime/io_scheduler.hpp"
 
 namespace {
 

@@ -65,7 +65,7 @@ TEST_CASE("100 users with 2 connections each running 5 demo agents concurrently 
   std::vector<std::thread> threads;
   for (int w = 0; w < workers; ++w) {
     threads.emplace_back([&, w] {
-      std::vector<std::unique_ptr<er::net::ws_client>> clients;
+      std::vector<std::unique_ptr<er::client::ws_client>> clients;
       std::vector<connection_audit*> mine;
       try {
         for (size_t i = static_cast<size_t>(w); i < audits.size(); i += workers) {
@@ -75,7 +75,7 @@ TEST_CASE("100 users with 2 connections each running 5 demo agents concurrently 
           o.subprotocols = "router.v1, jwt." + token_for(router, a.user);
           o.bind_address = "127.0.0." + std::to_string(2 + i % 8);
           o.timeout = 20s;
-          auto [client, h] = er::net::ws_client::connect(o);
+          auto [client, h] = er::client::ws_client::connect(o);
           if (!h.upgraded)
             throw std::runtime_error("refused");
           client->read(10s); // greeting
@@ -104,13 +104,13 @@ TEST_CASE("100 users with 2 connections each running 5 demo agents concurrently 
             if (std::chrono::steady_clock::now() > deadline)
               throw std::runtime_error("runs did not finish");
             auto f = clients[k]->read(10s);
-            if (f.what != er::net::frame::kind::text)
+            if (f.what != er::client::frame::kind::text)
               throw std::runtime_error("connection ended early");
             a.see(json::parse(f.data));
           }
         }
         for (size_t k = 0; k < clients.size(); ++k) {
-          if (clients[k]->read(50ms).what != er::net::frame::kind::timeout)
+          if (clients[k]->read(50ms).what != er::client::frame::kind::timeout)
             ++mine[k]->foreign; // nothing may follow the last final event
           clients[k]->close();
         }
@@ -214,7 +214,7 @@ TEST_CASE("stop_agent racing completion yields exactly one final event and one a
     CHECK(finals == 1);
     CHECK(stop_answers == 1);
   }
-  CHECK(c.client->read(200ms).what == er::net::frame::kind::timeout);
+  CHECK(c.client->read(200ms).what == er::client::frame::kind::timeout);
   MESSAGE("stopped " << stopped << ", completed first " << completed);
 }
 
@@ -253,7 +253,7 @@ TEST_CASE("500 connections opening and closing while agents run disturb none of 
         auto o = options_for(router);
         o.subprotocols = "router.v1, jwt." + token_for(router, "churn-" + std::to_string(i % 50));
         o.bind_address = "127.0.0." + std::to_string(10 + i % 5);
-        auto [client, h] = er::net::ws_client::connect(o);
+        auto [client, h] = er::client::ws_client::connect(o);
         if (!h.upgraded)
           churn_failed = true;
         if (i % 3 == 0)

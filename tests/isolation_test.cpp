@@ -38,7 +38,7 @@ TEST_CASE("two users with 50 connections each and 200 concurrent pings per conne
         auto o = options_for(router);
         o.subprotocols = "router.v1, jwt." + token_for(router, r.user);
         o.timeout = 20s;
-        auto [client, h] = er::net::ws_client::connect(o);
+        auto [client, h] = er::client::ws_client::connect(o);
         if (!h.upgraded)
           throw std::runtime_error("refused " + std::to_string(h.status));
         client->read(10s); // connection_established
@@ -50,7 +50,7 @@ TEST_CASE("two users with 50 connections each and 200 concurrent pings per conne
           client->send_text(json{{"type", "ping"}, {"id", prefix + std::to_string(n)}}.dump());
         for (int n = 0; n < pings; ++n) {
           auto f = client->read(20s);
-          if (f.what != er::net::frame::kind::text)
+          if (f.what != er::client::frame::kind::text)
             throw std::runtime_error("frame " + std::to_string(n) + " missing");
           auto frame = json::parse(f.data);
           if (frame["user_id"] != r.user)
@@ -61,7 +61,7 @@ TEST_CASE("two users with 50 connections each and 200 concurrent pings per conne
           else
             ++r.foreign_or_out_of_order;
         }
-        if (client->read(300ms).what != er::net::frame::kind::timeout)
+        if (client->read(300ms).what != er::client::frame::kind::timeout)
           ++r.extra_frames;
         client->close();
       } catch (const std::exception& e) {

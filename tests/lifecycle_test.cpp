@@ -44,7 +44,7 @@ TEST_CASE("a server shutdown sends 1001 to every client and ends every manager")
   std::thread stopper{[&] { router.server().shutdown(5s); }};
   for (auto* c : {&a, &b}) {
     auto f = c->client->read(5s); // answers the close frame, as a live client would
-    CHECK(f.what == er::net::frame::kind::closed);
+    CHECK(f.what == er::client::frame::kind::closed);
     CHECK(f.close_code == 1001);
   }
   stopper.join();

@@ -5,7 +5,7 @@
 
 #include <caf/actor_system_config.hpp>
 
-#include "actors/load_client.hpp"
+#include "load/load_client.hpp"
 #include "tests/support.hpp"
 
 namespace er::test {

@@ -5,22 +5,23 @@
 
 #include <doctest/doctest.h>
 
-#include "actors/protocol.hpp"
+#include "protocol/envelope.hpp"
 #include "tests/support.hpp"
 
 using namespace er::test;
+namespace protocol = er::protocol;
 
 namespace {
 
 const std::regex hex_id{"^[cs]-[0-9a-f]{32}$"};
 const std::regex rfc3339_utc{R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$)"};
 
-json roundtrip(er::net::ws_client& c, const std::string& text) {
+json roundtrip(er::client::ws_client& c, const std::string& text) {
   c.send_text(text);
   return next_json(c);
 }
 
-void expect_error(er::net::ws_client& c, const std::string& text, const std::string& code,
+void expect_error(er::client::ws_client& c, const std::string& text, const std::string& code,
                   const json& reply_to = nullptr) {
   auto reply = roundtrip(c, text);
   CHECK(reply["type"] == "error");
@@ -109,7 +110,7 @@ TEST_CASE("a frame over max-message-bytes closes only that connection with 1009"
   auto bystander = connect_user(router, "alice");
   victim.client->send_text(std::string(2000, 'x'));
   auto f = victim.client->read(5s);
-  CHECK(f.what == er::net::frame::kind::closed);
+  CHECK(f.what == er::client::frame::kind::closed);
   CHECK(f.close_code == 1009);
   bystander.client->send_text(R"({"type":"ping","id":"b"})");
   CHECK(next_json(*bystander.client)["reply_to"] == "b");
@@ -129,8 +130,8 @@ TEST_CASE("a frame at exactly max-message-bytes is accepted") {
 
 namespace {
 
-// The envelope as a DOM would render it: what event_renderer's text must equal byte for byte.
-std::string dom_envelope(const er::actors::outbound_event& e, std::uint64_t id,
+// The envelope as a DOM would render it: what protocol::event_renderer's text must equal byte for byte.
+std::string dom_envelope(const er::protocol::outbound_event& e, std::uint64_t id,
                          const std::string& user, std::chrono::system_clock::time_point at) {
   auto optional = [](const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); };
   json doc = {{"type", e.type},
@@ -139,7 +140,7 @@ std::string dom_envelope(const er::actors::outbound_event& e, std::uint64_t id,
               {"thread_id", optional(e.thread_id)},
               {"run_id", optional(e.run_id)},
               {"reply_to", optional(e.reply_to)},
-              {"timestamp", er::actors::rfc3339(at)},
+              {"timestamp", er::protocol::rfc3339(at)},
               {"data", e.data_text.empty() ? e.data : json::parse(e.data_text)}};
   return doc.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -147,12 +148,12 @@ std::string dom_envelope(const er::actors::outbound_event& e, std::uint64_t id,
 } // namespace
 
 TEST_CASE("the envelope renderer writes what a JSON document of the envelope dumps") {
-  using er::actors::outbound_event;
+  using er::protocol::outbound_event;
   const std::string user = "user \"quoted\" \\ \xc3\xa9 \x01"; // escapes and UTF-8 in the user id
-  er::actors::event_renderer renderer{user};
+  er::protocol::event_renderer renderer{user};
   auto t0 = std::chrono::system_clock::time_point{std::chrono::milliseconds{1764000000123}};
 
-  std::vector<outbound_event> events(7);
+  std::vector<protocol::outbound_event> events(7);
   events[0].type = "agent_started";
   events[0].run_id = "r-1";
   events[0].thread_id = "t-\n1";
@@ -181,7 +182,7 @@ TEST_CASE("the envelope renderer writes what a JSON document of the envelope dum
     CHECK(json::accept(text));
   }
   // The one-off rendering agrees as well.
-  CHECK(er::actors::render_event(events[2], 42, user, t0)
+  CHECK(er::protocol::render_event(events[2], 42, user, t0)
         == dom_envelope(events[2], 42, user, t0));
 }
 
@@ -191,9 +192,9 @@ TEST_CASE("timestamps are RFC 3339 UTC with milliseconds, across second and day 
   };
   // Within one second, into the next, and back to an earlier day: the per-thread text up to
   // the second must follow.
-  CHECK(er::actors::rfc3339(at(1764000000123)) == "2025-11-24T16:00:00.123Z");
-  CHECK(er::actors::rfc3339(at(1764000000999)) == "2025-11-24T16:00:00.999Z");
-  CHECK(er::actors::rfc3339(at(1764000001000)) == "2025-11-24T16:00:01.000Z");
-  CHECK(er::actors::rfc3339(at(951782400007)) == "2000-02-29T00:00:00.007Z");
-  CHECK(er::actors::rfc3339(at(1764000000123)) == "2025-11-24T16:00:00.123Z");
+  CHECK(er::protocol::rfc3339(at(1764000000123)) == "2025-11-24T16:00:00.123Z");
+  CHECK(er::protocol::rfc3339(at(1764000000999)) == "2025-11-24T16:00:00.999Z");
+  CHECK(er::protocol::rfc3339(at(1764000001000)) == "2025-11-24T16:00:01.000Z");
+  CHECK(er::protocol::rfc3339(at(951782400007)) == "2000-02-29T00:00:00.007Z");
+  CHECK(er::protocol::rfc3339(at(1764000000123)) == "2025-11-24T16:00:00.123Z");
 }

@@ -8,7 +8,7 @@
 
 #include <doctest/doctest.h>
 
-#include "actors/replay_buffer.hpp"
+#include "actors/router/manager/replay_buffer.hpp"
 
 using er::actors::replay_buffer;
 

@@ -17,12 +17,12 @@ er::app::router_settings resume_settings() {
   return s;
 }
 
-std::pair<std::unique_ptr<er::net::ws_client>, json>
+std::pair<std::unique_ptr<er::client::ws_client>, json>
 reconnect(test_router& router, const std::string& user, const std::string& target) {
   auto o = options_for(router);
   o.subprotocols = "router.v1, jwt." + token_for(router, user);
   o.target = target;
-  auto [client, h] = er::net::ws_client::connect(o);
+  auto [client, h] = er::client::ws_client::connect(o);
   REQUIRE(h.upgraded);
   auto greeting = next_json(*client);
   REQUIRE(greeting["type"] == "connection_established");
@@ -73,7 +73,7 @@ TEST_CASE("resuming with another user's token fails and reveals nothing of that 
   CHECK(greeting["data"]["recovered"] == false);
   CHECK(greeting["user_id"] == "mallory");
   CHECK(greeting["data"]["session_id"] != alice.established["data"]["session_id"]);
-  CHECK(client->read(300ms).what == er::net::frame::kind::timeout); // no replay of alice's pong
+  CHECK(client->read(300ms).what == er::client::frame::kind::timeout); // no replay of alice's pong
   // Alice can still come back.
   auto [back, again] = reconnect(router, "alice", resume_target(alice.established, 1));
   CHECK(again["data"]["recovered"] == true);
@@ -123,7 +123,7 @@ TEST_CASE("events published while detached are replayed on resume, in order") {
   c.client->reset();
   CHECK(eventually([&] { return router.server().stats().detached == 1; }));
   for (int i = 0; i < 3; ++i) {
-    auto r = er::net::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish",
+    auto r = er::client::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish",
                                    "Bearer test-api-key",
                                    json{{"user_id", "alice"}, {"event", {{"type", "news"}, {"data", {{"n", i}}}}}}.dump());
     CHECK(json::parse(r.body)["delivered"] == 0); // no open connection, but buffered

@@ -53,8 +53,8 @@ std::string sign_claims(const json& claims, const std::string& key, const std::s
   return obj.signature();
 }
 
-net::client_options options_for(const test_router& router) {
-  net::client_options o;
+client::client_options options_for(const test_router& router) {
+  client::client_options o;
   o.port = router.port();
   return o;
 }
@@ -64,16 +64,16 @@ connection connect_user(const test_router& router, const std::string& user,
   auto o = options_for(router);
   o.subprotocols = "router.v1, jwt." + token_for(router, user);
   o.bind_address = bind_address;
-  auto [client, handshake] = net::ws_client::connect(o);
+  auto [client, handshake] = client::ws_client::connect(o);
   REQUIRE_MESSAGE(handshake.upgraded, "status " << handshake.status << " " << handshake.body);
   auto greeting = next_json(*client);
   REQUIRE(greeting["type"] == "connection_established");
   return {std::move(client), std::move(greeting)};
 }
 
-json next_json(net::ws_client& client, std::chrono::milliseconds timeout) {
+json next_json(client::ws_client& client, std::chrono::milliseconds timeout) {
   auto f = client.read(timeout);
-  REQUIRE_MESSAGE(f.what == net::frame::kind::text,
+  REQUIRE_MESSAGE(f.what == client::frame::kind::text,
                   "expected a text frame, got kind " << static_cast<int>(f.what) << " code "
                                                      << f.close_code);
   return json::parse(f.data);
@@ -225,7 +225,7 @@ app::router_settings agent_settings() {
   return s;
 }
 
-std::vector<json> read_until(net::ws_client& client, const std::function<bool(const json&)>& done,
+std::vector<json> read_until(client::ws_client& client, const std::function<bool(const json&)>& done,
                              std::chrono::milliseconds timeout) {
   std::vector<json> frames;
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -234,7 +234,7 @@ std::vector<json> read_until(net::ws_client& client, const std::function<bool(co
       deadline - std::chrono::steady_clock::now());
     REQUIRE_MESSAGE(left.count() > 0, "timed out after " << frames.size() << " frames");
     auto f = client.read(left);
-    REQUIRE_MESSAGE(f.what == net::frame::kind::text,
+    REQUIRE_MESSAGE(f.what == client::frame::kind::text,
                     "connection ended or timed out after " << frames.size() << " frames");
     frames.push_back(json::parse(f.data));
     if (done(frames.back()))
@@ -247,7 +247,7 @@ bool is_final(const json& frame) {
   return t == "agent_completed" || t == "agent_error" || t == "agent_stopped";
 }
 
-std::vector<json> run_to_end(net::ws_client& client, const json& request,
+std::vector<json> run_to_end(client::ws_client& client, const json& request,
                              std::chrono::milliseconds timeout) {
   client.send_text(request.dump());
   auto frames = read_until(

@@ -12,7 +12,7 @@
 
 #include "app/router_server.hpp"
 #include "context/jwt_auth.hpp"
-#include "net/ws_client.hpp"
+#include "clients/cpp/ws_client.hpp"
 
 namespace er::test {
 
@@ -44,18 +44,18 @@ std::string sign_claims(const json& claims, const std::string& key,
                         const std::string& alg = "HS256");
 
 struct connection {
-  std::unique_ptr<net::ws_client> client;
+  std::unique_ptr<client::ws_client> client;
   json established; ///< the connection_established frame
 };
 
-net::client_options options_for(const test_router& router);
+client::client_options options_for(const test_router& router);
 
 /// Connects as `user` with the subprotocol carrier; requires the upgrade and the greeting.
 connection connect_user(const test_router& router, const std::string& user,
                         const std::string& bind_address = {});
 
 /// Reads the next text frame as JSON; fails the test on timeout or close.
-json next_json(net::ws_client& client, std::chrono::milliseconds timeout = 5s);
+json next_json(client::ws_client& client, std::chrono::milliseconds timeout = 5s);
 
 /// Polls `done` until it holds or `timeout` passes; returns whether it held.
 bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s);
@@ -92,12 +92,12 @@ namespace er::test {
 app::router_settings agent_settings();
 
 /// Reads frames until `done(frame)` holds (that frame included); fails on timeout or close.
-std::vector<json> read_until(net::ws_client& client, const std::function<bool(const json&)>& done,
+std::vector<json> read_until(client::ws_client& client, const std::function<bool(const json&)>& done,
                              std::chrono::milliseconds timeout = 10s);
 
 /// Sends `request` and reads until the run it starts has its final event; returns the run's
 /// frames (agent_started first).
-std::vector<json> run_to_end(net::ws_client& client, const json& request,
+std::vector<json> run_to_end(client::ws_client& client, const json& request,
                              std::chrono::milliseconds timeout = 10s);
 
 bool is_final(const json& frame);

@@ -1,4 +1,4 @@
-#include "actors/thread_db.hpp"
+#include "actors/store/thread_db.hpp"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>

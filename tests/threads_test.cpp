@@ -12,7 +12,7 @@ using namespace er::test;
 
 namespace {
 
-json request(er::net::ws_client& c, const json& msg) {
+json request(er::client::ws_client& c, const json& msg) {
   c.send_text(msg.dump());
   return next_json(c);
 }

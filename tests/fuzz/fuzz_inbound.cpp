@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "actors/protocol.hpp"
-#include "net/protocol_codes.hpp"
+#include "protocol/envelope.hpp"
+#include "protocol/error_codes.hpp"
 
 namespace {
 
@@ -20,16 +20,16 @@ bool documented(std::string_view code) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text{reinterpret_cast<const char*>(data), size};
-  auto parsed = er::actors::parse_inbound(text);
-  if (auto* msg = std::get_if<er::actors::inbound_message>(&parsed)) {
+  auto parsed = er::protocol::parse_inbound(text);
+  if (auto* msg = std::get_if<er::protocol::inbound_message>(&parsed)) {
     if (!msg->payload.is_object())
       std::abort();
     return 0;
   }
-  auto& error = std::get<er::actors::protocol_error>(parsed);
+  auto& error = std::get<er::protocol::protocol_error>(parsed);
   if (!documented(error.code))
     std::abort();
-  auto frame = er::actors::render_event(er::actors::make_error(error), 1, "fuzz-user",
+  auto frame = er::protocol::render_event(er::protocol::make_error(error), 1, "fuzz-user",
                                         std::chrono::system_clock::now());
   if (nlohmann::json::parse(frame, nullptr, false).is_discarded())
     std::abort();

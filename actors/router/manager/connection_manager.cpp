@@ -1,0 +1,379 @@
+#include "actors/router/manager/connection_manager.hpp"
+
+#include <cassert>
+#include <utility>
+
+#include <caf/actor_cast.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/local_actor.hpp>
+#include <caf/send.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include <boost/asio/defer.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "actors/runtime/io_scheduler.hpp"
+#include "actors/router/manager/manager_state.hpp"
+#include "context/ids.hpp"
+#include "protocol/close_codes.hpp"
+#include "protocol/error_codes.hpp"
+
+namespace er::actors {
+
+namespace {
+
+using json = nlohmann::json;
+
+/// Forwards what the socket reads into the manager's mailbox.
+class manager_sink final : public net::session_sink {
+public:
+  explicit manager_sink(manager_actor manager) : manager_(std::move(manager)) {
+  }
+
+  void on_text(std::string frame) override {
+    caf::anon_send(manager_, frame_atom::value, std::move(frame));
+  }
+
+  void on_binary(std::size_t bytes) override {
+    caf::anon_send(manager_, binary_atom::value, static_cast<std::uint64_t>(bytes));
+  }
+
+  void on_closed(net::close_info info) override {
+    caf::anon_send(manager_, closed_atom::value, info.code, info.clean);
+  }
+
+private:
+  manager_actor manager_;
+};
+
+router_metrics* metrics_of(manager_pointer self) {
+  return self->state.settings->metrics.get();
+}
+
+/// Starts `connection` as this session's socket, greets the client and tells the router.
+void attach_connection(manager_pointer self, connection_ptr connection, bool recovered,
+                       std::chrono::system_clock::time_point token_expires_at) {
+  auto& st = self->state;
+  st.connection = std::move(connection);
+  ++st.generation;
+  // A fresh resume token every time; the router keeps it, the manager does not need it again.
+  auto resume_token = context::random_id(context::id_prefix::resume);
+  // The session closes itself with 4501 when the token expires.
+  st.connection->start(std::make_shared<manager_sink>(caf::actor_cast<manager_actor>(self)),
+                       token_expires_at);
+  if (auto m = metrics_of(self))
+    m->connection_opened();
+  auto& limits = st.settings->session;
+  protocol::outbound_event ev;
+  ev.type = "connection_established";
+  ev.data = json{{"connection_id", st.ctx->connection_id()},
+                 {"session_id", st.ctx->session_id()},
+                 {"resume_token", resume_token},
+                 {"server_id", st.settings->server_id},
+                 {"recovered", recovered},
+                 {"limits",
+                  {{"max_message_bytes", limits.max_message_bytes},
+                   {"outbound_queue_bytes", limits.outbound_queue_bytes},
+                   {"max_runs_per_connection", st.settings->max_runs_per_connection},
+                   {"resume_window_ms", st.settings->resume_window.count()}}}};
+  // event_id 0: the greeting is never part of the resumable stream.
+  st.outbox.push_back(protocol::render_event(ev, 0, st.ctx->user_id(), std::chrono::system_clock::now()));
+  if (auto m = metrics_of(self))
+    m->event_out(ev.type, -1);
+  self->send(st.router, session_atom::value, true, std::move(resume_token));
+}
+
+/// Whether every event after `last_event_id` is still in the replay buffer.
+bool can_replay(const manager_state& st, std::uint64_t last_event_id) {
+  if (last_event_id >= st.next_event_id)
+    return false; // the client claims events that were never sent
+  if (last_event_id + 1 == st.next_event_id)
+    return true; // nothing missed
+  auto first = st.replay ? st.replay->first_id() : std::nullopt;
+  return first && *first <= last_event_id + 1;
+}
+
+bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t last_event_id,
+               const context::user_execution_context& new_ctx) {
+  auto& st = self->state;
+  if (st.connection || st.shutting_down || !can_replay(st, last_event_id))
+    return false;
+  attach_connection(self, std::move(connection), true, new_ctx.token_expires_at());
+  if (st.replay)
+    st.replay->for_each_after(last_event_id, [&](std::uint64_t, std::string frame) {
+      st.outbox.push_back(std::move(frame));
+    });
+  return true;
+}
+
+void on_closed(manager_pointer self, std::uint16_t code, bool clean) {
+  auto& st = self->state;
+  if (auto m = metrics_of(self)) {
+    m->closed(code);
+    m->connection_closed();
+  }
+  st.connection = nullptr;
+  st.flush_outbox(); // no connection: drops what was for the closed socket (the replay has it)
+  // Only a connection lost without a close frame may come back (DESIGN §8).
+  bool dropped = !clean && code == 1006 && !st.shutting_down;
+  if (!dropped || st.settings->resume_window.count() == 0)
+    return self->quit(caf::exit_reason::user_shutdown); // not normal: children must end too
+  ++st.generation;
+  self->send(st.router, session_atom::value, false, std::string{}); // the token stays valid
+  self->delayed_send(self, st.settings->resume_window, expire_atom::value, st.generation);
+}
+
+} // namespace
+
+void on_shutdown(manager_pointer self, std::uint16_t code) {
+  auto& st = self->state;
+  st.shutting_down = true;
+  if (!st.connection)
+    return self->quit(caf::exit_reason::user_shutdown);
+  st.close_connection(close_reason_of(code));
+}
+
+namespace {
+
+void on_message(manager_pointer self, protocol::inbound_message& msg) {
+  if (msg.type == "ping") {
+    protocol::outbound_event pong;
+    pong.type = "pong";
+    pong.reply_to = std::move(msg.id);
+    return emit(self, std::move(pong));
+  }
+  bool fault = msg.type == "test_fault" && self->state.settings->test_faults;
+  if (fault && msg.payload.value("where", nlohmann::json{}) != "handler")
+    throw std::runtime_error("fault injected into a connection manager");
+  if (is_thread_message(msg.type) || fault) {
+    auto& st = self->state;
+    if (!st.threads)
+      st.threads = spawn_thread_handler(self, caf::actor_cast<handler_parent>(self),
+                                        st.settings->test_faults);
+    st.handler_pending.push_back(msg.id);
+    return self->send(st.threads, handle_atom::value, std::move(msg));
+  }
+  if (is_agent_message(msg.type))
+    return on_agent_message(self, msg);
+  reply_error(self, error_code::unknown_type, "unknown message type \"" + msg.type + "\"",
+              std::move(msg.id));
+}
+
+/// The connection's token bucket (router.messages-per-second / -burst). False: the message
+/// is refused; after messages-burst refusals in a row the connection closes with 4029.
+bool admit(manager_pointer self, const std::optional<std::string>& reply_to) {
+  auto& st = self->state;
+  auto& limits = *st.settings;
+  if (st.bucket.take(static_cast<double>(limits.messages_per_second),
+                     static_cast<double>(limits.messages_burst))) {
+    st.refused_in_row = 0;
+    return true;
+  }
+  if (++st.refused_in_row >= limits.messages_burst) {
+    if (st.connection && !st.shutting_down) {
+      st.shutting_down = true;
+      st.close_connection(close_code::rate_limited);
+    }
+    return false;
+  }
+  reply_error(self, error_code::rate_limited, "too many messages: slow down", reply_to);
+  return false;
+}
+
+void on_frame(manager_pointer self, const std::string& text) {
+  if (self->state.shutting_down)
+    return; // closing: nothing more is processed
+  auto parsed = protocol::parse_inbound(text);
+  if (!admit(self, std::holds_alternative<protocol::inbound_message>(parsed)
+                     ? std::get<protocol::inbound_message>(parsed).id
+                     : std::get<protocol::protocol_error>(parsed).reply_to))
+    return;
+  if (auto* error = std::get_if<protocol::protocol_error>(&parsed)) {
+    if (auto m = metrics_of(self))
+      m->message_in("other");
+    return emit(self, protocol::make_error(*error));
+  }
+  auto& msg = std::get<protocol::inbound_message>(parsed);
+  if (auto m = metrics_of(self))
+    m->message_in(msg.type);
+  on_message(self, msg);
+}
+
+/// Children are linked: a run's or handler's end arrives here; anything else (the router
+/// going down) ends the manager.
+void on_exit_msg(manager_pointer self, caf::exit_msg& msg) {
+  if (on_run_exit(self, msg.source, msg.reason))
+    return;
+  auto& st = self->state;
+  if (st.threads && msg.source == st.threads.address()) {
+    st.threads = nullptr; // respawned on next use
+    // Every request it had not answered still gets its one outcome.
+    for (auto& id : st.handler_pending)
+      reply_error(self, error_code::internal, "the request failed", id);
+    st.handler_pending.clear();
+    return;
+  }
+  self->quit(msg.reason);
+}
+
+/// The one place that knows which manager is handling a message on this thread: set by
+/// manager_impl::resume for as long as it runs, restored afterwards (an actor resumed inline
+/// by another one's send nests).
+thread_local manager_pointer running = nullptr;
+
+manager_pointer running_manager() {
+  assert(running != nullptr && "a manager handler runs only inside manager_impl::resume");
+  return running;
+}
+
+/// Every manager runs this same behavior object: its handlers hold no pointer to their
+/// manager and find it with running_manager(). Twelve handlers copied per manager, each with
+/// its own captured `self`, would cost an idle connection over half a KiB.
+manager_actor::behavior_type shared_behavior() {
+  static const manager_actor::behavior_type behavior{
+    [](frame_atom, const std::string& text) { on_frame(running_manager(), text); },
+    [](binary_atom, std::uint64_t) {
+      auto self = running_manager();
+      if (!self->state.shutting_down && admit(self, std::nullopt))
+        reply_error(self, error_code::invalid_message,
+                    "binary frames are not supported: send JSON text frames", std::nullopt);
+    },
+    [](closed_atom, std::uint16_t code, bool clean) {
+      on_closed(running_manager(), code, clean);
+    },
+    [](shutdown_atom, std::uint16_t code) { on_shutdown(running_manager(), code); },
+    [](drain_atom) {
+      auto self = running_manager();
+      self->state.draining = true;
+      finish_drain_if_idle(self);
+    },
+    [](emit_atom, protocol::outbound_event& event) {
+      auto self = running_manager();
+      // The handler answers its requests in order, one event each.
+      auto& pending = self->state.handler_pending;
+      if (!pending.empty())
+        pending.erase(pending.begin());
+      emit(self, std::move(event));
+    },
+    [](run_event_atom, protocol::outbound_event& event) { on_run_event(running_manager(), event); },
+    [](store_atom, thread_query& q) {
+      auto self = running_manager();
+      // The one place a handler's query gets its user_id: this connection's own.
+      return self->delegate(self->state.settings->store, store_atom::value,
+                            self->state.ctx->user_id(), std::move(q));
+    },
+    [](deadline_atom) { on_run_deadlines(running_manager()); },
+    [](flush_atom) {}, // manager_impl::consume sends the outbox once the mailbox is empty
+    [](publish_atom, const protocol::outbound_event& event) { emit(running_manager(), event); },
+    [](resume_atom, connection_ptr& c, std::uint64_t last,
+       const context::user_execution_context& ctx) {
+      return on_resume(running_manager(), c, last, ctx);
+    },
+    [](expire_atom, std::uint64_t generation) {
+      auto self = running_manager();
+      if (!self->state.connection && generation == self->state.generation)
+        self->quit(caf::exit_reason::user_shutdown); // nobody came back in time
+    },
+  };
+  return behavior;
+}
+
+class manager_impl final : public caf::stateful_actor<manager_state, manager_actor::base> {
+public:
+  using super = caf::stateful_actor<manager_state, manager_actor::base>;
+
+  manager_impl(caf::actor_config& cfg, router_feedback router, connection_ptr connection,
+               context::user_execution_context ctx,
+               std::shared_ptr<const manager_settings> settings)
+    : super(cfg) {
+    state.router = std::move(router);
+    state.ctx = std::make_unique<const context::user_execution_context>(std::move(ctx));
+    state.settings = std::move(settings);
+    state.bucket = token_bucket{static_cast<double>(state.settings->messages_burst)};
+    state.connection = std::move(connection); // started by make_behavior, on the manager's turn
+  }
+
+  resume_result resume(caf::execution_unit* unit, std::size_t max_throughput) override {
+    auto outer = std::exchange(running, this);
+    auto result = super::resume(unit, max_throughput);
+    running = outer;
+    return result;
+  }
+
+  // Every message passes here, whichever handler takes it (behavior, exit handler, response
+  // handlers). The frames emitted so far leave once no other message is waiting; otherwise
+  // the next handlers add theirs and the last one of the turn sends them all.
+  caf::invoke_message_result consume(caf::mailbox_element& x) override {
+    auto result = super::consume(x);
+    if (mailbox().empty() && !(std::exchange(state.hold_outbox, false) && hold_for_children()))
+      state.flush_outbox();
+    return result;
+  }
+
+private:
+  // A run started in this turn: its actor runs next on this thread, and a demo run's events
+  // (all of an echo run's) arrive before anything else happens here. A flush message deferred
+  // behind it lets agent_started leave with them in one write instead of alone before them.
+  bool hold_for_children() {
+    auto* io = current_io_context();
+    if (io == nullptr || state.outbox.empty())
+      return false;
+    boost::asio::defer(*io, [self = caf::actor_cast<manager_actor>(this)] {
+      caf::anon_send(self, flush_atom::value);
+    });
+    return true;
+  }
+
+protected:
+  behavior_type make_behavior() override {
+    set_exit_handler([this](caf::exit_msg& msg) { on_exit_msg(this, msg); });
+    auto connection = std::move(state.connection);
+    attach_connection(this, std::move(connection), false, state.ctx->token_expires_at());
+    state.flush_outbox(); // the greeting leaves now: no message may be waiting to end this turn
+    return shared_behavior();
+  }
+};
+
+std::string_view metric_type(const protocol::outbound_event& event) {
+  return event.published ? std::string_view{"published"} : std::string_view{event.type};
+}
+
+} // namespace
+
+void emit(manager_pointer self, const protocol::outbound_event& event) {
+  auto& st = self->state;
+  auto id = st.next_event_id++;
+  if (auto m = metrics_of(self)) {
+    double latency = -1;
+    if (event.created != std::chrono::steady_clock::time_point{})
+      latency = std::chrono::duration<double>(std::chrono::steady_clock::now() - event.created)
+                  .count();
+    m->event_out(metric_type(event), latency);
+  }
+  if (!st.renderer)
+    st.renderer = std::make_unique<protocol::event_renderer>(st.ctx->user_id());
+  auto frame = st.renderer->render(event, id, std::chrono::system_clock::now());
+  if (st.settings->resume_window.count() > 0 && st.settings->resume_buffer_events > 0) {
+    if (!st.replay)
+      st.replay = std::make_unique<replay_buffer>(st.settings->resume_buffer_events,
+                                                  st.settings->resume_buffer_bytes);
+    st.replay->push(id, frame);
+  }
+  if (st.connection)
+    st.outbox.push_back(std::move(frame)); // sent when this turn ends
+}
+
+void reply_error(manager_pointer self, std::string_view code, std::string message,
+                 std::optional<std::string> reply_to) {
+  emit(self, protocol::make_error(protocol::protocol_error{code, std::move(message), std::move(reply_to)}));
+}
+
+manager_actor spawn_connection_manager(caf::local_actor* parent, router_feedback router,
+                                       connection_ptr connection,
+                                       context::user_execution_context ctx,
+                                       std::shared_ptr<const manager_settings> settings) {
+  return parent->spawn<manager_impl, caf::linked>(std::move(router), std::move(connection),
+                                                  std::move(ctx), std::move(settings));
+}
+
+} // namespace er::actors

@@ -1,0 +1,341 @@
+// The connection manager's agent runs: start_agent, user_message, stop_agent, the events of
+// its runs, their deadlines and their exits. Every event of a run is stamped here from the
+// manager's own run_entry, whatever the run itself claims.
+
+#include <caf/actor_cast.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/send.hpp>
+
+#include "actors/runtime/io_scheduler.hpp"
+#include "actors/router/manager/manager_state.hpp"
+#include "context/ids.hpp"
+#include "protocol/close_codes.hpp"
+#include "protocol/error_codes.hpp"
+#include "protocol/message_types.hpp"
+
+namespace er::actors {
+
+namespace {
+
+using json = nlohmann::json;
+constexpr std::size_t thread_title_bytes = 60;
+constexpr auto store_timeout = std::chrono::seconds{10};
+
+/// Marks the run's one final event as sent.
+void finish(manager_pointer self, run_entry& entry, std::string_view outcome) {
+  entry.finished = true;
+  if (auto& m = self->state.settings->metrics)
+    m->run_ended(outcome);
+}
+
+/// Sends the run's final event on the manager's own authority (stop, timeout, crash).
+void end_run(manager_pointer self, run_entry& entry, std::string_view outcome, std::string type,
+             std::optional<std::string> reply_to, json data) {
+  finish(self, entry, outcome);
+  protocol::outbound_event ev;
+  ev.type = std::move(type);
+  ev.run_id = entry.run_id;
+  ev.thread_id = entry.thread_id;
+  ev.reply_to = std::move(reply_to);
+  ev.data = std::move(data);
+  emit(self, std::move(ev));
+}
+
+run_table& runs_of(manager_pointer self) {
+  auto& runs = self->state.runs;
+  if (!runs) // deadlines on the first io thread's clock: they are rare, and only checked
+    runs = std::make_unique<run_table>(
+      net::deadline_clock::of(io_scheduler_of(self->home_system()).io_context()),
+      caf::actor_cast<manager_actor>(self));
+  return *runs;
+}
+
+/// Frees the run table once nothing is starting or running any more.
+void release_runs_if_idle(manager_pointer self) {
+  auto& runs = self->state.runs;
+  if (runs && runs->starting == 0 && runs->by_actor.empty())
+    runs.reset();
+}
+
+/// One start waiting for the thread store is over (started or refused).
+void done_starting(manager_pointer self) {
+  --runs_of(self).starting;
+  release_runs_if_idle(self);
+}
+
+/// Makes sure a deadline check happens no later than `deadline`.
+void arm_deadline_check(manager_pointer self, std::chrono::steady_clock::time_point deadline) {
+  auto& runs = runs_of(self);
+  if (deadline >= runs.deadline_check)
+    return; // the pending check comes first and re-arms for the rest
+  runs.deadline_check = deadline;
+  runs.deadline_timer.arm(deadline);
+}
+
+std::size_t active_runs(manager_pointer self) {
+  auto* runs = self->state.runs.get();
+  if (!runs)
+    return 0;
+  std::size_t n = runs->starting;
+  for (auto& [addr, entry] : runs->by_actor)
+    n += entry.finished ? 0 : 1;
+  return n;
+}
+
+void start_run(manager_pointer self, const agent_definition& agent,
+               std::optional<std::string> thread_id, json payload,
+               std::optional<std::string> reply_to) {
+  auto& st = self->state;
+  run_entry entry;
+  entry.run_id = context::random_id(context::id_prefix::run);
+  entry.thread_id = std::move(thread_id);
+  entry.reply_to = std::move(reply_to);
+  protocol::outbound_event started;
+  started.type = "agent_started";
+  started.run_id = entry.run_id;
+  started.thread_id = entry.thread_id;
+  started.reply_to = entry.reply_to;
+  started.data = json::object();
+  started.data["agent"] = agent.name;
+  emit(self, std::move(started));
+  if (auto& m = st.settings->metrics)
+    m->run_started();
+  st.hold_outbox = true;
+  entry.actor = spawn_agent_run(self, caf::actor_cast<run_parent>(self), agent, *st.settings->agents,
+                                run_spec{entry.run_id, entry.thread_id.value_or(""),
+                                         std::move(payload)});
+  entry.deadline = std::chrono::steady_clock::now() + agent.timeout;
+  arm_deadline_check(self, entry.deadline);
+  auto& runs = runs_of(self);
+  runs.by_id.emplace(entry.run_id, entry.actor.address());
+  runs.by_actor.emplace(entry.actor.address(), std::move(entry));
+}
+
+/// Asks the store with this manager's own user_id. `then` always runs, once: with the
+/// store's reply, or with `error` set when the store failed or did not answer.
+template <class F>
+void ask_store(manager_pointer self, thread_query q, F then) {
+  auto& st = self->state;
+  self->request(st.settings->store, store_timeout, store_atom::value, st.ctx->user_id(), std::move(q))
+    .then([=](thread_reply& r) mutable { then(r); },
+          [=](caf::error&) mutable {
+            thread_reply r;
+            r.found = false;
+            r.error = "the thread store did not answer";
+            then(r);
+          });
+}
+
+/// Answers a failed or negative store reply; true when it did (the request is over).
+bool refused(manager_pointer self, const thread_reply& r, const std::optional<std::string>& reply_to) {
+  if (!r.error.empty())
+    reply_error(self, error_code::unavailable, "the thread store is unavailable", reply_to);
+  else if (!r.found)
+    reply_error(self, error_code::not_found, "no such thread", reply_to);
+  return !r.error.empty() || !r.found;
+}
+
+/// Runs `start` once the thread exists for this user; not_found otherwise. The run slot is
+/// reserved meanwhile, so concurrent requests cannot exceed max-runs-per-connection.
+template <class F>
+void on_users_thread(manager_pointer self, const std::string& thread_id,
+                     std::optional<std::string> reply_to, F start) {
+  thread_query q;
+  q.op = thread_op::exists;
+  q.thread_id = thread_id;
+  ++runs_of(self).starting;
+  ask_store(self, q, [=](thread_reply& r) {
+    done_starting(self);
+    if (!refused(self, r, reply_to))
+      start();
+  });
+}
+
+bool refuse_over_limit(manager_pointer self, const protocol::inbound_message& msg) {
+  if (self->state.draining) {
+    reply_error(self, error_code::unavailable, "the server is shutting down", msg.id);
+    return true;
+  }
+  if (active_runs(self) < self->state.settings->max_runs_per_connection)
+    return false;
+  reply_error(self, error_code::too_many_runs,
+              "at most " + std::to_string(self->state.settings->max_runs_per_connection)
+                + " concurrent runs per connection",
+              msg.id);
+  return true;
+}
+
+void on_start_agent(manager_pointer self, protocol::inbound_message& msg) {
+  auto name = msg.payload.find("agent");
+  if (name == msg.payload.end() || !name->is_string())
+    return reply_error(self, error_code::invalid_message, "payload.agent must be a string", msg.id);
+  auto agent = self->state.settings->agents->find(name->get<std::string>());
+  if (!agent)
+    return reply_error(self, error_code::unknown_agent,
+                       "no agent named \"" + name->get<std::string>() + "\"", msg.id);
+  if (refuse_over_limit(self, msg))
+    return;
+  if (!msg.thread_id)
+    return start_run(self, *agent, std::nullopt, std::move(msg.payload), msg.id);
+  on_users_thread(self, *msg.thread_id, msg.id,
+                  [=, payload = msg.payload] { start_run(self, *agent, msg.thread_id, payload, msg.id); });
+}
+
+void on_user_message(manager_pointer self, protocol::inbound_message& msg) {
+  auto text = msg.payload.find("text");
+  if (text == msg.payload.end() || !text->is_string() || text->get<std::string>().empty())
+    return reply_error(self, error_code::invalid_message,
+                       "payload.text must be a non-empty string", msg.id);
+  auto agent = self->state.settings->agents->find(self->state.settings->agents->default_agent);
+  if (!agent)
+    return reply_error(self, error_code::unavailable, "no default agent configured", msg.id);
+  if (refuse_over_limit(self, msg))
+    return;
+  thread_query q;
+  q.op = thread_op::append; // appending to an existing thread is also its ownership check
+  q.thread_id = msg.thread_id.value_or(context::random_id(context::id_prefix::thread));
+  q.role = "user";
+  q.content = json{{"text", *text}}.dump();
+  ++runs_of(self).starting;
+  auto append_then_start = [=](thread_reply& created) {
+    if (refused(self, created, msg.id)) {
+      done_starting(self);
+      return;
+    }
+    ask_store(self, q, [=](thread_reply& appended) {
+      done_starting(self);
+      if (!refused(self, appended, msg.id))
+        start_run(self, *agent, q.thread_id, msg.payload, msg.id);
+    });
+  };
+  if (msg.thread_id) {
+    thread_reply exists; // found: go straight to the append
+    return append_then_start(exists);
+  }
+  thread_query create = q;
+  create.op = thread_op::create;
+  create.title = text->get<std::string>().substr(0, thread_title_bytes);
+  ask_store(self, create, append_then_start);
+}
+
+void on_stop_agent(manager_pointer self, protocol::inbound_message& msg) {
+  auto id = msg.payload.find("run_id");
+  if (id == msg.payload.end() || !id->is_string())
+    return reply_error(self, error_code::invalid_message, "payload.run_id must be a string", msg.id);
+  auto* runs = self->state.runs.get();
+  run_entry* found = nullptr;
+  if (runs) {
+    if (auto addr = runs->by_id.find(id->get<std::string>()); addr != runs->by_id.end())
+      if (auto run = runs->by_actor.find(addr->second); run != runs->by_actor.end())
+        found = &run->second;
+  }
+  if (!found || found->finished)
+    return reply_error(self, error_code::not_found, "no such run", msg.id);
+  auto& entry = *found;
+  end_run(self, entry, "stopped", "agent_stopped", msg.id,
+          json{{"reason", "stopped by the client"}});
+  self->send_exit(entry.actor, caf::exit_reason::user_shutdown);
+}
+
+/// Ends an active run with agent_error (timeouts, crashes).
+void fail_run(manager_pointer self, run_entry& entry, std::string message) {
+  end_run(self, entry, "error", "agent_error", entry.reply_to,
+          json{{"message", std::move(message)}});
+}
+
+} // namespace
+
+void run_deadline_timer::on_deadline(std::uint64_t) {
+  caf::anon_send(manager_, deadline_atom::value); // only enqueues: never calls the clock
+}
+
+bool is_agent_message(const std::string& type) {
+  return type == "start_agent" || type == "user_message" || type == "stop_agent";
+}
+
+void on_agent_message(manager_pointer self, protocol::inbound_message& msg) {
+  if (msg.type == "start_agent")
+    on_start_agent(self, msg);
+  else if (msg.type == "user_message")
+    on_user_message(self, msg);
+  else
+    on_stop_agent(self, msg);
+}
+
+void on_run_event(manager_pointer self, protocol::outbound_event& event) {
+  auto& st = self->state;
+  if (!st.runs)
+    return; // a late event of a run that has ended, or not a run at all
+  auto run = st.runs->by_actor.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+  if (run == st.runs->by_actor.end() || run->second.finished || !protocol::is_run_event(event.type))
+    return; // a late event of a stopped or timed-out run, or not a run at all
+  auto& entry = run->second;
+  event.run_id = entry.run_id;
+  event.thread_id = entry.thread_id;
+  event.reply_to = entry.reply_to;
+  if (protocol::is_final_agent_event(event.type)) {
+    finish(self, entry, event.type == "agent_completed" ? "completed" : "error");
+    if (event.type == "agent_completed" && entry.thread_id) {
+      // Sent before the event, so a history request after it already sees the result.
+      thread_query q;
+      q.op = thread_op::append;
+      q.thread_id = *entry.thread_id;
+      q.role = "agent";
+      q.run_id = entry.run_id;
+      q.content = event.data_text.empty() ? event.data.dump() : event.data_text;
+      self->request(st.settings->store, store_timeout, store_atom::value, st.ctx->user_id(), q)
+        .then([](thread_reply&) {}, [](caf::error&) {});
+    }
+  }
+  emit(self, std::move(event));
+}
+
+bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf::error& reason) {
+  auto* runs = self->state.runs.get();
+  if (!runs)
+    return false;
+  auto run = runs->by_actor.find(source);
+  if (run == runs->by_actor.end())
+    return false;
+  if (!run->second.finished)
+    fail_run(self, run->second,
+             reason && reason != caf::exit_reason::normal ? "the agent failed"
+                                                          : "the agent ended without completing");
+  runs->by_id.erase(run->second.run_id);
+  runs->by_actor.erase(run);
+  release_runs_if_idle(self);
+  finish_drain_if_idle(self);
+  return true;
+}
+
+void finish_drain_if_idle(manager_pointer self) {
+  auto& st = self->state;
+  if (st.draining && !st.shutting_down && active_runs(self) == 0
+      && (!st.runs || st.runs->by_actor.empty()))
+    on_shutdown(self, close_code::going_away.code);
+}
+
+void on_run_deadlines(manager_pointer self) {
+  auto* runs = self->state.runs.get();
+  if (!runs)
+    return; // every run ended before its deadline
+  auto now = std::chrono::steady_clock::now();
+  if (now < runs->deadline_check)
+    return; // an older check, superseded by an earlier one that is still pending
+  runs->deadline_check = std::chrono::steady_clock::time_point::max();
+  auto next = std::chrono::steady_clock::time_point::max();
+  for (auto& [addr, entry] : runs->by_actor) {
+    if (entry.finished)
+      continue;
+    if (entry.deadline <= now) {
+      fail_run(self, entry, "the agent timed out");
+      self->send_exit(entry.actor, caf::exit_reason::user_shutdown);
+    } else {
+      next = std::min(next, entry.deadline);
+    }
+  }
+  if (next != std::chrono::steady_clock::time_point::max())
+    arm_deadline_check(self, next);
+}
+
+} // namespace er::actors

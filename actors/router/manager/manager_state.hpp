@@ -1,0 +1,141 @@
+#pragma once
+// Internal to the connection manager: its state, shared by connection_manager.cpp (socket,
+// protocol, dispatch) and manager_runs.cpp (agent runs).
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "actors/router/manager/connection_manager.hpp"
+#include "actors/router/manager/replay_buffer.hpp"
+#include "actors/router/manager/handlers/thread_handler.hpp"
+#include "actors/router/manager/token_bucket.hpp"
+#include "net/deadline_clock.hpp"
+#include "protocol/close_codes.hpp"
+
+namespace er::actors {
+
+struct run_entry {
+  std::string run_id;
+  std::optional<std::string> thread_id;
+  std::optional<std::string> reply_to; ///< the id of the request that started the run
+  caf::actor actor;
+  std::chrono::steady_clock::time_point deadline; ///< the agent's timeout from its start
+  bool finished = false; ///< its one final event has been sent
+};
+
+/// Wakes a manager with deadline_atom when its earliest run deadline passes. An entry of a
+/// net::deadline_clock, so that it goes away with the run table: a CAF delayed message cannot
+/// be cancelled, and one per table (a table lives from a connection's first concurrent run to
+/// its last) piled up for a whole run timeout under sustained load (a clock entry and a
+/// mailbox element per run), each holding its manager alive after the connection closed.
+class run_deadline_timer final : public net::deadline_clock::entry {
+public:
+  run_deadline_timer(net::deadline_clock& clock, manager_actor manager)
+    : clock_(clock), manager_(std::move(manager)) {
+  }
+  ~run_deadline_timer() {
+    clock_.cancel(*this); // after this, on_deadline is neither running nor coming
+  }
+  void arm(std::chrono::steady_clock::time_point at) {
+    clock_.schedule(*this, at);
+  }
+
+private:
+  void on_deadline(std::uint64_t) override; // on the clock's thread, under its lock
+
+  net::deadline_clock& clock_;
+  manager_actor manager_; ///< a cycle through the manager's state, broken with the table
+};
+
+/// The connection's agent runs. Allocated with the first run and freed when the last one has
+/// ended: an idle connection does not carry two empty hash tables.
+struct run_table {
+  run_table(net::deadline_clock& clock, manager_actor manager)
+    : deadline_timer(clock, std::move(manager)) {
+  }
+  std::unordered_map<caf::actor_addr, run_entry> by_actor;
+  std::unordered_map<std::string, caf::actor_addr> by_id;
+  std::size_t starting = 0; ///< accepted, waiting for the thread store
+  /// When the deadline check is due; max(): none armed. One timer covers every run's timeout.
+  std::chrono::steady_clock::time_point deadline_check = std::chrono::steady_clock::time_point::max();
+  run_deadline_timer deadline_timer;
+};
+
+struct manager_state {
+  connection_ptr connection; ///< null while detached
+  /// Frames emitted while the manager works through the messages waiting in its mailbox,
+  /// sent as one batch when none is left (manager_impl::consume): a run's burst of events
+  /// leaves with one dispatch to the socket's strand and one write. Empty, without storage,
+  /// between batches.
+  std::vector<std::string> outbox;
+  router_feedback router;
+  bool shutting_down = false; ///< closing: nothing more is processed
+  bool draining = false;      ///< the server stops: no new runs, close once runs ended
+  /// A run started in this turn: the outbox waits for its first events (manager_impl).
+  bool hold_outbox = false;
+  std::uint64_t generation = 0;          ///< counts attach/detach, to match expire timers
+  std::unique_ptr<replay_buffer> replay; ///< allocated on first event: idle costs nothing
+  std::unique_ptr<protocol::event_renderer> renderer; ///< likewise
+  std::unique_ptr<const context::user_execution_context> ctx;
+  std::shared_ptr<const manager_settings> settings;
+  std::uint64_t next_event_id = 1;
+  thread_handler_actor threads; ///< spawned on first use
+  /// Ids sent to it, not yet answered, oldest first. A vector: few entries, and an empty
+  /// std::deque would allocate over half a KiB for every idle connection.
+  std::vector<std::optional<std::string>> handler_pending;
+  std::unique_ptr<run_table> runs; ///< null while no run is starting or running
+  token_bucket bucket{0}; ///< filled to messages-burst when the manager starts
+  std::size_t refused_in_row = 0;
+
+  manager_state() = default;
+  manager_state(const manager_state&) = delete;
+  manager_state& operator=(const manager_state&) = delete;
+  /// The state dies with the actor, whatever ended it. Every orderly end has closed the
+  /// socket already (or is closing it); a socket still here means the manager failed.
+  ~manager_state() {
+    if (connection)
+      close_connection(close_code::internal_error);
+  }
+
+  /// Hands the outbox to the connection (dropped when there is none).
+  void flush_outbox() {
+    if (!outbox.empty() && connection)
+      connection->send_all(std::move(outbox));
+    std::vector<std::string>{}.swap(outbox);
+  }
+
+  /// Sends what this turn emitted, then closes the socket.
+  void close_connection(const close_reason& why) {
+    flush_outbox();
+    connection->close(why);
+  }
+
+  static inline const char* name = "connection_manager";
+};
+
+using manager_pointer = manager_actor::stateful_pointer<manager_state>;
+
+/// Stamps `event` with this connection's user_id and next event_id, renders it and queues
+/// the frame in the outbox (sent when the mailbox batch ends).
+void emit(manager_pointer self, const protocol::outbound_event& event);
+void reply_error(manager_pointer self, std::string_view code, std::string message,
+                 std::optional<std::string> reply_to);
+
+// manager_runs.cpp
+bool is_agent_message(const std::string& type);
+void on_agent_message(manager_pointer self, protocol::inbound_message& msg);
+void on_run_event(manager_pointer self, protocol::outbound_event& event);
+/// Handles the exit of one of this manager's runs; false when `source` is not a run.
+bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf::error& reason);
+/// Ends the runs past their deadline and arms the check for the next one.
+void on_run_deadlines(manager_pointer self);
+/// While draining: closes with 1001 once no run is active or starting.
+void finish_drain_if_idle(manager_pointer self);
+
+// connection_manager.cpp
+void on_shutdown(manager_pointer self, std::uint16_t code);
+
+} // namespace er::actors

@@ -1,0 +1,223 @@
+#include "actors/router/router.hpp"
+
+#include <algorithm>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/actor_cast.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "protocol/close_codes.hpp"
+
+namespace er::actors {
+
+namespace {
+
+constexpr auto resume_timeout = std::chrono::seconds{5};
+
+// The strings live once, as keys of `users` and `manager_by_token` (whose nodes stay put),
+// and a record points at them: an index entry per connection, not three copies of its ids.
+struct manager_record {
+  manager_actor handle;
+  const std::string* user_id;                ///< the key of its entry in `users`
+  const std::string* resume_token = nullptr; ///< the key in `manager_by_token`; null: none
+  bool attached = true;
+};
+
+struct user_entry {
+  std::vector<caf::actor_addr> managers;
+  std::uint64_t attached = 0;
+};
+
+struct router_state {
+  std::shared_ptr<const manager_settings> settings;
+  std::unordered_map<caf::actor_addr, manager_record> managers;
+  std::unordered_map<std::string, user_entry> users;
+  std::unordered_map<std::string, caf::actor_addr> manager_by_token;
+  router_stats counts; ///< kept up to date on every change: no walk over all connections
+  bool shutting_down = false;
+
+  static inline const char* name = "router";
+};
+
+using router_pointer = router_actor::stateful_pointer<router_state>;
+
+/// Connections past the per-user limit are upgraded and closed at once, so that clients
+/// read the close code (4503) instead of a failed handshake.
+class refusing_sink final : public net::session_sink {
+  void on_text(std::string) override {}
+  void on_binary(std::size_t) override {}
+  void on_closed(net::close_info) override {}
+};
+
+std::size_t attached_of(router_pointer self, const std::string& user_id) {
+  auto it = self->state.users.find(user_id);
+  return it == self->state.users.end() ? 0 : it->second.attached;
+}
+
+void add(std::uint64_t& n, int delta) {
+  n = delta < 0 ? n - static_cast<std::uint64_t>(-delta) : n + static_cast<std::uint64_t>(delta);
+}
+
+/// Moves one manager of `user` between attached and detached (or in and out), keeping the
+/// counts and the users metric current.
+void count(router_pointer self, const std::string& user, int attached_delta, int detached_delta) {
+  auto& st = self->state;
+  auto& entry = st.users[user];
+  bool had_connection = entry.attached > 0;
+  add(entry.attached, attached_delta);
+  add(st.counts.connections, attached_delta);
+  add(st.counts.detached, detached_delta);
+  if (had_connection != (entry.attached > 0))
+    add(st.counts.users, entry.attached > 0 ? 1 : -1);
+  if (auto& m = st.settings->metrics)
+    m->set_users(static_cast<double>(st.counts.users));
+}
+
+void spawn_manager(router_pointer self, connection_ptr connection,
+                   context::user_execution_context ctx) {
+  auto& st = self->state;
+  if (attached_of(self, ctx.user_id()) >= st.settings->max_connections_per_user) {
+    connection->start(std::make_shared<refusing_sink>(), ctx.token_expires_at()); // closed next
+    connection->close(close_code::too_many_connections);
+    if (st.settings->metrics)
+      st.settings->metrics->closed(close_code::too_many_connections.code);
+    return;
+  }
+  auto& user = *st.users.try_emplace(ctx.user_id()).first;
+  auto manager = spawn_connection_manager(self, caf::actor_cast<router_feedback>(self),
+                                          std::move(connection), std::move(ctx), st.settings);
+  user.second.managers.push_back(manager.address());
+  st.managers.emplace(manager.address(), manager_record{manager, &user.first, nullptr, true});
+  count(self, user.first, +1, 0);
+}
+
+void attach(router_pointer self, attach_request& up) {
+  auto& st = self->state;
+  if (st.shutting_down) {
+    up.connection->start(std::make_shared<refusing_sink>(), up.ctx.token_expires_at()); // closed next
+    up.connection->close(close_code::going_away);
+    return;
+  }
+  if (up.resume) {
+    auto it = st.manager_by_token.find(up.resume->token);
+    auto rec = it == st.manager_by_token.end() ? st.managers.end() : st.managers.find(it->second);
+    // Another user's token behaves exactly like an unknown one: a fresh session.
+    if (rec != st.managers.end() && !rec->second.attached
+        && *rec->second.user_id == up.ctx.user_id()) {
+      auto connection = up.connection;
+      auto ctx = up.ctx;
+      self->request(rec->second.handle, resume_timeout, resume_atom::value, connection,
+                    up.resume->last_event_id, ctx)
+        .then(
+          [=](bool resumed) {
+            if (!resumed)
+              spawn_manager(self, connection, ctx);
+          },
+          [=](caf::error&) { spawn_manager(self, connection, ctx); });
+      return;
+    }
+  }
+  spawn_manager(self, std::move(up.connection), std::move(up.ctx));
+}
+
+void forget_token(router_state& st, manager_record& rec) {
+  if (!rec.resume_token)
+    return;
+  if (auto it = st.manager_by_token.find(*rec.resume_token); it != st.manager_by_token.end())
+    st.manager_by_token.erase(it);
+  rec.resume_token = nullptr;
+}
+
+void on_session(router_pointer self, bool attached, const std::string& token) {
+  auto& st = self->state;
+  auto rec = st.managers.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+  if (rec == st.managers.end())
+    return;
+  if (!token.empty()) {
+    forget_token(st, rec->second);
+    rec->second.resume_token = &st.manager_by_token.insert_or_assign(token, rec->first).first->first;
+  }
+  if (rec->second.attached != attached) {
+    rec->second.attached = attached;
+    count(self, *rec->second.user_id, attached ? +1 : -1, attached ? -1 : +1);
+  }
+}
+
+void forget(router_pointer self, const caf::actor_addr& manager) {
+  auto& st = self->state;
+  auto rec = st.managers.find(manager);
+  if (rec == st.managers.end())
+    return;
+  std::string user_id = *rec->second.user_id; // a copy: the entry may go below
+  bool attached = rec->second.attached;
+  count(self, user_id, attached ? -1 : 0, attached ? 0 : -1);
+  auto user = st.users.find(user_id);
+  auto& list = user->second.managers;
+  list.erase(std::remove(list.begin(), list.end(), manager), list.end());
+  if (list.empty())
+    st.users.erase(user);
+  forget_token(st, rec->second);
+  st.managers.erase(rec);
+}
+
+/// Sends `msg` to every manager of `user_id`; answers how many are attached.
+template <class... Ts>
+std::uint64_t to_user(router_pointer self, const std::string& user_id, const Ts&... msg) {
+  auto& st = self->state;
+  auto it = st.users.find(user_id);
+  if (it == st.users.end())
+    return 0;
+  std::uint64_t attached = 0;
+  for (auto& addr : it->second.managers) {
+    auto& rec = st.managers.at(addr);
+    self->send(rec.handle, msg...);
+    attached += rec.attached ? 1 : 0;
+  }
+  return attached;
+}
+
+router_actor::behavior_type router_behavior(router_pointer self,
+                                            std::shared_ptr<const manager_settings> settings) {
+  self->state.settings = std::move(settings);
+  // Managers are linked: the router outlives their crashes, and they die with the router.
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    if (self->state.managers.count(msg.source) > 0)
+      forget(self, msg.source);
+    else
+      self->quit(msg.reason);
+  });
+  return {
+    [=](attach_atom, attach_request& up) { attach(self, up); },
+    [=](stats_atom) { return self->state.counts; },
+    [=](drain_atom) {
+      self->state.shutting_down = true;
+      for (auto& [addr, rec] : self->state.managers)
+        self->send(rec.handle, drain_atom::value);
+    },
+    [=](shutdown_atom, std::uint16_t code) {
+      self->state.shutting_down = true;
+      for (auto& [addr, rec] : self->state.managers)
+        self->send(rec.handle, shutdown_atom::value, code);
+    },
+    [=](publish_atom, const std::string& user_id, const protocol::outbound_event& event) {
+      return to_user(self, user_id, publish_atom::value, event);
+    },
+    [=](disconnect_atom, const std::string& user_id) {
+      return to_user(self, user_id, shutdown_atom::value,
+                     close_code::disconnected_by_backend.code);
+    },
+    [=](session_atom, bool attached, const std::string& token) {
+      on_session(self, attached, token);
+    },
+  };
+}
+
+} // namespace
+
+router_actor spawn_router(caf::actor_system& system,
+                          std::shared_ptr<const manager_settings> settings) {
+  return system.spawn(router_behavior, std::move(settings));
+}
+
+} // namespace er::actors

@@ -1,0 +1,13 @@
+#pragma once
+// What a socket tells the one actor that owns it: the router's connection managers and
+// router-load's clients speak to their sockets alike.
+
+#include <caf/atom.hpp>
+
+namespace er::actors {
+
+using frame_atom = caf::atom_constant<caf::atom("frame")>;   ///< (frame, text): a text frame
+using binary_atom = caf::atom_constant<caf::atom("binary")>; ///< (binary, bytes): refused
+using closed_atom = caf::atom_constant<caf::atom("closed")>; ///< (closed, code, clean): the end
+
+} // namespace er::actors

@@ -1,0 +1,385 @@
+#include "actors/store/thread_db.hpp"
+
+#include <sqlite3.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <iterator>
+#include <limits>
+#include <utility>
+
+namespace er::actors {
+
+namespace {
+
+// Long enough to ride out another process's checkpoint or write, short
+// enough that a stuck lock surfaces as an error instead of a hung actor.
+constexpr int busy_timeout_ms = 5000;
+
+// migrations[v] upgrades a database from user_version v to v + 1. Append new
+// steps; never edit a released one, databases in the field already ran it.
+constexpr const char* migrations[] = {
+  R"sql(
+    CREATE TABLE threads (
+      user_id       TEXT    NOT NULL,
+      thread_id     TEXT    NOT NULL,
+      title         TEXT    NOT NULL,
+      created_at_ms INTEGER NOT NULL,
+      updated_at_ms INTEGER NOT NULL,
+      message_count INTEGER NOT NULL DEFAULT 0,
+      PRIMARY KEY (user_id, thread_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX threads_by_user_updated
+      ON threads (user_id, updated_at_ms DESC, thread_id);
+    CREATE TABLE messages (
+      user_id       TEXT    NOT NULL,
+      thread_id     TEXT    NOT NULL,
+      seq           INTEGER NOT NULL,
+      role          TEXT    NOT NULL CHECK (role IN ('user', 'agent')),
+      run_id        TEXT    NOT NULL,
+      content       TEXT    NOT NULL,
+      created_at_ms INTEGER NOT NULL,
+      UNIQUE (user_id, thread_id, seq),
+      FOREIGN KEY (user_id, thread_id)
+        REFERENCES threads (user_id, thread_id) ON DELETE CASCADE
+    );
+  )sql",
+};
+
+constexpr int schema_version = static_cast<int>(std::size(migrations));
+
+std::string describe(const std::string& path, const std::string& what,
+                     sqlite3* db) {
+  std::string msg = "thread_db '" + path + "': " + what;
+  if (db != nullptr)
+    msg += ": " + std::string(sqlite3_errmsg(db)) + " (sqlite code "
+           + std::to_string(sqlite3_extended_errcode(db)) + ")";
+  return msg;
+}
+
+[[noreturn]] void raise(const std::string& path, const std::string& what,
+                        sqlite3* db) {
+  throw thread_db_error(describe(path, what, db));
+}
+
+std::int64_t clamp_limit(std::size_t limit) {
+  constexpr auto max = static_cast<std::uint64_t>(
+    std::numeric_limits<std::int64_t>::max());
+  return static_cast<std::int64_t>(
+    std::min<std::uint64_t>(static_cast<std::uint64_t>(limit), max));
+}
+
+// One use of a cached statement. Binds parameters in order and, when the use
+// ends, resets it and drops the bindings: a cached statement left mid-step
+// would keep a read snapshot open, and SQLITE_STATIC bindings must not
+// outlive the caller's strings.
+class statement_use {
+public:
+  statement_use(sqlite3_stmt* stmt, const std::string& path)
+    : stmt_(stmt), path_(path) {}
+  ~statement_use() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  statement_use(const statement_use&) = delete;
+  statement_use& operator=(const statement_use&) = delete;
+
+  statement_use& text(const std::string& value) {
+    check(sqlite3_bind_text64(stmt_, ++index_, value.data(), value.size(),
+                              SQLITE_STATIC, SQLITE_UTF8));
+    return *this;
+  }
+  statement_use& integer(std::int64_t value) {
+    check(sqlite3_bind_int64(stmt_, ++index_, value));
+    return *this;
+  }
+  // true while a row is available, false when done.
+  bool step() {
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW)
+      return true;
+    if (rc == SQLITE_DONE)
+      return false;
+    raise(path_, std::string("executing '") + sqlite3_sql(stmt_) + "'",
+          sqlite3_db_handle(stmt_));
+  }
+  std::int64_t integer_at(int column) const {
+    return sqlite3_column_int64(stmt_, column);
+  }
+  std::string text_at(int column) const {
+    // Text before bytes: the conversion to UTF-8 may change the byte count.
+    const auto* data = sqlite3_column_text(stmt_, column);
+    const auto size = static_cast<std::size_t>(sqlite3_column_bytes(stmt_, column));
+    return data == nullptr ? std::string()
+                           : std::string(reinterpret_cast<const char*>(data), size);
+  }
+
+private:
+  void check(int rc) const {
+    if (rc != SQLITE_OK)
+      raise(path_, "binding a parameter", sqlite3_db_handle(stmt_));
+  }
+
+  sqlite3_stmt* stmt_;
+  const std::string& path_;
+  int index_ = 0;
+};
+
+// Rolls back unless commit() succeeded, so an early return or an exception
+// never leaves a transaction (and its lock) open on the shared connection.
+class transaction {
+public:
+  transaction(sqlite3_stmt* begin, sqlite3_stmt* commit, sqlite3_stmt* rollback,
+              const std::string& path)
+    : commit_(commit), rollback_(rollback), path_(path) {
+    statement_use(begin, path_).step();
+  }
+  ~transaction() {
+    if (open_ && sqlite3_get_autocommit(sqlite3_db_handle(rollback_)) == 0) {
+      sqlite3_step(rollback_); // best effort; a destructor must not throw
+      sqlite3_reset(rollback_);
+    }
+  }
+  transaction(const transaction&) = delete;
+  transaction& operator=(const transaction&) = delete;
+
+  void commit() {
+    statement_use(commit_, path_).step();
+    open_ = false;
+  }
+
+private:
+  sqlite3_stmt* commit_;
+  sqlite3_stmt* rollback_;
+  const std::string& path_;
+  bool open_ = true;
+};
+
+bool is_in_memory(const std::string& path) {
+  // "" is SQLite's private temporary database; neither can use WAL.
+  return path == ":memory:" || path.empty();
+}
+
+void require_non_empty(const std::string& value, const char* name) {
+  if (value.empty())
+    throw std::invalid_argument(std::string("thread_db: ") + name
+                                + " must not be empty");
+}
+
+} // namespace
+
+void thread_db::db_closer::operator()(sqlite3* db) const noexcept {
+  // close_v2 defers the close until the last statement is finalized, so
+  // even an unusual destruction order cannot leak or crash.
+  sqlite3_close_v2(db);
+}
+
+void thread_db::stmt_finalizer::operator()(sqlite3_stmt* stmt) const noexcept {
+  sqlite3_finalize(stmt);
+}
+
+thread_db::thread_db(const std::string& path) : path_(path) {
+  if (path.find('\0') != std::string::npos)
+    raise(path_, "path contains a NUL byte", nullptr);
+  // NOMUTEX: the class contract already forbids concurrent use, so SQLite's
+  // per-call mutex would only cost time.
+  const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+                    | SQLITE_OPEN_NOMUTEX;
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
+  db_.reset(raw); // SQLite returns a handle even on failure; it must be closed
+  if (rc != SQLITE_OK)
+    fail("cannot open database");
+  sqlite3_extended_result_codes(db_.get(), 1);
+  sqlite3_busy_timeout(db_.get(), busy_timeout_ms);
+  configure();
+  begin_deferred_ = prepare("BEGIN DEFERRED");
+  begin_immediate_ = prepare("BEGIN IMMEDIATE");
+  commit_ = prepare("COMMIT");
+  rollback_ = prepare("ROLLBACK");
+  migrate();
+  prepare_statements();
+}
+
+thread_db::~thread_db() = default;
+thread_db::thread_db(thread_db&&) noexcept = default;
+thread_db& thread_db::operator=(thread_db&&) noexcept = default;
+
+void thread_db::fail(const std::string& what) const {
+  raise(path_, what, db_.get());
+}
+
+void thread_db::exec(const std::string& sql, const std::string& what) {
+  if (sqlite3_exec(db_.get(), sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK)
+    fail(what);
+}
+
+std::string thread_db::query_text(const char* sql) {
+  auto stmt = prepare(sql);
+  statement_use use(stmt.get(), path_);
+  return use.step() ? use.text_at(0) : std::string();
+}
+
+thread_db::stmt_ptr thread_db::prepare(const char* sql) {
+  sqlite3_stmt* raw = nullptr;
+  if (sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &raw,
+                         nullptr)
+      != SQLITE_OK)
+    fail(std::string("preparing '") + sql + "'");
+  return stmt_ptr(raw);
+}
+
+void thread_db::configure() {
+  // Opening is lazy: a file that is not a database, or cannot be read, is
+  // first noticed by the journal_mode switch (or by migrate() in memory).
+  exec("PRAGMA foreign_keys = ON", "enabling foreign keys");
+  if (query_text("PRAGMA foreign_keys") != "1")
+    fail("this SQLite build cannot enforce foreign keys");
+  if (is_in_memory(path_))
+    return;
+  const auto mode = query_text("PRAGMA journal_mode = WAL");
+  if (mode != "wal")
+    raise(path_, "cannot enable WAL journal mode (still '" + mode + "')",
+          nullptr);
+  // In WAL mode NORMAL cannot corrupt the database; it only risks the last
+  // commits on power loss, not on a process crash.
+  exec("PRAGMA synchronous = NORMAL", "setting synchronous = NORMAL");
+}
+
+void thread_db::migrate() {
+  // IMMEDIATE: two processes opening a fresh file must not both run step 0.
+  transaction tx(begin_immediate_.get(), commit_.get(), rollback_.get(), path_);
+  const int current = std::stoi(query_text("PRAGMA user_version"));
+  if (current > schema_version)
+    raise(path_,
+          "schema version " + std::to_string(current)
+            + " is newer than this build supports ("
+            + std::to_string(schema_version) + ")",
+          nullptr);
+  for (int version = current; version < schema_version; ++version)
+    exec(migrations[version],
+         "migrating schema to version " + std::to_string(version + 1));
+  // PRAGMA takes no bound parameters; the value is our own constant.
+  if (current != schema_version)
+    exec("PRAGMA user_version = " + std::to_string(schema_version),
+         "recording schema version");
+  tx.commit();
+}
+
+void thread_db::prepare_statements() {
+  insert_thread_ = prepare(
+    "INSERT INTO threads (user_id, thread_id, title, created_at_ms,"
+    " updated_at_ms, message_count) VALUES (?, ?, ?, ?, ?, 0)");
+  select_threads_ = prepare(
+    "SELECT thread_id, title, created_at_ms, updated_at_ms, message_count"
+    " FROM threads WHERE user_id = ?"
+    " ORDER BY updated_at_ms DESC, thread_id ASC LIMIT ?");
+  select_thread_exists_ = prepare(
+    "SELECT 1 FROM threads WHERE user_id = ? AND thread_id = ?");
+  bump_thread_ = prepare(
+    "UPDATE threads SET message_count = message_count + 1, updated_at_ms = ?"
+    " WHERE user_id = ? AND thread_id = ?");
+  // Takes seq from the counter bumped just before in the same transaction,
+  // so seq is dense per thread without a MAX() scan.
+  insert_message_ = prepare(
+    "INSERT INTO messages (user_id, thread_id, seq, role, run_id, content,"
+    " created_at_ms)"
+    " SELECT user_id, thread_id, message_count, ?, ?, ?, ? FROM threads"
+    " WHERE user_id = ? AND thread_id = ?");
+  select_messages_ = prepare(
+    "SELECT seq, role, run_id, content, created_at_ms FROM messages"
+    " WHERE user_id = ? AND thread_id = ? ORDER BY seq DESC LIMIT ?");
+}
+
+thread_info thread_db::create_thread(const std::string& user_id,
+                                     const std::string& thread_id,
+                                     const std::string& title,
+                                     std::int64_t now_ms) {
+  require_non_empty(user_id, "user_id");
+  require_non_empty(thread_id, "thread_id");
+  // Single-threaded use makes check-then-insert safe here; a racing second
+  // process would still be stopped by the primary key.
+  if (thread_exists(user_id, thread_id))
+    raise(path_, "thread '" + thread_id + "' already exists for this user",
+          nullptr);
+  statement_use insert(insert_thread_.get(), path_);
+  insert.text(user_id).text(thread_id).text(title).integer(now_ms).integer(now_ms);
+  insert.step();
+  return thread_info{thread_id, title, now_ms, now_ms, 0};
+}
+
+std::vector<thread_info> thread_db::list_threads(const std::string& user_id,
+                                                 std::size_t limit) {
+  std::vector<thread_info> result;
+  statement_use select(select_threads_.get(), path_);
+  select.text(user_id).integer(clamp_limit(limit));
+  while (select.step())
+    result.push_back(thread_info{select.text_at(0), select.text_at(1),
+                                 select.integer_at(2), select.integer_at(3),
+                                 select.integer_at(4)});
+  return result;
+}
+
+bool thread_db::thread_exists(const std::string& user_id,
+                              const std::string& thread_id) {
+  statement_use select(select_thread_exists_.get(), path_);
+  select.text(user_id).text(thread_id);
+  return select.step();
+}
+
+std::optional<std::vector<thread_message>>
+thread_db::history(const std::string& user_id, const std::string& thread_id,
+                   std::size_t limit) {
+  // One read snapshot, so the ownership check and the rows agree even if
+  // another process appends in between.
+  transaction tx(begin_deferred_.get(), commit_.get(), rollback_.get(), path_);
+  if (!thread_exists(user_id, thread_id))
+    return std::nullopt;
+  std::vector<thread_message> result;
+  {
+    statement_use select(select_messages_.get(), path_);
+    select.text(user_id).text(thread_id).integer(clamp_limit(limit));
+    while (select.step())
+      result.push_back(thread_message{select.integer_at(0), select.text_at(1),
+                                      select.text_at(2), select.text_at(3),
+                                      select.integer_at(4)});
+  }
+  tx.commit();
+  // Selected newest first so LIMIT keeps the latest; callers want append order.
+  std::reverse(result.begin(), result.end());
+  return result;
+}
+
+bool thread_db::append_message(const std::string& user_id,
+                               const std::string& thread_id,
+                               const std::string& role,
+                               const std::string& run_id,
+                               const std::string& content,
+                               std::int64_t now_ms) {
+  if (role != "user" && role != "agent")
+    throw std::invalid_argument("thread_db: role must be \"user\" or \"agent\", got \""
+                                + role + "\"");
+  // Content is later spliced into outgoing JSON frames; reject it here
+  // rather than let one bad row break every future history reply.
+  if (!nlohmann::json::accept(content))
+    throw std::invalid_argument("thread_db: message content is not valid JSON");
+  transaction tx(begin_immediate_.get(), commit_.get(), rollback_.get(), path_);
+  {
+    statement_use bump(bump_thread_.get(), path_);
+    bump.integer(now_ms).text(user_id).text(thread_id);
+    bump.step();
+  }
+  if (sqlite3_changes(db_.get()) == 0)
+    return false; // not this user's thread; tx rolls back, nothing written
+  {
+    statement_use insert(insert_message_.get(), path_);
+    insert.text(role).text(run_id).text(content).integer(now_ms)
+      .text(user_id).text(thread_id);
+    insert.step();
+  }
+  tx.commit();
+  return true;
+}
+
+} // namespace er::actors

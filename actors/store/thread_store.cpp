@@ -1,0 +1,73 @@
+#include "actors/store/thread_store.hpp"
+
+#include <chrono>
+#include <memory>
+
+#include <caf/typed_event_based_actor.hpp>
+
+namespace er::actors {
+
+namespace {
+
+std::int64_t now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+thread_reply run_query(thread_db& db, const std::string& user, const thread_query& q) {
+  thread_reply r;
+  switch (q.op) {
+    case thread_op::create:
+      r.thread = db.create_thread(user, q.thread_id, q.title, now_ms());
+      break;
+    case thread_op::list:
+      r.threads = db.list_threads(user, q.limit);
+      break;
+    case thread_op::history:
+      if (auto messages = db.history(user, q.thread_id, q.limit))
+        r.messages = std::move(*messages);
+      else
+        r.found = false;
+      break;
+    case thread_op::append:
+      r.found = db.append_message(user, q.thread_id, q.role, q.run_id, q.content, now_ms());
+      break;
+    case thread_op::exists:
+      r.found = db.thread_exists(user, q.thread_id);
+      break;
+  }
+  return r;
+}
+
+struct store_state {
+  std::unique_ptr<thread_db> db;
+  static inline const char* name = "thread_store";
+};
+
+thread_store_actor::behavior_type
+store_behavior(thread_store_actor::stateful_pointer<store_state> self,
+               std::shared_ptr<thread_db> opened) {
+  self->state.db = std::make_unique<thread_db>(std::move(*opened));
+  return {
+    [=](store_atom, const std::string& user_id, const thread_query& q) {
+      try {
+        return run_query(*self->state.db, user_id, q);
+      } catch (const std::exception& e) {
+        // A failing query must not take the store (and every user's history) down.
+        thread_reply r;
+        r.found = false;
+        r.error = e.what();
+        return r;
+      }
+    },
+  };
+}
+
+} // namespace
+
+thread_store_actor spawn_thread_store(caf::actor_system& system, const std::string& path) {
+  auto db = std::make_shared<thread_db>(path);
+  return system.spawn<caf::detached>(store_behavior, std::move(db));
+}
+
+} // namespace er::actors

@@ -1,0 +1,190 @@
+#include "protocol/envelope.hpp"
+
+#include <cstdio>
+#include <ctime>
+#include <utility>
+#include <vector>
+
+#include "protocol/error_codes.hpp"
+
+namespace er::protocol {
+
+namespace {
+
+using json = nlohmann::json;
+
+protocol_error invalid(std::string message, std::optional<std::string> reply_to) {
+  return {error_code::invalid_message, std::move(message), std::move(reply_to)};
+}
+
+} // namespace
+
+std::variant<inbound_message, protocol_error> parse_inbound(std::string_view text) {
+  json doc = json::parse(text.begin(), text.end(), nullptr, false);
+  if (doc.is_discarded())
+    return protocol_error{error_code::invalid_json, "the message is not valid JSON", {}};
+  if (!doc.is_object())
+    return invalid("the message must be a JSON object", {});
+  inbound_message msg;
+  if (auto id = doc.find("id"); id != doc.end() && !id->is_null()) {
+    if (!id->is_string())
+      return invalid("\"id\" must be a string", {});
+    msg.id = id->get<std::string>();
+  }
+  auto type = doc.find("type");
+  if (type == doc.end() || type->is_null())
+    return invalid("\"type\" is required", msg.id);
+  if (!type->is_string())
+    return invalid("\"type\" must be a string", msg.id);
+  msg.type = type->get<std::string>();
+  if (auto thread = doc.find("thread_id"); thread != doc.end() && !thread->is_null()) {
+    if (!thread->is_string())
+      return invalid("\"thread_id\" must be a string", msg.id);
+    msg.thread_id = thread->get<std::string>();
+  }
+  if (auto payload = doc.find("payload"); payload != doc.end() && !payload->is_null()) {
+    if (!payload->is_object())
+      return invalid("\"payload\" must be an object", msg.id);
+    msg.payload = std::move(*payload);
+  } else {
+    msg.payload = json::object();
+  }
+  return msg;
+}
+
+namespace {
+
+std::int64_t millis_of(std::chrono::system_clock::time_point at) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
+}
+
+/// Per thread: the frame being rendered and a member being serialized, each with nlohmann's
+/// serializer appending to it, reused from frame to frame (the texts keep their capacity; the
+/// copies handed out are exact). Also what every stream on the thread shares: the members
+/// of recent event types and of the current millisecond's timestamp.
+struct render_buffer {
+  std::string text;
+  nlohmann::detail::serializer<json> writer{nlohmann::detail::output_adapter<char>(text), ' ',
+                                            json::error_handler_t::replace};
+  std::string value;
+  nlohmann::detail::serializer<json> value_writer{nlohmann::detail::output_adapter<char>(value),
+                                                  ' ', json::error_handler_t::replace};
+  std::vector<std::pair<std::string, std::string>> types; ///< type, its member; a few
+  std::int64_t timestamp_ms = -1;
+  std::string timestamp_member;
+};
+
+render_buffer& thread_render_buffer() {
+  thread_local render_buffer buffer;
+  return buffer;
+}
+
+/// `,"key":value`: `key` is one of the envelope's own names (nothing to escape), `value` is
+/// serialized by nlohmann (invalid UTF-8 replaced, as in every frame).
+std::string member_text(std::string_view key, const json& value) {
+  auto& buffer = thread_render_buffer();
+  buffer.value.clear();
+  buffer.value_writer.dump(value, false, false, 0);
+  std::string text;
+  text.reserve(key.size() + 4 + buffer.value.size());
+  text += ",\"";
+  text += key;
+  text += "\":";
+  text += buffer.value;
+  return text;
+}
+
+const std::string& type_member(render_buffer& buffer, const std::string& type) {
+  for (auto& [known, member] : buffer.types)
+    if (known == type)
+      return member;
+  if (buffer.types.size() >= 16) // a backend publishing many types: keep the latest only
+    buffer.types.erase(buffer.types.begin());
+  return buffer.types.emplace_back(type, member_text("type", json(type))).second;
+}
+
+const std::string& timestamp_member(render_buffer& buffer,
+                                    std::chrono::system_clock::time_point at) {
+  if (auto ms = millis_of(at); ms != buffer.timestamp_ms) {
+    buffer.timestamp_member = member_text("timestamp", json(rfc3339(at)));
+    buffer.timestamp_ms = ms;
+  }
+  return buffer.timestamp_member;
+}
+
+} // namespace
+
+event_renderer::event_renderer(const std::string& user_id)
+  : user_member_(member_text("user_id", json(user_id)) + "}") {
+}
+
+void event_renderer::append(std::string& out, cached_member& member, std::string_view key,
+                            const std::string* value) {
+  bool same = !member.text.empty() && member.value.has_value() == (value != nullptr)
+              && (value == nullptr || *member.value == *value);
+  if (!same) {
+    member.text = member_text(key, value ? json(*value) : json(nullptr));
+    member.value = value ? std::optional<std::string>{*value} : std::nullopt;
+  }
+  out += member.text;
+}
+
+std::string event_renderer::render(const outbound_event& event, std::uint64_t event_id,
+                                   std::chrono::system_clock::time_point at) {
+  auto& buffer = thread_render_buffer();
+  auto& out = buffer.text;
+  out.clear();
+  out += "{\"data\":";
+  if (event.data_text.empty())
+    buffer.writer.dump(event.data, false, false, 0);
+  else
+    out += event.data_text;
+  out += ",\"event_id\":";
+  out += std::to_string(event_id);
+  append(out, reply_to_, "reply_to", event.reply_to ? &*event.reply_to : nullptr);
+  append(out, run_id_, "run_id", event.run_id ? &*event.run_id : nullptr);
+  append(out, thread_id_, "thread_id", event.thread_id ? &*event.thread_id : nullptr);
+  out += timestamp_member(buffer, at);
+  out += type_member(buffer, event.type);
+  out += user_member_;
+  return out;
+}
+
+std::string render_event(const outbound_event& event, std::uint64_t event_id,
+                         const std::string& user_id,
+                         std::chrono::system_clock::time_point at) {
+  return event_renderer{user_id}.render(event, event_id, at);
+}
+
+outbound_event make_error(const protocol_error& error) {
+  outbound_event ev;
+  ev.type = "error";
+  ev.reply_to = error.reply_to;
+  ev.data = json{{"code", error.code}, {"message", error.message}};
+  return ev;
+}
+
+std::string rfc3339(std::chrono::system_clock::time_point at) {
+  auto ms = millis_of(at);
+  auto secs = ms / 1000;
+  // Per thread, the text up to the second (gmtime and its formatting run once a second).
+  thread_local std::int64_t cached_secs = -1;
+  thread_local char prefix[80];
+  if (secs != cached_secs) {
+    std::time_t t = static_cast<std::time_t>(secs);
+    std::tm utc{};
+    gmtime_r(&t, &utc);
+    std::snprintf(prefix, sizeof(prefix), "%04d-%02d-%02dT%02d:%02d:%02d.", utc.tm_year + 1900,
+                  utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
+    cached_secs = secs;
+  }
+  auto milli = static_cast<int>(ms % 1000);
+  std::string text = prefix;
+  text += static_cast<char>('0' + milli / 100);
+  text += static_cast<char>('0' + milli / 10 % 10);
+  text += static_cast<char>('0' + milli % 10);
+  text += 'Z';
+  return text;
+}
+
+} // namespace er::protocol
