@@ -1,8 +1,8 @@
 #pragma once
 // The bookkeeping of router-load, free of actors and sockets so that it is testable alone:
 // what one connection is owed and whether each frame it receives is its own and in order
-// (frame_checker), latency percentiles (latency_histogram), additive counters, and the final
-// report with its verdict. A "leak" is a frame a connection receives that is not its own:
+// (frame_checker). Latency percentiles: latency_histogram.hpp; counters and the final report
+// with its verdict: load_report.hpp. A "leak" is a frame a connection receives that is not its own:
 // another user's user_id, or a reply or run event for a request this connection never made.
 // Published events (the publish scenario) are owed to every connection of their user exactly
 // once: the publisher announces each to the checkers of that user's connections before it
@@ -19,30 +19,10 @@
 #include <unordered_set>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 
 namespace er::load {
 
 using clock = std::chrono::steady_clock;
-
-/// Log-linear buckets (64 per power of two, under 1.6 % error), grown on demand.
-class latency_histogram {
-public:
-  void record(std::uint64_t micros);
-  void merge(const latency_histogram& other);
-  void clear();
-  std::uint64_t count() const { return count_; }
-  std::uint64_t max() const { return max_; }
-  double mean() const;
-  /// The value at quantile `q` in [0, 1] (the bucket's upper bound, at most max()); 0 if empty.
-  std::uint64_t percentile(double q) const;
-
-private:
-  std::vector<std::uint64_t> buckets_;
-  std::uint64_t count_ = 0;
-  std::uint64_t max_ = 0;
-  double sum_ = 0;
-};
 
 /// What a frame means to the connection that received it.
 enum class frame_verdict {
@@ -149,61 +129,9 @@ private:
 /// {"seq": <unique number>, "user": <the target user>}.
 inline constexpr const char* publish_event_type = "load.publish";
 
-/// Additive counters: what one client reports to the collector and the collector's totals.
-struct load_counters {
-  std::uint64_t sent = 0;                ///< requests sent
-  std::uint64_t received = 0;            ///< frames received
-  std::uint64_t completed = 0;           ///< round trips: pongs, finished runs, churn cycles
-  std::uint64_t completed_in_window = 0; ///< of those, inside the measured window
-  std::uint64_t established = 0;         ///< connection_established greetings
-  std::uint64_t connect_failures = 0;
-  std::int64_t open = 0;                 ///< connections open (+1 when opened, -1 when closed)
-  std::uint64_t leaks = 0;
-  std::uint64_t missing = 0;             ///< events owed and never received
-  std::map<std::string, std::uint64_t> leak_kinds;
-  std::map<std::string, std::uint64_t> errors; ///< unexpected outcomes by kind
-  // publish: counted by the publisher (deliveries are `completed` of the clients)
-  std::uint64_t publishes = 0;            ///< publishes the router accepted (202); all are
-                                          ///< sent inside the measured window
-  std::uint64_t publishes_skipped = 0;    ///< not sent: too many requests were outstanding
-  std::uint64_t publish_delivered = 0;    ///< the router's `delivered` answers, summed
-  std::uint64_t publish_expected = 0;     ///< connections of the target users, summed
-
-  void add(const load_counters& other);
-  /// Counts one checked frame (received, leaks, errors, skipped events).
-  void tally(const frame_outcome& outcome);
-  void error(const std::string& kind, std::uint64_t n = 1);
-  std::uint64_t error_count() const;
-};
-
-/// The outcome of one router-load run.
-struct load_report {
-  std::string scenario;
-  std::string latency_of;     ///< what one latency sample measures
-  nlohmann::json options;     ///< the run's parameters, echoed
-  std::uint64_t target_connections = 0;
-  bool needs_round_trips = true; ///< false for idle: holding connections is the work
-  std::int64_t peak_open = 0;
-  double ramp_seconds = 0;    ///< until every connection had its first connect attempt done
-  double window_seconds = 0;  ///< the measured window
-  load_counters totals;
-  latency_histogram latency;
-
-  /// Every reason this run failed; empty when it passed.
-  std::vector<std::string> failures() const;
-  nlohmann::json to_json() const;
-  std::string summary() const;
-};
-
-/// The publish section of a report (load_publish_check.cpp).
-nlohmann::json publish_json(const load_report& report);
-std::string publish_summary(const load_report& report);
-
 /// When connection `index` starts its first run, in [0, interval]: spread evenly over the
 /// interval by a generator seeded per connection, so that connections do not run in step.
 std::chrono::microseconds first_start_offset(std::size_t index, std::chrono::microseconds interval);
 
-/// 0 when the report passed, 1 otherwise (router-load's exit status).
-int exit_status(const load_report& report);
 
 } // namespace er::load

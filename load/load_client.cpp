@@ -91,9 +91,9 @@ void schedule_flush(client_pointer self) {
 }
 
 /// Sends the client its next tick_atom after `delay`, timed on its socket's io thread: the
-/// client then runs there and its frame goes straight to the socket. With CAF's clock (one
-/// timer on the first io thread) every client's ticks ran on that thread, which was half again
-/// as busy as the other, and half the frames were posted across to the other thread.
+/// client then runs there and its frame goes straight to the socket. CAF's clock (one timer
+/// on the first io thread) would run every client's ticks on that one thread and post half
+/// the frames across to the other.
 void schedule_tick(client_pointer self, std::chrono::microseconds delay) {
   auto& st = self->state;
   if (st.io == nullptr)

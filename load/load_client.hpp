@@ -39,7 +39,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/runtime/socket_messages.hpp"
-#include "load/load_check.hpp"
+#include "load/load_report.hpp"
 #include "context/jwt_auth.hpp"
 
 namespace er::actors {

@@ -148,47 +148,83 @@ void start_clients(collector_pointer self) {
     self->send(st.clients[st.next_to_connect], connect_atom::value);
 }
 
-collector_actor::behavior_type collector_behavior(collector_pointer self, setup_ptr setup,
-                                                  caf::actor listener) {
+/// A client that crashes never sends `done`: count it here. Normal exits are ignored.
+void on_exit_msg(collector_pointer self, const caf::exit_msg& msg) {
+  auto& s = self->state;
+  if (!msg.reason || msg.reason == caf::exit_reason::normal)
+    return;
+  if (s.publisher && msg.source == s.publisher.address()) {
+    s.report.totals.error("publisher_crashed");
+    s.publisher_done = true;
+    if (s.stopped) // it never halted: stop the clients now
+      broadcast(self, stop_atom::value);
+  } else {
+    s.report.totals.error("client_crashed");
+    ++s.done;
+  }
+  if (all_done(self))
+    finish_run(self);
+}
+
+/// A client is connected: the next one may connect; the last one opens the window.
+void on_ready(collector_pointer self) {
+  auto& s = self->state;
+  if (s.next_to_connect < s.clients.size())
+    self->send(s.clients[s.next_to_connect++], connect_atom::value);
+  if (++s.ready == s.clients.size() && !s.window_open) {
+    s.report.ramp_seconds = std::chrono::duration<double>(clock::now() - s.started).count();
+    open_window(self);
+  }
+}
+
+/// The measured window is over: stop the load, and give the clients until the deadline.
+void on_stop(collector_pointer self) {
+  auto& s = self->state;
+  s.stopped = true;
+  s.window_closed = clock::now();
+  // publish: the publisher first; its `halted` stops the clients after its last
+  // announcement, so that none reaches a client that has already finished
+  if (s.publisher && !s.publisher_done)
+    self->send(s.publisher, stop_atom::value);
+  else
+    broadcast(self, stop_atom::value);
+  auto& opts = s.setup->options;
+  self->delayed_send(self, opts.drain_timeout + opts.handshake_timeout + 2s,
+                     deadline_atom::value);
+}
+
+/// Whoever has not finished by the deadline counts as an error.
+void on_deadline(collector_pointer self) {
+  auto& s = self->state;
+  if (s.clients.size() > s.done)
+    s.report.totals.error("client_did_not_finish", s.clients.size() - s.done);
+  if (!s.publisher_done)
+    s.report.totals.error("publisher_did_not_finish");
+  finish_run(self);
+}
+
+void init_report(collector_pointer self) {
   auto& st = self->state;
-  st.setup = std::move(setup);
-  st.listener = std::move(listener);
-  st.started = clock::now();
   auto& o = st.setup->options;
   st.report.scenario = to_string(o.kind);
   st.report.latency_of = latency_of(o.kind);
   st.report.options = to_json(o);
   st.report.target_connections = o.connections;
   st.report.needs_round_trips = o.kind != scenario::idle;
-  // A client that crashes never sends `done`: count it here. Normal exits are ignored.
-  self->set_exit_handler([self](caf::exit_msg& msg) {
-    auto& s = self->state;
-    if (!msg.reason || msg.reason == caf::exit_reason::normal)
-      return;
-    if (s.publisher && msg.source == s.publisher.address()) {
-      s.report.totals.error("publisher_crashed");
-      s.publisher_done = true;
-      if (s.stopped) // it never halted: stop the clients now
-        broadcast(self, stop_atom::value);
-    } else {
-      s.report.totals.error("client_crashed");
-      ++s.done;
-    }
-    if (all_done(self))
-      finish_run(self);
-  });
+}
+
+collector_actor::behavior_type collector_behavior(collector_pointer self, setup_ptr setup,
+                                                  caf::actor listener) {
+  auto& st = self->state;
+  st.setup = std::move(setup);
+  st.listener = std::move(listener);
+  st.started = clock::now();
+  init_report(self);
+  self->set_exit_handler([self](caf::exit_msg& msg) { on_exit_msg(self, msg); });
   start_clients(self);
   self->delayed_send(self, 1s, tick_atom::value);
   return {
-    [=](ready_atom, bool) {
-      auto& s = self->state;
-      if (s.next_to_connect < s.clients.size())
-        self->send(s.clients[s.next_to_connect++], connect_atom::value);
-      if (++s.ready == s.clients.size() && !s.window_open) {
-        s.report.ramp_seconds = std::chrono::duration<double>(clock::now() - s.started).count();
-        open_window(self);
-      }
-    },
+    [=](ready_atom, bool) { on_ready(self); },
     [=](delta_atom, client_delta& d) { merge(self, d); },
     [=](done_atom, client_delta& d) {
       merge(self, d);
@@ -208,28 +244,8 @@ collector_actor::behavior_type collector_behavior(collector_pointer self, setup_
         print_progress(self);
       self->delayed_send(self, 1s, tick_atom::value);
     },
-    [=](stop_atom) {
-      auto& s = self->state;
-      s.stopped = true;
-      s.window_closed = clock::now();
-      // publish: the publisher first; its `halted` stops the clients after its last
-      // announcement, so that none reaches a client that has already finished
-      if (s.publisher && !s.publisher_done)
-        self->send(s.publisher, stop_atom::value);
-      else
-        broadcast(self, stop_atom::value);
-      auto& opts = s.setup->options;
-      self->delayed_send(self, opts.drain_timeout + opts.handshake_timeout + 2s,
-                         deadline_atom::value);
-    },
-    [=](deadline_atom) {
-      auto& s = self->state;
-      if (s.clients.size() > s.done)
-        s.report.totals.error("client_did_not_finish", s.clients.size() - s.done);
-      if (!s.publisher_done)
-        s.report.totals.error("publisher_did_not_finish");
-      finish_run(self);
-    },
+    [=](stop_atom) { on_stop(self); },
+    [=](deadline_atom) { on_deadline(self); },
   };
 }
 

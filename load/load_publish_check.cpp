@@ -4,7 +4,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "load/load_check.hpp"
+#include "load/load_report.hpp"
 
 namespace er::load {
 

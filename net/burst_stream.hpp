@@ -14,9 +14,8 @@
 // flush is in flight is gathered and sent by that flush, after what it was sending.
 //
 // A burst's buffers are recycled per thread: the next burst on this thread (any connection's)
-// reuses their capacity. A fresh buffer of a few KiB for every burst made glibc consolidate
-// its fast bins each time (2-3% of the router's CPU under the agents benchmark); an idle
-// connection still holds no burst.
+// reuses their capacity: a fresh buffer of a few KiB for every burst would make glibc
+// consolidate its fast bins each time. An idle connection holds no burst.
 
 #include <cstddef>
 #include <functional>

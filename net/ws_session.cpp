@@ -27,8 +27,8 @@ namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 
 // The socket under the WebSocket: its executor type is the concrete strand, so that every
-// operation's executor is copied and dispatched without type erasure (any_io_executor costs
-// a few percent of the router's CPU per frame), and the WebSocket keeps its own timeouts.
+// operation's executor is copied and dispatched without type erasure (any_io_executor's
+// allocation and indirect calls per operation), and the WebSocket keeps its own timeouts.
 using strand_type = asio::strand<asio::io_context::executor_type>;
 using session_socket = asio::basic_stream_socket<asio::ip::tcp, strand_type>;
 
@@ -199,7 +199,8 @@ private:
 
   // A pending read holds its buffer for as long as the peer stays silent: a new message is
   // read into a small one (most client messages fit), raised to the frame limit only when
-  // the message turns out longer. Idle connections cost first_read_bytes, not 1.5 KiB.
+  // the message turns out longer. An idle connection holds first_read_bytes, not a buffer
+  // sized for the frame limit.
   static constexpr std::size_t first_read_bytes = 128;
   static constexpr std::size_t kept_buffer_bytes = 4096; // larger ones are freed after use
 

@@ -210,18 +210,18 @@ TEST_CASE("stop_agent and a closing connection terminate the command's whole pro
     c.client->send_text(start("sleeper", "s").dump());
     auto frames = read_until(*c.client, [](const json& f) { return f["type"] == "agent_progress"; });
     auto [pid, child] = pids_of(frames.back());
-    CHECK(process_alive(pid));
-    CHECK(process_alive(child));
+    CHECK(is_running(pid));
+    CHECK(is_running(child));
     c.client->send_text(json{{"type", "stop_agent"}, {"id", "stop"},
                              {"payload", {{"run_id", frames.back()["run_id"]}}}}.dump());
     CHECK(next_json(*c.client)["type"] == "agent_stopped");
-    CHECK(eventually([&] { return !process_alive(pid) && !process_alive(child); }));
+    CHECK(eventually([&] { return !is_running(pid) && !is_running(child); }));
   }
   auto c = connect_user(router, "alice");
   c.client->send_text(start("sleeper", "s").dump());
   auto frames = read_until(*c.client, [](const json& f) { return f["type"] == "agent_progress"; });
   auto [pid, child] = pids_of(frames.back());
   c.client->reset();
-  CHECK(eventually([&] { return !process_alive(pid) && !process_alive(child); }));
+  CHECK(eventually([&] { return !is_running(pid) && !is_running(child); }));
   CHECK(back_to_baseline(router, baseline));
 }

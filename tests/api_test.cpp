@@ -143,9 +143,7 @@ TEST_CASE("the disconnect API closes exactly that user's connections with 4511")
   CHECK(r.status == 200);
   CHECK(json::parse(r.body)["disconnected"] == 2);
   for (auto* c : {&a1, &a2}) {
-    auto f = c->client->read(5s);
-    CHECK(f.what == er::client::frame::kind::closed);
-    CHECK(f.close_code == 4511);
+    expect_close(*c->client, 4511);
   }
   b.client->send_text(R"({"type":"ping","id":"b"})");
   CHECK(next_json(*b.client)["reply_to"] == "b");
@@ -233,9 +231,7 @@ TEST_CASE("past max-connections-per-user the newest connection is closed with 45
   o.subprotocols = "router.v1, jwt." + token_for(router, "alice");
   auto [third, h] = er::client::ws_client::connect(o);
   REQUIRE(h.upgraded);
-  auto f = third->read(5s);
-  CHECK(f.what == er::client::frame::kind::closed);
-  CHECK(f.close_code == 4503);
+  expect_close(*third, 4503);
   auto bob = connect_user(router, "bob"); // other users are not affected
   a1.client->send_text(R"({"type":"ping","id":"still"})");
   CHECK(next_json(*a1.client)["reply_to"] == "still");

@@ -54,9 +54,7 @@ TEST_CASE("the binary starts from the shipped config, accepts its demo token, an
   client->send_text(R"({"type":"ping","id":"bin"})");
   CHECK(next_json(*client)["reply_to"] == "bin");
   router.signal(SIGTERM);
-  auto f = client->read(10s);
-  CHECK(f.what == er::client::frame::kind::closed);
-  CHECK(f.close_code == 1001);
+  expect_close(*client, 1001, 10s);
   CHECK(router.wait() == 0);
 }
 
@@ -89,7 +87,7 @@ TEST_CASE("--mint-token prints a token the router accepts for that user") {
   REQUIRE(h.upgraded);
   CHECK(next_json(*client)["user_id"] == "carol");
   router.signal(SIGTERM);
-  CHECK(client->read(10s).close_code == 1001); // answering the close lets the router finish
+  expect_close(*client, 1001, 10s); // answering the close lets the router finish
   CHECK(router.wait() == 0);
 }
 
@@ -106,15 +104,7 @@ TEST_CASE("on SIGTERM the binary lets a running agent finish, then closes with 1
   CHECK(next_json(*client)["type"] == "agent_started");
   router.signal(SIGTERM);
   std::string last;
-  for (;;) {
-    auto f = client->read(10s);
-    if (f.what != er::client::frame::kind::text) {
-      CHECK(f.what == er::client::frame::kind::closed);
-      CHECK(f.close_code == 1001);
-      break;
-    }
-    last = json::parse(f.data)["type"];
-  }
+  expect_close_after_text(*client, 1001, [&](const json& f) { last = f["type"]; });
   CHECK(last == "agent_completed");
   CHECK(router.wait() == 0);
 }

@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include "tests/eventually.hpp"
+#include "tests/process_probe.hpp"
+
 #include <boost/asio/io_context.hpp>
 
 #include <dirent.h>
@@ -30,6 +33,12 @@ using er::actors::command_process;
 using er::actors::command_spec;
 using er::actors::process_exit;
 using namespace std::chrono_literals;
+using er::test::eventually;
+using er::test::group_of;
+using er::test::is_running;
+using er::test::open_fd_count;
+using er::test::reaped;
+using er::test::running_members_of_group;
 
 namespace {
 
@@ -38,75 +47,6 @@ command_spec shell(std::string script) {
   spec.executable = "/bin/sh";
   spec.args = {"-c", std::move(script)};
   return spec;
-}
-
-int open_fd_count() {
-  int n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  REQUIRE(dir != nullptr);
-  while (dirent* entry = ::readdir(dir))
-    if (entry->d_name[0] != '.')
-      ++n;
-  ::closedir(dir);
-  return n;
-}
-
-struct proc_stat {
-  char state;
-  pid_t pgid;
-};
-
-// /proc/<pid>/stat: "pid (comm) state ppid pgrp ...", comm may contain spaces.
-std::optional<proc_stat> read_stat(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close_paren = text.rfind(')');
-  if (close_paren == std::string::npos)
-    return std::nullopt;
-  std::istringstream rest(text.substr(close_paren + 1));
-  proc_stat st{};
-  pid_t ppid = 0;
-  if (!(rest >> st.state >> ppid >> st.pgid))
-    return std::nullopt;
-  return st;
-}
-
-// Zombies do not count: in a container nobody may be reaping orphans.
-bool is_running(pid_t pid) {
-  auto st = read_stat(pid);
-  return st && st->state != 'Z' && st->state != 'X';
-}
-
-int running_members_of_group(pid_t pgid) {
-  int n = 0;
-  DIR* dir = ::opendir("/proc");
-  REQUIRE(dir != nullptr);
-  while (dirent* entry = ::readdir(dir)) {
-    char* end = nullptr;
-    long pid = std::strtol(entry->d_name, &end, 10);
-    if (pid <= 0 || *end != '\0')
-      continue;
-    auto st = read_stat(static_cast<pid_t>(pid));
-    if (st && st->pgid == pgid && st->state != 'Z' && st->state != 'X')
-      ++n;
-  }
-  ::closedir(dir);
-  return n;
-}
-
-template <class Pred>
-bool eventually(Pred pred, std::chrono::milliseconds timeout = 3s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() > deadline)
-      return false;
-    std::this_thread::sleep_for(5ms);
-  }
-  return true;
-}
-
-bool reaped(pid_t pid) {
-  return ::waitpid(pid, nullptr, WNOHANG) == -1 && errno == ECHILD;
 }
 
 // Collects callbacks; the io_context runs in the test thread, always bounded.
@@ -264,9 +204,9 @@ TEST_CASE_FIXTURE(fixture, "terminate() ends a hanging process and everything in
   REQUIRE(wait_lines(1));
   pid_t leader = p->pid();
   pid_t grandchild = std::stoi(rec.lines[0]);
-  REQUIRE(read_stat(grandchild));
-  CHECK(read_stat(grandchild)->pgid == leader);
-  CHECK(read_stat(leader)->pgid == leader);
+  REQUIRE(group_of(grandchild));
+  CHECK(*group_of(grandchild) == leader);
+  CHECK(group_of(leader) == leader);
 
   p->terminate();
   p->terminate(); // idempotent

@@ -41,12 +41,6 @@ std::string close_payload(std::uint16_t code) {
   return {static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
 }
 
-void expect_close(er::client::ws_client& c, std::uint16_t code) {
-  auto f = c.read(5s);
-  CHECK(f.what == er::client::frame::kind::closed);
-  CHECK(f.close_code == code);
-}
-
 } // namespace
 
 TEST_CASE("a text message in three fragments is one message") {

@@ -42,16 +42,10 @@ TEST_CASE("past the token bucket messages get rate_limited, and a connection tha
   for (int i = 0; i < 20; ++i)
     flooder.client->send_text(R"({"type":"ping"})");
   auto frames = 0;
-  for (;;) {
-    auto f = flooder.client->read(5s);
-    if (f.what != er::client::frame::kind::text) {
-      CHECK(f.what == er::client::frame::kind::closed);
-      CHECK(f.close_code == 4029);
-      break;
-    }
-    CHECK(json::parse(f.data)["data"]["code"] == "rate_limited");
+  expect_close_after_text(*flooder.client, 4029, [&](const json& f) {
+    CHECK(f["data"]["code"] == "rate_limited");
     ++frames;
-  }
+  });
   CHECK(frames < 10);
   calm.client->send_text(R"({"type":"ping","id":"calm"})");
   CHECK(next_json(*calm.client)["reply_to"] == "calm");
@@ -109,9 +103,7 @@ TEST_CASE("a client that answers the server's pings stays; one that does not is 
   auto deadline = std::chrono::steady_clock::now() + 1500ms;
   while (std::chrono::steady_clock::now() < deadline)
     CHECK(alive.client->read(100ms).what == er::client::frame::kind::timeout); // answers pings
-  auto f = silent.client->read(5s);
-  CHECK(f.what == er::client::frame::kind::closed);
-  CHECK(f.close_code == 4009);
+  expect_close(*silent.client, 4009);
   alive.client->send_text(R"({"type":"ping","id":"a"})");
   CHECK(next_json(*alive.client)["reply_to"] == "a");
 }
@@ -126,9 +118,7 @@ TEST_CASE("a token that expires while connected closes the connection with 4501"
   REQUIRE(h.upgraded);
   next_json(*client);
   auto other = connect_user(router, "alice");
-  auto f = client->read(5s);
-  CHECK(f.what == er::client::frame::kind::closed);
-  CHECK(f.close_code == 4501);
+  expect_close(*client, 4501);
   other.client->send_text(R"({"type":"ping","id":"o"})");
   CHECK(next_json(*other.client)["reply_to"] == "o");
 }
@@ -144,25 +134,16 @@ TEST_CASE("on shutdown, running agents finish within the drain timeout before 10
   busy.client->send_text(R"({"type":"start_agent","id":"run","payload":{"agent":"demo"}})");
   CHECK(next_json(*busy.client)["type"] == "agent_started");
   std::thread stopper{[&] { router.server().shutdown(10s); }};
-  auto f = idle.client->read(5s);
-  CHECK(f.what == er::client::frame::kind::closed);
-  CHECK(f.close_code == 1001);
+  expect_close(*idle.client, 1001);
   busy.client->send_text(R"({"type":"start_agent","id":"late","payload":{"agent":"echo"}})");
   bool refused = false;
   std::vector<std::string> types;
-  for (;;) {
-    auto g = busy.client->read(10s);
-    if (g.what != er::client::frame::kind::text) {
-      CHECK(g.what == er::client::frame::kind::closed);
-      CHECK(g.close_code == 1001);
-      break;
-    }
-    auto frame = json::parse(g.data);
+  expect_close_after_text(*busy.client, 1001, [&](const json& frame) {
     if (frame["reply_to"] == "late")
       refused = frame["data"]["code"] == "unavailable";
     else
       types.push_back(frame["type"]);
-  }
+  });
   stopper.join();
   CHECK(refused);
   REQUIRE_FALSE(types.empty());
@@ -174,9 +155,7 @@ TEST_CASE("an exception in a connection's manager closes only that connection, w
   auto victim = connect_user(router, "alice");
   auto bystander = connect_user(router, "alice");
   victim.client->send_text(R"({"type":"test_fault","payload":{"where":"manager"}})");
-  auto f = victim.client->read(5s);
-  CHECK(f.what == er::client::frame::kind::closed);
-  CHECK(f.close_code == 1011);
+  expect_close(*victim.client, 1011);
   bystander.client->send_text(R"({"type":"ping","id":"b"})");
   CHECK(next_json(*bystander.client)["reply_to"] == "b");
   CHECK(eventually([&] { return router.server().stats().connections == 1; }));

@@ -237,7 +237,7 @@ TEST_CASE("disconnecting in the middle of runs ends them: no actor, timer or pro
   }
   CHECK(back_to_baseline(router, baseline));
   CHECK(eventually([&] {
-    return std::none_of(pids.begin(), pids.end(), [](pid_t p) { return process_alive(p); });
+    return std::none_of(pids.begin(), pids.end(), [](pid_t p) { return is_running(p); });
   }));
 }
 

@@ -1,4 +1,4 @@
-// Lifecycle (issue: router foundation §6): client close, TCP reset and server close end the
+// Lifecycle: client close, TCP reset and server close end the
 // manager and everything under it; nothing accumulates over many connections.
 
 #include <thread>
@@ -9,24 +9,13 @@
 
 using namespace er::test;
 
-namespace {
-
-bool back_to(test_router& router, std::size_t actors) {
-  return eventually([&] {
-    return router.server().stats().connections == 0
-           && router.server().running_actors() == actors;
-  });
-}
-
-} // namespace
-
 TEST_CASE("a client close ends the connection's manager") {
   test_router router;
   auto baseline = router.server().running_actors();
   auto c = connect_user(router, "alice");
   CHECK(eventually([&] { return router.server().running_actors() == baseline + 1; }));
   c.client->close(1000);
-  CHECK(back_to(router, baseline));
+  CHECK(back_to_baseline(router, baseline));
 }
 
 TEST_CASE("a TCP reset ends the connection's manager") {
@@ -34,7 +23,7 @@ TEST_CASE("a TCP reset ends the connection's manager") {
   auto baseline = router.server().running_actors();
   auto c = connect_user(router, "alice");
   c.client->reset();
-  CHECK(back_to(router, baseline));
+  CHECK(back_to_baseline(router, baseline));
 }
 
 TEST_CASE("a server shutdown sends 1001 to every client and ends every manager") {
@@ -43,9 +32,7 @@ TEST_CASE("a server shutdown sends 1001 to every client and ends every manager")
   auto b = connect_user(router, "bob");
   std::thread stopper{[&] { router.server().shutdown(5s); }};
   for (auto* c : {&a, &b}) {
-    auto f = c->client->read(5s); // answers the close frame, as a live client would
-    CHECK(f.what == er::client::frame::kind::closed);
-    CHECK(f.close_code == 1001);
+    expect_close(*c->client, 1001); // answers the close frame, as a live client would
   }
   stopper.join();
   CHECK(router.server().running_actors() == 0);
@@ -67,11 +54,11 @@ TEST_CASE("1000 connect/disconnect cycles, half of them TCP resets, leave no man
   };
   for (int i = 0; i < 200; ++i) // warm-up: allocator pools, thread stacks, CAF queues
     cycle(i);
-  REQUIRE(back_to(router, baseline));
+  REQUIRE(back_to_baseline(router, baseline));
   auto rss_before = rss_kib();
   for (int i = 0; i < 1000; ++i)
     cycle(i);
-  CHECK(back_to(router, baseline));
+  CHECK(back_to_baseline(router, baseline));
   auto growth = rss_kib() - rss_before;
   MESSAGE("RSS growth over 1000 cycles: " << growth << " KiB");
   // One leaked manager with its socket, buffers and context would be several KiB: 1000 of

@@ -1,4 +1,4 @@
-// router-load's publish scenario (issue 4): against a real router over loopback, the checker's
+// router-load's publish scenario: against a real router over loopback, the checker's
 // accounting of published events, the publish report, and the binary.
 
 #include "tests/load_support.hpp"

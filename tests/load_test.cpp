@@ -1,4 +1,4 @@
-// router-load (issue 4): each scenario briefly against a real router over loopback, the
+// router-load: each scenario briefly against a real router over loopback, the
 // report's sanity, and the checks that turn a leaking router into a failed run.
 
 #include "tests/load_support.hpp"

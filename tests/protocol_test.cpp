@@ -109,9 +109,7 @@ TEST_CASE("a frame over max-message-bytes closes only that connection with 1009"
   auto victim = connect_user(router, "alice");
   auto bystander = connect_user(router, "alice");
   victim.client->send_text(std::string(2000, 'x'));
-  auto f = victim.client->read(5s);
-  CHECK(f.what == er::client::frame::kind::closed);
-  CHECK(f.close_code == 1009);
+  expect_close(*victim.client, 1009);
   bystander.client->send_text(R"({"type":"ping","id":"b"})");
   CHECK(next_json(*bystander.client)["reply_to"] == "b");
   CHECK(eventually([&] { return router.server().stats().connections == 1; }));

@@ -79,15 +79,31 @@ json next_json(client::ws_client& client, std::chrono::milliseconds timeout) {
   return json::parse(f.data);
 }
 
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done())
-      return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return done();
+void expect_close(client::ws_client& client, std::uint16_t code,
+                  std::chrono::milliseconds timeout) {
+  auto f = client.read(timeout);
+  CHECK_MESSAGE(f.what == client::frame::kind::closed,
+                "expected the close " << code << ", got frame kind " << static_cast<int>(f.what));
+  CHECK(f.close_code == code);
 }
+
+void expect_close_after_text(client::ws_client& client, std::uint16_t code,
+                             const std::function<void(const json&)>& on_text,
+                             std::chrono::milliseconds timeout) {
+  for (;;) {
+    auto f = client.read(timeout);
+    if (f.what != client::frame::kind::text) {
+      CHECK_MESSAGE(f.what == client::frame::kind::closed,
+                    "expected the close " << code << ", got frame kind "
+                                          << static_cast<int>(f.what));
+      CHECK(f.close_code == code);
+      return;
+    }
+    if (on_text)
+      on_text(json::parse(f.data));
+  }
+}
+
 
 long rss_kib() {
   std::ifstream status{"/proc/self/status"};
@@ -260,15 +276,6 @@ bool back_to_baseline(test_router& router, std::size_t actors) {
     return router.server().stats().connections == 0
            && router.server().running_actors() == actors;
   });
-}
-
-bool process_alive(pid_t pid) {
-  std::ifstream stat{"/proc/" + std::to_string(pid) + "/stat"};
-  std::string line;
-  if (!std::getline(stat, line))
-    return false;
-  auto close = line.rfind(')');
-  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
 }
 
 } // namespace er::test

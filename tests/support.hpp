@@ -13,6 +13,8 @@
 #include "app/router_server.hpp"
 #include "context/jwt_auth.hpp"
 #include "clients/cpp/ws_client.hpp"
+#include "tests/eventually.hpp"
+#include "tests/process_probe.hpp"
 
 namespace er::test {
 
@@ -57,8 +59,16 @@ connection connect_user(const test_router& router, const std::string& user,
 /// Reads the next text frame as JSON; fails the test on timeout or close.
 json next_json(client::ws_client& client, std::chrono::milliseconds timeout = 5s);
 
-/// Polls `done` until it holds or `timeout` passes; returns whether it held.
-bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s);
+/// Checks that the next frame is the server's close with `code`.
+void expect_close(client::ws_client& client, std::uint16_t code,
+                  std::chrono::milliseconds timeout = 5s);
+
+/// Reads text frames, handing each to `on_text`, until the connection closes; checks that it
+/// closed with `code`.
+void expect_close_after_text(client::ws_client& client, std::uint16_t code,
+                             const std::function<void(const json&)>& on_text = {},
+                             std::chrono::milliseconds timeout = 10s);
+
 
 /// Resident set size of this process in KiB.
 long rss_kib();
@@ -105,7 +115,5 @@ bool is_final(const json& frame);
 /// Actor and connection counts back to `actors` and 0.
 bool back_to_baseline(test_router& router, std::size_t actors);
 
-/// Whether a process with this pid still exists (zombies count as gone: they were reaped).
-bool process_alive(pid_t pid);
 
 } // namespace er::test

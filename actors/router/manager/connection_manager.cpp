@@ -227,8 +227,8 @@ manager_pointer running_manager() {
 }
 
 /// Every manager runs this same behavior object: its handlers hold no pointer to their
-/// manager and find it with running_manager(). Twelve handlers copied per manager, each with
-/// its own captured `self`, would cost an idle connection over half a KiB.
+/// manager and find it with running_manager(), so an idle connection does not carry a copy
+/// of every handler with its own captured `self`.
 manager_actor::behavior_type shared_behavior() {
   static const manager_actor::behavior_type behavior{
     [](frame_atom, const std::string& text) { on_frame(running_manager(), text); },

@@ -83,8 +83,8 @@ struct manager_state {
   std::shared_ptr<const manager_settings> settings;
   std::uint64_t next_event_id = 1;
   thread_handler_actor threads; ///< spawned on first use
-  /// Ids sent to it, not yet answered, oldest first. A vector: few entries, and an empty
-  /// std::deque would allocate over half a KiB for every idle connection.
+  /// Ids sent to it, not yet answered, oldest first. A vector: few entries, and libstdc++'s
+  /// std::deque allocates its first block even when empty.
   std::vector<std::optional<std::string>> handler_pending;
   std::unique_ptr<run_table> runs; ///< null while no run is starting or running
   token_bucket bucket{0}; ///< filled to messages-burst when the manager starts

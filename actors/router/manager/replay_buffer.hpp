@@ -7,12 +7,11 @@
 //
 // The frames lie back to back in a chain of byte chunks (2 KiB, doubling up to 16 KiB, then
 // 16 KiB each); a frame may span chunks, and a chunk is freed once every frame in it is gone.
-// Keeping a frame is a copy into memory already owned, where a string per frame cost an
-// allocation and, a thousand frames later, the free of memory nobody had touched since.
-// Chunks instead of one growing ring: a ring regrows by copying itself, and past 128 KiB each
-// growth was an mmap, page faults and an munmap, in step on every busy connection at once
-// (p99 spikes over 100 ms under the agents benchmark). Memory: the frames' bytes plus at most
-// two partly used chunks.
+// Keeping a frame is a copy into memory already owned: no allocation per frame, and no late
+// free of memory nobody has touched since. Chunks rather than one growing ring, which would
+// regrow by copying itself (past glibc's mmap threshold an mmap, page faults and an munmap
+// per growth, in step on every busy connection). Memory: the frames' bytes plus at most two
+// partly used chunks.
 
 #include <cstddef>
 #include <cstdint>

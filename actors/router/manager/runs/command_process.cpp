@@ -7,9 +7,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 // glibc 2.36's <sys/pidfd.h> lacks the extern "C" block; nesting one is harmless
@@ -18,7 +16,6 @@ extern "C" {
 #include <sys/pidfd.h>
 }
 
-#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <deque>
@@ -26,7 +23,8 @@ extern "C" {
 #include <system_error>
 #include <utility>
 
-extern char** environ;
+#include "actors/router/manager/runs/line_splitter.hpp"
+#include "actors/router/manager/runs/process_spawn.hpp"
 
 namespace er::actors {
 
@@ -34,133 +32,13 @@ namespace {
 
 namespace asio = boost::asio;
 using error_code = boost::system::error_code;
+using strand_type = asio::strand<asio::io_context::executor_type>;
 
 constexpr std::size_t stderr_tail_bytes = 4096;
 constexpr std::size_t read_chunk_bytes = 16384;
 constexpr std::chrono::milliseconds bad_output_grace{500};
 
 using chunk = std::array<char, read_chunk_bytes>;
-
-[[noreturn]] void throw_errno(int err, const std::string& what) {
-  throw std::system_error(err, std::generic_category(), what);
-}
-
-class unique_fd {
-public:
-  unique_fd() = default;
-  explicit unique_fd(int fd) : fd_(fd) {}
-  unique_fd(unique_fd&& other) noexcept : fd_(other.release()) {}
-  unique_fd& operator=(unique_fd&& other) noexcept {
-    reset(other.release());
-    return *this;
-  }
-  ~unique_fd() { reset(); }
-
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset(int fd = -1) {
-    if (fd_ >= 0)
-      ::close(fd_);
-    fd_ = fd;
-  }
-
-private:
-  int fd_ = -1;
-};
-
-// If the host closed one of its fds 0..2, a new pipe end may land there, and
-// the child's dup2 onto 0..2 would then clobber it before it is used.
-unique_fd above_stdio(unique_fd fd) {
-  if (fd.get() > STDERR_FILENO)
-    return fd;
-  int moved = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
-  if (moved < 0)
-    throw_errno(errno, "fcntl(F_DUPFD_CLOEXEC)");
-  return unique_fd(moved);
-}
-
-struct pipe_ends {
-  unique_fd read;
-  unique_fd write;
-};
-
-// O_CLOEXEC: other children the host spawns concurrently must not inherit
-// these ends, or our pipes would never see EOF.
-pipe_ends make_pipe() {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0)
-    throw_errno(errno, "pipe2");
-  pipe_ends p{unique_fd(fds[0]), unique_fd(fds[1])};
-  p.read = above_stdio(std::move(p.read));
-  p.write = above_stdio(std::move(p.write));
-  return p;
-}
-
-void check_spawn_setup(int rc, const char* what) {
-  if (rc != 0)
-    throw_errno(rc, what);
-}
-
-struct spawn_setup {
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_t actions;
-
-  spawn_setup() {
-    check_spawn_setup(posix_spawnattr_init(&attr), "posix_spawnattr_init");
-    if (int rc = posix_spawn_file_actions_init(&actions); rc != 0) {
-      posix_spawnattr_destroy(&attr);
-      throw_errno(rc, "posix_spawn_file_actions_init");
-    }
-  }
-  ~spawn_setup() {
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-  }
-  spawn_setup(const spawn_setup&) = delete;
-  spawn_setup& operator=(const spawn_setup&) = delete;
-};
-
-void configure_spawn(spawn_setup& s, int in, int out, int err) {
-  // A session of its own: terminate() reaches everything the agent starts,
-  // and signals aimed at the host's terminal group never reach the agent.
-  // The host may ignore or block signals (SIGPIPE, SIGTERM, ...); the agent
-  // must start from the defaults or terminate() might not work on it.
-  sigset_t all;
-  sigset_t none;
-  sigfillset(&all);
-  sigemptyset(&none);
-  short flags = POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
-  check_spawn_setup(posix_spawnattr_setflags(&s.attr, flags), "posix_spawnattr_setflags");
-  check_spawn_setup(posix_spawnattr_setsigdefault(&s.attr, &all), "posix_spawnattr_setsigdefault");
-  check_spawn_setup(posix_spawnattr_setsigmask(&s.attr, &none), "posix_spawnattr_setsigmask");
-  check_spawn_setup(posix_spawn_file_actions_adddup2(&s.actions, in, STDIN_FILENO), "adddup2");
-  check_spawn_setup(posix_spawn_file_actions_adddup2(&s.actions, out, STDOUT_FILENO), "adddup2");
-  check_spawn_setup(posix_spawn_file_actions_adddup2(&s.actions, err, STDERR_FILENO), "adddup2");
-  // Descriptors the host opened without O_CLOEXEC must not leak into agents.
-  check_spawn_setup(posix_spawn_file_actions_addclosefrom_np(&s.actions, STDERR_FILENO + 1),
-                    "addclosefrom");
-}
-
-// glibc's posix_spawn runs the child with CLONE_VFORK and returns exec's errno,
-// so a missing or non-executable file fails here rather than as exit code 127.
-pid_t spawn_child(const command_spec& spec, int in, int out, int err) {
-  if (spec.executable.empty())
-    throw_errno(ENOENT, "cannot start command: no executable given");
-  spawn_setup setup;
-  configure_spawn(setup, in, out, err);
-  std::vector<char*> argv;
-  argv.reserve(spec.args.size() + 2);
-  argv.push_back(const_cast<char*>(spec.executable.c_str()));
-  for (const auto& arg : spec.args)
-    argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  int rc = posix_spawnp(&pid, spec.executable.c_str(), &setup.actions, &setup.attr,
-                        argv.data(), environ);
-  if (rc != 0)
-    throw_errno(rc, "cannot start '" + spec.executable + "'");
-  return pid;
-}
 
 process_exit decode_exit(siginfo_t info) { // by value: GCC 12 warns falsely on a reference
   bool signaled = info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED;
@@ -175,13 +53,38 @@ void adopt(asio::posix::stream_descriptor& d, unique_fd fd) {
   fd.release();
 }
 
+/// One of the child's output pipes (stdout, stderr), read until EOF.
+struct output_pipe {
+  explicit output_pipe(const strand_type& strand) : stream(strand) {
+  }
+  asio::posix::stream_descriptor stream;
+  // Shared with the pending read, so a read can never outlive its buffer.
+  std::shared_ptr<chunk> buffer = std::make_shared<chunk>();
+  bool done = false; ///< EOF or an error; closed
+};
+
+/// The child's stdin: lines queued and written one at a time, then closed.
+enum class input_state {
+  open,    ///< idle: a line is written at once
+  writing, ///< a write is in flight; more lines wait in the queue
+  closing, ///< a write is in flight; stdin closes once the queue has been written
+  closed,
+};
+
+/// The child process itself.
+enum class process_state {
+  running,
+  exited,   ///< the leader exited (a zombie until reaped); its pipes may still be open
+  finished, ///< exited, both pipes at EOF, reaped, on_exit called
+};
+
 } // namespace
 
 class command_process::impl {
 public:
   impl(asio::io_context& io, const command_spec& spec, command_callbacks cb)
     : strand_(asio::make_strand(io)),
-      max_line_(spec.max_line_bytes),
+      lines_(spec.max_line_bytes),
       orphan_grace_(spec.orphan_grace),
       cb_(std::move(cb)),
       stdin_(strand_),
@@ -219,16 +122,14 @@ private:
     };
   }
 
-  void read_stdout();
-  void on_stdout(const error_code& ec, const char* data, std::size_t n);
-  void split_lines(const char* data, std::size_t n);
-  void deliver_line(std::string line);
-  void reject_output();
-  void end_stdout();
-  void read_stderr();
-  void on_stderr(const error_code& ec, const char* data, std::size_t n);
+  using pipe_member = output_pipe impl::*;
+
+  void read_output(pipe_member pipe);
+  void on_output(pipe_member pipe, const char* data, std::size_t n);
+  void end_output(pipe_member pipe);
+  void on_stdout(const char* data, std::size_t n);
   void keep_tail(const char* data, std::size_t n);
-  void end_stderr();
+  void deliver_line(std::string line);
   void write_next();
   void close_stdin_now();
   void watch_exit();
@@ -239,14 +140,14 @@ private:
   void reap();
   void signal_group(int sig);
 
-  asio::strand<asio::io_context::executor_type> strand_;
-  std::size_t max_line_;
+  strand_type strand_;
+  line_splitter lines_; ///< stdout, split into lines of at most max_line_bytes
   std::chrono::milliseconds orphan_grace_;
   command_callbacks cb_;
 
   asio::posix::stream_descriptor stdin_;
-  asio::posix::stream_descriptor stdout_;
-  asio::posix::stream_descriptor stderr_;
+  output_pipe stdout_;
+  output_pipe stderr_;
   asio::posix::stream_descriptor pidfd_;
   asio::steady_timer kill_timer_;
   asio::steady_timer orphan_timer_;
@@ -254,23 +155,11 @@ private:
   // just fills the pipe buffer instead of raising SIGPIPE in the host.
   unique_fd stdin_reader_;
 
-  // Shared with pending reads so a read can never outlive its buffer.
-  std::shared_ptr<chunk> stdout_buf_ = std::make_shared<chunk>();
-  std::shared_ptr<chunk> stderr_buf_ = std::make_shared<chunk>();
-  std::string partial_;
-  bool overflowed_ = false;
-
   std::deque<std::string> writes_;
-  bool writing_ = false;
-  bool stdin_close_requested_ = false;
-  bool stdin_closed_ = false;
-
-  bool stdout_done_ = false;
-  bool stderr_done_ = false;
-  bool exited_ = false;
-  bool reaped_ = false;
-  bool terminating_ = false;
-  bool finished_ = false;
+  input_state input_ = input_state::open;
+  process_state state_ = process_state::running;
+  bool terminating_ = false; ///< terminate() was called: SIGTERM sent, SIGKILL armed
+  bool reaped_ = false;      ///< the pid is gone: the group must not be signalled any more
   process_exit status_{false, -1};
 
   mutable std::mutex tail_mutex_;
@@ -297,102 +186,66 @@ void command_process::impl::launch(const command_spec& spec) {
     throw_errno(errno, "pidfd_open");
   adopt(pidfd_, unique_fd(pidfd));
   adopt(stdin_, std::move(in.write));
-  adopt(stdout_, std::move(out.read));
-  adopt(stderr_, std::move(err.read));
+  adopt(stdout_.stream, std::move(out.read));
+  adopt(stderr_.stream, std::move(err.read));
   stdin_reader_ = std::move(in.read);
   // The child's ends of stdout/stderr close when `out`/`err` go out of scope;
   // holding them would keep us from ever seeing EOF.
 }
 
 void command_process::impl::begin() {
-  read_stdout();
-  read_stderr();
+  read_output(&impl::stdout_);
+  read_output(&impl::stderr_);
   watch_exit();
 }
 
-// --- stdout -----------------------------------------------------------------
+// --- stdout and stderr ------------------------------------------------------
 
-void command_process::impl::read_stdout() {
-  auto buf = stdout_buf_;
-  stdout_.async_read_some(asio::buffer(*buf),
-                          guard([buf](impl& s, const error_code& ec, std::size_t n) {
-                            s.on_stdout(ec, buf->data(), n);
-                          }));
+void command_process::impl::read_output(pipe_member pipe) {
+  auto buf = (this->*pipe).buffer;
+  (this->*pipe).stream.async_read_some(
+    asio::buffer(*buf), guard([buf, pipe](impl& s, const error_code& ec, std::size_t n) {
+      if ((s.*pipe).done)
+        return;
+      if (ec) // EOF, or an error that ends the stream just the same
+        return s.end_output(pipe);
+      s.on_output(pipe, buf->data(), n);
+      s.read_output(pipe);
+    }));
 }
 
-void command_process::impl::on_stdout(const error_code& ec, const char* data, std::size_t n) {
-  if (stdout_done_)
-    return;
-  if (ec) { // EOF, or an error that ends the stream just the same
-    end_stdout();
-    return;
-  }
-  split_lines(data, n);
-  read_stdout();
+void command_process::impl::on_output(pipe_member pipe, const char* data, std::size_t n) {
+  if (pipe == &impl::stdout_)
+    on_stdout(data, n);
+  else
+    keep_tail(data, n);
 }
 
-void command_process::impl::split_lines(const char* data, std::size_t n) {
-  if (overflowed_)
+void command_process::impl::end_output(pipe_member pipe) {
+  auto& p = this->*pipe;
+  if (p.done)
+    return;
+  p.done = true;
+  error_code ignored;
+  p.stream.close(ignored);
+  if (pipe == &impl::stdout_)
+    lines_.finish([this](std::string line) { deliver_line(std::move(line)); });
+  maybe_finish();
+}
+
+void command_process::impl::on_stdout(const char* data, std::size_t n) {
+  if (lines_.overflowed())
     return; // keep draining so the agent cannot block on a full pipe
-  const char* end = data + n;
-  while (data != end) {
-    const char* newline = std::find(data, end, '\n');
-    partial_.append(data, newline);
-    // Checked before the newline arrives, so memory stays bounded.
-    if (partial_.size() > max_line_) {
-      reject_output();
-      return;
-    }
-    if (newline == end)
-      return;
-    deliver_line(std::exchange(partial_, std::string()));
-    data = newline + 1;
-  }
+  if (lines_.feed({data, n}, [this](std::string line) { deliver_line(std::move(line)); }))
+    return;
+  if (cb_.on_bad_output)
+    cb_.on_bad_output("stdout line longer than " + std::to_string(lines_.max_line()) + " bytes");
+  terminate(bad_output_grace);
 }
 
 void command_process::impl::deliver_line(std::string line) {
   if (cb_.on_line)
     cb_.on_line(std::move(line));
-}
-
-void command_process::impl::reject_output() {
-  overflowed_ = true;
-  std::string().swap(partial_);
-  if (cb_.on_bad_output)
-    cb_.on_bad_output("stdout line longer than " + std::to_string(max_line_) + " bytes");
-  terminate(bad_output_grace);
-}
-
-void command_process::impl::end_stdout() {
-  if (stdout_done_)
-    return;
-  stdout_done_ = true;
-  error_code ignored;
-  stdout_.close(ignored);
-  if (!overflowed_ && !partial_.empty())
-    deliver_line(std::exchange(partial_, std::string()));
-  maybe_finish();
-}
-
-// --- stderr -----------------------------------------------------------------
-
-void command_process::impl::read_stderr() {
-  auto buf = stderr_buf_;
-  stderr_.async_read_some(asio::buffer(*buf),
-                          guard([buf](impl& s, const error_code& ec, std::size_t n) {
-                            s.on_stderr(ec, buf->data(), n);
-                          }));
-}
-
-void command_process::impl::on_stderr(const error_code& ec, const char* data, std::size_t n) {
-  if (stderr_done_)
-    return;
-  if (ec) {
-    end_stderr();
-    return;
-  }
-  keep_tail(data, n);
-  read_stderr();
 }
 
 void command_process::impl::keep_tail(const char* data, std::size_t n) {
@@ -411,34 +264,29 @@ std::string command_process::impl::tail() const {
   return tail_;
 }
 
-void command_process::impl::end_stderr() {
-  if (stderr_done_)
-    return;
-  stderr_done_ = true;
-  error_code ignored;
-  stderr_.close(ignored);
-  maybe_finish();
-}
-
 // --- stdin ------------------------------------------------------------------
 
 void command_process::impl::queue_line(std::string line) {
-  if (finished_ || stdin_close_requested_ || stdin_closed_)
+  if (state_ == process_state::finished
+      || (input_ != input_state::open && input_ != input_state::writing))
     return;
   line.push_back('\n');
   writes_.push_back(std::move(line));
-  if (!writing_)
+  if (input_ == input_state::open)
     write_next();
 }
 
 void command_process::impl::write_next() {
-  if (writes_.empty() || stdin_closed_) {
-    writing_ = false;
-    if (stdin_close_requested_)
-      close_stdin_now();
+  if (input_ == input_state::closed)
+    return;
+  if (writes_.empty()) {
+    if (input_ == input_state::closing)
+      return close_stdin_now();
+    input_ = input_state::open;
     return;
   }
-  writing_ = true;
+  if (input_ == input_state::open)
+    input_ = input_state::writing;
   auto msg = std::make_shared<std::string>(std::move(writes_.front()));
   writes_.pop_front();
   asio::async_write(stdin_, asio::buffer(*msg),
@@ -452,15 +300,14 @@ void command_process::impl::write_next() {
 }
 
 void command_process::impl::request_stdin_close() {
-  if (stdin_close_requested_)
-    return;
-  stdin_close_requested_ = true;
-  if (!writing_)
+  if (input_ == input_state::open)
     close_stdin_now();
+  else if (input_ == input_state::writing)
+    input_ = input_state::closing;
 }
 
 void command_process::impl::close_stdin_now() {
-  stdin_closed_ = true;
+  input_ = input_state::closed;
   error_code ignored;
   stdin_.close(ignored);
   stdin_reader_.reset();
@@ -471,7 +318,7 @@ void command_process::impl::close_stdin_now() {
 void command_process::impl::watch_exit() {
   pidfd_.async_wait(asio::posix::stream_descriptor::wait_read,
                     guard([](impl& s, const error_code& ec) {
-                      if (!ec && !s.exited_)
+                      if (!ec && s.state_ == process_state::running)
                         s.watch_exit();
                     }));
   // Asio's epoll reactor is edge-triggered and drops readiness that arrives
@@ -480,7 +327,7 @@ void command_process::impl::watch_exit() {
 }
 
 void command_process::impl::check_exit() {
-  if (exited_)
+  if (state_ != process_state::running)
     return;
   siginfo_t info{};
   // WNOWAIT leaves the zombie in place: it keeps the process group id
@@ -498,14 +345,14 @@ void command_process::impl::check_exit() {
   } else {
     status_ = decode_exit(info);
   }
-  exited_ = true;
+  state_ = process_state::exited;
   on_leader_exit();
 }
 
 void command_process::impl::on_leader_exit() {
   error_code ignored;
   pidfd_.close(ignored);
-  if (!stdout_done_ || !stderr_done_) {
+  if (!stdout_.done || !stderr_.done) {
     orphan_timer_.expires_after(orphan_grace_);
     orphan_timer_.async_wait(guard([](impl& s, const error_code& ec) {
       if (!ec)
@@ -518,15 +365,15 @@ void command_process::impl::on_leader_exit() {
 // Something the agent started still holds stdout/stderr after the agent itself
 // exited; the run must still end.
 void command_process::impl::on_orphans_overdue() {
-  if (finished_)
+  if (state_ == process_state::finished)
     return;
   signal_group(SIGKILL);
-  end_stdout();
-  end_stderr();
+  end_output(&impl::stdout_);
+  end_output(&impl::stderr_);
 }
 
 void command_process::impl::terminate(std::chrono::milliseconds grace) {
-  if (finished_ || terminating_)
+  if (state_ == process_state::finished || terminating_)
     return;
   terminating_ = true;
   signal_group(SIGTERM);
@@ -534,7 +381,7 @@ void command_process::impl::terminate(std::chrono::milliseconds grace) {
   signal_group(SIGCONT);
   kill_timer_.expires_after(grace);
   kill_timer_.async_wait(guard([](impl& s, const error_code& ec) {
-    if (!ec && !s.finished_)
+    if (!ec && s.state_ != process_state::finished)
       s.signal_group(SIGKILL);
   }));
 }
@@ -545,9 +392,9 @@ void command_process::impl::signal_group(int sig) {
 }
 
 void command_process::impl::maybe_finish() {
-  if (finished_ || !exited_ || !stdout_done_ || !stderr_done_)
+  if (state_ != process_state::exited || !stdout_.done || !stderr_.done)
     return;
-  finished_ = true;
+  state_ = process_state::finished;
   kill_timer_.cancel();
   orphan_timer_.cancel();
   writes_.clear();

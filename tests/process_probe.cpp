@@ -1,0 +1,91 @@
+#include "tests/process_probe.hpp"
+
+#include <dirent.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace er::test {
+
+namespace {
+
+struct proc_stat {
+  char state;
+  pid_t pgid;
+};
+
+// /proc/<pid>/stat: "pid (comm) state ppid pgrp ...", comm may contain spaces.
+std::optional<proc_stat> read_stat(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto close_paren = text.rfind(')');
+  if (close_paren == std::string::npos)
+    return std::nullopt;
+  std::istringstream rest(text.substr(close_paren + 1));
+  proc_stat st{};
+  pid_t ppid = 0;
+  if (!(rest >> st.state >> ppid >> st.pgid))
+    return std::nullopt;
+  return st;
+}
+
+bool alive(const std::optional<proc_stat>& st) {
+  return st && st->state != 'Z' && st->state != 'X';
+}
+
+/// Calls `f(entry name)` for each entry of `path`.
+template <class F>
+void each_entry(const char* path, F f) {
+  DIR* dir = ::opendir(path);
+  if (dir == nullptr)
+    throw std::runtime_error(std::string{"cannot read "} + path);
+  while (dirent* entry = ::readdir(dir))
+    f(entry->d_name);
+  ::closedir(dir);
+}
+
+} // namespace
+
+bool is_running(pid_t pid) {
+  return alive(read_stat(pid));
+}
+
+std::optional<pid_t> group_of(pid_t pid) {
+  auto st = read_stat(pid);
+  if (!st)
+    return std::nullopt;
+  return st->pgid;
+}
+
+int running_members_of_group(pid_t pgid) {
+  int n = 0;
+  each_entry("/proc", [&](const char* name) {
+    char* end = nullptr;
+    long pid = std::strtol(name, &end, 10);
+    if (pid <= 0 || *end != '\0')
+      return;
+    auto st = read_stat(static_cast<pid_t>(pid));
+    if (alive(st) && st->pgid == pgid)
+      ++n;
+  });
+  return n;
+}
+
+int open_fd_count() {
+  int n = 0;
+  each_entry("/proc/self/fd", [&](const char* name) { n += name[0] != '.' ? 1 : 0; });
+  return n;
+}
+
+bool reaped(pid_t pid) {
+  return ::waitpid(pid, nullptr, WNOHANG) == -1 && errno == ECHILD;
+}
+
+} // namespace er::test
