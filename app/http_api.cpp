@@ -67,7 +67,7 @@ parse_publish(std::string_view body) {
   if (doc.is_discarded() || !doc.is_object())
     return std::string{"the body must be a JSON object"};
   auto user = doc.find("user_id");
-  if (user == doc.end() || !user->is_string() || context::is_placeholder_user_id(user->get<std::string>()))
+  if (user == doc.end() || !user->is_string() || !context::is_valid_subject(user->get<std::string>()))
     return std::string{"user_id must be a user's id"};
   auto event = doc.find("event");
   if (event == doc.end() || !event->is_object())
@@ -76,7 +76,7 @@ parse_publish(std::string_view body) {
   if (type == event->end() || !type->is_string() || !well_formed_type(type->get<std::string>()))
     return std::string{"event.type must be 1-64 characters of [A-Za-z0-9_.:-]"};
   if (protocol::is_reserved_type(type->get<std::string>()))
-    return std::string{"event.type \"" + type->get<std::string>() + "\" is reserved"};
+    return "event.type " + protocol::quote_excerpt(type->get_ref<const std::string&>()) + " is reserved";
   auto data = event->find("data");
   if (data != event->end() && !data->is_object())
     return std::string{"event.data must be an object"};

@@ -32,6 +32,7 @@ struct router_settings {
   std::string jwt_secret = dev_jwt_secret;
   std::string jwt_issuer;
   std::string jwt_audience;
+  std::int64_t jwt_leeway_s = 30;
   std::string api_key = dev_api_key;
   std::string store_path = "router.db";
   std::int64_t max_connections = 18000;
@@ -46,6 +47,10 @@ struct router_settings {
   std::int64_t resume_window_ms = 30000;
   std::int64_t resume_buffer_events = 1000;
   std::int64_t resume_buffer_bytes = 1048576;
+  std::int64_t max_detached_per_user = 8;
+  std::int64_t replay_budget_bytes = 0; ///< 0: a quarter of the machine's memory
+  std::int64_t max_threads_per_user = 1000;
+  std::int64_t max_user_store_bytes = 64 << 20;
   std::int64_t max_runs_per_connection = 4;
   std::int64_t drain_timeout_ms = 10000;
   std::int64_t demo_token_ttl_s = 86400;
@@ -60,7 +65,7 @@ struct router_settings {
 
 /// The JWT part of the settings, for verifying and for minting tokens alike.
 inline context::jwt_settings jwt_settings_of(const router_settings& s) {
-  return {s.jwt_secret, s.jwt_issuer, s.jwt_audience, std::chrono::seconds{30}};
+  return {s.jwt_secret, s.jwt_issuer, s.jwt_audience, std::chrono::seconds{s.jwt_leeway_s}};
 }
 
 /// router.io-threads with 0 resolved to the number of cores.

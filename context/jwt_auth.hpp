@@ -47,6 +47,12 @@ public:
 
   verification_result verify(std::string_view token) const;
 
+  /// The clock skew allowed on exp and nbf: a connection opened with a token stays open
+  /// until exp plus this.
+  std::chrono::seconds leeway() const noexcept {
+    return settings_.leeway;
+  }
+
 private:
   jwt_settings settings_;
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <utility>
 
 #include "context/ids.hpp"
 
@@ -26,11 +27,56 @@ bool is_placeholder_user_id(std::string_view user_id) {
          != placeholders.end();
 }
 
+namespace {
+
+constexpr std::size_t max_subject_bytes = 256;
+
+/// The code point starting at `s[i]` and its length in bytes; a length of 0 when the bytes
+/// there are not valid UTF-8 (a bad lead or continuation byte, an overlong form, a
+/// surrogate, or a value past U+10FFFF).
+std::pair<char32_t, std::size_t> decode_utf8(std::string_view s, std::size_t i) {
+  auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  unsigned char lead = byte(i);
+  if (lead < 0x80)
+    return {lead, 1};
+  std::size_t length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 0;
+  if (length == 0 || lead > 0xF4 || i + length > s.size())
+    return {0, 0};
+  char32_t cp = lead & (0x7F >> length);
+  for (std::size_t k = 1; k < length; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80)
+      return {0, 0};
+    cp = (cp << 6) | (byte(i + k) & 0x3F);
+  }
+  static constexpr char32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < smallest[length] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+    return {0, 0};
+  return {cp, length};
+}
+
+bool is_control(char32_t cp) {
+  return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F);
+}
+
+} // namespace
+
+bool is_valid_subject(std::string_view sub) {
+  if (sub.empty() || sub.size() > max_subject_bytes || is_placeholder_user_id(sub))
+    return false;
+  for (std::size_t i = 0; i < sub.size();) {
+    auto [cp, length] = decode_utf8(sub, i);
+    if (length == 0 || is_control(cp))
+      return false;
+    i += length;
+  }
+  return true;
+}
+
 user_execution_context
 user_execution_context::for_connection(std::string user_id, std::string client_address,
                                        time_point token_expires_at) {
-  if (is_placeholder_user_id(user_id))
-    throw invalid_user_id("placeholder user id refused");
+  if (!is_valid_subject(user_id))
+    throw invalid_user_id("not a valid user id");
   user_execution_context ctx;
   ctx.user_id_ = std::move(user_id);
   ctx.connection_id_ = random_id(id_prefix::connection);

@@ -15,6 +15,10 @@ namespace er::context {
 /// accepting them would put unrelated clients into one shared user.
 bool is_placeholder_user_id(std::string_view user_id);
 
+/// A token's `sub` that may become a user id: 1-256 bytes of valid UTF-8 without control
+/// characters (C0, DEL, C1), and not a placeholder. Anything else is `invalid_subject`.
+bool is_valid_subject(std::string_view sub);
+
 class invalid_user_id : public std::invalid_argument {
 public:
   using std::invalid_argument::invalid_argument;
@@ -24,7 +28,8 @@ class user_execution_context {
 public:
   using time_point = std::chrono::system_clock::time_point;
 
-  /// Mints fresh connection and session ids. Throws invalid_user_id for placeholder ids.
+  /// Mints fresh connection and session ids. Throws invalid_user_id for an id that is not a
+  /// valid subject (see is_valid_subject).
   static user_execution_context for_connection(std::string user_id, std::string client_address,
                                                time_point token_expires_at = time_point::max());
 

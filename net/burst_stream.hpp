@@ -17,6 +17,7 @@
 // reuses their capacity: a fresh buffer of a few KiB for every burst would make glibc
 // consolidate its fast bins each time. An idle connection holds no burst.
 
+#include <array>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -27,16 +28,44 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/role.hpp>
 #include <boost/beast/websocket/teardown.hpp>
 #include <boost/system/error_code.hpp>
+#include <boost/system/system_error.hpp>
 
 #include "net/handler_memory.hpp"
 
 namespace er::net {
+
+namespace detail {
+
+struct drain_buffer {
+  static constexpr std::size_t drain_limit = 4 << 20; ///< past it, the peer gets a reset
+  std::array<char, 4096> bytes;
+  std::size_t drained = 0;
+};
+
+template <class Socket, class Handler>
+void drain_then_close(Socket& socket, std::shared_ptr<drain_buffer> buffer, Handler handler) {
+  auto& bytes = buffer->bytes;
+  socket.async_read_some(
+    boost::asio::buffer(bytes),
+    recycled([&socket, buffer = std::move(buffer), handler = std::move(handler)](
+               boost::system::error_code ec, std::size_t n) mutable {
+      buffer->drained += n;
+      if (!ec && buffer->drained < drain_buffer::drain_limit)
+        return drain_then_close(socket, std::move(buffer), std::move(handler));
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      handler(ec == boost::asio::error::eof ? boost::system::error_code{} : ec);
+    }));
+}
+
+} // namespace detail
 
 template <class Socket>
 class burst_stream {
@@ -60,30 +89,60 @@ public:
 
   template <class MutableBuffers, class Handler>
   void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
-    socket_.async_read_some(buffers, std::forward<Handler>(handler));
+    if (!unread_)
+      return socket_.async_read_some(buffers, std::forward<Handler>(handler));
+    auto n = take_unread(buffers);
+    boost::asio::post(socket_.get_executor(),
+                      boost::beast::bind_front_handler(std::forward<Handler>(handler),
+                                                       boost::system::error_code{}, n));
+  }
+
+  /// The next close frame written through this layer leaves with `code` instead of the one
+  /// Beast put in it (Beast echoes a peer's close code it should have refused). A server's
+  /// close frame is unmasked with the code in its first two payload bytes.
+  void replace_close_code(std::uint16_t code) {
+    close_code_patch_ = code;
+  }
+
+  /// Bytes read from the socket before this layer took it over (a client's frames pipelined
+  /// right behind its upgrade request): the next reads return them first.
+  void set_unread(std::string bytes) {
+    if (!bytes.empty())
+      unread_ = std::make_unique<std::string>(std::move(bytes));
   }
 
   template <class ConstBuffers, class Handler>
   void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
-    if (!burst_) {
-      // Straight to the socket; counted, so that a flush never overtakes it. The completion
-      // keeps the handler's executor.
-      ++direct_writes_;
-      auto executor = boost::asio::get_associated_executor(handler, socket_.get_executor());
-      socket_.async_write_some(
-        buffers, boost::asio::bind_executor(
-                   executor, [this, handler = std::forward<Handler>(handler)](
-                               boost::system::error_code ec, std::size_t n) mutable {
-                     on_direct_write_done();
-                     handler(ec, n);
-                   }));
-      return;
+    if (close_code_patch_ != 0 && !burst_ && is_close_frame(buffers)) {
+      // Rare: the close frame leaves with its code replaced (replace_close_code).
+      auto copy = std::make_shared<std::string>(boost::asio::buffer_size(buffers), '\0');
+      boost::asio::buffer_copy(boost::asio::buffer(*copy), buffers);
+      patch_close_frame(*copy, 0);
+      return write_direct(boost::asio::buffer(*copy), std::forward<Handler>(handler), copy);
     }
+    if (!burst_)
+      return write_direct(buffers, std::forward<Handler>(handler), nullptr);
     auto n = append(buffers);
     // Never inline: a completion handler must not run inside its initiating function.
     boost::asio::post(socket_.get_executor(),
                       boost::beast::bind_front_handler(std::forward<Handler>(handler),
                                                        boost::system::error_code{}, n));
+  }
+
+  // Straight to the socket; counted, so that a flush never overtakes it. The completion keeps
+  // the handler's executor; `keep` (if any) lives until then.
+  template <class ConstBuffers, class Handler>
+  void write_direct(const ConstBuffers& buffers, Handler&& handler,
+                    std::shared_ptr<std::string> keep) {
+    ++direct_writes_;
+    auto executor = boost::asio::get_associated_executor(handler, socket_.get_executor());
+    socket_.async_write_some(
+      buffers, boost::asio::bind_executor(
+                 executor, [this, keep = std::move(keep), handler = std::forward<Handler>(handler)](
+                             boost::system::error_code ec, std::size_t n) mutable {
+                   on_direct_write_done();
+                   handler(ec, n);
+                 }));
   }
 
   /// SyncWriteStream: gathers (starting a burst if none is open) and never blocks; the bytes
@@ -104,11 +163,19 @@ public:
   /// reads asynchronously.
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers, boost::system::error_code& ec) {
+    if (unread_) {
+      ec = {};
+      return take_unread(buffers);
+    }
     return socket_.read_some(buffers, ec);
   }
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers) {
-    return socket_.read_some(buffers);
+    boost::system::error_code ec;
+    auto n = read_some(buffers, ec);
+    if (ec)
+      throw boost::system::system_error(ec);
+    return n;
   }
 
   /// Writes from now on are gathered in memory until async_flush() has sent them.
@@ -182,6 +249,15 @@ private:
     spare.push_back(std::move(b));
   }
 
+  template <class MutableBuffers>
+  std::size_t take_unread(const MutableBuffers& buffers) {
+    auto n = boost::asio::buffer_copy(buffers, boost::asio::buffer(*unread_));
+    unread_->erase(0, n);
+    if (unread_->empty())
+      unread_.reset();
+    return n;
+  }
+
   template <class ConstBuffers>
   std::size_t append(const ConstBuffers& buffers) {
     auto& out = burst_->gathered;
@@ -189,7 +265,32 @@ private:
     auto at = out.size();
     out.resize(at + n);
     boost::asio::buffer_copy(boost::asio::buffer(&out[at], n), buffers);
+    if (close_code_patch_ != 0)
+      patch_close_frame(out, at);
     return n;
+  }
+
+  // A server's close frame: FIN + opcode 8, unmasked, a payload of 2..125 bytes.
+  static bool is_close_frame(unsigned char first, unsigned char second) {
+    return first == 0x88 && (second & 0x80) == 0 && (second & 0x7f) >= 2;
+  }
+
+  template <class ConstBuffers>
+  static bool is_close_frame(const ConstBuffers& buffers) {
+    unsigned char head[2] = {0, 0};
+    boost::asio::buffer_copy(boost::asio::buffer(head), buffers);
+    return is_close_frame(head[0], head[1]);
+  }
+
+  // Replaces the code of the close frame starting at `at`, if one does.
+  void patch_close_frame(std::string& out, std::size_t at) {
+    if (out.size() < at + 4
+        || !is_close_frame(static_cast<unsigned char>(out[at]),
+                           static_cast<unsigned char>(out[at + 1])))
+      return;
+    out[at + 2] = static_cast<char>(close_code_patch_ >> 8);
+    out[at + 3] = static_cast<char>(close_code_patch_ & 0xff);
+    close_code_patch_ = 0;
   }
 
   void on_direct_write_done() {
@@ -221,6 +322,8 @@ private:
   Socket socket_;
   std::unique_ptr<burst> burst_;
   std::size_t direct_writes_ = 0; ///< asynchronous writes passed through, not yet complete
+  std::unique_ptr<std::string> unread_; ///< see set_unread; null when none is left
+  std::uint16_t close_code_patch_ = 0;  ///< see replace_close_code; 0: none
 };
 
 // Beast tears the TCP connection down through these (argument-dependent lookup).
@@ -231,11 +334,23 @@ void teardown(boost::beast::role_type role, burst_stream<Socket>& stream,
   teardown(role, stream.next_layer(), ec);
 }
 
+// Asynchronous teardown as the server: shut down our sending side, read and drop what the
+// peer still sends until it closes (at most drain_limit bytes), then close. Beast 1.74's own
+// TCP teardown stops after its first read, so a peer whose frame was refused while its
+// payload was still arriving (1009) would get a reset that can destroy our close frame.
 template <class Socket, class Handler>
 void async_teardown(boost::beast::role_type role, burst_stream<Socket>& stream,
                     Handler&& handler) {
-  using boost::beast::websocket::async_teardown;
-  async_teardown(role, stream.next_layer(), std::forward<Handler>(handler));
+  auto& socket = stream.next_layer();
+  if (role != boost::beast::role_type::server) {
+    using boost::beast::websocket::async_teardown;
+    return async_teardown(role, socket, std::forward<Handler>(handler));
+  }
+  boost::system::error_code ec;
+  socket.shutdown(boost::asio::socket_base::shutdown_send, ec);
+  auto executor = boost::asio::get_associated_executor(handler, socket.get_executor());
+  detail::drain_then_close(socket, std::make_shared<detail::drain_buffer>(),
+                           boost::asio::bind_executor(executor, std::forward<Handler>(handler)));
 }
 
 } // namespace er::net

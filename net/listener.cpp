@@ -26,6 +26,7 @@ std::string json_error(std::string_view reason) {
 namespace {
 
 constexpr std::size_t max_request_body_bytes = 1 << 20;
+constexpr std::size_t max_request_head_bytes = 16 * 1024;
 constexpr std::string_view websocket_path = "/ws";
 
 struct shared_settings {
@@ -34,6 +35,17 @@ struct shared_settings {
   std::shared_ptr<connection_budget> budget;
   listener_hooks hooks;
 };
+
+/// When a connection opened with a token that expires at `exp` closes with 4501: exp plus
+/// the leeway the token was accepted with (a token accepted within the leeway is not closed
+/// at once). Past what system_clock can hold (exp may be 2^53 s): never.
+std::chrono::system_clock::time_point expiry_of(std::int64_t exp, std::chrono::seconds leeway) {
+  using clock = std::chrono::system_clock;
+  auto max_seconds = std::chrono::duration_cast<std::chrono::seconds>(clock::duration::max());
+  if (exp >= max_seconds.count() - leeway.count())
+    return clock::time_point::max();
+  return clock::time_point{std::chrono::seconds{exp} + leeway};
+}
 
 /// One HTTP exchange at a time on one TCP connection, until it upgrades or closes.
 class http_session : public std::enable_shared_from_this<http_session> {
@@ -49,6 +61,7 @@ public:
 private:
   void do_read() {
     parser_.emplace();
+    parser_->header_limit(max_request_head_bytes);
     parser_->body_limit(max_request_body_bytes);
     stream_.expires_after(settings_->limits.handshake_timeout);
     http::async_read(stream_, buffer_, *parser_,
@@ -60,7 +73,12 @@ private:
   void on_read(beast::error_code ec) {
     if (ec == http::error::body_limit)
       return reply(http_reply{413, json_error("request body too large")}, false);
-    if (ec)
+    if (ec == http::error::header_limit)
+      return reply(http_reply{431, json_error("request header fields too large")}, false);
+    if (ec && ec.category() == http::make_error_code(http::error::bad_target).category()
+        && ec != http::error::end_of_stream && ec != http::error::partial_message)
+      return reply(http_reply{400, json_error("malformed request")}, false);
+    if (ec) // the peer went away, or the handshake timeout passed
       return close();
     auto& req = parser_->get();
     auto path = context::target_path(req.target());
@@ -100,16 +118,15 @@ private:
     if (auto* failure = std::get_if<context::auth_failure>(&verdict))
       return refuse(*failure);
     auto& token = std::get<context::verified_token>(verdict);
-    if (context::is_placeholder_user_id(token.user_id))
-      return refuse(context::auth_failure::invalid_subject);
     if (!settings_->budget->try_acquire())
       return reply(http_reply{503, json_error("too many connections")}, false);
     auto ctx = context::user_execution_context::for_connection(
       std::move(token.user_id), remote_address(),
-      std::chrono::system_clock::time_point{std::chrono::seconds{token.expires_at}});
+      expiry_of(token.expires_at, settings_->verifier.leeway()));
     std::string target{req.target()};
     stream_.expires_never(); // the WebSocket's own timeouts take over
-    auto connection = make_ws_session(std::move(stream_), parser_->release(), settings_->limits,
+    auto connection = make_ws_session(std::move(stream_), parser_->release(),
+                                      beast::buffers_to_string(buffer_.data()), settings_->limits,
                                       extracted.offers_protocol, settings_->budget);
     settings_->hooks.on_upgrade(upgrade{std::move(connection), std::move(ctx), std::move(target)});
   }
@@ -140,10 +157,33 @@ private:
     http::async_write(stream_, *res,
                       [self = shared_from_this(), res, keep_alive](beast::error_code ec,
                                                                   std::size_t) {
-                        if (ec || !keep_alive)
+                        if (ec)
                           return self->close();
+                        if (!keep_alive)
+                          return self->linger_close();
                         self->do_read();
                       });
+  }
+
+  // After a refusal the client may still be sending (the rest of an oversized head, a
+  // body): closing with unread bytes would reset the connection and could destroy the
+  // answer before the client reads it. So: shut down our side, read and drop what still
+  // comes until the client closes or the handshake timeout passes, then close.
+  void linger_close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(settings_->limits.handshake_timeout);
+    drain();
+  }
+
+  void drain() {
+    buffer_.consume(buffer_.size());
+    stream_.async_read_some(buffer_.prepare(4096),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec)
+                                return self->close();
+                              self->drain();
+                            });
   }
 
   void close() {

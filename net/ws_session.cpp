@@ -58,6 +58,10 @@ public:
       budget_(std::move(budget)) {
   }
 
+  void set_unread(std::string bytes) {
+    ws_.next_layer().set_unread(std::move(bytes));
+  }
+
   ~ws_session() override {
     clock_.cancel(*this);
     if (budget_)
@@ -106,9 +110,9 @@ private:
     auto timeouts = websocket::stream_base::timeout{limits_.handshake_timeout,
                                                     websocket::stream_base::none(), false};
     ws_.set_option(timeouts);
-    // The frame limit is enforced in on_read: Beast 1.74's own limit tears the TCP connection
-    // down after its close frame without draining it, so the peer sees a reset, not 1009.
-    ws_.read_message_max(0);
+    // Beast checks each frame header against the limit: a frame announcing more gets 1009
+    // before any of its payload is read, and Beast drains the rest until the peer closes.
+    ws_.read_message_max(limits_.max_message_bytes);
     ws_.auto_fragment(false);
     bool select = select_protocol_;
     ws_.set_option(websocket::stream_base::decorator([select](websocket::response_type& res) {
@@ -132,6 +136,8 @@ private:
     ws_.control_callback([this](websocket::frame_type kind, std::string_view) {
       if (kind == websocket::frame_type::pong)
         peer_alive();
+      else if (kind == websocket::frame_type::close && !valid_close_code(ws_.reason().code))
+        ws_.next_layer().replace_close_code(close_code::protocol_error.code);
     });
     schedule_heartbeat(limits_.heartbeat_interval);
     do_read();
@@ -191,6 +197,12 @@ private:
     }
   }
 
+  // Beast refuses the close codes RFC 6455 reserves below 5000, but echoes 5000 and above,
+  // which no specification defines: those are answered with 1002 as well.
+  static bool valid_close_code(std::uint16_t code) {
+    return code < 5000;
+  }
+
   // A pong, or any data: proves the peer alive.
   void peer_alive() {
     if (heartbeat_ == heartbeat::awaiting_pong)
@@ -225,16 +237,8 @@ private:
     if (ec)
       return on_read_error(ec);
     peer_alive();
-    if (discarding_) {
-      // After our 1009 close frame: drop what is still in flight until the peer's close.
-      buffer_.consume(buffer_.size());
-    } else if (buffer_.size() > limits_.max_message_bytes) {
-      discarding_ = true;
-      buffer_.consume(buffer_.size());
-      begin_close(close_code::too_big, true);
-    } else if (ws_.is_message_done()) {
+    if (ws_.is_message_done())
       deliver();
-    }
     do_read();
   }
 
@@ -256,6 +260,10 @@ private:
       info.clean = true;
       info.code = closing_ == closing::sent ? close_.code
                                             : static_cast<std::uint16_t>(ws_.reason().code);
+      if (!valid_close_code(info.code)) // answered with 1002 (see on_accept)
+        info.code = close_code::protocol_error.code;
+    } else if (ec == websocket::error::message_too_big) {
+      info.code = close_code::too_big.code; // Beast sent the close frame and drained the rest
     } else if (closing_ != closing::no) {
       // Our close: Beast ends the pending read with operation_aborted once it is sent.
       info.code = close_.code;
@@ -403,14 +411,13 @@ private:
   close_reason close_ = close_code::normal; ///< ours, once closing_ is not `no`
   bool reading_ = false;    ///< an accept or a read is in flight: it will finish the session
   bool writing_ = false;    ///< a burst is being flushed
-  bool discarding_ = false; ///< after a 1009: inbound bytes are dropped until the peer's close
   std::shared_ptr<connection_budget> budget_;
 };
 
 } // namespace
 
 std::shared_ptr<ws_connection> make_ws_session(beast::tcp_stream stream, upgrade_request request,
-                                               const session_limits& limits,
+                                               std::string unread, const session_limits& limits,
                                                bool select_protocol,
                                                std::shared_ptr<connection_budget> budget) {
   auto* strand = stream.get_executor().target<strand_type>();
@@ -427,8 +434,10 @@ std::shared_ptr<ws_connection> make_ws_session(beast::tcp_stream stream, upgrade
     if (!ec)
       socket.assign(local.protocol(), fd, ec);
   }
-  return std::make_shared<ws_session>(std::move(socket), std::move(request), limits,
-                                      select_protocol, std::move(budget));
+  auto session = std::make_shared<ws_session>(std::move(socket), std::move(request), limits,
+                                              select_protocol, std::move(budget));
+  session->set_unread(std::move(unread));
+  return session;
 }
 
 } // namespace er::net

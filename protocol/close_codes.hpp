@@ -27,6 +27,7 @@ struct close_reason {
 namespace close_code {
 inline constexpr close_reason normal{1000, "normal", after_close::done};
 inline constexpr close_reason going_away{1001, "server going away", after_close::reconnect};
+inline constexpr close_reason protocol_error{1002, "protocol error", after_close::stop};
 inline constexpr close_reason too_big{1009, "message too big", after_close::stop};
 inline constexpr close_reason internal_error{1011, "internal error", after_close::reconnect};
 // 4000-4499: reconnect allowed
@@ -40,11 +41,14 @@ inline constexpr close_reason too_many_connections{4503, "too many connections f
                                                    after_close::stop};
 inline constexpr close_reason protocol_abuse{4510, "protocol abuse", after_close::stop};
 inline constexpr close_reason disconnected_by_backend{4511, "disconnected", after_close::stop};
+inline constexpr close_reason session_moved{4512, "session resumed on another connection",
+                                            after_close::stop};
 
-inline constexpr std::array all{normal,        going_away,        too_big,
+inline constexpr std::array all{normal,        going_away,        protocol_error,    too_big,
                                 internal_error, slow_consumer,     heartbeat_timeout,
                                 state_lost,     rate_limited,      token_expired,
-                                too_many_connections, protocol_abuse, disconnected_by_backend};
+                                too_many_connections, protocol_abuse, disconnected_by_backend,
+                                session_moved};
 } // namespace close_code
 
 /// The table's entry for `code`; codes the router never sends get an empty reason.

@@ -156,6 +156,15 @@ std::string render_event(const outbound_event& event, std::uint64_t event_id,
   return event_renderer{user_id}.render(event, event_id, at);
 }
 
+std::string quote_excerpt(std::string_view text) {
+  if (text.size() <= max_echo_bytes)
+    return "\"" + std::string{text} + "\"";
+  auto cut = max_echo_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+    --cut; // text[cut] continues a character: cut before that character
+  return "\"" + std::string{text.substr(0, cut)} + "...\"";
+}
+
 outbound_event make_error(const protocol_error& error) {
   outbound_event ev;
   ev.type = "error";

@@ -86,6 +86,11 @@ std::string render_event(const outbound_event& event, std::uint64_t event_id,
 
 outbound_event make_error(const protocol_error& error);
 
+/// A client's text as an error message quotes it: in double quotes, at most
+/// `max_echo_bytes` of it, cut at a character boundary and marked with "..." when cut.
+inline constexpr std::size_t max_echo_bytes = 64;
+std::string quote_excerpt(std::string_view text);
+
 /// RFC 3339 UTC with milliseconds, e.g. 2026-11-25T22:10:59.123Z
 std::string rfc3339(std::chrono::system_clock::time_point at);
 

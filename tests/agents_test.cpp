@@ -107,6 +107,12 @@ TEST_CASE("an unknown agent is unknown_agent and a malformed start is invalid_me
   CHECK(next_json(*c.client)["data"]["code"] == "invalid_message");
   c.client->send_text(R"({"type":"stop_agent","id":"u4","payload":{}})");
   CHECK(next_json(*c.client)["data"]["code"] == "invalid_message");
+  SUBCASE("a 10 KB agent name is echoed as its first 64 bytes") {
+    c.client->send_text(start(std::string(10000, 'x'), "u5").dump());
+    auto echoed = next_json(*c.client);
+    CHECK(echoed["data"]["code"] == "unknown_agent");
+    CHECK(echoed["data"]["message"] == "no agent named \"" + std::string(64, 'x') + "...\"");
+  }
 }
 
 TEST_CASE("past max-runs-per-connection a start gets too_many_runs, on that connection only") {

@@ -1,7 +1,10 @@
 // JWT authentication of the upgrade request, over real loopback connections (DESIGN §3).
 
 #include <doctest/doctest.h>
+#include <jwt/algorithm.hpp>
 #include <jwt/base64.hpp>
+
+#include <limits>
 
 #include "tests/support.hpp"
 
@@ -183,4 +186,78 @@ TEST_CASE("plain HTTP: /ws without an upgrade is 426, unknown paths are 404") {
   auto r = er::client::http_request("127.0.0.1", router.port(), "GET", "/nowhere");
   CHECK(r.status == 404);
   CHECK(r.content_type == "application/json");
+}
+
+TEST_CASE("time claims are integers in [0, 2^53]: anything else is malformed_token") {
+  test_router router;
+  auto exp = now_s() + 600;
+  std::int64_t two_53 = std::int64_t{1} << 53;
+  for (auto name : {"exp", "nbf", "iat"}) {
+    CAPTURE(name);
+    for (json bad : {json(-1), json(std::numeric_limits<std::int64_t>::min()),
+                     json(-(std::int64_t{1} << 62)), json(two_53 + 1),
+                     json(std::numeric_limits<std::uint64_t>::max()), json(1.5), json("123"),
+                     json(nullptr), json::array()}) {
+      CAPTURE(bad.dump());
+      json claims{{"sub", "alice"}, {"exp", exp}};
+      claims[name] = bad;
+      expect_refused(offer(router, sign_claims(claims, test_secret)), "malformed_token");
+    }
+  }
+}
+
+TEST_CASE("time claims at their boundaries: nbf and iat of 0 are valid, exp of 2^53 never expires") {
+  test_router router;
+  auto exp = now_s() + 600;
+  std::int64_t two_53 = std::int64_t{1} << 53;
+  CHECK(offer(router, sign_claims({{"sub", "alice"}, {"exp", exp}, {"nbf", 0}}, test_secret)).upgraded);
+  CHECK(offer(router, sign_claims({{"sub", "alice"}, {"exp", exp}, {"nbf", 1}}, test_secret)).upgraded);
+  CHECK(offer(router, sign_claims({{"sub", "alice"}, {"exp", exp}, {"iat", 0}}, test_secret)).upgraded);
+  CHECK(offer(router, sign_claims({{"sub", "alice"}, {"exp", exp}, {"iat", two_53}}, test_secret)).upgraded);
+  expect_refused(offer(router, sign_claims({{"sub", "alice"}, {"exp", 0}}, test_secret)),
+                 "token_expired");
+  expect_refused(offer(router, sign_claims({{"sub", "alice"}, {"exp", exp}, {"nbf", two_53}}, test_secret)),
+                 "token_not_yet_valid");
+  SUBCASE("a connection opened with exp = 2^53 is not closed as expired") {
+    auto o = options_for(router);
+    o.subprotocols = "router.v1, jwt." + sign_claims({{"sub", "alice"}, {"exp", two_53}}, test_secret);
+    auto [client, h] = er::client::ws_client::connect(o);
+    REQUIRE(h.upgraded);
+    CHECK(next_json(*client)["type"] == "connection_established");
+    client->send_text(R"({"type":"ping","id":"p"})");
+    CHECK(next_json(*client)["reply_to"] == "p");
+  }
+}
+
+TEST_CASE("a sub must be 1-256 bytes of UTF-8 without control characters, else invalid_subject") {
+  test_router router;
+  auto exp = now_s() + 600;
+  auto sub_refused = [&](const std::string& sub) {
+    CAPTURE(json(sub).dump());
+    expect_refused(offer(router, sign_claims({{"sub", sub}, {"exp", exp}}, test_secret)),
+                   "invalid_subject");
+  };
+  sub_refused(std::string{"al\0ice\r\nX: y", 12});
+  sub_refused("");
+  sub_refused(std::string(257, 'a'));
+  sub_refused("tab\there");
+  sub_refused("del\x7f");
+  sub_refused("c1\xc2\x85");  // U+0085, a C1 control
+  auto accepted = [&](const std::string& sub) {
+    CAPTURE(sub);
+    auto o = options_for(router);
+    o.subprotocols = "router.v1, jwt." + sign_claims({{"sub", sub}, {"exp", exp}}, test_secret);
+    auto [client, h] = er::client::ws_client::connect(o);
+    REQUIRE(h.upgraded);
+    CHECK(next_json(*client)["user_id"] == sub);
+  };
+  accepted(std::string(256, 'a'));
+  accepted("zoë@example.com");
+  accepted("用户-42 🙂");
+  SUBCASE("bytes that are not UTF-8 make the claims malformed JSON") {
+    auto signed_part = b64url(R"({"alg":"HS256","typ":"JWT"})") + "."
+                       + b64url("{\"sub\":\"a\xff\",\"exp\":" + std::to_string(exp) + "}");
+    auto signature = jwt::HMACSign<jwt::algo::HS256>::sign(test_secret, signed_part).first;
+    expect_refused(offer(router, signed_part + "." + b64url(signature)), "malformed_token");
+  }
 }

@@ -49,6 +49,13 @@ struct counting_socket {
     socket.async_write_some(b, std::forward<Handler>(h));
   }
 
+  void shutdown(asio::socket_base::shutdown_type what, error_code& ec) {
+    socket.shutdown(what, ec);
+  }
+  void close(error_code& ec) {
+    socket.close(ec);
+  }
+
   tcp::socket socket;
   std::size_t* writes;
 };

@@ -137,11 +137,32 @@ TEST_CASE("a client close is echoed with its code and ends the manager") {
   }));
 }
 
-TEST_CASE("a close with an invalid code closes with 1002") {
+TEST_CASE("a close with an invalid code closes with 1002, never with the code echoed") {
   test_router router;
-  auto c = connect_user(router, "alice");
-  c.client->send_raw(frame(close_op, close_payload(999)));
-  expect_close(*c.client, 1002);
+  // RFC 6455 7.4: 1004-1006 and 1015 are reserved, 1016-2999 unassigned, over 4999 undefined.
+  for (std::uint16_t code : {999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535}) {
+    CAPTURE(code);
+    auto c = connect_user(router, "alice");
+    c.client->send_raw(frame(close_op, close_payload(code)));
+    expect_close(*c.client, 1002);
+  }
+}
+
+TEST_CASE("a frame header announcing more than max-message-bytes is closed with 1009 at once") {
+  test_router router;
+  auto bystander = connect_user(router, "bob");
+  for (std::uint64_t length : {std::uint64_t{65537}, std::uint64_t{1} << 40, std::uint64_t{1} << 62}) {
+    CAPTURE(length);
+    auto c = connect_user(router, "alice");
+    std::string header{static_cast<char>(0x80 | text), static_cast<char>(0x80 | 127)};
+    for (int i = 7; i >= 0; --i)
+      header.push_back(static_cast<char>((length >> (8 * i)) & 0xff));
+    header.append("\x37\xfa\x21\x3d"); // the mask; no payload byte follows
+    c.client->send_raw(header);
+    expect_close(*c.client, 1009, 3s);
+  }
+  bystander.client->send_text(R"({"type":"ping","id":"still"})");
+  CHECK(next_json(*bystander.client)["reply_to"] == "still");
 }
 
 TEST_CASE("a 64 KiB frame with a 64-bit length at the limit is accepted") {

@@ -109,7 +109,9 @@ TEST_CASE("a client that answers the server's pings stays; one that does not is 
 }
 
 TEST_CASE("a token that expires while connected closes the connection with 4501") {
-  test_router router;
+  auto settings = test_settings();
+  settings.jwt_leeway_s = 0;
+  test_router router{settings};
   auto exp = std::chrono::duration_cast<std::chrono::seconds>(
                std::chrono::system_clock::now().time_since_epoch()).count() + 2;
   auto o = options_for(router);

@@ -196,3 +196,15 @@ TEST_CASE("timestamps are RFC 3339 UTC with milliseconds, across second and day 
   CHECK(er::protocol::rfc3339(at(951782400007)) == "2000-02-29T00:00:00.007Z");
   CHECK(er::protocol::rfc3339(at(1764000000123)) == "2025-11-24T16:00:00.123Z");
 }
+
+TEST_CASE("an unknown type is echoed in its error as at most 64 bytes, cut between characters") {
+  test_router router;
+  auto c = connect_user(router, "alice");
+  std::string type = std::string(63, 'a') + "\xc3\xa9" + std::string(10000, 'b'); // é at 63-64
+  c.client->send_text(json{{"type", type}, {"id", "long"}}.dump());
+  auto reply = next_json(*c.client);
+  CHECK(reply["data"]["code"] == "unknown_type");
+  CHECK(reply["data"]["message"] == "unknown message type \"" + std::string(63, 'a') + "...\"");
+  CHECK(protocol::quote_excerpt("short") == "\"short\"");
+  CHECK(protocol::quote_excerpt(std::string(64, 'z')) == "\"" + std::string(64, 'z') + "\"");
+}

@@ -177,3 +177,61 @@ TEST_CASE("the replay buffer keeps at most router.resume-buffer-bytes of frames,
     CHECK(f["reply_to"] == "p" + std::to_string(id - 1));
   }
 }
+
+TEST_CASE("a resume while the old socket still looks open takes the session over; the old "
+          "socket is closed with 4512") {
+  test_router router{resume_settings()};
+  auto c = connect_user(router, "alice");
+  c.client->send_text(R"({"type":"start_agent","id":"long","payload":{"agent":"demo"}})");
+  auto seen = read_until(*c.client, [](const json& f) { return f["event_id"] == 3; });
+  // The client switched networks: it gives up on the old socket without the router noticing.
+  auto [client, greeting] = reconnect(router, "alice", resume_target(c.established, 3));
+  CHECK(greeting["data"]["recovered"] == true);
+  CHECK(greeting["data"]["session_id"] == c.established["data"]["session_id"]);
+  expect_close_after_text(*c.client, 4512);
+  auto rest = read_until(*client, [](const json& f) { return is_final(f); });
+  std::int64_t expected = 4;
+  for (auto& f : rest)
+    CHECK(f["event_id"] == expected++); // consecutive across the takeover
+  CHECK(rest.back()["type"] == "agent_completed");
+  CHECK(router.server().stats().connections == 1);
+  CHECK(router.server().stats().detached == 0);
+  client->send_text(R"({"type":"ping","id":"after"})");
+  CHECK(next_json(*client)["reply_to"] == "after"); // the old socket's close did not detach it
+}
+
+TEST_CASE("a session closed with 4501 (token expired) can be resumed with a fresh token") {
+  auto settings = resume_settings();
+  settings.jwt_leeway_s = 0;
+  settings.resume_window_ms = 5000;
+  test_router router{settings};
+  auto exp = std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch()).count() + 2;
+  auto o = options_for(router);
+  o.subprotocols = "router.v1, jwt." + sign_claims({{"sub", "alice"}, {"exp", exp}}, test_secret);
+  auto [old, h] = er::client::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  auto first = next_json(*old);
+  old->send_text(R"({"type":"ping","id":"p"})");
+  CHECK(next_json(*old)["event_id"] == 1);
+  expect_close(*old, 4501, 5s);
+  CHECK(eventually([&] { return router.server().stats().detached == 1; }));
+  auto [client, greeting] = reconnect(router, "alice", resume_target(first, 1));
+  CHECK(greeting["data"]["recovered"] == true);
+  CHECK(greeting["data"]["session_id"] == first["data"]["session_id"]);
+}
+
+TEST_CASE("a token accepted within the leeway is not closed at once: it lasts until exp plus "
+          "the leeway") {
+  test_router router{resume_settings()};
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch()).count();
+  auto o = options_for(router);
+  o.subprotocols = "router.v1, jwt." + sign_claims({{"sub", "alice"}, {"exp", now - 5}}, test_secret);
+  auto [client, h] = er::client::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  CHECK(next_json(*client)["type"] == "connection_established");
+  CHECK(client->read(500ms).what == er::client::frame::kind::timeout); // not closed with 4501
+  client->send_text(R"({"type":"ping","id":"still"})");
+  CHECK(next_json(*client)["reply_to"] == "still");
+}

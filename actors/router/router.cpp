@@ -103,8 +103,7 @@ void attach(router_pointer self, attach_request& up) {
     auto it = st.manager_by_token.find(up.resume->token);
     auto rec = it == st.manager_by_token.end() ? st.managers.end() : st.managers.find(it->second);
     // Another user's token behaves exactly like an unknown one: a fresh session.
-    if (rec != st.managers.end() && !rec->second.attached
-        && *rec->second.user_id == up.ctx.user_id()) {
+    if (rec != st.managers.end() && *rec->second.user_id == up.ctx.user_id()) {
       auto connection = up.connection;
       auto ctx = up.ctx;
       self->request(rec->second.handle, resume_timeout, resume_atom::value, connection,

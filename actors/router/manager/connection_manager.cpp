@@ -24,10 +24,13 @@ namespace {
 
 using json = nlohmann::json;
 
-/// Forwards what the socket reads into the manager's mailbox.
+/// Forwards what the socket reads into the manager's mailbox. Its close carries the
+/// generation of the attachment it belongs to, so that the close of a socket the session has
+/// been moved away from (a resume that took it over) is not taken for the current one's.
 class manager_sink final : public net::session_sink {
 public:
-  explicit manager_sink(manager_actor manager) : manager_(std::move(manager)) {
+  manager_sink(manager_actor manager, std::uint64_t generation)
+    : manager_(std::move(manager)), generation_(generation) {
   }
 
   void on_text(std::string frame) override {
@@ -39,11 +42,12 @@ public:
   }
 
   void on_closed(net::close_info info) override {
-    caf::anon_send(manager_, closed_atom::value, info.code, info.clean);
+    caf::anon_send(manager_, closed_atom::value, info.code, info.clean, generation_);
   }
 
 private:
   manager_actor manager_;
+  std::uint64_t generation_;
 };
 
 router_metrics* metrics_of(manager_pointer self) {
@@ -59,8 +63,9 @@ void attach_connection(manager_pointer self, connection_ptr connection, bool rec
   // A fresh resume token every time; the router keeps it, the manager does not need it again.
   auto resume_token = context::random_id(context::id_prefix::resume);
   // The session closes itself with 4501 when the token expires.
-  st.connection->start(std::make_shared<manager_sink>(caf::actor_cast<manager_actor>(self)),
-                       token_expires_at);
+  st.connection->start(
+    std::make_shared<manager_sink>(caf::actor_cast<manager_actor>(self), st.generation),
+    token_expires_at);
   if (auto m = metrics_of(self))
     m->connection_opened();
   auto& limits = st.settings->session;
@@ -93,11 +98,26 @@ bool can_replay(const manager_state& st, std::uint64_t last_event_id) {
   return first && *first <= last_event_id + 1;
 }
 
+/// A resume of a session whose socket still looks open (a network switch is noticed by the
+/// client long before the heartbeat notices it here): the new socket takes over, and the old
+/// one is closed with 4512.
+void move_away_from_connection(manager_pointer self) {
+  auto& st = self->state;
+  if (auto m = metrics_of(self)) {
+    m->closed(close_code::session_moved.code);
+    m->connection_closed();
+  }
+  st.close_connection(close_code::session_moved);
+  st.connection = nullptr;
+}
+
 bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t last_event_id,
                const context::user_execution_context& new_ctx) {
   auto& st = self->state;
-  if (st.connection || st.shutting_down || !can_replay(st, last_event_id))
+  if (st.shutting_down || !can_replay(st, last_event_id))
     return false;
+  if (st.connection)
+    move_away_from_connection(self);
   attach_connection(self, std::move(connection), true, new_ctx.token_expires_at());
   if (st.replay)
     st.replay->for_each_after(last_event_id, [&](std::uint64_t, std::string frame) {
@@ -106,17 +126,26 @@ bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t l
   return true;
 }
 
-void on_closed(manager_pointer self, std::uint16_t code, bool clean) {
+/// Whether a session whose socket closed this way waits for a resume (DESIGN §8): a
+/// connection lost without a close frame, or closed because its token expired (the client
+/// comes back with a fresh token).
+bool resumable(const manager_state& st, std::uint16_t code, bool clean) {
+  if (st.shutting_down || st.settings->resume_window.count() == 0)
+    return false;
+  return (!clean && code == 1006) || code == close_code::token_expired.code;
+}
+
+void on_closed(manager_pointer self, std::uint16_t code, bool clean, std::uint64_t generation) {
   auto& st = self->state;
+  if (generation != st.generation)
+    return; // a socket this session has moved away from
   if (auto m = metrics_of(self)) {
     m->closed(code);
     m->connection_closed();
   }
   st.connection = nullptr;
   st.flush_outbox(); // no connection: drops what was for the closed socket (the replay has it)
-  // Only a connection lost without a close frame may come back (DESIGN §8).
-  bool dropped = !clean && code == 1006 && !st.shutting_down;
-  if (!dropped || st.settings->resume_window.count() == 0)
+  if (!resumable(st, code, clean))
     return self->quit(caf::exit_reason::user_shutdown); // not normal: children must end too
   ++st.generation;
   self->send(st.router, session_atom::value, false, std::string{}); // the token stays valid
@@ -155,7 +184,7 @@ void on_message(manager_pointer self, protocol::inbound_message& msg) {
   }
   if (is_agent_message(msg.type))
     return on_agent_message(self, msg);
-  reply_error(self, error_code::unknown_type, "unknown message type \"" + msg.type + "\"",
+  reply_error(self, error_code::unknown_type, "unknown message type " + protocol::quote_excerpt(msg.type),
               std::move(msg.id));
 }
 
@@ -238,8 +267,8 @@ manager_actor::behavior_type shared_behavior() {
         reply_error(self, error_code::invalid_message,
                     "binary frames are not supported: send JSON text frames", std::nullopt);
     },
-    [](closed_atom, std::uint16_t code, bool clean) {
-      on_closed(running_manager(), code, clean);
+    [](closed_atom, std::uint16_t code, bool clean, std::uint64_t generation) {
+      on_closed(running_manager(), code, clean, generation);
     },
     [](shutdown_atom, std::uint16_t code) { on_shutdown(running_manager(), code); },
     [](drain_atom) {

@@ -172,7 +172,7 @@ void on_start_agent(manager_pointer self, protocol::inbound_message& msg) {
   auto agent = self->state.settings->agents->find(name->get<std::string>());
   if (!agent)
     return reply_error(self, error_code::unknown_agent,
-                       "no agent named \"" + name->get<std::string>() + "\"", msg.id);
+                       "no agent named " + protocol::quote_excerpt(name->get_ref<const std::string&>()), msg.id);
   if (refuse_over_limit(self, msg))
     return;
   if (!msg.thread_id)
