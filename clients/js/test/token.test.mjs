@@ -1,0 +1,152 @@
+// Token expiry: the router's 4501, getToken() on every (re)connect, the proactive refresh.
+//
+// What the router does (found against the binary): the upgrade accepts a token up to 30 s past
+// its exp (the leeway), but the connection's own expiry has no leeway: a token already past
+// exp gets connection_established and then, at once, close 4501; a token that expires while
+// connected gets 4501 at exp. 4501 is a close frame, so the session ends with it: the
+// reconnect is a new session (recovered: false).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startRouter, makeClient, record, waitFor, nextEvent, mintToken, WebSocket, TIMEOUT } from './helpers.mjs';
+import { tokenExpiresAt } from '../router-client.js';
+
+let router;
+const clients = [];
+function client(opts) { const c = makeClient(router.url, opts); clients.push(c); return c; }
+
+before(async () => {
+  router = await startRouter({ args: ['--agents.demo-step-delay-ms=150', '--agents.demo-steps=12', '--agents.test-agents=1'] });
+});
+after(async () => {
+  await Promise.all(clients.map((c) => c.close()));
+  await router.stop();
+});
+
+test('4501: a token past exp (inside the upgrade leeway) is closed at once; the client gets a fresh token and reconnects', TIMEOUT, async () => {
+  let calls = 0;
+  const c = client({
+    user: 'kate',
+    refreshBeforeExpiryMs: 0,
+    token: () => (++calls === 1 ? mintToken('kate', { expIn: -10 }) : mintToken('kate')),
+  });
+  const log = record(c);
+  const first = await c.connect(); // the upgrade accepts it: exp is within the 30 s leeway
+  assert.equal(first.userId, 'kate');
+  const close = await nextEvent(c, 'close');
+  assert.equal(close.code, 4501);
+  assert.equal(close.terminal, false);
+  assert.equal(close.willReconnect, true);
+  assert.deepEqual(log.of('tokenRefresh').map((e) => e.reason), ['expired']);
+  const second = await nextEvent(c, 'established');
+  assert.equal(calls, 2, 'getToken() called again after 4501');
+  assert.equal(second.recovered, false, '4501 ended the session with a close frame');
+  assert.equal(log.of('gap').length, 1);
+  assert.ok(await c.ping() >= 0);
+  // The second connection used the fresh token: it stays open.
+  assert.equal(c.state, 'open');
+  assert.equal(log.of('close').length, 1);
+});
+
+test('4501 at exp while connected: getToken() is called again and the client carries on', TIMEOUT, async () => {
+  const issued = [];
+  const c = client({
+    user: 'leo',
+    refreshBeforeExpiryMs: 0, // no proactive refresh: let the router close with 4501
+    token: () => {
+      const t = mintToken('leo', { expIn: issued.length === 0 ? 2 : 3600 });
+      issued.push(t);
+      return t;
+    },
+  });
+  const log = record(c);
+  const t0 = Date.now();
+  await c.connect();
+  assert.equal(issued.length, 1);
+  const close = await nextEvent(c, 'close', { timeoutMs: 5000 });
+  const expMs = tokenExpiresAt(issued[0]);
+  assert.equal(close.code, 4501);
+  assert.ok(Date.now() >= expMs - 1000, `closed near exp (${Date.now() - t0} ms after connect)`);
+  const est = await nextEvent(c, 'established');
+  assert.equal(issued.length, 2, 'getToken() called again after 4501');
+  assert.equal(est.recovered, false);
+  assert.equal(log.of('gap').length, 1);
+  assert.ok(await c.ping() >= 0);
+});
+
+test('proactive refresh before exp: the ws package drops the socket silently and resumes, a running agent loses nothing', TIMEOUT, async () => {
+  const issued = [];
+  const c = client({
+    user: 'mia',
+    // A 3 s token: shorter than refreshBeforeExpiryMs, so the refresh comes at half its life.
+    token: () => {
+      const t = mintToken('mia', { expIn: issued.length === 0 ? 3 : 3600 });
+      issued.push(t);
+      return t;
+    },
+  });
+  const log = record(c);
+  const first = await c.connect();
+  const run = c.startAgent('demo', 'long'); // 16 events, 150 ms apart: ~2.2 s, across the refresh
+  const est = await nextEvent(c, 'established', { timeoutMs: 4000 });
+  const final = await run.done;
+  assert.equal(issued.length, 2, 'getToken() was asked for a new token before exp');
+  assert.deepEqual(log.of('tokenRefresh').map((e) => e.reason), ['expiring']);
+  assert.equal(est.recovered, true, 'the session was resumed');
+  assert.equal(est.sessionId, first.sessionId);
+  assert.equal(final.type, 'agent_completed');
+  const types = run.events.map((e) => e.type);
+  assert.equal(types.length, 16); // started, 12 thinking, tool_executing, tool_completed, completed
+  assert.equal(types[0], 'agent_started');
+  assert.equal(types.filter((t) => t === 'agent_thinking').length, 12);
+  const ids = log.of('event').filter((f) => f.type !== 'connection_established').map((f) => f.event_id);
+  ids.forEach((id, i) => assert.equal(id, i + 1, 'every event once, in order'));
+  assert.ok(!log.of('close').some((e) => e.code === 4501), 'no 4501: the refresh came first');
+  assert.equal(log.of('gap').length, 0);
+  // The refresh happened while the run was under way.
+  const refreshAt = log.entries.find((e) => e.type === 'tokenRefresh').at;
+  const startedAt = Date.parse(run.events[0].timestamp);
+  const finishedAt = Date.parse(final.timestamp);
+  assert.ok(refreshAt > startedAt && refreshAt < finishedAt, 'refresh during the run');
+  // The new token is valid for an hour: no further refresh soon.
+  await waitFor(() => c.state === 'open');
+  assert.equal(issued.length, 2);
+});
+
+test('proactive refresh without terminate() (a browser WebSocket) waits until no run is active', TIMEOUT, async () => {
+  // A browser-like WebSocket: no terminate(), so a refresh must close with a close frame,
+  // which ends the session and its runs.
+  class BrowserLikeWebSocket extends WebSocket {}
+  BrowserLikeWebSocket.prototype.terminate = undefined;
+  const issued = [];
+  const c = client({
+    user: 'noah',
+    WebSocket: BrowserLikeWebSocket,
+    token: () => {
+      const t = mintToken('noah', { expIn: issued.length === 0 ? 3 : 3600 });
+      issued.push(t);
+      return t;
+    },
+  });
+  const log = record(c);
+  await c.connect();
+  const socket = c.socket;
+  const run = c.startAgent('test-hang', null);
+  await run.started;
+  await nextEvent(c, 'tokenRefresh', { timeoutMs: 3000 }); // due at half the token's life
+  assert.equal(issued.length, 2);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(c.socket, socket, 'no reconnect while a run is active');
+  assert.equal(log.of('close').length, 0);
+  const final = await run.stop();
+  assert.equal(final.type, 'agent_stopped');
+  const est = await nextEvent(c, 'established', { timeoutMs: 3000 });
+  const closeEv = log.of('close')[0];
+  assert.equal(closeEv.code, 4000);
+  assert.equal(closeEv.initiatedByClient, true);
+  assert.equal(closeEv.reason, 'token_refresh');
+  assert.equal(est.recovered, false, 'a close frame ends the session: the client says so');
+  assert.equal(log.of('gap').length, 1);
+  assert.equal(issued.length, 2, 'the reconnect used the token fetched for the refresh');
+  assert.ok(!log.of('close').some((e) => e.code === 4501));
+  assert.ok(await c.ping() >= 0);
+});
