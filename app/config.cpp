@@ -82,6 +82,8 @@ const option_spec options[] = {
    "on SIGTERM: how long in-flight work may finish"},
   {"router.demo-token-ttl-s", &router_settings::demo_token_ttl_s, 1, big,
    "lifetime of minted demo tokens"},
+  {"router.console-dir", &router_settings::console_dir, 0, 0,
+   "serve the browser console from this clients/ folder instead of the binary (development)"},
   {"agents.demo-steps", &router_settings::demo_steps, 0, 1000, "demo agent thinking steps"},
   {"agents.demo-step-delay-ms", &router_settings::demo_step_delay_ms, 0, 600000,
    "demo agent pause between events"},
@@ -224,17 +226,13 @@ std::string host_name() {
   return buf.data();
 }
 
-bool is_loopback(const std::string& host) {
-  return host.rfind("127.", 0) == 0 || host == "::1" || host == "localhost";
-}
-
 // The shipped development secrets are public: fine on loopback, never on a reachable port.
 void check_secrets(const router_settings& s) {
   if (s.jwt_secret.empty())
     throw config_error("router.jwt-secret must not be empty");
   if (s.api_key.empty())
     throw config_error("router.api-key must not be empty");
-  if (is_loopback(s.host))
+  if (is_loopback_host(s.host))
     return;
   if (s.jwt_secret == dev_jwt_secret)
     throw config_error("router.host " + s.host

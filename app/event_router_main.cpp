@@ -28,6 +28,7 @@ void print_banner(const er::app::loaded_config& cfg, unsigned short port) {
             << "   (then type {\"type\":\"ping\"})\n"
             << "browser:  new WebSocket(\"" << url << "\", [\"router.v1\", \"jwt." << token
             << "\"])\n"
+            << "console:  http://" << s.host << ":" << port << "/\n"
             << "stop with Ctrl-C (SIGINT) or SIGTERM" << std::endl;
 }
 

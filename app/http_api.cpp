@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
 
+#include "app/console.hpp"
 #include "protocol/message_types.hpp"
 #include "context/token_source.hpp"
 #include "context/user_execution_context.hpp"
@@ -27,6 +28,16 @@ net::http_reply reply(unsigned status, const json& body) {
 
 net::http_reply error_reply(unsigned status, const std::string& message) {
   return reply(status, json{{"error", message}});
+}
+
+net::http_reply method_not_allowed(const std::string& allowed) {
+  auto r = error_reply(405, "use " + allowed);
+  r.headers.emplace_back("Allow", allowed);
+  return r;
+}
+
+bool api_dev_tokens(const http_api& api) {
+  return api.dev_tokens.has_value();
 }
 
 bool authorized(const http_api& api, std::string_view authorization) {
@@ -107,6 +118,18 @@ void disconnect(const http_api& api, std::string user, respond_fn respond) {
     actors::disconnect_atom::value, std::move(user));
 }
 
+/// POST /api/v1/dev/token {"user_id": U}: a demo token for U, on a development setup only.
+net::http_reply dev_token(const http_api& api, std::string_view body) {
+  auto doc = json::parse(body.begin(), body.end(), nullptr, false);
+  auto user = doc.is_object() ? doc.find("user_id") : doc.end();
+  if (user == doc.end() || !user->is_string() || !context::is_valid_subject(user->get<std::string>()))
+    return error_reply(400, "user_id must be a user's id");
+  auto token = context::mint_token(*api.dev_tokens, user->get<std::string>(), api.dev_token_ttl);
+  return reply(200, json{{"token", token},
+                         {"user_id", *user},
+                         {"expires_in", api.dev_token_ttl.count()}});
+}
+
 void health(const http_api& api, respond_fn respond) {
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
                   std::chrono::steady_clock::now() - api.started).count();
@@ -130,11 +153,19 @@ void health(const http_api& api, respond_fn respond) {
 void http_api::handle(const net::http_request_view& req, respond_fn respond) const {
   auto path = context::target_path(req.target);
   auto method_is = [&](std::string_view m) { return req.method == m; };
+  if (method_is("GET"))
+    if (auto asset = console_reply(path, console_dir))
+      return respond(std::move(*asset));
+  if (path == "/api/v1/dev/token") {
+    if (!api_dev_tokens(*this))
+      return respond(error_reply(404, "not found"));
+    return respond(method_is("POST") ? dev_token(*this, req.body) : method_not_allowed("POST"));
+  }
   if (path == "/healthz")
-    return method_is("GET") ? health(*this, respond) : respond(error_reply(405, "use GET"));
+    return method_is("GET") ? health(*this, respond) : respond(method_not_allowed("GET"));
   if (path == "/metrics") {
     if (!method_is("GET"))
-      return respond(error_reply(405, "use GET"));
+      return respond(method_not_allowed("GET"));
     return respond({200, metrics ? metrics->render() : std::string{},
                     "text/plain; version=0.0.4; charset=utf-8"});
   }
@@ -145,7 +176,7 @@ void http_api::handle(const net::http_request_view& req, respond_fn respond) con
   if (!is_publish && !is_disconnect)
     return respond(error_reply(404, "not found"));
   if (!method_is("POST"))
-    return respond(error_reply(405, "use POST"));
+    return respond(method_not_allowed("POST"));
   if (!authorized(*this, req.authorization))
     return respond(error_reply(401, "a valid API key is required (Authorization: Bearer <key>)"));
   if (is_publish)

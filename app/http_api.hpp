@@ -6,12 +6,14 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <caf/actor_system.hpp>
 
 #include "actors/metrics.hpp"
 #include "actors/router/router.hpp"
+#include "context/jwt_auth.hpp"
 #include "net/listener.hpp"
 
 namespace er::app {
@@ -22,6 +24,12 @@ struct http_api {
   std::shared_ptr<actors::router_metrics> metrics;
   std::string api_key;
   std::string server_id;
+  /// Set on a development setup only (dev_tokens_allowed): POST /api/v1/dev/token mints demo
+  /// tokens with these settings, valid for dev_token_ttl.
+  std::optional<context::jwt_settings> dev_tokens;
+  std::chrono::seconds dev_token_ttl{86400};
+  /// router.console-dir: the clients/ folder to serve the console from (empty: compiled in).
+  std::string console_dir;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
   void handle(const net::http_request_view& request,

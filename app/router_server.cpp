@@ -117,7 +117,13 @@ struct router_server::impl {
     store = actors::spawn_thread_store(system, s.store_path);
     manager_cfg->store = store;
     router = actors::spawn_router(system, std::move(manager_cfg));
-    api = std::make_unique<http_api>(http_api{system, router, metrics, s.api_key, s.server_id});
+    std::optional<context::jwt_settings> dev_tokens;
+    if (dev_tokens_allowed(s))
+      dev_tokens = jwt_settings_of(s);
+    api = std::make_unique<http_api>(http_api{system, router, metrics, s.api_key, s.server_id,
+                                              std::move(dev_tokens),
+                                              std::chrono::seconds{s.demo_token_ttl_s},
+                                              s.console_dir});
     net::listener_hooks hooks;
     hooks.on_upgrade = [r = router](net::upgrade up) {
       caf::anon_send(r, actors::attach_atom::value,

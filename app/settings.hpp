@@ -54,6 +54,7 @@ struct router_settings {
   std::int64_t max_runs_per_connection = 4;
   std::int64_t drain_timeout_ms = 10000;
   std::int64_t demo_token_ttl_s = 86400;
+  std::string console_dir; ///< serve the console from this clients/ folder (development)
   // [agents]
   std::int64_t demo_steps = 3;
   std::int64_t demo_step_delay_ms = 100;
@@ -62,6 +63,16 @@ struct router_settings {
   std::int64_t test_agents = 0;         ///< 1: add the fault-injection agents (tests only)
   std::vector<command_agent_settings> command_agents;
 };
+
+inline bool is_loopback_host(const std::string& host) {
+  return host.rfind("127.", 0) == 0 || host == "::1" || host == "localhost";
+}
+
+/// The console may mint demo tokens only for a development setup: the shipped (public) JWT
+/// secret on a loopback address. Never when a real secret is configured.
+inline bool dev_tokens_allowed(const router_settings& s) {
+  return s.jwt_secret == dev_jwt_secret && is_loopback_host(s.host);
+}
 
 /// The JWT part of the settings, for verifying and for minting tokens alike.
 inline context::jwt_settings jwt_settings_of(const router_settings& s) {

@@ -150,6 +150,8 @@ private:
     res->set(http::field::content_type, r.content_type);
     if (r.status == 401)
       res->set(http::field::www_authenticate, "Bearer");
+    for (auto& [name, value] : r.headers)
+      res->set(name, value);
     res->keep_alive(keep_alive);
     res->body() = std::move(r.body);
     res->prepare_payload();

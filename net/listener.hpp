@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
@@ -25,9 +27,15 @@ struct http_request_view {
 };
 
 struct http_reply {
+  http_reply() = default;
+  http_reply(unsigned status, std::string body, std::string content_type = "application/json")
+    : status(status), body(std::move(body)), content_type(std::move(content_type)) {
+  }
+
   unsigned status = 200;
-  std::string body; ///< JSON
+  std::string body; ///< JSON, unless content_type says otherwise
   std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers; ///< more header fields
 };
 
 /// An authenticated upgrade request, not yet answered.

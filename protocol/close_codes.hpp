@@ -28,6 +28,7 @@ namespace close_code {
 inline constexpr close_reason normal{1000, "normal", after_close::done};
 inline constexpr close_reason going_away{1001, "server going away", after_close::reconnect};
 inline constexpr close_reason protocol_error{1002, "protocol error", after_close::stop};
+inline constexpr close_reason invalid_payload{1007, "invalid UTF-8", after_close::stop};
 inline constexpr close_reason too_big{1009, "message too big", after_close::stop};
 inline constexpr close_reason internal_error{1011, "internal error", after_close::reconnect};
 // 4000-4499: reconnect allowed
@@ -44,7 +45,8 @@ inline constexpr close_reason disconnected_by_backend{4511, "disconnected", afte
 inline constexpr close_reason session_moved{4512, "session resumed on another connection",
                                             after_close::stop};
 
-inline constexpr std::array all{normal,        going_away,        protocol_error,    too_big,
+inline constexpr std::array all{normal,        going_away,        protocol_error,    invalid_payload,
+                                too_big,
                                 internal_error, slow_consumer,     heartbeat_timeout,
                                 state_lost,     rate_limited,      token_expired,
                                 too_many_connections, protocol_abuse, disconnected_by_backend,

@@ -22,7 +22,8 @@ bool is_final_agent_event(std::string_view type) {
 }
 
 bool is_reserved_type(std::string_view type) {
-  return contains(agent_event_types, type) || contains(reply_types, type);
+  return contains(agent_event_types, type) || contains(reply_types, type)
+         || contains(client_message_types, type);
 }
 
 } // namespace er::protocol

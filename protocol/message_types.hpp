@@ -26,7 +26,7 @@ inline constexpr std::array<std::string_view, 6> reply_types{
 bool is_run_event(std::string_view type);
 /// agent_completed, agent_error or agent_stopped: the one event that ends a run.
 bool is_final_agent_event(std::string_view type);
-/// A type of the router's own protocol, which a backend may not publish.
+/// A type of the router's own protocol (either direction), which a backend may not publish.
 bool is_reserved_type(std::string_view type);
 
 } // namespace er::protocol

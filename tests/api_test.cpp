@@ -1,9 +1,12 @@
 // The HTTP API (DESIGN §7) and the connection limits, against a real router.
 
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <regex>
 #include <thread>
+#include <tuple>
 
 #include <doctest/doctest.h>
 
@@ -254,4 +257,59 @@ TEST_CASE("past max-connections an upgrade gets 503 before it happens") {
     auto again = er::client::ws_client::connect(o);
     return again.second.upgraded;
   }));
+}
+
+namespace {
+
+std::string source_file(const std::string& relative) {
+  std::ifstream in{std::string{ER_SOURCE_DIR} + "/" + relative, std::ios::binary};
+  return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+}
+
+} // namespace
+
+TEST_CASE("GET / serves the browser console from the binary, with a Content-Security-Policy "
+          "that allows no inline script") {
+  test_router router;
+  for (auto [path, file, type] :
+       {std::tuple{"/", "clients/console/index.html", "text/html"},
+        std::tuple{"/console.js", "clients/console/console.js", "text/javascript"},
+        std::tuple{"/console.css", "clients/console/console.css", "text/css"},
+        std::tuple{"/router-client.js", "clients/js/router-client.js", "text/javascript"}}) {
+    CAPTURE(path);
+    auto r = er::client::http_request("127.0.0.1", router.port(), "GET", path);
+    CHECK(r.status == 200);
+    CHECK(r.content_type.rfind(type, 0) == 0);
+    CHECK(r.body == source_file(file));
+    CHECK(r.content_security_policy.find("script-src 'self'") != std::string::npos);
+    CHECK(r.content_security_policy.find("unsafe-inline") == std::string::npos);
+    CHECK(r.content_security_policy.find("default-src 'none'") != std::string::npos);
+  }
+  CHECK(er::client::http_request("127.0.0.1", router.port(), "GET", "/nothing.js").status == 404);
+}
+
+TEST_CASE("the console's demo tokens are minted only with the dev secret on loopback") {
+  SUBCASE("a real secret: 404") {
+    test_router router; // the suite's own secret
+    auto r = er::client::http_request("127.0.0.1", router.port(), "POST", "/api/v1/dev/token", {},
+                                      R"({"user_id":"alice"})");
+    CHECK(r.status == 404);
+  }
+  SUBCASE("the dev secret on 127.0.0.1: a token that connects as that user") {
+    auto settings = test_settings();
+    settings.jwt_secret = er::app::dev_jwt_secret;
+    test_router router{settings};
+    auto r = er::client::http_request("127.0.0.1", router.port(), "POST", "/api/v1/dev/token", {},
+                                      R"({"user_id":"carol"})");
+    REQUIRE(r.status == 200);
+    auto token = json::parse(r.body)["token"].get<std::string>();
+    auto o = options_for(router);
+    o.subprotocols = "router.v1, jwt." + token;
+    auto [client, h] = er::client::ws_client::connect(o);
+    REQUIRE(h.upgraded);
+    CHECK(next_json(*client)["user_id"] == "carol");
+    auto bad = er::client::http_request("127.0.0.1", router.port(), "POST", "/api/v1/dev/token",
+                                        {}, R"({"user_id":"anonymous"})");
+    CHECK(bad.status == 400);
+  }
 }

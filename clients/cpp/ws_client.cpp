@@ -249,7 +249,8 @@ http_response http_request(const std::string& host, unsigned short port, std::st
     throw boost::system::system_error(make_error_code(asio::error::timed_out), "http request");
   if (ec)
     throw boost::system::system_error(ec, "http request");
-  return {res.result_int(), res.body(), std::string{res[http::field::content_type]}};
+  return {res.result_int(), res.body(), std::string{res[http::field::content_type]},
+          std::string{res["Content-Security-Policy"]}};
 }
 
 } // namespace er::client

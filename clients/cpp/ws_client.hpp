@@ -69,6 +69,7 @@ struct http_response {
   unsigned status = 0;
   std::string body;
   std::string content_type;
+  std::string content_security_policy;
 };
 http_response http_request(const std::string& host, unsigned short port, std::string_view method,
                            std::string_view target, std::string_view authorization = {},

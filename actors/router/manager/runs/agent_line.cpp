@@ -17,7 +17,11 @@ std::optional<agent_line> parse_agent_line(std::string_view line) {
   auto data = doc.find("data");
   if (data != doc.end() && !data->is_object())
     return std::nullopt;
-  return agent_line{std::move(name), data == doc.end() ? nlohmann::json::object() : std::move(*data)};
+  agent_line event{std::move(name), data == doc.end() ? nlohmann::json::object() : std::move(*data)};
+  // Every agent_error says why, even when the agent did not.
+  if (event.type == "agent_error" && !event.data.value("message", nlohmann::json{}).is_string())
+    event.data["message"] = "the agent reported an error";
+  return event;
 }
 
 } // namespace er::actors
