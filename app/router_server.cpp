@@ -114,7 +114,10 @@ struct router_server::impl {
     manager_cfg->agents = catalog_of(s, io);
     manager_cfg->metrics = metrics;
     manager_cfg->test_faults = s.test_agents != 0;
-    store = actors::spawn_thread_store(system, s.store_path);
+    store = actors::spawn_thread_store(
+      system, s.store_path,
+      actors::store_quotas{static_cast<std::uint64_t>(s.max_threads_per_user),
+                           static_cast<std::uint64_t>(s.max_user_store_bytes)});
     manager_cfg->store = store;
     router = actors::spawn_router(system, std::move(manager_cfg));
     std::optional<context::jwt_settings> dev_tokens;

@@ -15,4 +15,5 @@ inline constexpr std::string_view too_many_runs = "too_many_runs";
 inline constexpr std::string_view payload_too_large = "payload_too_large";
 inline constexpr std::string_view unavailable = "unavailable";
 inline constexpr std::string_view internal = "internal";
+inline constexpr std::string_view quota_exceeded = "quota_exceeded"; ///< a per-user storage quota
 } // namespace er::error_code

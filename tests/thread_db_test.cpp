@@ -1,6 +1,8 @@
 #include "actors/store/thread_db.hpp"
 
 #include <doctest/doctest.h>
+
+#include "tests/temp_dir.hpp"
 #include <nlohmann/json.hpp>
 #include <sqlite3.h>
 
@@ -10,6 +12,8 @@
 #include <stdexcept>
 #include <string>
 
+using er::actors::append_result;
+using er::actors::store_quotas;
 using er::actors::thread_db;
 using er::actors::thread_db_error;
 using er::actors::thread_info;
@@ -19,29 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh directory per test case, removed with everything in it (including
-// the -wal and -shm side files) when the case ends.
-class temp_dir {
-public:
-  temp_dir() {
-    std::string pattern = (fs::temp_directory_path() / "thread_db_test.XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr)
-      throw std::runtime_error("mkdtemp failed for " + pattern);
-    path_ = pattern;
-  }
-  ~temp_dir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
-private:
-  fs::path path_;
-};
+using er::test::temp_dir;
 
 // Looks at the file with plain SQLite, independent of the class under test.
 class raw_db {
@@ -78,7 +60,7 @@ TEST_CASE("a created thread is listed and its history comes back in append order
   temp_dir dir;
   thread_db db(dir.file("threads.db"));
 
-  const thread_info created = db.create_thread("alice", "t1", "First chat", 1000);
+  const thread_info created = db.create_thread("alice", "t1", "First chat", 1000).value();
   CHECK(created.thread_id == "t1");
   CHECK(created.title == "First chat");
   CHECK(created.created_at_ms == 1000);
@@ -90,8 +72,8 @@ TEST_CASE("a created thread is listed and its history comes back in append order
   REQUIRE(empty.has_value());
   CHECK(empty->empty());
 
-  REQUIRE(db.append_message("alice", "t1", "user", "", json_text("hi"), 1100));
-  REQUIRE(db.append_message("alice", "t1", "agent", "run-1", json_text("hello"), 1200));
+  REQUIRE(db.append_message("alice", "t1", "user", "", json_text("hi"), 1100) == append_result::appended);
+  REQUIRE(db.append_message("alice", "t1", "agent", "run-1", json_text("hello"), 1200) == append_result::appended);
 
   const auto listed = db.list_threads("alice", 10);
   REQUIRE(listed.size() == 1);
@@ -123,7 +105,7 @@ TEST_CASE("a thread of user A is invisible to user B") {
   const auto path = dir.file("threads.db");
   thread_db db(path);
   db.create_thread("alice", "shared-id", "Alice's", 1000);
-  REQUIRE(db.append_message("alice", "shared-id", "user", "", json_text("secret"), 1100));
+  REQUIRE(db.append_message("alice", "shared-id", "user", "", json_text("secret"), 1100) == append_result::appended);
 
   SUBCASE("it answers exactly like an unknown thread id") {
     CHECK_FALSE(db.thread_exists("bob", "shared-id"));
@@ -131,13 +113,13 @@ TEST_CASE("a thread of user A is invisible to user B") {
     CHECK_FALSE(db.history("bob", "shared-id", 10).has_value());
     CHECK(db.history("bob", "shared-id", 10).has_value()
           == db.history("bob", "no-such-id", 10).has_value());
-    CHECK_FALSE(db.append_message("bob", "no-such-id", "user", "", json_text("x"), 2000));
-    CHECK_FALSE(db.append_message("bob", "shared-id", "user", "", json_text("x"), 2000));
+    CHECK(db.append_message("bob", "no-such-id", "user", "", json_text("x"), 2000) == append_result::not_found);
+    CHECK(db.append_message("bob", "shared-id", "user", "", json_text("x"), 2000) == append_result::not_found);
     CHECK(db.list_threads("bob", 10).empty());
   }
 
   SUBCASE("appending to it writes nothing") {
-    CHECK_FALSE(db.append_message("bob", "shared-id", "agent", "r", json_text("intrusion"), 2000));
+    CHECK(db.append_message("bob", "shared-id", "agent", "r", json_text("intrusion"), 2000) == append_result::not_found);
     raw_db raw(path);
     CHECK(raw.integer("SELECT COUNT(*) FROM messages") == 1);
     CHECK(raw.integer("SELECT COUNT(*) FROM threads") == 1);
@@ -157,7 +139,7 @@ TEST_CASE("two users can own threads with the same thread id independently") {
   thread_db db(":memory:");
   db.create_thread("alice", "t", "A", 1000);
   db.create_thread("bob", "t", "B", 2000);
-  REQUIRE(db.append_message("bob", "t", "user", "", json_text("from bob"), 2100));
+  REQUIRE(db.append_message("bob", "t", "user", "", json_text("from bob"), 2100) == append_result::appended);
 
   const auto alice = db.history("alice", "t", 10);
   const auto bob = db.history("bob", "t", 10);
@@ -176,8 +158,8 @@ TEST_CASE("history survives closing and reopening the database file") {
   {
     thread_db db(path);
     db.create_thread("alice", "t1", "Persistent", 1000);
-    REQUIRE(db.append_message("alice", "t1", "user", "", json_text("one"), 1100));
-    REQUIRE(db.append_message("alice", "t1", "agent", "run-7", json_text("two"), 1200));
+    REQUIRE(db.append_message("alice", "t1", "user", "", json_text("one"), 1100) == append_result::appended);
+    REQUIRE(db.append_message("alice", "t1", "agent", "run-7", json_text("two"), 1200) == append_result::appended);
   }
   thread_db reopened(path);
   CHECK(reopened.thread_exists("alice", "t1"));
@@ -186,7 +168,7 @@ TEST_CASE("history survives closing and reopening the database file") {
   REQUIRE(history->size() == 2);
   CHECK((*history)[0].content == json_text("one"));
   CHECK((*history)[1].run_id == "run-7");
-  REQUIRE(reopened.append_message("alice", "t1", "user", "", json_text("three"), 1300));
+  REQUIRE(reopened.append_message("alice", "t1", "user", "", json_text("three"), 1300) == append_result::appended);
   CHECK(reopened.history("alice", "t1", 10)->back().seq == 3);
 }
 
@@ -196,13 +178,13 @@ TEST_CASE("a file database runs in WAL journal mode with a recorded schema versi
   thread_db db(path);
   raw_db raw(path);
   CHECK(raw.text("PRAGMA journal_mode") == "wal");
-  CHECK(raw.integer("PRAGMA user_version") == 1);
+  CHECK(raw.integer("PRAGMA user_version") == 2);
 }
 
 TEST_CASE("an in-memory database works") {
   thread_db db(":memory:");
   db.create_thread("alice", "t1", "Scratch", 1);
-  REQUIRE(db.append_message("alice", "t1", "user", "", "{}", 2));
+  REQUIRE(db.append_message("alice", "t1", "user", "", "{}", 2) == append_result::appended);
   const auto history = db.history("alice", "t1", 5);
   REQUIRE(history.has_value());
   REQUIRE(history->size() == 1);
@@ -254,7 +236,7 @@ TEST_CASE("threads are listed most recently updated first, up to the limit") {
   db.create_thread("alice", "t2", "two", 200);
   db.create_thread("alice", "t3", "three", 300);
   db.create_thread("bob", "b1", "not alice's", 999);
-  REQUIRE(db.append_message("alice", "t1", "user", "", "1", 400));
+  REQUIRE(db.append_message("alice", "t1", "user", "", "1", 400) == append_result::appended);
 
   const auto all = db.list_threads("alice", 10);
   REQUIRE(all.size() == 3);
@@ -275,7 +257,7 @@ TEST_CASE("history returns the latest messages up to the limit, oldest first") {
   thread_db db(":memory:");
   db.create_thread("alice", "t1", "long", 0);
   for (int i = 1; i <= 5; ++i)
-    REQUIRE(db.append_message("alice", "t1", "user", "", std::to_string(i), i));
+    REQUIRE(db.append_message("alice", "t1", "user", "", std::to_string(i), i) == append_result::appended);
 
   const auto last_two = db.history("alice", "t1", 2);
   REQUIRE(last_two.has_value());
@@ -301,7 +283,7 @@ TEST_CASE("content, ids and titles with quotes, unicode and SQL metacharacters r
   {
     thread_db db(path);
     db.create_thread(user, thread, nasty, 10);
-    REQUIRE(db.append_message(user, thread, "agent", nasty, content, 20));
+    REQUIRE(db.append_message(user, thread, "agent", nasty, content, 20) == append_result::appended);
   }
   thread_db db(path);
   const auto listed = db.list_threads(user, 10);
@@ -348,5 +330,48 @@ TEST_CASE("a moved thread_db keeps serving the same database") {
   thread_db third(":memory:");
   third = std::move(second);
   CHECK(third.thread_exists("alice", "t1"));
-  REQUIRE(third.append_message("alice", "t1", "user", "", "{}", 2));
+  REQUIRE(third.append_message("alice", "t1", "user", "", "{}", 2) == append_result::appended);
+}
+
+TEST_CASE("quotas refuse a thread past max_threads and a write past max_bytes, and delete nothing") {
+  temp_dir dir;
+  auto path = dir.file("quota.db");
+  thread_db db{path, store_quotas{2, 100}};
+  REQUIRE(db.create_thread("alice", "t1", "0123456789", 1)); // 10 bytes
+  REQUIRE(db.create_thread("alice", "t2", "", 2));
+  CHECK_FALSE(db.create_thread("alice", "t3", "", 3)); // a third thread
+  CHECK(db.usage("alice").threads == 2);
+  CHECK(db.create_thread("bob", "t3", "", 3)); // another user's quota is his own
+  std::string content = json_text(std::string(75, 'x')); // 86 bytes: 96 in all
+  CHECK(db.append_message("alice", "t1", "user", "", content, 4) == append_result::appended);
+  CHECK(db.usage("alice").bytes == 10 + content.size());
+  CHECK(db.append_message("alice", "t2", "user", "", json_text("123456789"), 5)
+        == append_result::quota_exceeded); // 20 more bytes: 116 > 100
+  CHECK(db.append_message("alice", "t2", "user", "", "{}", 5)
+        == append_result::appended); // 2 more: 98
+  CHECK(db.append_message("nobody", "t1", "user", "", "{}", 6) == append_result::not_found);
+  CHECK(db.history("alice", "t1", 10)->size() == 1);
+  CHECK(db.history("alice", "t2", 10)->size() == 1); // the refused write left nothing behind
+  CHECK(db.list_threads("alice", 10).front().message_count >= 1);
+}
+
+TEST_CASE("opening a database written before quotas existed counts what it holds") {
+  temp_dir dir;
+  auto path = dir.file("usage.db");
+  {
+    thread_db db{path};
+    REQUIRE(db.create_thread("alice", "t1", "abc", 1));
+    REQUIRE(db.append_message("alice", "t1", "user", "", "{}", 2) == append_result::appended);
+    REQUIRE(db.create_thread("bob", "t1", "", 3));
+  }
+  {
+    raw_db raw{path}; // back to schema version 1: no usage table
+    raw.text("DROP TABLE user_usage");
+    raw.text("PRAGMA user_version = 1");
+  }
+  thread_db reopened{path};
+  CHECK(reopened.usage("alice").threads == 1);
+  CHECK(reopened.usage("alice").bytes == 5); // "abc" and "{}"
+  CHECK(reopened.usage("bob").threads == 1);
+  CHECK(reopened.usage("nobody").threads == 0);
 }

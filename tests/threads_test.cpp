@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include "tests/support.hpp"
+#include "tests/temp_dir.hpp"
 
 using namespace er::test;
 
@@ -16,16 +17,6 @@ json request(er::client::ws_client& c, const json& msg) {
   c.send_text(msg.dump());
   return next_json(c);
 }
-
-struct temp_dir {
-  std::string path;
-  temp_dir() {
-    char name[] = "/tmp/er-threads-XXXXXX";
-    REQUIRE(mkdtemp(name) != nullptr);
-    path = name;
-  }
-  ~temp_dir() { std::filesystem::remove_all(path); }
-};
 
 } // namespace
 
@@ -56,7 +47,7 @@ TEST_CASE("user_message appends the text and the agent's result to its thread, a
           "history survives a restart of the router") {
   temp_dir dir;
   auto settings = agent_settings();
-  settings.store_path = dir.path + "/threads.db";
+  settings.store_path = dir.file("threads.db");
   std::string thread_id, run_id;
   {
     test_router router{settings};
@@ -94,7 +85,7 @@ TEST_CASE("user_message appends the text and the agent's result to its thread, a
 TEST_CASE("the store file is created on first start in WAL mode") {
   temp_dir dir;
   auto settings = agent_settings();
-  settings.store_path = dir.path + "/fresh.db";
+  settings.store_path = dir.file("fresh.db");
   test_router router{settings};
   CHECK(std::filesystem::exists(settings.store_path));
 }

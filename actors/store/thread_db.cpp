@@ -45,6 +45,20 @@ constexpr const char* migrations[] = {
         REFERENCES threads (user_id, thread_id) ON DELETE CASCADE
     );
   )sql",
+  // Per-user usage, kept with every write, for the quotas: threads, and bytes of titles and
+  // message contents.
+  R"sql(
+    CREATE TABLE user_usage (
+      user_id TEXT    PRIMARY KEY,
+      threads INTEGER NOT NULL,
+      bytes   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO user_usage (user_id, threads, bytes)
+      SELECT user_id, COUNT(*), SUM(length(CAST(title AS BLOB))) FROM threads GROUP BY user_id;
+    UPDATE user_usage SET bytes = bytes + COALESCE(
+      (SELECT SUM(length(CAST(content AS BLOB))) FROM messages m
+       WHERE m.user_id = user_usage.user_id), 0);
+  )sql",
 };
 
 constexpr int schema_version = static_cast<int>(std::size(migrations));
@@ -179,7 +193,8 @@ void thread_db::stmt_finalizer::operator()(sqlite3_stmt* stmt) const noexcept {
   sqlite3_finalize(stmt);
 }
 
-thread_db::thread_db(const std::string& path) : path_(path) {
+thread_db::thread_db(const std::string& path, store_quotas quotas)
+  : path_(path), quotas_(quotas) {
   if (path.find('\0') != std::string::npos)
     raise(path_, "path contains a NUL byte", nullptr);
   // NOMUTEX: the class contract already forbids concurrent use, so SQLite's
@@ -290,22 +305,51 @@ void thread_db::prepare_statements() {
   select_messages_ = prepare(
     "SELECT seq, role, run_id, content, created_at_ms FROM messages"
     " WHERE user_id = ? AND thread_id = ? ORDER BY seq DESC LIMIT ?");
+  select_usage_ = prepare("SELECT threads, bytes FROM user_usage WHERE user_id = ?");
+  add_usage_ = prepare(
+    "INSERT INTO user_usage (user_id, threads, bytes) VALUES (?, ?, ?)"
+    " ON CONFLICT (user_id) DO UPDATE SET threads = threads + excluded.threads,"
+    " bytes = bytes + excluded.bytes");
 }
 
-thread_info thread_db::create_thread(const std::string& user_id,
-                                     const std::string& thread_id,
-                                     const std::string& title,
-                                     std::int64_t now_ms) {
+user_usage thread_db::usage(const std::string& user_id) {
+  statement_use select(select_usage_.get(), path_);
+  select.text(user_id);
+  if (!select.step())
+    return {};
+  return user_usage{static_cast<std::uint64_t>(select.integer_at(0)),
+                    static_cast<std::uint64_t>(select.integer_at(1))};
+}
+
+void thread_db::add_usage(const std::string& user_id, std::uint64_t threads,
+                          std::uint64_t bytes) {
+  statement_use upsert(add_usage_.get(), path_);
+  upsert.text(user_id).integer(static_cast<std::int64_t>(threads))
+    .integer(static_cast<std::int64_t>(bytes));
+  upsert.step();
+}
+
+std::optional<thread_info> thread_db::create_thread(const std::string& user_id,
+                                                    const std::string& thread_id,
+                                                    const std::string& title,
+                                                    std::int64_t now_ms) {
   require_non_empty(user_id, "user_id");
   require_non_empty(thread_id, "thread_id");
-  // Single-threaded use makes check-then-insert safe here; a racing second
-  // process would still be stopped by the primary key.
+  // IMMEDIATE: the quota check and the write see the same usage, even with a second process.
+  transaction tx(begin_immediate_.get(), commit_.get(), rollback_.get(), path_);
   if (thread_exists(user_id, thread_id))
     raise(path_, "thread '" + thread_id + "' already exists for this user",
           nullptr);
-  statement_use insert(insert_thread_.get(), path_);
-  insert.text(user_id).text(thread_id).text(title).integer(now_ms).integer(now_ms);
-  insert.step();
+  auto used = usage(user_id);
+  if (used.threads + 1 > quotas_.max_threads || used.bytes + title.size() > quotas_.max_bytes)
+    return std::nullopt;
+  {
+    statement_use insert(insert_thread_.get(), path_);
+    insert.text(user_id).text(thread_id).text(title).integer(now_ms).integer(now_ms);
+    insert.step();
+  }
+  add_usage(user_id, 1, title.size());
+  tx.commit();
   return thread_info{thread_id, title, now_ms, now_ms, 0};
 }
 
@@ -351,12 +395,12 @@ thread_db::history(const std::string& user_id, const std::string& thread_id,
   return result;
 }
 
-bool thread_db::append_message(const std::string& user_id,
-                               const std::string& thread_id,
-                               const std::string& role,
-                               const std::string& run_id,
-                               const std::string& content,
-                               std::int64_t now_ms) {
+append_result thread_db::append_message(const std::string& user_id,
+                                        const std::string& thread_id,
+                                        const std::string& role,
+                                        const std::string& run_id,
+                                        const std::string& content,
+                                        std::int64_t now_ms) {
   if (role != "user" && role != "agent")
     throw std::invalid_argument("thread_db: role must be \"user\" or \"agent\", got \""
                                 + role + "\"");
@@ -371,15 +415,18 @@ bool thread_db::append_message(const std::string& user_id,
     bump.step();
   }
   if (sqlite3_changes(db_.get()) == 0)
-    return false; // not this user's thread; tx rolls back, nothing written
+    return append_result::not_found; // not this user's thread; nothing written
+  if (usage(user_id).bytes + content.size() > quotas_.max_bytes)
+    return append_result::quota_exceeded; // tx rolls back the bump
   {
     statement_use insert(insert_message_.get(), path_);
     insert.text(role).text(run_id).text(content).integer(now_ms)
       .text(user_id).text(thread_id);
     insert.step();
   }
+  add_usage(user_id, 0, content.size());
   tx.commit();
-  return true;
+  return append_result::appended;
 }
 
 } // namespace er::actors

@@ -36,6 +36,21 @@ struct thread_message {
   std::int64_t created_at_ms;
 };
 
+/// Per-user storage quotas (router.max-threads-per-user, router.max-user-store-bytes). A write
+/// past them is refused; nothing stored is ever deleted by a quota.
+struct store_quotas {
+  std::uint64_t max_threads = 1000;
+  std::uint64_t max_bytes = std::uint64_t{64} << 20; ///< titles and message contents
+};
+
+/// What a user has stored.
+struct user_usage {
+  std::uint64_t threads = 0;
+  std::uint64_t bytes = 0;
+};
+
+enum class append_result { appended, not_found, quota_exceeded };
+
 // Conversation threads and their messages in one SQLite database.
 //
 // Isolation: every call is scoped by user_id. Another user's thread behaves
@@ -52,7 +67,7 @@ class thread_db {
 public:
   // Opens or creates the database; ":memory:" gives a private in-memory one.
   // File databases use WAL. Refuses files written by a newer schema version.
-  explicit thread_db(const std::string& path);
+  explicit thread_db(const std::string& path, store_quotas quotas = {});
   ~thread_db();
 
   thread_db(const thread_db&) = delete;
@@ -61,10 +76,11 @@ public:
   thread_db(thread_db&&) noexcept;
   thread_db& operator=(thread_db&&) noexcept;
 
-  // Throws thread_db_error if this user already has a thread with thread_id.
-  thread_info create_thread(const std::string& user_id,
-                            const std::string& thread_id,
-                            const std::string& title, std::int64_t now_ms);
+  // Throws thread_db_error if this user already has a thread with thread_id;
+  // nullopt (nothing written) when it would exceed the user's quotas.
+  std::optional<thread_info> create_thread(const std::string& user_id,
+                                           const std::string& thread_id,
+                                           const std::string& title, std::int64_t now_ms);
 
   // Most recently updated first (ties: thread_id ascending), at most `limit`.
   std::vector<thread_info> list_threads(const std::string& user_id,
@@ -78,12 +94,15 @@ public:
   history(const std::string& user_id, const std::string& thread_id,
           std::size_t limit);
 
-  // false (and nothing written) when the thread is not this user's. Otherwise
+  // not_found when the thread is not this user's, quota_exceeded when the content
+  // would take the user past max_bytes (nothing written either way). Otherwise
   // appends with the next seq and sets updated_at_ms = now_ms and bumps
   // message_count in the same transaction.
-  bool append_message(const std::string& user_id, const std::string& thread_id,
-                      const std::string& role, const std::string& run_id,
-                      const std::string& content, std::int64_t now_ms);
+  append_result append_message(const std::string& user_id, const std::string& thread_id,
+                               const std::string& role, const std::string& run_id,
+                               const std::string& content, std::int64_t now_ms);
+
+  user_usage usage(const std::string& user_id);
 
   const std::string& path() const noexcept { return path_; }
 
@@ -103,8 +122,10 @@ private:
   void configure();
   void migrate();
   void prepare_statements();
+  void add_usage(const std::string& user_id, std::uint64_t threads, std::uint64_t bytes);
 
   std::string path_;
+  store_quotas quotas_;
   // Declared before the statements so that it is destroyed after them: every
   // cached statement is finalized before the connection closes.
   std::unique_ptr<sqlite3, db_closer> db_;
@@ -118,6 +139,8 @@ private:
   stmt_ptr bump_thread_;
   stmt_ptr insert_message_;
   stmt_ptr select_messages_;
+  stmt_ptr select_usage_;
+  stmt_ptr add_usage_;
 };
 
 } // namespace er::actors

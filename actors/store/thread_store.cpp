@@ -18,7 +18,10 @@ thread_reply run_query(thread_db& db, const std::string& user, const thread_quer
   thread_reply r;
   switch (q.op) {
     case thread_op::create:
-      r.thread = db.create_thread(user, q.thread_id, q.title, now_ms());
+      if (auto created = db.create_thread(user, q.thread_id, q.title, now_ms()))
+        r.thread = std::move(*created);
+      else
+        r.quota_exceeded = true;
       break;
     case thread_op::list:
       r.threads = db.list_threads(user, q.limit);
@@ -30,7 +33,16 @@ thread_reply run_query(thread_db& db, const std::string& user, const thread_quer
         r.found = false;
       break;
     case thread_op::append:
-      r.found = db.append_message(user, q.thread_id, q.role, q.run_id, q.content, now_ms());
+      switch (db.append_message(user, q.thread_id, q.role, q.run_id, q.content, now_ms())) {
+        case append_result::appended:
+          break;
+        case append_result::not_found:
+          r.found = false;
+          break;
+        case append_result::quota_exceeded:
+          r.quota_exceeded = true;
+          break;
+      }
       break;
     case thread_op::exists:
       r.found = db.thread_exists(user, q.thread_id);
@@ -65,8 +77,9 @@ store_behavior(thread_store_actor::stateful_pointer<store_state> self,
 
 } // namespace
 
-thread_store_actor spawn_thread_store(caf::actor_system& system, const std::string& path) {
-  auto db = std::make_shared<thread_db>(path);
+thread_store_actor spawn_thread_store(caf::actor_system& system, const std::string& path,
+                                      store_quotas quotas) {
+  auto db = std::make_shared<thread_db>(path, quotas);
   return system.spawn<caf::detached>(store_behavior, std::move(db));
 }
 

@@ -31,6 +31,7 @@ struct thread_query {
 
 struct thread_reply {
   bool found = true;      ///< false: no such thread for this user (or a failure, see error)
+  bool quota_exceeded = false; ///< the user's storage quota refused the write
   std::string error;      ///< non-empty when the store itself failed
   thread_info thread{};   ///< create
   std::vector<thread_info> threads;
@@ -41,7 +42,8 @@ using thread_store_actor = caf::typed_actor<
   caf::replies_to<store_atom, std::string /* user_id */, thread_query>::with<thread_reply>>;
 
 /// Opens the database first, so that a bad path fails the start-up with thread_db_error.
-thread_store_actor spawn_thread_store(caf::actor_system& system, const std::string& path);
+thread_store_actor spawn_thread_store(caf::actor_system& system, const std::string& path,
+                                      store_quotas quotas = {});
 
 } // namespace er::actors
 

@@ -23,7 +23,7 @@ constexpr auto store_timeout = std::chrono::seconds{10};
 
 /// Marks the run's one final event as sent.
 void finish(manager_pointer self, run_entry& entry, std::string_view outcome) {
-  entry.finished = true;
+  entry.state = run_entry::phase::finished;
   if (auto& m = self->state.settings->metrics)
     m->run_ended(outcome);
 }
@@ -78,7 +78,7 @@ std::size_t active_runs(manager_pointer self) {
     return 0;
   std::size_t n = runs->starting;
   for (auto& [addr, entry] : runs->by_actor)
-    n += entry.finished ? 0 : 1;
+    n += entry.active() ? 1 : 0;
   return n;
 }
 
@@ -132,7 +132,10 @@ bool refused(manager_pointer self, const thread_reply& r, const std::optional<st
     reply_error(self, error_code::unavailable, "the thread store is unavailable", reply_to);
   else if (!r.found)
     reply_error(self, error_code::not_found, "no such thread", reply_to);
-  return !r.error.empty() || !r.found;
+  else if (r.quota_exceeded)
+    reply_error(self, error_code::quota_exceeded,
+                "this user's storage quota is used up: the message was not stored", reply_to);
+  return !r.error.empty() || !r.found || r.quota_exceeded;
 }
 
 /// Runs `start` once the thread exists for this user; not_found otherwise. The run slot is
@@ -229,12 +232,47 @@ void on_stop_agent(manager_pointer self, protocol::inbound_message& msg) {
       if (auto run = runs->by_actor.find(addr->second); run != runs->by_actor.end())
         found = &run->second;
   }
-  if (!found || found->finished)
+  if (!found || found->state != run_entry::phase::running)
     return reply_error(self, error_code::not_found, "no such run", msg.id);
   auto& entry = *found;
   end_run(self, entry, "stopped", "agent_stopped", msg.id,
           json{{"reason", "stopped by the client"}});
   self->send_exit(entry.actor, caf::exit_reason::user_shutdown);
+}
+
+/// Drops the record of a run that has ended and whose actor is gone.
+void forget_run(manager_pointer self, std::unordered_map<caf::actor_addr, run_entry>::iterator run) {
+  auto& runs = *self->state.runs;
+  runs.by_id.erase(run->second.run_id);
+  runs.by_actor.erase(run);
+  release_runs_if_idle(self);
+  finish_drain_if_idle(self);
+}
+
+/// A run's agent_completed on a thread: the result is appended first, so that a history
+/// request after the event already sees it, and the event says `"stored": false` when the
+/// store refused it (the user's quota) or failed. The run is over either way.
+void store_result(manager_pointer self, run_entry& entry, protocol::outbound_event event) {
+  entry.state = run_entry::phase::storing_result;
+  if (!event.data_text.empty()) // the data is amended below: as a document
+    event.data = json::parse(std::exchange(event.data_text, std::string{}));
+  thread_query q;
+  q.op = thread_op::append;
+  q.thread_id = *entry.thread_id;
+  q.role = "agent";
+  q.run_id = entry.run_id;
+  q.content = event.data.dump();
+  auto run = entry.actor.address();
+  ask_store(self, std::move(q), [self, run, event = std::move(event)](thread_reply& r) mutable {
+    auto* runs = self->state.runs.get(); // not null: this run is in it until forgotten here
+    auto it = runs->by_actor.find(run);
+    if (!r.error.empty() || !r.found || r.quota_exceeded)
+      event.data["stored"] = false;
+    finish(self, it->second, "completed");
+    emit(self, event);
+    if (it->second.exited)
+      forget_run(self, it);
+  });
 }
 
 /// Ends an active run with agent_error (timeouts, crashes).
@@ -267,26 +305,17 @@ void on_run_event(manager_pointer self, protocol::outbound_event& event) {
   if (!st.runs)
     return; // a late event of a run that has ended, or not a run at all
   auto run = st.runs->by_actor.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
-  if (run == st.runs->by_actor.end() || run->second.finished || !protocol::is_run_event(event.type))
-    return; // a late event of a stopped or timed-out run, or not a run at all
+  if (run == st.runs->by_actor.end() || run->second.state != run_entry::phase::running
+      || !protocol::is_run_event(event.type))
+    return; // a late event of an ended run, or not a run at all
   auto& entry = run->second;
   event.run_id = entry.run_id;
   event.thread_id = entry.thread_id;
   event.reply_to = entry.reply_to;
-  if (protocol::is_final_agent_event(event.type)) {
+  if (event.type == "agent_completed" && entry.thread_id)
+    return store_result(self, entry, std::move(event));
+  if (protocol::is_final_agent_event(event.type))
     finish(self, entry, event.type == "agent_completed" ? "completed" : "error");
-    if (event.type == "agent_completed" && entry.thread_id) {
-      // Sent before the event, so a history request after it already sees the result.
-      thread_query q;
-      q.op = thread_op::append;
-      q.thread_id = *entry.thread_id;
-      q.role = "agent";
-      q.run_id = entry.run_id;
-      q.content = event.data_text.empty() ? event.data.dump() : event.data_text;
-      self->request(st.settings->store, store_timeout, store_atom::value, st.ctx->user_id(), q)
-        .then([](thread_reply&) {}, [](caf::error&) {});
-    }
-  }
   emit(self, std::move(event));
 }
 
@@ -297,14 +326,16 @@ bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf:
   auto run = runs->by_actor.find(source);
   if (run == runs->by_actor.end())
     return false;
-  if (!run->second.finished)
-    fail_run(self, run->second,
+  auto& entry = run->second;
+  if (entry.state == run_entry::phase::storing_result) {
+    entry.exited = true; // forgotten once the store has answered (store_result)
+    return true;
+  }
+  if (entry.state == run_entry::phase::running)
+    fail_run(self, entry,
              reason && reason != caf::exit_reason::normal ? "the agent failed"
                                                           : "the agent ended without completing");
-  runs->by_id.erase(run->second.run_id);
-  runs->by_actor.erase(run);
-  release_runs_if_idle(self);
-  finish_drain_if_idle(self);
+  forget_run(self, run);
   return true;
 }
 
@@ -325,7 +356,7 @@ void on_run_deadlines(manager_pointer self) {
   runs->deadline_check = std::chrono::steady_clock::time_point::max();
   auto next = std::chrono::steady_clock::time_point::max();
   for (auto& [addr, entry] : runs->by_actor) {
-    if (entry.finished)
+    if (entry.state != run_entry::phase::running)
       continue;
     if (entry.deadline <= now) {
       fail_run(self, entry, "the agent timed out");

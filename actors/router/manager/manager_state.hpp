@@ -23,7 +23,15 @@ struct run_entry {
   std::optional<std::string> reply_to; ///< the id of the request that started the run
   caf::actor actor;
   std::chrono::steady_clock::time_point deadline; ///< the agent's timeout from its start
-  bool finished = false; ///< its one final event has been sent
+  /// running: its events are forwarded; storing_result: its agent_completed waits for the
+  /// thread store (the run says nothing more and can no longer be stopped); finished: its
+  /// one final event has been sent.
+  enum class phase { running, storing_result, finished } state = phase::running;
+  bool exited = false; ///< its actor ended while its result was being stored
+
+  bool active() const noexcept {
+    return state != phase::finished;
+  }
 };
 
 /// Wakes a manager with deadline_atom when its earliest run deadline passes. An entry of a

@@ -17,6 +17,8 @@ constexpr std::size_t max_title_bytes = 200;
 constexpr std::int64_t default_list_limit = 50;
 constexpr std::int64_t default_history_limit = 200;
 constexpr std::int64_t max_limit = 1000;
+constexpr const char* storage_quota_message =
+  "this user's storage quota is used up (router.max-threads-per-user, router.max-user-store-bytes)";
 
 json thread_json(const thread_info& t) {
   return json{{"thread_id", t.thread_id},
@@ -84,6 +86,8 @@ protocol::outbound_event reply_for(const protocol::inbound_message& msg, const t
     return protocol::make_error({error_code::unavailable, "the thread store failed", msg.id});
   if (!r.found)
     return protocol::make_error({error_code::not_found, "no such thread", msg.id});
+  if (r.quota_exceeded)
+    return protocol::make_error({error_code::quota_exceeded, storage_quota_message, msg.id});
   switch (q.op) {
     case thread_op::create:
       ev.type = "thread_created";
