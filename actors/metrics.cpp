@@ -5,6 +5,8 @@
 #include <prometheus/text_serializer.h>
 
 #include "context/jwt_auth.hpp"
+#include "protocol/close_codes.hpp"
+#include "protocol/message_types.hpp"
 
 namespace er::actors {
 
@@ -14,19 +16,8 @@ using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 
-constexpr std::array<const char*, 8> inbound_types{
-  "ping", "create_thread", "list_threads", "get_thread_history",
-  "user_message", "start_agent", "stop_agent", "other"};
-
-constexpr std::array<const char*, 16> outbound_types{
-  "connection_established", "pong", "error", "thread_created", "thread_list",
-  "thread_history", "agent_started", "agent_thinking", "tool_executing", "tool_completed",
-  "agent_progress", "agent_completed", "agent_error", "agent_stopped", "published", "other"};
-
 constexpr std::array<const char*, 3> outcomes{"completed", "error", "stopped"};
-
-constexpr std::array<std::uint16_t, 14> close_codes{1000, 1001, 1006, 1009, 1011, 4008, 4009,
-                                                    4029, 4501, 4503, 4510, 4511, 1002, 1007};
+constexpr std::array<const char*, 2> eviction_reasons{"per_user_limit", "replay_budget"};
 
 } // namespace
 
@@ -53,16 +44,34 @@ router_metrics::router_metrics()
              .Register(*registry_).Add({})),
     runs_active_(BuildGauge().Name("router_agent_runs_active").Help("Agent runs in progress")
                    .Register(*registry_).Add({})),
+    evictions_(BuildCounter().Name("router_detached_evictions_total")
+                 .Help("Detached sessions ended early, by reason").Register(*registry_)),
+    replay_caps_(BuildCounter().Name("router_replay_caps_total")
+                   .Help("Times the replay budget capped the buffers of connected sessions")
+                   .Register(*registry_).Add({})),
+    replay_bytes_(BuildGauge().Name("router_replay_buffer_bytes")
+                    .Help("Memory held by all replay buffers").Register(*registry_).Add({})),
+    replay_budget_(BuildGauge().Name("router_replay_budget_bytes")
+                     .Help("router.replay-budget-bytes in effect").Register(*registry_).Add({})),
     delivery_latency_(BuildHistogram().Name("router_event_delivery_latency_seconds")
                         .Help("From an event's creation to its hand-off to the socket")
                         .Register(*registry_)
                         .Add({}, prometheus::Histogram::BucketBoundaries{
                                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                    0.025, 0.05, 0.1, 0.25, 1})) {
-  for (auto t : inbound_types)
-    in_by_type_.emplace(t, &messages_in_.Add({{"type", t}}));
-  for (auto t : outbound_types)
-    out_by_type_.emplace(t, &events_out_.Add({{"type", t}}));
+  auto add_types = [](counter_map& map, prometheus::Family<prometheus::Counter>& family,
+                      auto&& types) {
+    for (auto t : types)
+      map.emplace(std::string{t}, &family.Add({{"type", std::string{t}}}));
+  };
+  add_types(in_by_type_, messages_in_, protocol::client_message_types);
+  add_types(out_by_type_, events_out_, protocol::reply_types);
+  add_types(out_by_type_, events_out_, protocol::agent_event_types);
+  add_types(out_by_type_, events_out_, std::array<const char*, 1>{"published"});
+  in_by_type_.emplace("other", &messages_in_.Add({{"type", "other"}}));
+  out_by_type_.emplace("other", &events_out_.Add({{"type", "other"}}));
+  for (auto r : eviction_reasons)
+    evictions_by_reason_.emplace(r, &evictions_.Add({{"reason", r}}));
   for (auto o : outcomes)
     runs_by_outcome_.emplace(o, &runs_total_.Add({{"outcome", o}}));
   for (int r = static_cast<int>(context::auth_failure::missing_token);
@@ -71,8 +80,12 @@ router_metrics::router_metrics()
     auth_by_reason_.emplace(reason, &auth_failures_.Add({{"reason", reason}}));
   }
   auth_by_reason_.emplace("other", &auth_failures_.Add({{"reason", "other"}}));
-  for (auto c : close_codes)
+  auto add_code = [this](std::uint16_t c) {
     closes_by_code_.emplace(std::to_string(c), &closes_.Add({{"code", std::to_string(c)}}));
+  };
+  for (const auto& c : close_code::all)
+    add_code(c.code);
+  add_code(1006); // no close frame: a reset or a lost connection
   closes_by_code_.emplace("other", &closes_.Add({{"code", "other"}}));
 }
 
@@ -106,7 +119,7 @@ void router_metrics::auth_failure(std::string_view reason) {
 
 void router_metrics::closed(std::uint16_t code) {
   pick(closes_by_code_, std::to_string(code)).Increment();
-  if (code == 4008)
+  if (code == close_code::slow_consumer.code)
     slow_consumers_.Increment();
 }
 
@@ -124,6 +137,19 @@ void router_metrics::connection_closed() {
 
 void router_metrics::set_users(double users) {
   users_.Set(users);
+}
+
+void router_metrics::detached_evicted(std::string_view reason) {
+  evictions_by_reason_.at(std::string{reason})->Increment();
+}
+
+void router_metrics::replay_capped() {
+  replay_caps_.Increment();
+}
+
+void router_metrics::set_replay(double bytes, double budget) {
+  replay_bytes_.Set(bytes);
+  replay_budget_.Set(budget);
 }
 
 double router_metrics::active_runs() const {

@@ -30,6 +30,9 @@ public:
   void connection_opened();
   void connection_closed();
   void set_users(double users);
+  void detached_evicted(std::string_view reason); ///< per_user_limit, replay_budget
+  void replay_capped();
+  void set_replay(double bytes, double budget);
 
   double active_runs() const;
 
@@ -52,9 +55,14 @@ private:
   prometheus::Gauge& connections_;
   prometheus::Gauge& users_;
   prometheus::Gauge& runs_active_;
+  prometheus::Family<prometheus::Counter>& evictions_;
+  prometheus::Counter& replay_caps_;
+  prometheus::Gauge& replay_bytes_;
+  prometheus::Gauge& replay_budget_;
   prometheus::Histogram& delivery_latency_;
   // Filled once in the constructor, read-only afterwards: lookups need no lock.
-  counter_map in_by_type_, out_by_type_, runs_by_outcome_, auth_by_reason_, closes_by_code_;
+  counter_map in_by_type_, out_by_type_, runs_by_outcome_, auth_by_reason_, closes_by_code_,
+    evictions_by_reason_;
 };
 
 } // namespace er::actors

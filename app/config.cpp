@@ -5,6 +5,7 @@
 #include <charconv>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <variant>
 
@@ -242,7 +243,30 @@ void check_secrets(const router_settings& s) {
                        + " is not a loopback address: set router.api-key to a key of your own");
 }
 
+/// The cgroup (v2) memory limit of this process, when one is set.
+std::optional<std::size_t> cgroup_memory_limit() {
+  std::ifstream in{"/sys/fs/cgroup/memory.max"};
+  std::string value;
+  if (!(in >> value) || value == "max")
+    return std::nullopt;
+  try {
+    return static_cast<std::size_t>(std::stoull(value));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 } // namespace
+
+std::size_t effective_replay_budget(const router_settings& s) {
+  if (s.replay_budget_bytes > 0)
+    return static_cast<std::size_t>(s.replay_budget_bytes);
+  auto memory = static_cast<std::size_t>(sysconf(_SC_PHYS_PAGES))
+                * static_cast<std::size_t>(sysconf(_SC_PAGE_SIZE));
+  if (auto limit = cgroup_memory_limit())
+    memory = std::min(memory, *limit);
+  return memory / 4;
+}
 
 loaded_config load_config(const std::vector<std::string>& args) {
   loaded_config result;

@@ -30,6 +30,10 @@ inline constexpr const char* default_config_file = "caf-application.conf";
 /// Throws config_error with a message naming the key, the value's source and the expectation.
 loaded_config load_config(const std::vector<std::string>& args);
 
+/// router.replay-budget-bytes, with 0 resolved to a quarter of the memory this process may
+/// use: the machine's, or its cgroup's limit when that is lower.
+std::size_t effective_replay_budget(const router_settings& settings);
+
 /// The options table for --help.
 std::string options_help();
 

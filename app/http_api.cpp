@@ -134,15 +134,19 @@ void health(const http_api& api, respond_fn respond) {
   auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
                   std::chrono::steady_clock::now() - api.started).count();
   auto runs = api.metrics ? api.metrics->active_runs() : 0.0;
+  auto replay = json::object();
+  if (api.replay_budget)
+    replay = json{{"bytes", api.replay_budget->used()}, {"budget", api.replay_budget->limit()}};
   ask_router<actors::router_stats>(
     api, std::move(respond),
-    [server_id = api.server_id, uptime, runs](const actors::router_stats& s) {
+    [server_id = api.server_id, uptime, runs, replay](const actors::router_stats& s) {
       return reply(200, json{{"status", "ok"},
                              {"server_id", server_id},
                              {"connections", s.connections},
                              {"users", s.users},
                              {"detached", s.detached},
                              {"runs", static_cast<std::uint64_t>(runs)},
+                             {"replay", replay},
                              {"uptime_s", uptime}});
     },
     actors::stats_atom::value);
@@ -166,6 +170,9 @@ void http_api::handle(const net::http_request_view& req, respond_fn respond) con
   if (path == "/metrics") {
     if (!method_is("GET"))
       return respond(method_not_allowed("GET"));
+    if (metrics && replay_budget)
+      metrics->set_replay(static_cast<double>(replay_budget->used()),
+                          static_cast<double>(replay_budget->limit()));
     return respond({200, metrics ? metrics->render() : std::string{},
                     "text/plain; version=0.0.4; charset=utf-8"});
   }

@@ -30,6 +30,7 @@ struct http_api {
   std::chrono::seconds dev_token_ttl{86400};
   /// router.console-dir: the clients/ folder to serve the console from (empty: compiled in).
   std::string console_dir;
+  std::shared_ptr<const actors::replay_budget> replay_budget; ///< reported by healthz, metrics
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
   void handle(const net::http_request_view& request,

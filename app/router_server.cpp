@@ -12,6 +12,7 @@
 
 #include "actors/runtime/io_scheduler.hpp"
 #include "actors/router/router.hpp"
+#include "app/config.hpp"
 #include "app/http_api.hpp"
 #include "context/jwt_auth.hpp"
 #include "context/token_source.hpp"
@@ -109,6 +110,9 @@ struct router_server::impl {
     manager_cfg->resume_window = std::chrono::milliseconds{s.resume_window_ms};
     manager_cfg->resume_buffer_events = static_cast<std::size_t>(s.resume_buffer_events);
     manager_cfg->resume_buffer_bytes = static_cast<std::size_t>(s.resume_buffer_bytes);
+    manager_cfg->max_detached_per_user = static_cast<std::size_t>(s.max_detached_per_user);
+    auto replay_budget = std::make_shared<actors::replay_budget>(effective_replay_budget(s));
+    manager_cfg->budget = replay_budget;
     manager_cfg->messages_per_second = static_cast<std::size_t>(s.messages_per_second);
     manager_cfg->messages_burst = static_cast<std::size_t>(s.messages_burst);
     manager_cfg->agents = catalog_of(s, io);
@@ -126,7 +130,7 @@ struct router_server::impl {
     api = std::make_unique<http_api>(http_api{system, router, metrics, s.api_key, s.server_id,
                                               std::move(dev_tokens),
                                               std::chrono::seconds{s.demo_token_ttl_s},
-                                              s.console_dir});
+                                              s.console_dir, std::move(replay_budget)});
     net::listener_hooks hooks;
     hooks.on_upgrade = [r = router](net::upgrade up) {
       caf::anon_send(r, actors::attach_atom::value,

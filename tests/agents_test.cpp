@@ -161,7 +161,7 @@ TEST_CASE("a run that throws ends in agent_error and harms nothing else") {
   CHECK(demo.back()["type"] == "agent_completed");
 }
 
-TEST_CASE("command agent: a well-behaved process streams events and completes; stderr never "
+TEST_CASE("command agent: a well-behaved process streams events and completes, stderr never "
           "reaches the client") {
   test_router router{agent_settings()};
   auto c = connect_user(router, "alice");

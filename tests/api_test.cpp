@@ -18,25 +18,6 @@ namespace {
 
 const std::string key = "Bearer test-api-key";
 
-er::client::http_response publish(test_router& router, const json& body,
-                               const std::string& auth = key) {
-  return er::client::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish", auth,
-                               body.dump());
-}
-
-json publish_body(const std::string& user, const std::string& type, json data = json::object()) {
-  return {{"user_id", user}, {"event", {{"type", type}, {"data", std::move(data)}}}};
-}
-
-/// A metric's value in the text exposition, 0 when absent.
-double metric(const std::string& text, const std::string& series) {
-  std::istringstream in{text};
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind(series + " ", 0) == 0)
-      return std::stod(line.substr(series.size() + 1));
-  return 0;
-}
-
 } // namespace
 
 TEST_CASE("1000 users, publishes to random users: every publish reaches every connection of "

@@ -114,7 +114,7 @@ std::string read_exactly(tcp::socket& s, std::size_t n) {
 
 } // namespace
 
-TEST_CASE("burst_stream: without gather() each write goes to the socket; gathered writes "
+TEST_CASE("burst_stream: without gather() each write goes to the socket, gathered writes "
           "complete at once and leave with one socket write, in order") {
   connected_pair pair;
   auto& stream = pair.stream;

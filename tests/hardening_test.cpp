@@ -23,7 +23,7 @@ er::client::http_response publish(test_router& router, const std::string& user, 
 } // namespace
 
 TEST_CASE("past the token bucket messages get rate_limited, and a connection that keeps "
-          "flooding is closed with 4029; others are unaffected") {
+          "flooding is closed with 4029, others are unaffected") {
   auto settings = test_settings();
   settings.messages_per_second = 2;
   settings.messages_burst = 10;
@@ -93,7 +93,7 @@ TEST_CASE("a reader that stops reading is closed with 4008 while everyone else r
   }));
 }
 
-TEST_CASE("a client that answers the server's pings stays; one that does not is closed with 4009") {
+TEST_CASE("a client that answers the server's pings stays, one that does not is closed with 4009") {
   auto settings = test_settings();
   settings.heartbeat_interval_ms = 200;
   settings.heartbeat_timeout_ms = 200;

@@ -8,6 +8,7 @@
 
 #include <doctest/doctest.h>
 
+#include "actors/router/manager/replay_budget.hpp"
 #include "actors/router/manager/replay_buffer.hpp"
 
 using er::actors::replay_buffer;
@@ -91,7 +92,7 @@ TEST_CASE("a frame larger than the byte bound empties the buffer: no replay with
   CHECK(after(buffer, 0) == frame_list{{4, std::string(10, 'd')}});
 }
 
-TEST_CASE("frames spanning chunks read back intact; chunks are freed with their last frame") {
+TEST_CASE("frames spanning chunks read back intact, chunks are freed with their last frame") {
   replay_buffer buffer{3, 1u << 20};
   std::vector<std::string> frames;
   for (int i = 0; i < 12; ++i) // 2, 4, 8, 16 KiB chunks, then 16 KiB ones: most frames span
@@ -105,4 +106,46 @@ TEST_CASE("frames spanning chunks read back intact; chunks are freed with their 
   buffer.push(13, std::string(2u << 20, 'x')); // over the byte bound: everything goes
   CHECK(buffer.size() == 0);
   CHECK(buffer.capacity() <= replay_buffer::max_chunk);
+}
+
+TEST_CASE("frames older than max_age are dropped, at a push and by expire") {
+  using clock = replay_buffer::clock;
+  replay_buffer b{100, 1 << 20, std::chrono::milliseconds{1000}};
+  auto t0 = clock::now();
+  b.push(1, "one", t0);
+  b.push(2, "two", t0 + std::chrono::milliseconds{600});
+  b.push(3, "three", t0 + std::chrono::milliseconds{1200}); // "one" is now 1.2 s old
+  CHECK(b.first_id() == 2u);
+  b.expire(t0 + std::chrono::milliseconds{1700});
+  CHECK(b.first_id() == 3u);
+  b.expire(t0 + std::chrono::milliseconds{2300});
+  CHECK_FALSE(b.first_id());
+  CHECK(b.bytes() == 0);
+}
+
+TEST_CASE("shrink_to drops the oldest frames until the bytes fit") {
+  replay_buffer b{100, 1 << 20};
+  for (std::uint64_t id = 1; id <= 10; ++id)
+    b.push(id, std::string(100, 'a'));
+  b.shrink_to(350);
+  CHECK(b.size() == 3);
+  CHECK(b.first_id() == 8u);
+  CHECK(after(b, 0).front().first == 8);
+}
+
+TEST_CASE("a replay_budget counts every chunk a buffer holds, and caps what it keeps") {
+  er::actors::replay_budget budget{1 << 20};
+  {
+    replay_buffer b{10000, 1 << 20, {}, &budget};
+    for (std::uint64_t id = 1; id <= 500; ++id)
+      b.push(id, std::string(300, 'x'));
+    CHECK(budget.used() == b.capacity());
+    CHECK(budget.used() >= b.bytes());
+    budget.set_buffer_cap(10000);
+    b.push(501, std::string(300, 'y')); // the cap applies from the next push
+    CHECK(b.bytes() <= 10000);
+    CHECK(budget.used() == b.capacity());
+    CHECK(after(b, 0).back().first == 501);
+  }
+  CHECK(budget.used() == 0); // a destroyed buffer gives everything back
 }

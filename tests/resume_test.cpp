@@ -178,7 +178,7 @@ TEST_CASE("the replay buffer keeps at most router.resume-buffer-bytes of frames,
   }
 }
 
-TEST_CASE("a resume while the old socket still looks open takes the session over; the old "
+TEST_CASE("a resume while the old socket still looks open takes the session over, the old "
           "socket is closed with 4512") {
   test_router router{resume_settings()};
   auto c = connect_user(router, "alice");

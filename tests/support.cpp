@@ -2,6 +2,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -104,6 +105,28 @@ void expect_close_after_text(client::ws_client& client, std::uint16_t code,
   }
 }
 
+
+client::http_response publish(const test_router& router, const json& body,
+                              const std::string& auth) {
+  return client::http_request("127.0.0.1", router.port(), "POST", "/api/v1/publish", auth,
+                              body.dump());
+}
+
+json publish_body(const std::string& user, const std::string& type, json data) {
+  return {{"user_id", user}, {"event", {{"type", type}, {"data", std::move(data)}}}};
+}
+
+double metric(const std::string& text, const std::string& series) {
+  std::istringstream in{text};
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(series + " ", 0) == 0)
+      return std::stod(line.substr(series.size() + 1));
+  return 0;
+}
+
+double metric(const test_router& router, const std::string& series) {
+  return metric(client::http_request("127.0.0.1", router.port(), "GET", "/metrics").body, series);
+}
 
 long rss_kib() {
   std::ifstream status{"/proc/self/status"};

@@ -70,6 +70,19 @@ void expect_close_after_text(client::ws_client& client, std::uint16_t code,
                              std::chrono::milliseconds timeout = 10s);
 
 
+/// POST /api/v1/publish with `auth` (default: the suite's API key).
+client::http_response publish(const test_router& router, const json& body,
+                              const std::string& auth = "Bearer test-api-key");
+
+/// A publish body: `type` with `data` for `user`.
+json publish_body(const std::string& user, const std::string& type, json data = json::object());
+
+/// A metric's value in the text exposition `text`, 0 when absent.
+double metric(const std::string& text, const std::string& series);
+
+/// A metric's value from the router's GET /metrics, 0 when absent.
+double metric(const test_router& router, const std::string& series);
+
 /// Resident set size of this process in KiB.
 long rss_kib();
 

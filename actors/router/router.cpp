@@ -1,6 +1,7 @@
 #include "actors/router/router.hpp"
 
 #include <algorithm>
+#include <map>
 #include <unordered_map>
 #include <vector>
 
@@ -14,6 +15,11 @@ namespace er::actors {
 namespace {
 
 constexpr auto resume_timeout = std::chrono::seconds{5};
+constexpr auto evict_timeout = std::chrono::seconds{5};
+/// Under the replay budget, connected sessions keep at least this much each.
+constexpr std::size_t min_buffer_cap = 4096;
+/// How long trimmed buffers get before the budget is looked at again.
+constexpr auto budget_settle_time = std::chrono::milliseconds{100};
 
 // The strings live once, as keys of `users` and `manager_by_token` (whose nodes stay put),
 // and a record points at them: an index entry per connection, not three copies of its ids.
@@ -22,6 +28,7 @@ struct manager_record {
   const std::string* user_id;                ///< the key of its entry in `users`
   const std::string* resume_token = nullptr; ///< the key in `manager_by_token`; null: none
   bool attached = true;
+  std::uint64_t detached_at = 0; ///< its key in `detached_order` while detached; 0: none
 };
 
 struct user_entry {
@@ -34,6 +41,10 @@ struct router_state {
   std::unordered_map<caf::actor_addr, manager_record> managers;
   std::unordered_map<std::string, user_entry> users;
   std::unordered_map<std::string, caf::actor_addr> manager_by_token;
+  /// Detached sessions, oldest first, for ending them early: per user past
+  /// max-detached-per-user, and all of them first when the replay budget is exceeded.
+  std::map<std::uint64_t, caf::actor_addr> detached_order;
+  std::uint64_t detach_count = 0;
   router_stats counts; ///< kept up to date on every change: no walk over all connections
   bool shutting_down = false;
 
@@ -128,6 +139,40 @@ void forget_token(router_state& st, manager_record& rec) {
   rec.resume_token = nullptr;
 }
 
+/// Takes a manager out of the detached order (it resumed, ends, or is being ended).
+void unlist_detached(router_state& st, manager_record& rec) {
+  if (rec.detached_at != 0)
+    st.detached_order.erase(rec.detached_at);
+  rec.detached_at = 0;
+}
+
+/// Ends a detached session early; `then` runs once it has gone (or did not answer).
+template <class F>
+void evict(router_pointer self, manager_record& rec, std::string_view reason, F then) {
+  unlist_detached(self->state, rec);
+  if (auto& m = self->state.settings->metrics)
+    m->detached_evicted(reason);
+  self->request(rec.handle, evict_timeout, evict_atom::value)
+    .then([then](std::uint64_t) mutable { then(); }, [then](caf::error&) mutable { then(); });
+}
+
+/// Past router.max-detached-per-user, the user's oldest detached session ends.
+void bound_detached(router_pointer self, const std::string& user_id) {
+  auto& st = self->state;
+  std::size_t detached = 0; // not counting those already being ended
+  manager_record* oldest = nullptr;
+  for (auto& addr : st.users.at(user_id).managers) {
+    auto& rec = st.managers.at(addr);
+    if (rec.detached_at == 0)
+      continue;
+    ++detached;
+    if (!oldest || rec.detached_at < oldest->detached_at)
+      oldest = &rec;
+  }
+  if (detached > st.settings->max_detached_per_user)
+    evict(self, *oldest, "per_user_limit", [] {});
+}
+
 void on_session(router_pointer self, bool attached, const std::string& token) {
   auto& st = self->state;
   auto rec = st.managers.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
@@ -137,10 +182,43 @@ void on_session(router_pointer self, bool attached, const std::string& token) {
     forget_token(st, rec->second);
     rec->second.resume_token = &st.manager_by_token.insert_or_assign(token, rec->first).first->first;
   }
-  if (rec->second.attached != attached) {
-    rec->second.attached = attached;
-    count(self, *rec->second.user_id, attached ? +1 : -1, attached ? -1 : +1);
+  if (rec->second.attached == attached)
+    return;
+  rec->second.attached = attached;
+  count(self, *rec->second.user_id, attached ? +1 : -1, attached ? -1 : +1);
+  if (attached)
+    return unlist_detached(st, rec->second);
+  rec->second.detached_at = ++st.detach_count;
+  st.detached_order.emplace(rec->second.detached_at, rec->first);
+  bound_detached(self, *rec->second.user_id);
+}
+
+/// The replay buffers hold more than router.replay-budget-bytes: detached sessions end,
+/// oldest first, one at a time until the buffers are back under 90% of the budget; when no
+/// detached session is left, every connected session's buffer is capped at an equal share
+/// (tighter each round that is not enough), so that the largest drop their oldest frames.
+/// The router keeps the turn (no manager asks again) until the buffers are under the target.
+void enforce_budget(router_pointer self) {
+  auto& st = self->state;
+  auto& budget = *st.settings->budget;
+  auto target = budget.limit() / 10 * 9;
+  if (budget.used() <= target || st.shutting_down)
+    return budget.enforcement_done();
+  if (!st.detached_order.empty()) {
+    auto& rec = st.managers.at(st.detached_order.begin()->second);
+    return evict(self, rec, "replay_budget", [self] { enforce_budget(self); });
   }
+  auto share = target / std::max<std::uint64_t>(1, st.counts.connections);
+  auto cap = std::min(budget.buffer_cap(), static_cast<std::size_t>(share));
+  if (cap == budget.buffer_cap()) // this cap has been tried: tighten it
+    cap = cap / 4 * 3;
+  budget.set_buffer_cap(std::max(min_buffer_cap, cap));
+  for (auto& [addr, rec] : st.managers)
+    if (rec.attached)
+      self->send(rec.handle, trim_atom::value);
+  if (auto& m = st.settings->metrics)
+    m->replay_capped();
+  self->delayed_send(self, budget_settle_time, budget_atom::value); // then look again
 }
 
 void forget(router_pointer self, const caf::actor_addr& manager) {
@@ -157,6 +235,7 @@ void forget(router_pointer self, const caf::actor_addr& manager) {
   if (list.empty())
     st.users.erase(user);
   forget_token(st, rec->second);
+  unlist_detached(st, rec->second);
   st.managers.erase(rec);
 }
 
@@ -208,6 +287,10 @@ router_actor::behavior_type router_behavior(router_pointer self,
     },
     [=](session_atom, bool attached, const std::string& token) {
       on_session(self, attached, token);
+    },
+    [=](budget_atom) {
+      if (self->state.settings->budget)
+        enforce_budget(self);
     },
   };
 }

@@ -114,6 +114,8 @@ void move_away_from_connection(manager_pointer self) {
 bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t last_event_id,
                const context::user_execution_context& new_ctx) {
   auto& st = self->state;
+  if (st.replay)
+    st.replay->expire(replay_buffer::clock::now()); // what the window no longer covers
   if (st.shutting_down || !can_replay(st, last_event_id))
     return false;
   if (st.connection)
@@ -245,6 +247,19 @@ void on_exit_msg(manager_pointer self, caf::exit_msg& msg) {
   self->quit(msg.reason);
 }
 
+/// The router ends this session if it is detached (its runs stop, its buffer is freed, a
+/// resume of it gets recovered: false); answers the replay bytes that frees.
+std::uint64_t on_evict(manager_pointer self) {
+  auto& st = self->state;
+  if (st.connection || st.shutting_down)
+    return 0; // resumed meanwhile, or ending anyway
+  std::uint64_t freed = st.replay ? st.replay->capacity() : 0;
+  st.replay.reset(); // freed now, before the router counts again
+  st.shutting_down = true;
+  self->quit(caf::exit_reason::user_shutdown);
+  return freed;
+}
+
 /// The one place that knows which manager is handling a message on this thread: set by
 /// manager_impl::resume for as long as it runs, restored afterwards (an actor resumed inline
 /// by another one's send nests).
@@ -302,6 +317,12 @@ manager_actor::behavior_type shared_behavior() {
       auto self = running_manager();
       if (!self->state.connection && generation == self->state.generation)
         self->quit(caf::exit_reason::user_shutdown); // nobody came back in time
+    },
+    [](evict_atom) -> std::uint64_t { return on_evict(running_manager()); },
+    [](trim_atom) {
+      auto& st = running_manager()->state;
+      if (st.replay && st.settings->budget)
+        st.replay->shrink_to(st.settings->budget->buffer_cap());
     },
   };
   return behavior;
@@ -363,6 +384,23 @@ protected:
   }
 };
 
+/// Keeps a frame for a resume; past the process's replay budget, asks the router to enforce
+/// it (whoever notices first, unless the router is at it already).
+void keep_for_replay(manager_pointer self, std::uint64_t id, const std::string& frame) {
+  auto& st = self->state;
+  auto* budget = st.settings->budget.get();
+  if (!st.replay)
+    st.replay = std::make_unique<replay_buffer>(st.settings->resume_buffer_events,
+                                                st.settings->resume_buffer_bytes,
+                                                st.settings->resume_window, budget);
+  st.replay->push(id, frame, replay_buffer::clock::now());
+  if (budget == nullptr)
+    return;
+  budget->relax_cap_if_low();
+  if (budget->over() && budget->claim_enforcement())
+    self->send(st.router, budget_atom::value);
+}
+
 std::string_view metric_type(const protocol::outbound_event& event) {
   return event.published ? std::string_view{"published"} : std::string_view{event.type};
 }
@@ -382,12 +420,8 @@ void emit(manager_pointer self, const protocol::outbound_event& event) {
   if (!st.renderer)
     st.renderer = std::make_unique<protocol::event_renderer>(st.ctx->user_id());
   auto frame = st.renderer->render(event, id, std::chrono::system_clock::now());
-  if (st.settings->resume_window.count() > 0 && st.settings->resume_buffer_events > 0) {
-    if (!st.replay)
-      st.replay = std::make_unique<replay_buffer>(st.settings->resume_buffer_events,
-                                                  st.settings->resume_buffer_bytes);
-    st.replay->push(id, frame);
-  }
+  if (st.settings->resume_window.count() > 0 && st.settings->resume_buffer_events > 0)
+    keep_for_replay(self, id, frame);
   if (st.connection)
     st.outbox.push_back(std::move(frame)); // sent when this turn ends
 }

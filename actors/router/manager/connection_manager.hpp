@@ -20,6 +20,7 @@
 #include "actors/message_types.hpp"
 #include "actors/metrics.hpp"
 #include "actors/router/manager/parent_handles.hpp"
+#include "actors/router/manager/replay_budget.hpp"
 #include "actors/router/manager/runs/agent_run.hpp"
 #include "actors/runtime/socket_messages.hpp"
 #include "actors/store/thread_store.hpp"
@@ -37,11 +38,16 @@ using session_atom = caf::atom_constant<caf::atom("session")>;   ///< manager ->
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>; ///< manager -> itself
 using expire_atom = caf::atom_constant<caf::atom("expire")>;     ///< manager -> itself
 using flush_atom = caf::atom_constant<caf::atom("flush")>;       ///< manager -> itself
+using evict_atom = caf::atom_constant<caf::atom("evict")>;       ///< router: end if detached
+using trim_atom = caf::atom_constant<caf::atom("trim")>;         ///< router: obey the budget cap
+using budget_atom = caf::atom_constant<caf::atom("budget")>;     ///< manager -> router
 
 /// What a manager tells the router: attached or detached, and a new resume token (empty: keep
-/// the old one), so that the router can find a detached session and count open connections.
-using router_feedback = caf::typed_actor<caf::reacts_to<session_atom, bool /* attached */,
-                                                        std::string /* resume token */>>;
+/// the old one), so that the router can find a detached session and count open connections;
+/// and that the replay buffers went over their budget.
+using router_feedback = caf::typed_actor<
+  caf::reacts_to<session_atom, bool /* attached */, std::string /* resume token */>,
+  caf::reacts_to<budget_atom>>;
 
 struct manager_settings {
   std::string server_id;
@@ -51,6 +57,8 @@ struct manager_settings {
   std::chrono::milliseconds resume_window{0}; ///< 0: no resume, a dropped connection ends
   std::size_t resume_buffer_events = 1000;
   std::size_t resume_buffer_bytes = 1048576;
+  std::size_t max_detached_per_user = 8;
+  std::shared_ptr<replay_budget> budget; ///< all replay buffers together; may be null
   std::size_t messages_per_second = 50; ///< the token bucket of each connection
   std::size_t messages_burst = 100;
   thread_store_actor store;
@@ -73,7 +81,11 @@ using manager_actor = handler_parent::extend_with<run_parent>::extend<
   // a new socket for this detached session: resumes after last_event_id, or answers false
   caf::replies_to<resume_atom, connection_ptr, std::uint64_t,
                   context::user_execution_context>::with<bool>,
-  caf::reacts_to<expire_atom, std::uint64_t>>;      // the resume window passed
+  caf::reacts_to<expire_atom, std::uint64_t>,       // the resume window passed
+  // the router ends a detached session (per-user bound, replay budget): the bytes it freed;
+  // an attached one stays and answers 0
+  caf::replies_to<evict_atom>::with<std::uint64_t>,
+  caf::reacts_to<trim_atom>>;                       // shrink the replay buffer to the cap
 
 /// Spawned by the router, linked to it (see router.hpp); `connection` is not started yet.
 /// The manager reports its session state and resume token to `router`.

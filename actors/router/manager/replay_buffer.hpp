@@ -1,9 +1,11 @@
 #pragma once
 // replay_buffer: the last frames sent on a connection, kept so that a resumed session can
-// replay what the client missed (DESIGN §8). Bounded twice: at most `max_frames` frames and
-// `max_bytes` bytes (router.resume-buffer-events / router.resume-buffer-bytes), oldest out
-// first; a frame larger than `max_bytes` empties it, since what follows could no longer be
-// replayed without a gap.
+// replay what the client missed (DESIGN §8). Bounded three times: at most `max_frames`
+// frames and `max_bytes` bytes (router.resume-buffer-events / router.resume-buffer-bytes),
+// none older than `max_age` (router.resume-window-ms), oldest out first; a frame larger than
+// `max_bytes` empties it, since what follows could no longer be replayed without a gap. The
+// chunks it holds are counted in the process's replay_budget, which may cap it further
+// (shrink_to). Whatever is dropped, a resume that needs it is refused, never served a gap.
 //
 // The frames lie back to back in a chain of byte chunks (2 KiB, doubling up to 16 KiB, then
 // 16 KiB each); a frame may span chunks, and a chunk is freed once every frame in it is gone.
@@ -13,6 +15,7 @@
 // per growth, in step on every busy connection). Memory: the frames' bytes plus at most two
 // partly used chunks.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -23,12 +26,28 @@
 
 namespace er::actors {
 
+class replay_budget;
+
 class replay_buffer {
 public:
-  replay_buffer(std::size_t max_frames, std::size_t max_bytes);
+  using clock = std::chrono::steady_clock;
 
-  /// Keeps `frame` as event `id` (ids increase), dropping the oldest frames as needed.
-  void push(std::uint64_t id, std::string_view frame);
+  /// `max_age` zero: no age bound. `budget` (may be null) is told of every chunk.
+  replay_buffer(std::size_t max_frames, std::size_t max_bytes,
+                std::chrono::milliseconds max_age = {}, replay_budget* budget = nullptr);
+  ~replay_buffer();
+  replay_buffer(const replay_buffer&) = delete;
+  replay_buffer& operator=(const replay_buffer&) = delete;
+
+  /// Keeps `frame` as event `id` (ids increase) sent at `now`, dropping the oldest frames as
+  /// the bounds require.
+  void push(std::uint64_t id, std::string_view frame, clock::time_point now = clock::now());
+
+  /// Drops the frames older than max_age.
+  void expire(clock::time_point now);
+
+  /// Drops the oldest frames until at most `bytes` are kept.
+  void shrink_to(std::size_t bytes);
 
   /// The id of the oldest frame kept; none when empty.
   std::optional<std::uint64_t> first_id() const;
@@ -59,6 +78,7 @@ private:
     std::uint64_t id;
     std::uint64_t start; ///< position in the stream of every byte ever pushed
     std::size_t length;
+    clock::time_point at; ///< when it was sent
   };
   struct chunk {
     std::uint64_t start; ///< stream position of its first byte
@@ -67,11 +87,14 @@ private:
   };
 
   void drop_oldest();
+  void clear();
   void release_chunks(); // frees the chunks before begin_
   std::string read(const slot& s) const;
 
   std::size_t max_frames_;
   std::size_t max_bytes_;
+  std::chrono::milliseconds max_age_;
+  replay_budget* budget_;
   std::deque<chunk> chunks_; ///< cover [chunks_.front().start, end_) and maybe some room
   std::deque<slot> slots_;
   std::uint64_t begin_ = 0; ///< stream position of the oldest byte kept

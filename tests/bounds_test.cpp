@@ -1,0 +1,141 @@
+// What one user, or many, can make the router hold (DESIGN §8): detached sessions per user,
+// replay frames by age, and all replay buffers together, over real connections.
+
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "tests/support.hpp"
+
+using namespace er::test;
+
+namespace {
+
+er::app::router_settings bounded_settings() {
+  auto s = agent_settings();
+  s.resume_window_ms = 20000;
+  s.resume_buffer_events = 1000;
+  s.resume_buffer_bytes = 1 << 20;
+  s.messages_per_second = 100000;
+  s.messages_burst = 100000;
+  return s;
+}
+
+std::string resume_target(const json& greeting, std::int64_t last_event_id) {
+  return "/ws?resume=" + greeting["data"]["resume_token"].get<std::string>()
+         + "&last_event_id=" + std::to_string(last_event_id);
+}
+
+/// Reconnects as `user` to `target`; the greeting.
+json reconnect(test_router& router, const std::string& user, const std::string& target,
+               std::unique_ptr<er::client::ws_client>& client) {
+  auto o = options_for(router);
+  o.subprotocols = "router.v1, jwt." + token_for(router, user);
+  o.target = target;
+  auto [c, h] = er::client::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  client = std::move(c);
+  return next_json(*client);
+}
+
+/// Publishes `count` events of `bytes` each to `user` and reads them on `c`.
+void fill(test_router& router, connection& c, const std::string& user, int count,
+          std::size_t bytes) {
+  for (int i = 0; i < count; ++i) {
+    REQUIRE(publish(router, publish_body(user, "blob", {{"pad", std::string(bytes, 'p')}})).status == 202);
+    CHECK(next_json(*c.client)["type"] == "blob");
+  }
+}
+
+std::size_t replay_bytes(test_router& router) {
+  auto health = er::client::http_request("127.0.0.1", router.port(), "GET", "/healthz");
+  return json::parse(health.body)["replay"]["bytes"].get<std::size_t>();
+}
+
+} // namespace
+
+TEST_CASE("past router.max-detached-per-user the user's oldest detached session ends: a resume "
+          "of it is not recovered, memory stays bounded, other users are untouched") {
+  auto settings = bounded_settings();
+  settings.max_detached_per_user = 3;
+  test_router router{settings};
+  auto bystander = connect_user(router, "bob");
+  bystander.client->reset();
+  REQUIRE(eventually([&] { return router.server().stats().detached == 1; }));
+  auto rss_before = rss_kib();
+  std::vector<json> greetings;
+  for (int i = 0; i < 30; ++i) { // the attack: fill a buffer, drop the TCP connection, again
+    auto c = connect_user(router, "mallory");
+    fill(router, c, "mallory", 2, 400 * 1000);
+    greetings.push_back(c.established);
+    c.client->reset();
+    CHECK(eventually([&] { return router.server().stats().detached <= 4; }));
+  }
+  CHECK(eventually([&] { return router.server().stats().detached == 4; })); // 3 + bob's
+  CHECK(metric(router, "router_detached_evictions_total{reason=\"per_user_limit\"}") == 27);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  CHECK(rss_kib() - rss_before < 12 * 1024); // 30 sessions of 800 KB would be 24 MB
+#endif
+  std::unique_ptr<er::client::ws_client> client;
+  CHECK(reconnect(router, "mallory", resume_target(greetings.front(), 0), client)["data"]["recovered"] == false);
+  CHECK(reconnect(router, "mallory", resume_target(greetings.back(), 2), client)["data"]["recovered"] == true);
+  CHECK(reconnect(router, "bob", resume_target(bystander.established, 0), client)["data"]["recovered"] == true);
+}
+
+TEST_CASE("frames older than router.resume-window-ms are not replayed: a resume that needs "
+          "them is not recovered, never served with a gap") {
+  auto settings = bounded_settings();
+  settings.resume_window_ms = 700;
+  test_router router{settings};
+  auto c = connect_user(router, "alice");
+  fill(router, c, "alice", 1, 10); // event 1
+  std::this_thread::sleep_for(900ms);
+  fill(router, c, "alice", 1, 10); // event 2: event 1 is older than the window now
+  c.client->reset();
+  REQUIRE(eventually([&] { return router.server().stats().detached == 1; }));
+  std::unique_ptr<er::client::ws_client> client;
+  auto refused = reconnect(router, "alice", resume_target(c.established, 0), client);
+  CHECK(refused["data"]["recovered"] == false);
+  CHECK(client->read(200ms).what == er::client::frame::kind::timeout); // nothing replayed
+  auto resumed = reconnect(router, "alice", resume_target(c.established, 1), client);
+  CHECK(resumed["data"]["recovered"] == true);
+  CHECK(next_json(*client)["event_id"] == 2);
+}
+
+TEST_CASE("past router.replay-budget-bytes detached sessions end oldest first, then connected "
+          "sessions' buffers drop their oldest frames, the total comes back under the budget") {
+  auto settings = bounded_settings();
+  settings.replay_budget_bytes = 3 << 20; // 3 MiB for the whole process
+  test_router router{settings};
+  std::vector<json> detached;
+  for (int u = 0; u < 3; ++u) { // three users leave ~800 KB each behind
+    auto user = "d" + std::to_string(u);
+    auto c = connect_user(router, user);
+    fill(router, c, user, 2, 400 * 1000);
+    detached.push_back(c.established);
+    c.client->reset();
+  }
+  REQUIRE(eventually([&] { return router.server().stats().detached == 3; }));
+  auto live = connect_user(router, "live");
+  fill(router, live, "live", 4, 200 * 1000); // 800 KB more: over 3 MiB
+  CHECK(eventually([&] { return router.server().stats().detached < 3; }));
+  CHECK(eventually([&] { return replay_bytes(router) <= static_cast<std::size_t>(settings.replay_budget_bytes); }));
+  CHECK(metric(router, "router_detached_evictions_total{reason=\"replay_budget\"}") >= 1);
+  std::unique_ptr<er::client::ws_client> client;
+  // The oldest went first.
+  CHECK(reconnect(router, "d0", resume_target(detached[0], 2), client)["data"]["recovered"] == false);
+  SUBCASE("no detached session left: the connected buffers are capped") {
+    std::vector<connection> others; // four connected sessions of 1 MiB each: over 3 MiB
+    for (int u = 2; u <= 4; ++u)
+      others.push_back(connect_user(router, "live" + std::to_string(u)));
+    fill(router, live, "live", 4, 300 * 1000);
+    for (int u = 2; u <= 4; ++u)
+      fill(router, others[static_cast<std::size_t>(u - 2)], "live" + std::to_string(u), 4, 300 * 1000);
+    CHECK(eventually([&] { return replay_bytes(router) <= static_cast<std::size_t>(settings.replay_budget_bytes); }));
+    CHECK(metric(router, "router_replay_caps_total") >= 1);
+    // live's oldest frames are gone: a resume from the start is refused, a recent one is not.
+    live.client->reset();
+    REQUIRE(eventually([&] { return router.server().stats().detached >= 1; }));
+    CHECK(reconnect(router, "live", resume_target(live.established, 0), client)["data"]["recovered"] == false);
+  }
+}
