@@ -14,12 +14,13 @@ constexpr std::string_view content_security_policy =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
   "connect-src 'self' ws: wss:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The file of `asset` in the source tree under `dir`: clients/console/<name>, and
-/// clients/js/router-client.js.
+/// The file of `asset` in the source tree under `dir`: clients/console/<name>, else
+/// clients/js/<name>.
 std::string read_source(const console_asset& asset, const std::string& dir) {
   auto name = asset.path == "/" ? std::string{"index.html"} : std::string{asset.path.substr(1)};
-  auto file = dir + (name == "router-client.js" ? "/js/" : "/console/") + name;
-  std::ifstream in{file, std::ios::binary};
+  std::ifstream in{dir + "/console/" + name, std::ios::binary};
+  if (!in)
+    in.open(dir + "/js/" + name, std::ios::binary);
   return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
 }
 
