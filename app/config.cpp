@@ -12,6 +12,8 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/config_value.hpp>
 #include <caf/settings.hpp>
+
+#include "actors/router/manager/runs/http_agent_client.hpp"
 #include <unistd.h>
 
 namespace er::app {
@@ -170,8 +172,6 @@ std::string resolve_against(const std::string& file, const std::string& path) {
 command_agent_settings command_agent(const std::string& file, const std::string& name,
                                      const caf::config_value::dictionary& entries) {
   auto where = file + ": [agents." + name + "]";
-  if (name == "echo" || name == "demo" || name.rfind("test-", 0) == 0)
-    throw config_error(where + ": the name is taken by a built-in agent");
   command_agent_settings agent;
   agent.name = name;
   for (auto& [key, value] : entries) {
@@ -192,8 +192,70 @@ command_agent_settings command_agent(const std::string& file, const std::string&
     }
   }
   if (agent.executable.empty())
-    throw config_error(where + ": executable is required");
+    throw config_error(where + ": executable (a command agent) or url (an HTTP agent) is required");
   return agent;
+}
+
+/// A positive integer of an agent's section, within [min, max].
+std::int64_t agent_integer(const std::string& where, const std::string& key,
+                           const caf::config_value& value, std::int64_t min, std::int64_t max) {
+  auto integer = caf::get_if<caf::config_value::integer>(&value);
+  if (!integer || *integer < min || *integer > max)
+    throw config_error(where + ": " + key + " = " + caf::to_string(value) + " is not an integer in ["
+                       + std::to_string(min) + ", " + std::to_string(max) + "]");
+  return *integer;
+}
+
+std::string agent_string(const std::string& where, const std::string& key,
+                         const caf::config_value& value) {
+  auto text = caf::get_if<std::string>(&value);
+  if (!text)
+    throw config_error(where + ": " + key + " expects a quoted string, got " + caf::to_string(value));
+  return *text;
+}
+
+http_agent_settings http_agent(const std::string& file, const std::string& name,
+                               const caf::config_value::dictionary& entries) {
+  auto where = file + ": [agents." + name + "]";
+  http_agent_settings agent;
+  agent.name = name;
+  for (auto& [key, value] : entries) {
+    if (key == "url")
+      agent.url = agent_string(where, key, value);
+    else if (key == "bearer")
+      agent.bearer = agent_string(where, key, value);
+    else if (key == "ca-file")
+      agent.ca_file = resolve_against(file, agent_string(where, key, value));
+    else if (key == "timeout-ms")
+      agent.timeout_ms = agent_integer(where, key, value, 1, big);
+    else if (key == "connect-timeout-ms")
+      agent.connect_timeout_ms = agent_integer(where, key, value, 1, big);
+    else if (key == "max-in-flight")
+      agent.max_in_flight = agent_integer(where, key, value, 1, 100000);
+    else if (key == "queue-timeout-ms")
+      agent.queue_timeout_ms = agent_integer(where, key, value, 0, big);
+    else
+      throw config_error(where + ": unexpected " + key + " (an HTTP agent takes url, bearer, "
+                         "timeout-ms, connect-timeout-ms, max-in-flight, queue-timeout-ms, ca-file)");
+  }
+  std::string why;
+  if (!actors::parse_agent_url(agent.url, why))
+    throw config_error(where + ": url = \"" + agent.url + "\" " + why);
+  return agent;
+}
+
+/// An `[agents.NAME]` section: an HTTP agent when it has a url, else a command agent.
+void add_agent(const std::string& file, const std::string& name,
+               const caf::config_value::dictionary& entries, router_settings& out) {
+  if (name == "echo" || name == "demo" || name.rfind("test-", 0) == 0)
+    throw config_error(file + ": [agents." + name + "]: the name is taken by a built-in agent");
+  if (entries.count("url") == 0 && entries.count("executable") == 0)
+    throw config_error(file + ": [agents." + name
+                       + "]: executable (a command agent) or url (an HTTP agent) is required");
+  if (entries.count("url") > 0)
+    out.http_agents.push_back(http_agent(file, name, entries));
+  else
+    out.command_agents.push_back(command_agent(file, name, entries));
 }
 
 void apply_file(const std::string& path, router_settings& out) {
@@ -211,7 +273,7 @@ void apply_file(const std::string& path, router_settings& out) {
       refuse_replaced_key(key, path);
       if (auto agent = caf::get_if<caf::config_value::dictionary>(&value);
           agent && section == "agents")
-        out.command_agents.push_back(command_agent(path, name, *agent));
+        add_agent(path, name, *agent, out);
       else if (auto opt = find_option(key))
         assign_from_value(*opt, value, out, path);
       else if (section_is_ours(key))

@@ -12,6 +12,7 @@
 
 #include "actors/runtime/io_scheduler.hpp"
 #include "actors/router/router.hpp"
+#include "actors/router/manager/runs/http_agent_client.hpp"
 #include "app/config.hpp"
 #include "app/http_api.hpp"
 #include "context/jwt_auth.hpp"
@@ -59,6 +60,21 @@ std::shared_ptr<const actors::agent_catalog> catalog_of(const router_settings& s
     auto def = add(c.name, actors::agent_kind::command, c.timeout_ms);
     def->command.executable = c.executable;
     def->command.args = c.args;
+  }
+  for (auto& h : s.http_agents) {
+    actors::http_agent_options options;
+    std::string why;
+    auto url = actors::parse_agent_url(h.url, why);
+    if (!url)
+      throw std::runtime_error("[agents." + h.name + "] url " + why);
+    options.url = *url;
+    options.bearer = h.bearer;
+    options.connect_timeout = std::chrono::milliseconds{h.connect_timeout_ms};
+    options.max_in_flight = static_cast<std::size_t>(h.max_in_flight);
+    options.queue_timeout = std::chrono::milliseconds{h.queue_timeout_ms};
+    options.ca_file = h.ca_file;
+    add(h.name, actors::agent_kind::http, h.timeout_ms)->http =
+      actors::http_agent_pool::create(io, std::move(options));
   }
   if (!catalog->find(s.default_agent))
     throw std::runtime_error("agents.default = \"" + s.default_agent + "\" names no agent");

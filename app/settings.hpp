@@ -20,6 +20,19 @@ struct command_agent_settings {
   std::int64_t timeout_ms = 60000;
 };
 
+/// A `[agents.NAME]` section with a `url`: a service the router POSTs each run to, streaming
+/// its events back (README, "HTTP agents").
+struct http_agent_settings {
+  std::string name;
+  std::string url;
+  std::string bearer;                 ///< sent as Authorization: Bearer; never logged
+  std::int64_t timeout_ms = 300000;   ///< the whole run
+  std::int64_t connect_timeout_ms = 5000;
+  std::int64_t max_in_flight = 16;    ///< requests to this agent at once, per process
+  std::int64_t queue_timeout_ms = 10000;
+  std::string ca_file;                ///< more trusted CA certificates (PEM) for https
+};
+
 inline constexpr const char* dev_jwt_secret = "dev-only-jwt-secret-change-me";
 inline constexpr const char* dev_api_key = "dev-only-api-key-change-me";
 
@@ -62,6 +75,7 @@ struct router_settings {
   std::int64_t run_timeout_ms = 300000; ///< built-in agents; command agents have their own
   std::int64_t test_agents = 0;         ///< 1: add the fault-injection agents (tests only)
   std::vector<command_agent_settings> command_agents;
+  std::vector<http_agent_settings> http_agents;
 };
 
 inline bool is_loopback_host(const std::string& host) {

@@ -124,3 +124,35 @@ TEST_CASE("CAF's scheduler threads and policy are refused: the io threads run th
   CHECK(effective_io_threads(load_config({}).settings) >= 1);
   CHECK(effective_io_threads(load_config({"--router.io-threads=3"}).settings) == 3);
 }
+
+TEST_CASE("an [agents.NAME] section with a url is an HTTP agent, its values checked by key") {
+  temp_file good{"[agents.llm]\nurl=\"https://agents.example:8443/run?x=1\"\nbearer=\"b\"\n"
+                 "timeout-ms=5000\nconnect-timeout-ms=700\nmax-in-flight=3\nqueue-timeout-ms=0\n"};
+  auto cfg = load_config({"--config-file=" + good.path});
+  REQUIRE(cfg.settings.http_agents.size() == 1);
+  auto& a = cfg.settings.http_agents.front();
+  CHECK(a.name == "llm");
+  CHECK(a.url == "https://agents.example:8443/run?x=1");
+  CHECK(a.bearer == "b");
+  CHECK(a.timeout_ms == 5000);
+  CHECK(a.connect_timeout_ms == 700);
+  CHECK(a.max_in_flight == 3);
+  CHECK(a.queue_timeout_ms == 0);
+  CHECK(cfg.settings.command_agents.empty());
+  for (auto [section, expected] :
+       {std::pair{"url=\"ftp://x/agent\"", "url = \"ftp://x/agent\" must start with http://"},
+        std::pair{"url=\"http://:80/\"", "has no host"},
+        std::pair{"url=\"http://h:99999/\"", "has an invalid port"},
+        std::pair{"url=\"http://user:pw@h/\"", "must not carry credentials"},
+        std::pair{"url=\"http://h/\"\nmax-in-flight=0", "max-in-flight = 0"},
+        std::pair{"url=\"http://h/\"\ntimeout-ms=\"soon\"", "timeout-ms"},
+        std::pair{"url=\"http://h/\"\nexecutable=\"/bin/true\"", "unexpected executable"},
+        std::pair{"url=5", "url expects a quoted string"},
+        std::pair{"bearer=\"b\"", "executable (a command agent) or url (an HTTP agent)"}}) {
+    temp_file f{std::string{"[agents.llm]\n"} + section + "\n"};
+    auto err = error_of({"--config-file=" + f.path});
+    CAPTURE(err);
+    CHECK(err.find("[agents.llm]") != std::string::npos);
+    CHECK(err.find(expected) != std::string::npos);
+  }
+}

@@ -1,11 +1,16 @@
 // The protocol core (DESIGN §4) over real connections: greeting, envelope, ping/pong, and
 // how malformed input is answered without closing the connection.
 
+#include <fstream>
+#include <iterator>
 #include <regex>
+#include <vector>
 
 #include <doctest/doctest.h>
 
+#include "protocol/close_codes.hpp"
 #include "protocol/envelope.hpp"
+#include "protocol/message_types.hpp"
 #include "tests/support.hpp"
 
 using namespace er::test;
@@ -207,4 +212,30 @@ TEST_CASE("an unknown type is echoed in its error as at most 64 bytes, cut betwe
   CHECK(reply["data"]["message"] == "unknown message type \"" + std::string(63, 'a') + "...\"");
   CHECK(protocol::quote_excerpt("short") == "\"short\"");
   CHECK(protocol::quote_excerpt(std::string(64, 'z')) == "\"" + std::string(64, 'z') + "\"");
+}
+
+TEST_CASE("docs/asyncapi.yaml documents every message type and close code the router knows") {
+  std::ifstream in{std::string{ER_SOURCE_DIR} + "/docs/asyncapi.yaml"};
+  std::string doc{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+  REQUIRE(!doc.empty());
+  auto pinned = [&](std::string_view type) {
+    return doc.find("const: " + std::string{type} + "\n") != std::string::npos
+           || doc.find("const: \"" + std::string{type} + "\"") != std::string::npos;
+  };
+  for (auto types : {std::vector<std::string_view>(protocol::client_message_types.begin(),
+                                                   protocol::client_message_types.end()),
+                     std::vector<std::string_view>(protocol::reply_types.begin(),
+                                                   protocol::reply_types.end()),
+                     std::vector<std::string_view>(protocol::agent_event_types.begin(),
+                                                   protocol::agent_event_types.end())})
+    for (auto type : types) {
+      CAPTURE(type);
+      CHECK(pinned(type));
+    }
+  auto codes = doc.substr(doc.find("x-close-codes:"));
+  for (const auto& c : er::close_code::all) {
+    CAPTURE(c.code);
+    CHECK(codes.find("- code: " + std::to_string(c.code) + "\n    reason: " + std::string{c.reason})
+          != std::string::npos);
+  }
 }

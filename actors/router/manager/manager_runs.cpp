@@ -101,9 +101,10 @@ void start_run(manager_pointer self, const agent_definition& agent,
   if (auto& m = st.settings->metrics)
     m->run_started();
   st.hold_outbox = true;
-  entry.actor = spawn_agent_run(self, caf::actor_cast<run_parent>(self), agent, *st.settings->agents,
+  entry.actor = spawn_agent_run(self, caf::actor_cast<run_parent>(self), agent,
+                                *st.settings->agents,
                                 run_spec{entry.run_id, entry.thread_id.value_or(""),
-                                         std::move(payload)});
+                                         st.ctx->user_id(), std::move(payload)});
   entry.deadline = std::chrono::steady_clock::now() + agent.timeout;
   arm_deadline_check(self, entry.deadline);
   auto& runs = runs_of(self);

@@ -4,6 +4,19 @@
 
 namespace er::actors {
 
+std::optional<agent_line> agent_event_of(std::string type, nlohmann::json data) {
+  if (!protocol::is_run_event(type) || type == "agent_stopped")
+    return std::nullopt;
+  if (data.is_null())
+    data = nlohmann::json::object();
+  if (!data.is_object())
+    return std::nullopt;
+  // Every agent_error says why, even when the agent did not.
+  if (type == "agent_error" && !data.value("message", nlohmann::json{}).is_string())
+    data["message"] = "the agent reported an error";
+  return agent_line{std::move(type), std::move(data)};
+}
+
 std::optional<agent_line> parse_agent_line(std::string_view line) {
   auto doc = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
   if (!doc.is_object())
@@ -11,17 +24,11 @@ std::optional<agent_line> parse_agent_line(std::string_view line) {
   auto type = doc.find("type");
   if (type == doc.end() || !type->is_string())
     return std::nullopt;
-  auto name = type->get<std::string>();
-  if (!protocol::is_run_event(name) || name == "agent_stopped")
-    return std::nullopt;
   auto data = doc.find("data");
   if (data != doc.end() && !data->is_object())
     return std::nullopt;
-  agent_line event{std::move(name), data == doc.end() ? nlohmann::json::object() : std::move(*data)};
-  // Every agent_error says why, even when the agent did not.
-  if (event.type == "agent_error" && !event.data.value("message", nlohmann::json{}).is_string())
-    event.data["message"] = "the agent reported an error";
-  return event;
+  return agent_event_of(type->get<std::string>(),
+                        data == doc.end() ? nlohmann::json::object() : std::move(*data));
 }
 
 } // namespace er::actors

@@ -17,6 +17,8 @@ caf::actor spawn_agent_run(caf::local_actor* spawner, run_parent parent,
                             catalog.demo_step_delay);
     case agent_kind::command:
       return spawn_command_run(spawner, std::move(parent), std::move(spec), agent, *catalog.io);
+    case agent_kind::http:
+      return spawn_http_run(spawner, std::move(parent), std::move(spec), agent);
     case agent_kind::test_throw:
     case agent_kind::test_hang:
       return spawn_test_run(spawner, std::move(parent), agent.kind);

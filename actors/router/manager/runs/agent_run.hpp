@@ -20,12 +20,15 @@
 
 namespace er::actors {
 
-enum class agent_kind { echo, demo, command, test_throw, test_hang };
+enum class agent_kind { echo, demo, command, http, test_throw, test_hang };
+
+class http_agent_pool;
 
 struct agent_definition {
   std::string name;
   agent_kind kind = agent_kind::echo;
   command_spec command;               ///< for agent_kind::command
+  std::shared_ptr<http_agent_pool> http; ///< for agent_kind::http: shared by all its runs
   std::chrono::milliseconds timeout{300000};
 };
 
@@ -47,6 +50,7 @@ struct agent_catalog {
 struct run_spec {
   std::string run_id;
   std::string thread_id; ///< empty when the run belongs to no thread
+  std::string user_id;   ///< the connection's verified user (HTTP agents are told it)
   nlohmann::json payload;
 };
 

@@ -18,5 +18,7 @@ caf::actor spawn_demo_run(caf::local_actor* spawner, run_parent parent, run_spec
 caf::actor spawn_test_run(caf::local_actor* spawner, run_parent parent, agent_kind kind);
 caf::actor spawn_command_run(caf::local_actor* spawner, run_parent parent, run_spec spec,
                              const agent_definition& agent, boost::asio::io_context& io);
+caf::actor spawn_http_run(caf::local_actor* spawner, run_parent parent, run_spec spec,
+                          const agent_definition& agent);
 
 } // namespace er::actors

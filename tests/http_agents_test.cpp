@@ -1,0 +1,335 @@
+// HTTP agents (DESIGN §5) against a real HTTP server over loopback (tests/agents/
+// http_agent_server.py, a child process of each test): both formats, chunked and
+// close-delimited, events forwarded while the response is still open, every failure as one
+// agent_error, aborts the server observes, pooled keep-alive connections, max-in-flight.
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "tests/support.hpp"
+#include "tests/temp_dir.hpp"
+
+using namespace er::test;
+
+namespace {
+
+/// The test HTTP server, on a free port, stopped with the test.
+class agent_server {
+public:
+  explicit agent_server(std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{"/usr/bin/python3",
+                                  std::string{ER_SOURCE_DIR} + "/tests/agents/http_agent_server.py",
+                                  "--port", "0"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    process_ = std::make_unique<child_process>(argv);
+    auto line = process_->read_line();
+    REQUIRE_MESSAGE(line.rfind("listening ", 0) == 0, "the server said: " << line);
+    port_ = static_cast<unsigned short>(std::stoi(line.substr(10)));
+  }
+  ~agent_server() {
+    process_->signal(SIGTERM);
+    process_->wait();
+  }
+
+  std::string url(const std::string& path, bool tls = false) const {
+    return std::string{tls ? "https" : "http"} + "://127.0.0.1:" + std::to_string(port_) + path;
+  }
+  json stats() const {
+    auto r = er::client::http_request("127.0.0.1", port_, "GET", "/_stats");
+    REQUIRE(r.status == 200);
+    return json::parse(r.body);
+  }
+  void release(const std::string& run_id = {}) const {
+    auto target = run_id.empty() ? std::string{"/_release"} : "/_release?run_id=" + run_id;
+    CHECK(er::client::http_request("127.0.0.1", port_, "POST", target).status == 200);
+  }
+  bool saw_disconnect(const std::string& run_id) const {
+    auto d = stats()["disconnects"];
+    return std::find(d.begin(), d.end(), run_id) != d.end();
+  }
+
+private:
+  std::unique_ptr<child_process> process_;
+  unsigned short port_ = 0;
+};
+
+er::app::http_agent_settings http_agent(std::string name, std::string url) {
+  er::app::http_agent_settings a;
+  a.name = std::move(name);
+  a.url = std::move(url);
+  a.connect_timeout_ms = 2000;
+  a.timeout_ms = 20000;
+  return a;
+}
+
+er::app::router_settings settings_with(std::vector<er::app::http_agent_settings> agents) {
+  auto s = agent_settings();
+  s.http_agents = std::move(agents);
+  s.max_runs_per_connection = 10;
+  s.messages_per_second = 100000;
+  s.messages_burst = 100000;
+  return s;
+}
+
+json start(const std::string& agent, const std::string& id, json input = "hello") {
+  return {{"type", "start_agent"}, {"id", id}, {"payload", {{"agent", agent}, {"input", input}}}};
+}
+
+/// Runs `agent` to its end; the final event (exactly one).
+json run_final(connection& c, const std::string& agent, const std::string& id = "r") {
+  auto frames = run_to_end(*c.client, start(agent, id), 20s);
+  REQUIRE(frames.size() >= 2);
+  CHECK(frames.front()["type"] == "agent_started");
+  CHECK(std::count_if(frames.begin(), frames.end(), [](const json& f) { return is_final(f); })
+        == 1);
+  return frames.back();
+}
+
+/// The run's agent_error message, checked to be the one final event.
+std::string error_of(connection& c, const std::string& agent) {
+  auto last = run_final(c, agent);
+  CHECK(last["type"] == "agent_error");
+  return last["data"]["message"].get<std::string>();
+}
+
+} // namespace
+
+TEST_CASE("an HTTP agent streams NDJSON and SSE, chunked and close-delimited, and learns the "
+          "verified user, the run id and its bearer from the router") {
+  agent_server server;
+  auto ndjson = http_agent("nd", server.url("/ndjson?n=4"));
+  ndjson.bearer = "s3cret-bearer";
+  test_router router{settings_with({ndjson, http_agent("sse", server.url("/sse?n=4")),
+                                    http_agent("nd-close", server.url("/ndjson-close?n=3")),
+                                    http_agent("sse-close", server.url("/sse-close?n=3&eol=crlf")),
+                                    http_agent("split", server.url("/ndjson?n=3&chunk=7"))})};
+  auto c = connect_user(router, "alice");
+  for (std::string agent : {"nd", "sse", "nd-close", "sse-close", "split"}) {
+    CAPTURE(agent);
+    auto frames = run_to_end(*c.client, start(agent, agent, json{{"q", 1}}), 20s);
+    REQUIRE(frames.back()["type"] == "agent_completed");
+    auto run_id = frames.front()["run_id"];
+    for (auto& f : frames) {
+      CHECK(f["run_id"] == run_id);
+      CHECK(f["user_id"] == "alice");
+    }
+    auto echo = frames.back()["data"];
+    CHECK(echo["user_id"] == "alice");
+    CHECK(echo["run_id"] == run_id);
+    CHECK(echo["x_request_id"] == run_id);
+    CHECK(echo["agent"] == agent);
+    CHECK(echo["payload"]["input"] == json{{"q", 1}});
+    CHECK(echo["content_type"] == "application/json");
+    CHECK(echo["method"] == "POST");
+    CHECK(frames.size() == static_cast<std::size_t>(echo["events"].get<int>() + 1));
+    if (agent == "nd")
+      CHECK(echo["authorization"] == "Bearer s3cret-bearer");
+    else
+      CHECK(echo["authorization"].is_null());
+  }
+}
+
+TEST_CASE("an HTTP agent's events reach the client while its response is still open") {
+  agent_server server;
+  test_router router{settings_with({http_agent("gate", server.url("/gate"))})};
+  auto c = connect_user(router, "alice");
+  c.client->send_text(start("gate", "g").dump());
+  auto started = next_json(*c.client);
+  REQUIRE(started["type"] == "agent_started");
+  CHECK(next_json(*c.client)["type"] == "agent_thinking"); // before the backend has finished
+  CHECK(server.stats()["gates_waiting"] == 1);
+  server.release(started["run_id"]);
+  CHECK(next_json(*c.client)["type"] == "agent_completed");
+}
+
+TEST_CASE("every failure of an HTTP agent is exactly one agent_error with a clear message") {
+  agent_server server;
+  auto guarded = http_agent("denied", server.url("/status/500"));
+  guarded.bearer = "never-in-messages";
+  auto slow = http_agent("slow", server.url("/slow-headers"));
+  slow.connect_timeout_ms = 300;
+  test_router router{settings_with(
+    {guarded, http_agent("notfound", server.url("/status/404")),
+     http_agent("bad-type", server.url("/bad-type")),
+     http_agent("malformed", server.url("/malformed")),
+     http_agent("long-line", server.url("/long-line")),
+     http_agent("no-final", server.url("/no-final")), slow,
+     http_agent("refused", "http://127.0.0.1:1/agent"),
+     http_agent("tls", server.url("/ndjson", true))})};
+  auto c = connect_user(router, "alice");
+  auto denied = error_of(c, "denied");
+  CHECK(denied.find("HTTP 500") != std::string::npos);
+  CHECK(denied.find("backend says no") != std::string::npos);
+  CHECK(denied.find("never-in-messages") == std::string::npos);
+  CHECK(error_of(c, "notfound").find("HTTP 404") != std::string::npos);
+  CHECK(error_of(c, "bad-type").find("Content-Type \"text/plain") != std::string::npos);
+  CHECK(error_of(c, "malformed").find("not a JSON agent event") != std::string::npos);
+  CHECK(error_of(c, "long-line").find("longer than 65536 bytes") != std::string::npos);
+  CHECK(error_of(c, "no-final").find("ended without agent_completed") != std::string::npos);
+  CHECK(error_of(c, "slow").find("did not answer") != std::string::npos);
+  CHECK(error_of(c, "refused").find("cannot connect to the agent at http://127.0.0.1:1/agent")
+        != std::string::npos);
+  // The server speaks plain HTTP: the TLS handshake fails.
+  CHECK(error_of(c, "tls").find("TLS handshake with the agent failed") != std::string::npos);
+  c.client->send_text(R"({"type":"ping","id":"after"})");
+  CHECK(next_json(*c.client)["reply_to"] == "after"); // the connection is fine
+}
+
+TEST_CASE("https: the agent's certificate is verified (a private CA may be added with ca-file)") {
+  temp_dir dir;
+  auto cert = dir.file("cert.pem"), key = dir.file("key.pem");
+  auto cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+             " -addext subjectAltName=IP:127.0.0.1 -keyout " + key + " -out " + cert
+             + " 2>/dev/null";
+  REQUIRE(std::system(cmd.c_str()) == 0);
+  agent_server server{{"--tls", cert, key}};
+  auto trusted = http_agent("trusted", server.url("/ndjson?n=2", true));
+  trusted.ca_file = cert;
+  test_router router{settings_with({trusted, http_agent("untrusted", server.url("/ndjson", true))})};
+  auto c = connect_user(router, "alice");
+  CHECK(run_final(c, "trusted")["type"] == "agent_completed");
+  auto refused = error_of(c, "untrusted");
+  CHECK(refused.find("TLS handshake with the agent failed") != std::string::npos);
+  CHECK(refused.find("certificate verify failed") != std::string::npos);
+}
+
+TEST_CASE("stop_agent, the run timeout and a closing connection abort the request at once, "
+          "and the server sees its client go away") {
+  agent_server server;
+  auto timed = http_agent("hang-timeout", server.url("/hang"));
+  timed.timeout_ms = 500;
+  test_router router{settings_with({http_agent("hang", server.url("/hang")), timed})};
+  auto c = connect_user(router, "alice");
+  SUBCASE("stop") {
+    c.client->send_text(start("hang", "h").dump());
+    auto run_id = next_json(*c.client)["run_id"].get<std::string>();
+    CHECK(next_json(*c.client)["type"] == "agent_thinking");
+    c.client->send_text(json{{"type", "stop_agent"}, {"id", "s"}, {"payload", {{"run_id", run_id}}}}.dump());
+    CHECK(next_json(*c.client)["type"] == "agent_stopped");
+    CHECK(eventually([&] { return server.saw_disconnect(run_id); }, 5s));
+  }
+  SUBCASE("timeout") {
+    auto frames = run_to_end(*c.client, start("hang-timeout", "t"), 10s);
+    CHECK(frames.back()["data"]["message"] == "the agent timed out");
+    CHECK(eventually([&] { return server.saw_disconnect(frames.front()["run_id"]); }, 5s));
+  }
+  SUBCASE("the client's connection closes") {
+    c.client->send_text(start("hang", "h").dump());
+    auto run_id = next_json(*c.client)["run_id"].get<std::string>();
+    CHECK(next_json(*c.client)["type"] == "agent_thinking");
+    c.client->close(1000);
+    CHECK(eventually([&] { return server.saw_disconnect(run_id); }, 5s));
+  }
+}
+
+TEST_CASE("keep-alive connections are reused between runs, a broken one never is") {
+  agent_server server;
+  test_router router{settings_with({http_agent("count", server.url("/count?n=2")),
+                                    http_agent("dropping", server.url("/count?n=2&close=1"))})};
+  auto c = connect_user(router, "alice");
+  for (int i = 0; i < 5; ++i)
+    CHECK(run_final(c, "count")["type"] == "agent_completed");
+  CHECK(server.stats()["connections_accepted"] == 1);
+  CHECK(server.stats()["requests"] == 5);
+  // The server drops each connection after answering, without saying so: the next run's
+  // request fails on the dead connection and is retried on a fresh one, unseen by the client.
+  for (int i = 0; i < 3; ++i)
+    CHECK(run_final(c, "dropping")["type"] == "agent_completed");
+  CHECK(server.stats()["requests"] == 8);
+}
+
+TEST_CASE("200 concurrent runs share a pool of at most max-in-flight connections") {
+  agent_server server;
+  auto pooled = http_agent("pooled", server.url("/ndjson?n=3&delay_ms=20"));
+  pooled.max_in_flight = 8;
+  test_router router{settings_with({pooled})};
+  std::vector<connection> clients;
+  for (int i = 0; i < 20; ++i)
+    clients.push_back(connect_user(router, "user-" + std::to_string(i % 5)));
+  for (auto& c : clients)
+    for (int r = 0; r < 10; ++r)
+      c.client->send_text(start("pooled", "p" + std::to_string(r)).dump());
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    int completed = 0;
+    read_until(*clients[i].client, [&](const json& f) {
+      CHECK(f["user_id"] == "user-" + std::to_string(i % 5));
+      if (f["type"] == "agent_completed")
+        CHECK(f["data"]["user_id"] == f["user_id"]);
+      completed += f["type"] == "agent_completed" ? 1 : 0;
+      return completed == 10;
+    }, 60s);
+  }
+  auto stats = server.stats();
+  CHECK(stats["requests"] == 200);
+  CHECK(stats["max_in_flight"].get<int>() <= 8);
+  CHECK(stats["connections_accepted"].get<int>() <= 8);
+}
+
+TEST_CASE("past max-in-flight runs wait in order, and past queue-timeout-ms get unavailable") {
+  agent_server server;
+  auto gated = http_agent("gate", server.url("/gate"));
+  gated.max_in_flight = 2;
+  gated.queue_timeout_ms = 30000;
+  auto single = http_agent("single", server.url("/hang"));
+  single.max_in_flight = 1;
+  single.queue_timeout_ms = 300;
+  test_router router{settings_with({gated, single})};
+  auto c = connect_user(router, "alice");
+  SUBCASE("waiting") {
+    for (int i = 0; i < 4; ++i)
+      c.client->send_text(start("gate", "g" + std::to_string(i)).dump());
+    CHECK(eventually([&] { return server.stats()["gates_waiting"] == 2; }, 5s));
+    std::this_thread::sleep_for(200ms);
+    CHECK(server.stats()["in_flight"] == 2); // the other two wait in the router
+    server.release();
+    CHECK(eventually([&] { return server.stats()["gates_waiting"] == 2; }, 5s));
+    server.release();
+    int completed = 0;
+    read_until(*c.client, [&](const json& f) {
+      completed += f["type"] == "agent_completed" ? 1 : 0;
+      return completed == 4;
+    }, 20s);
+    CHECK(server.stats()["max_in_flight"] == 2);
+  }
+  SUBCASE("unavailable") {
+    c.client->send_text(start("single", "first").dump());
+    CHECK(next_json(*c.client)["type"] == "agent_started");
+    CHECK(next_json(*c.client)["type"] == "agent_thinking");
+    auto frames = run_to_end(*c.client, start("single", "second"), 5s);
+    CHECK(frames.back()["type"] == "agent_error");
+    CHECK(frames.back()["data"]["code"] == "unavailable");
+    CHECK(frames.back()["data"]["message"].get<std::string>().find("busy") != std::string::npos);
+  }
+}
+
+TEST_CASE("two users' HTTP agent runs at once: each frame and each backend request is its "
+          "user's own") {
+  agent_server server;
+  test_router router{settings_with({http_agent("nd", server.url("/ndjson?n=5&delay_ms=5")),
+                                    http_agent("sse", server.url("/sse?n=5&delay_ms=5"))})};
+  auto alice = connect_user(router, "alice");
+  auto bob = connect_user(router, "bob");
+  for (int r = 0; r < 5; ++r) {
+    alice.client->send_text(start(r % 2 ? "nd" : "sse", "a" + std::to_string(r)).dump());
+    bob.client->send_text(start(r % 2 ? "sse" : "nd", "b" + std::to_string(r)).dump());
+  }
+  for (auto [c, user] : {std::pair{&alice, "alice"}, std::pair{&bob, "bob"}}) {
+    std::set<std::string> runs;
+    int completed = 0;
+    read_until(*c->client, [&, user = std::string{user}](const json& f) {
+      CHECK(f["user_id"] == user);
+      if (f["type"] == "agent_started")
+        runs.insert(f["run_id"]);
+      CHECK(runs.count(f["run_id"]) == 1); // only runs this connection started
+      if (f["type"] == "agent_completed") {
+        CHECK(f["data"]["user_id"] == user); // the backend was told the right user
+        ++completed;
+      }
+      return completed == 5;
+    }, 20s);
+  }
+}
