@@ -11,13 +11,21 @@ JOBS=${JOBS:-2}
 
 PACKAGES=(g++ cmake make libcaf-dev libboost-dev libboost-system-dev nlohmann-json3-dev
           doctest-dev libcpp-jwt-dev libsqlite3-dev prometheus-cpp-dev libssl-dev libsimdjson-dev perl)
+# The suite also runs the clients (Node.js, Python), the console in Chromium, and the agents'
+# example backends (Python).
+TEST_PACKAGES=(nodejs chromium python3 python3-websockets)
 
+# install_missing PACKAGE...: apt-get installs those not installed yet.
 install_missing() {
   local missing=()
-  for p in "${PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
       || missing+=("$p")
   done
+  # npm comes with Node.js from some sources and as its own package from Debian.
+  if [[ " $* " == *" nodejs "* ]] && ! command -v npm >/dev/null; then
+    missing+=(npm)
+  fi
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "quickstart: installing ${missing[*]}"
   local sudo=""
@@ -37,12 +45,12 @@ build() {
 case "${1:-}" in
   run)
     shift
-    install_missing
+    install_missing "${PACKAGES[@]}"
     build event-router router-client
     exec "$BUILD_DIR/event-router" "$@"
     ;;
   test)
-    install_missing
+    install_missing "${PACKAGES[@]}" "${TEST_PACKAGES[@]}"
     build
     cd "$BUILD_DIR"
     ctest --output-on-failure -j "$JOBS" --timeout 600

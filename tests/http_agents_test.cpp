@@ -333,3 +333,29 @@ TEST_CASE("two users' HTTP agent runs at once: each frame and each backend reque
     }, 20s);
   }
 }
+
+TEST_CASE("agents/http-agent-example.py works as an HTTP agent, in both formats") {
+  child_process example{{"/usr/bin/python3", std::string{ER_SOURCE_DIR} + "/agents/http-agent-example.py",
+                         "--port", "0", "--delay-ms", "1"}};
+  auto line = example.read_line();
+  auto at = line.find("http://");
+  REQUIRE(at != std::string::npos);
+  auto url = line.substr(at);
+  test_router router{settings_with({http_agent("llm", url), http_agent("llm-sse", url + "/sse")})};
+  auto c = connect_user(router, "alice");
+  for (std::string agent : {"llm", "llm-sse"}) {
+    CAPTURE(agent);
+    auto frames = run_to_end(*c.client, start(agent, agent, "two words"), 20s);
+    CHECK(frames.back()["type"] == "agent_completed");
+    auto tokens = std::count_if(frames.begin(), frames.end(),
+                                [](const json& f) { return f["type"] == "agent_progress"; });
+    CHECK(tokens >= 2);
+    std::string streamed;
+    for (auto& f : frames)
+      if (f["type"] == "agent_progress")
+        streamed += f["data"]["delta"].get<std::string>();
+    CHECK(streamed == frames.back()["data"]["output"]); // the tokens make up the answer
+  }
+  example.signal(SIGTERM);
+  example.wait();
+}
