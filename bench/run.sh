@@ -3,7 +3,8 @@
 # (Node.js ws, uWebSockets.js) and with shared-manager-bench (the router's design with one
 # manager actor for every connection, built for this comparison only), with the neutral client
 # wsload, then runs router-load's own scenarios (ping, agents, publish, churn, idle) against
-# the router. Not run by CI; takes about 4-6 minutes after the build.
+# the router, the agents scenario on an HTTP agent beside the built-in demo agent, and the
+# memory of busy connections. Not run by CI; takes about 6-8 minutes after the build.
 #
 #   bench/run.sh                 build (Release, BUILD_DIR), run everything, print JSON + a table
 #
@@ -96,7 +97,12 @@ fi
 
 secret="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 api_key="bench-key-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-router_args=(--config-file=/dev/null --router.store-path=:memory: "--router.jwt-secret=$secret"
+# An HTTP agent with the demo agent's events, behind a fast local server
+# (bench/http-agent-server.mjs), to price the hop against the built-in demo agent.
+http_agent_port=$(new_port)
+printf '[agents.bench-http]\nurl="http://127.0.0.1:%s/agent"\nmax-in-flight=64\n' \
+  "$http_agent_port" >"$work/router.conf"
+router_args=("--config-file=$work/router.conf" --router.store-path=:memory: "--router.jwt-secret=$secret"
              "--router.api-key=$api_key"
              --router.messages-per-second=1000000 --router.messages-burst=1000000
              --router.max-connections-per-user=100000 --router.max-connections=20000
@@ -227,11 +233,12 @@ port=$(new_port)
 start_server router "$port"
 router_pid=$server_pid
 load_common=(--config-file=/dev/null "--router.jwt-secret=$secret" "--router.api-key=$api_key"
-             --router.max-runs-per-connection=32 "--port=$port" --json --quiet --io-threads=2)
+             --router.max-runs-per-connection=32 --json --quiet --io-threads=2)
 load_run() { # NAME ARGS...
   local name=$1 status=0
   shift
-  "$load_bin" "${load_common[@]}" "$@" >"$work/load-$name.json" 2>"$work/load-$name.err" || status=$?
+  "$load_bin" "${load_common[@]}" "--port=$port" "$@" >"$work/load-$name.json" \
+    2>"$work/load-$name.err" || status=$?
   log "router-load $name: exit $status; $(head -1 "$work/load-$name.err")"
   python3 - "$name" "$status" "$work/load-$name.json" >>"$runs" <<'EOF'
 import json, sys
@@ -244,16 +251,45 @@ print(json.dumps({"kind": "router-load", "scenario": name, "exit_status": status
 EOF
 }
 load_run ping --scenario=ping --connections=100 --inflight=8 --duration=5
-# issue 4's agents target: 1,000 users, demo runs (3 steps, no pause: 7 events each) at
-# 7.2 runs/s per user, which is 50,000 events/s when the router keeps up. Three rounds, the
-# median reported: this machine's neighbours move a single round's p99 by several times.
+# 1,000 users, demo runs (3 steps, no pause: 7 events each) at 7.2 runs/s per user, which is
+# 50,000 events/s when the router keeps up; alternating with the same load on an HTTP agent
+# that streams the same events. Three rounds each, the medians reported: this machine's
+# neighbours move a single round's p99 by several times.
+node "$root/bench/http-agent-server.mjs" "$http_agent_port" >"$work/http-agent.log" 2>&1 &
+http_agent_pid=$!
+pids+=("$http_agent_pid")
+wait_port "$http_agent_port" || log "the bench HTTP agent did not start"
 for round in 1 2 3; do
   load_run "agents-$round" --scenario=agents --connections=1000 --users=1000 --rate=7.2 --duration=5
+  load_run "http-agents-$round" --scenario=agents --agent=bench-http --connections=1000 \
+    --users=1000 --rate=7.2 --duration=5
 done
+stop_pid "$http_agent_pid"
 load_run publish --scenario=publish --connections=200 --publish-rate=2000 --duration=5
 load_run churn --scenario=churn --connections=50 --duration=5
 load_run idle --scenario=idle --connections="$IDLE_CONNS" --duration=2 --connect-window=128
 stop_pid "$router_pid"
+
+# -- memory of a busy connection: the replay buffers under the agents load -------------------
+
+port=$(new_port)
+start_server router "$port"
+busy_pid=$server_pid
+busy_base=$(rss_kib "$busy_pid")
+busy_max=$busy_base
+"$load_bin" "${load_common[@]}" "--port=$port" --scenario=agents --connections=1000 \
+  --users=1000 --rate=7.2 --duration=10 >"$work/load-busy.json" 2>"$work/load-busy.err" &
+busy_load=$!
+while kill -0 "$busy_load" 2>/dev/null; do
+  rss=$(rss_kib "$busy_pid")
+  [ "$rss" -gt "$busy_max" ] && busy_max=$rss
+  sleep 0.5
+done
+wait "$busy_load" || true
+busy_kib=$(( (busy_max - busy_base) / 1000 ))
+echo "{\"kind\": \"busy\", \"server\": \"router\", \"connections\": 1000, \"seconds\": 10, \"kib_per_connection\": $busy_kib}" >>"$runs"
+log "busy memory: $busy_kib KiB per connection"
+stop_pid "$busy_pid"
 
 # -- report ------------------------------------------------------------------------------
 
@@ -302,15 +338,26 @@ for label, kind, key, match, better in rows:
     summary[label] = {"values": values, "router_over_peer": ratios, "better": better}
     table.append((label, values, ratios, better))
 
-# every completed demo run delivered agent_started, 3 thinking, 2 tool events, completed
-agents = [r["report"] for r in runs if r["kind"] == "router-load" and r["scenario"].startswith("agents")
-          and r["report"] and r["report"].get("throughput_per_s") is not None]
-agents_summary = agents and {
-    "rounds": len(agents),
-    "events_per_s": statistics.median([7 * a["throughput_per_s"] for a in agents]),
-    "p99_us": statistics.median([a["latency_us"]["p99"] for a in agents]),
-    "p99_us_rounds": [a["latency_us"]["p99"] for a in agents]}
+def agents_of(prefix):
+    """The agents rounds whose scenario name starts with `prefix`; every completed run
+    delivered agent_started, 3 thinking, 2 tool events and agent_completed: 7 events."""
+    reports = [r["report"] for r in runs if r["kind"] == "router-load" and r["scenario"].startswith(prefix)
+               and r["report"] and r["report"].get("throughput_per_s") is not None]
+    return reports and {
+        "rounds": len(reports),
+        "events_per_s": statistics.median([7 * a["throughput_per_s"] for a in reports]),
+        "p99_us": statistics.median([a["latency_us"]["p99"] for a in reports]),
+        "p99_us_rounds": [a["latency_us"]["p99"] for a in reports]}
+agents_summary = agents_of("agents-")
+http_summary = agents_of("http-agents-")
 summary["agents, 1,000 users (median of rounds)"] = agents_summary or None
+summary["agents over HTTP, 1,000 users (median of rounds)"] = http_summary or None
+if agents_summary and http_summary:
+    summary["agents over HTTP / built-in demo"] = {
+        "events_per_s": http_summary["events_per_s"] / agents_summary["events_per_s"],
+        "p99": http_summary["p99_us"] / agents_summary["p99_us"]}
+busy = next((r for r in runs if r["kind"] == "busy"), None)
+summary["busy, 1,000 connections under the agents load: server RSS KiB per connection"] = busy and busy["kib_per_connection"]
 
 result = {"machine": {"cores": cores, "kernel": kernel}, "peers": peers,
           "note": "values: medians over alternating rounds; ratios: medians over rounds of router / peer in the same round",
@@ -350,10 +397,15 @@ for r in runs:
                 pub.get("published"), pub.get("publishes_per_s"), pub.get("deliveries"),
                 pub.get("deliveries_per_s"), pub.get("delivered_sum"),
                 pub.get("expected_deliveries"), pub.get("skipped")))
-if agents_summary:
-    a = agents_summary
-    print("- router-load agents, median of %d rounds: %.0f agent events/s, p99 %s µs (rounds: %s µs)" % (
-        a["rounds"], a["events_per_s"], a["p99_us"], ", ".join(str(x) for x in a["p99_us_rounds"])))
+for name, a in (("agents", agents_summary), ("agents over HTTP", http_summary)):
+    if a:
+        print("- router-load %s, median of %d rounds: %.0f agent events/s, p99 %s µs (rounds: %s µs)" % (
+            name, a["rounds"], a["events_per_s"], a["p99_us"], ", ".join(str(x) for x in a["p99_us_rounds"])))
+if agents_summary and http_summary:
+    ratio = summary["agents over HTTP / built-in demo"]
+    print("- agents over HTTP / built-in demo: %.2f x the events/s, %.2f x the p99" % (ratio["events_per_s"], ratio["p99"]))
+if busy:
+    print("- busy: %d KiB of server RSS per connection under the agents load (1,000 connections, 10 s)" % busy["kib_per_connection"])
 for p in ("ws", "uws"):
     if peers.get(p) != "ok":
         print("- peer %s: %s (not measured)" % (p, peers.get(p)))

@@ -5,13 +5,18 @@
 #include <charconv>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 namespace er::load {
 
 
 // -- frame_checker --------------------------------------------------------------
 
-frame_checker::frame_checker(std::string user_id, std::string prefix, int demo_steps)
-  : user_id_(std::move(user_id)), prefix_(std::move(prefix)), demo_steps_(demo_steps) {
+frame_checker::frame_checker(std::string user_id, std::string prefix, int demo_steps,
+                             std::string agent)
+  : user_id_(std::move(user_id)), prefix_(std::move(prefix)), demo_steps_(demo_steps),
+    start_suffix_(R"(","payload":{"agent":)" + nlohmann::json(agent).dump()
+                  + R"(,"input":"load"}})") {
 }
 
 std::string frame_checker::ping(clock::time_point now) {
@@ -26,8 +31,7 @@ std::string frame_checker::start_demo_run(clock::time_point now) {
   r.request = n;
   r.sent_at = now;
   runs_.push_back(std::move(r));
-  return R"({"type":"start_agent","id":")" + prefix_ + "r" + std::to_string(n)
-         + R"(","payload":{"agent":"demo","input":"load"}})";
+  return R"({"type":"start_agent","id":")" + prefix_ + "r" + std::to_string(n) + start_suffix_;
 }
 
 std::uint64_t frame_checker::owed_events() const {

@@ -65,7 +65,9 @@ struct envelope_fields {
 /// connection has its own prefix, so a reply to anyone else's request is recognised.
 class frame_checker {
 public:
-  frame_checker(std::string user_id, std::string prefix, int demo_steps);
+  /// `agent`: the agent its runs start; its events must have the demo's shape.
+  frame_checker(std::string user_id, std::string prefix, int demo_steps,
+                std::string agent = "demo");
 
   /// The next ping frame to send; its pong is owed.
   std::string ping(clock::time_point now);
@@ -113,6 +115,7 @@ private:
   std::string user_id_;
   std::string prefix_;
   int demo_steps_;
+  std::string start_suffix_; ///< the end of every start_agent frame: the agent and its input
   bool greeted_ = false;
   std::uint64_t next_event_id_ = 1;
   std::uint64_t next_request_ = 0;

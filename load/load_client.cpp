@@ -130,7 +130,7 @@ void open_connection(client_pointer self) {
     c.bind_address = "127.0.0." + std::to_string(2 + st.index % o.sources);
   c.handshake_timeout = o.handshake_timeout;
   auto prefix = "c" + std::to_string(st.index) + "." + std::to_string(st.cycle++) + ".";
-  st.checker.emplace(st.user, std::move(prefix), o.demo_steps);
+  st.checker.emplace(st.user, std::move(prefix), o.demo_steps, o.agent);
   st.closing = false;
   st.connect_started = clock::now();
   auto sink = std::make_shared<client_socket_sink>(caf::actor_cast<load_client_actor>(self));

@@ -70,6 +70,7 @@ struct load_options {
   double agent_rate = 1.0;         ///< agents: runs started per second per connection
   std::size_t max_runs = 4;        ///< agents: the router's max-runs-per-connection
   int demo_steps = 3;              ///< agents: the router's agents.demo-steps
+  std::string agent = "demo";      ///< agents: the agent runs start (its events: the demo's shape)
   std::size_t connect_window = 64; ///< connection attempts in progress at once while ramping
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds drain_timeout{5000}; ///< after the window: wait for owed replies

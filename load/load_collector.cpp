@@ -288,6 +288,7 @@ nlohmann::json to_json(const load_options& o) {
     {"agent_rate_per_s", o.agent_rate},
     {"max_runs", o.max_runs},
     {"demo_steps", o.demo_steps},
+    {"agent", o.agent},
     {"connect_window", o.connect_window},
     {"drain_timeout_ms", o.drain_timeout.count()},
     {"io_threads", o.io_threads},

@@ -46,6 +46,8 @@ Options:
                            user per connection)
   --inflight=K             ping: requests in flight per connection (default 1)
   --rate=R                 agents: runs started per second per connection (default 1)
+  --agent=NAME             agents: the agent to start (default demo); its events must have
+                           the demo's shape (an HTTP agent behind bench/http-agent-server.mjs)
   --duration=S             the measured window in seconds, after every connection is up
                            (default 10; fractions allowed)
   --host=ADDR --port=P     the router (default: router.host and router.port of the configuration)
@@ -112,6 +114,10 @@ void apply(cli& c, const std::string& name, const std::string& value) {
     c.users_given = true;
   } else if (name == "--inflight") {
     o.inflight = positive<std::size_t>(name, value);
+  } else if (name == "--agent") {
+    if (value.empty())
+      throw std::invalid_argument("--agent needs an agent's name");
+    o.agent = value;
   } else if (name == "--rate") {
     o.agent_rate = positive<double>(name, value);
   } else if (name == "--duration") {
