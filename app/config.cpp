@@ -22,10 +22,11 @@ namespace {
 
 using int_member = std::int64_t router_settings::*;
 using string_member = std::string router_settings::*;
+using bool_member = bool router_settings::*;
 
 struct option_spec {
   const char* key; ///< "section.name"
-  std::variant<int_member, string_member> member;
+  std::variant<int_member, string_member, bool_member> member;
   std::int64_t min;
   std::int64_t max;
   const char* help;
@@ -39,6 +40,8 @@ const option_spec options[] = {
   {"router.port", &router_settings::port, 0, 65535, "listen port (0: any free port)"},
   {"router.io-threads", &router_settings::io_threads, 0, 64,
    "threads running the sockets and the actors (0: one per core)"},
+  {"router.reuse-port", &router_settings::reuse_port, 0, 0,
+   "true: SO_REUSEPORT, several router processes share router.port"},
   {"router.server-id", &router_settings::server_id, 0, 0, "node id (default: host name)"},
   {"router.jwt-secret", &router_settings::jwt_secret, 0, 0, "HS256 secret"},
   {"router.jwt-issuer", &router_settings::jwt_issuer, 0, 0, "required iss, when set"},
@@ -131,6 +134,13 @@ void assign_int(const option_spec& opt, std::int64_t value, router_settings& out
 
 void assign_from_text(const option_spec& opt, std::string_view text, router_settings& out,
                       const std::string& origin) {
+  if (auto member = std::get_if<bool_member>(&opt.member)) {
+    if (text != "true" && text != "false")
+      throw config_error(origin + ": " + opt.key + " expects true or false, got '"
+                         + std::string{text} + "'");
+    out.**member = text == "true";
+    return;
+  }
   if (auto member = std::get_if<string_member>(&opt.member)) {
     if (text.size() >= 2 && text.front() == '"' && text.back() == '"')
       text = text.substr(1, text.size() - 2);
@@ -147,6 +157,14 @@ void assign_from_text(const option_spec& opt, std::string_view text, router_sett
 
 void assign_from_value(const option_spec& opt, const caf::config_value& value,
                        router_settings& out, const std::string& origin) {
+  if (auto member = std::get_if<bool_member>(&opt.member)) {
+    auto flag = caf::get_if<bool>(&value);
+    if (!flag)
+      throw config_error(origin + ": " + opt.key + " expects true or false, got "
+                         + caf::to_string(value));
+    out.**member = *flag;
+    return;
+  }
   if (auto member = std::get_if<string_member>(&opt.member)) {
     auto str = caf::get_if<std::string>(&value);
     if (!str)

@@ -167,7 +167,7 @@ struct router_server::impl {
       static_cast<std::size_t>(s.max_connections));
     listener = std::make_unique<net::listener>(io, s.host, static_cast<unsigned short>(s.port),
                                                verifier, session_limits_of(s), std::move(budget),
-                                               std::move(hooks));
+                                               std::move(hooks), s.reuse_port);
     listener->start();
   }
 

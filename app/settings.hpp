@@ -41,6 +41,7 @@ struct router_settings {
   std::string host = "127.0.0.1";
   std::int64_t port = 8080;
   std::int64_t io_threads = 0; ///< 0: one per core (see effective_io_threads)
+  bool reuse_port = false; ///< SO_REUSEPORT: several processes share router.port
   std::string server_id; ///< empty: the host name
   std::string jwt_secret = dev_jwt_secret;
   std::string jwt_issuer;

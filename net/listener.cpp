@@ -241,7 +241,8 @@ struct listener::impl : std::enable_shared_from_this<listener::impl> {
 
 listener::listener(asio::io_context& io, const std::string& host, unsigned short port,
                    const context::jwt_verifier& verifier, session_limits limits,
-                   std::shared_ptr<connection_budget> budget, listener_hooks hooks) {
+                   std::shared_ptr<connection_budget> budget, listener_hooks hooks,
+                   bool reuse_port) {
   auto settings = std::make_shared<const shared_settings>(
     shared_settings{verifier, limits, std::move(budget), std::move(hooks)});
   impl_ = std::make_shared<impl>(io, std::move(settings));
@@ -255,6 +256,8 @@ listener::listener(asio::io_context& io, const std::string& host, unsigned short
   acc.open(endpoint.protocol(), ec);
   if (!ec)
     acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec && reuse_port) // several processes share the port; the kernel spreads connections
+    acc.set_option(asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true), ec);
   if (!ec)
     acc.bind(endpoint, ec);
   if (!ec)

@@ -63,11 +63,13 @@ struct listener_hooks {
 
 class listener {
 public:
-  /// Binds and listens; throws boost::system::system_error (a std::runtime_error) naming the address on failure.
-  /// Past `budget`'s capacity, upgrade requests get 503 before anything else happens.
+  /// Binds and listens; throws boost::system::system_error (a std::runtime_error) naming the
+  /// address on failure. Past `budget`'s capacity, upgrade requests get 503 before anything
+  /// else happens. `reuse_port`: SO_REUSEPORT, so that processes can share the port.
   listener(boost::asio::io_context& io, const std::string& host, unsigned short port,
            const context::jwt_verifier& verifier, session_limits limits,
-           std::shared_ptr<connection_budget> budget, listener_hooks hooks);
+           std::shared_ptr<connection_budget> budget, listener_hooks hooks,
+           bool reuse_port = false);
   ~listener();
 
   listener(const listener&) = delete;

@@ -108,3 +108,24 @@ TEST_CASE("on SIGTERM the binary lets a running agent finish, then closes with 1
   CHECK(last == "agent_completed");
   CHECK(router.wait() == 0);
 }
+
+TEST_CASE("with router.reuse-port=true several processes serve one port, without it the port "
+          "is refused") {
+  child_process first{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=0",
+                       "--router.store-path=:memory:", "--router.reuse-port=true"}};
+  auto port = std::to_string(listening_port(first));
+  child_process second{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=" + port,
+                        "--router.store-path=:memory:", "--router.reuse-port=true"}};
+  CHECK(listening_port(second) == std::stoi(port));
+  child_process refused{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=" + port,
+                         "--router.store-path=:memory:"}};
+  CHECK(refused.wait(10s) == 1);
+  CHECK(refused.read_all_stderr().find("cannot listen on 127.0.0.1:" + port) != std::string::npos);
+  child_process wrong{{ER_ROUTER_BINARY, "--router.reuse-port=yes"}};
+  CHECK(wrong.wait(10s) == 2);
+  CHECK(wrong.read_all_stderr().find("router.reuse-port expects true or false") != std::string::npos);
+  for (auto* p : {&first, &second}) {
+    p->signal(SIGTERM);
+    CHECK(p->wait() == 0);
+  }
+}
