@@ -53,6 +53,22 @@ router_metrics::router_metrics()
                     .Help("Memory held by all replay buffers").Register(*registry_).Add({})),
     replay_budget_(BuildGauge().Name("router_replay_budget_bytes")
                      .Help("router.replay-budget-bytes in effect").Register(*registry_).Add({})),
+    cluster_redis_up_(BuildGauge().Name("router_cluster_redis_up")
+                        .Help("1 when every Redis shard answers (cluster.redis set)")
+                        .Register(*registry_).Add({})),
+    cluster_nodes_(BuildGauge().Name("router_cluster_nodes").Help("Live nodes of the cluster")
+                     .Register(*registry_).Add({})),
+    cluster_in_(BuildCounter().Name("router_cluster_bus_messages_in_total")
+                  .Help("Messages received from the cluster's channels").Register(*registry_).Add({})),
+    cluster_out_(BuildCounter().Name("router_cluster_bus_messages_out_total")
+                   .Help("Publishes and disconnects sent through the cluster")
+                   .Register(*registry_).Add({})),
+    cluster_gaps_filled_(BuildCounter().Name("router_cluster_gaps_filled_total")
+                           .Help("Gaps in a user's offsets filled from the history")
+                           .Register(*registry_).Add({})),
+    cluster_gaps_lost_(BuildCounter().Name("router_cluster_gaps_lost_total")
+                         .Help("Gaps that could not be filled: sessions closed with 4010")
+                         .Register(*registry_).Add({})),
     delivery_latency_(BuildHistogram().Name("router_event_delivery_latency_seconds")
                         .Help("From an event's creation to its hand-off to the socket")
                         .Register(*registry_)
@@ -150,6 +166,27 @@ void router_metrics::replay_capped() {
 void router_metrics::set_replay(double bytes, double budget) {
   replay_bytes_.Set(bytes);
   replay_budget_.Set(budget);
+}
+
+void router_metrics::set_cluster(bool redis_up, double nodes) {
+  cluster_redis_up_.Set(redis_up ? 1 : 0);
+  cluster_nodes_.Set(nodes);
+}
+
+void router_metrics::cluster_message_in() {
+  cluster_in_.Increment();
+}
+
+void router_metrics::cluster_message_out() {
+  cluster_out_.Increment();
+}
+
+void router_metrics::cluster_gap_filled() {
+  cluster_gaps_filled_.Increment();
+}
+
+void router_metrics::cluster_gap_lost() {
+  cluster_gaps_lost_.Increment();
 }
 
 double router_metrics::active_runs() const {

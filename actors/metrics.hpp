@@ -33,6 +33,12 @@ public:
   void detached_evicted(std::string_view reason); ///< per_user_limit, replay_budget
   void replay_capped();
   void set_replay(double bytes, double budget);
+  // the cluster bus
+  void set_cluster(bool redis_up, double nodes);
+  void cluster_message_in();
+  void cluster_message_out();
+  void cluster_gap_filled();
+  void cluster_gap_lost();
 
   double active_runs() const;
 
@@ -59,6 +65,12 @@ private:
   prometheus::Counter& replay_caps_;
   prometheus::Gauge& replay_bytes_;
   prometheus::Gauge& replay_budget_;
+  prometheus::Gauge& cluster_redis_up_;
+  prometheus::Gauge& cluster_nodes_;
+  prometheus::Counter& cluster_in_;
+  prometheus::Counter& cluster_out_;
+  prometheus::Counter& cluster_gaps_filled_;
+  prometheus::Counter& cluster_gaps_lost_;
   prometheus::Histogram& delivery_latency_;
   // Filled once in the constructor, read-only afterwards: lookups need no lock.
   counter_map in_by_type_, out_by_type_, runs_by_outcome_, auth_by_reason_, closes_by_code_,

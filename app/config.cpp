@@ -90,6 +90,14 @@ const option_spec options[] = {
    "lifetime of minted demo tokens"},
   {"router.console-dir", &router_settings::console_dir, 0, 0,
    "serve the browser console from this clients/ folder instead of the binary (development)"},
+  {"cluster.redis", &router_settings::cluster_redis, 0, 0,
+   "host:port of Redis, or several separated by commas (shards); empty: a single node"},
+  {"cluster.redis-password", &router_settings::cluster_redis_password, 0, 0, "Redis AUTH password"},
+  {"cluster.prefix", &router_settings::cluster_prefix, 0, 0, "prefix of the cluster's Redis keys"},
+  {"cluster.node-ttl-ms", &router_settings::cluster_node_ttl_ms, 300, 600000,
+   "a node that has not refreshed its liveness within this is dead"},
+  {"cluster.history-size", &router_settings::cluster_history_size, 1, 10000000,
+   "publishes kept per user for gap recovery"},
   {"agents.demo-steps", &router_settings::demo_steps, 0, 1000, "demo agent thinking steps"},
   {"agents.demo-step-delay-ms", &router_settings::demo_step_delay_ms, 0, 600000,
    "demo agent pause between events"},
@@ -119,7 +127,8 @@ const option_spec* find_option(std::string_view key) {
 }
 
 bool section_is_ours(std::string_view key) {
-  return key.rfind("router.", 0) == 0 || key.rfind("agents.", 0) == 0;
+  return key.rfind("router.", 0) == 0 || key.rfind("agents.", 0) == 0
+         || key.rfind("cluster.", 0) == 0;
 }
 
 void assign_int(const option_spec& opt, std::int64_t value, router_settings& out,
@@ -338,6 +347,30 @@ std::optional<std::size_t> cgroup_memory_limit() {
 
 } // namespace
 
+std::vector<actors::redis_address> redis_shards(const router_settings& s) {
+  std::vector<actors::redis_address> shards;
+  std::string_view list = s.cluster_redis;
+  while (!list.empty()) {
+    auto comma = list.find(',');
+    auto item = list.substr(0, comma);
+    list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ')
+      item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ')
+      item.remove_suffix(1);
+    auto colon = item.rfind(':');
+    if (item.empty() || colon == std::string_view::npos || colon == 0)
+      throw std::invalid_argument("each address must be host:port");
+    int port = 0;
+    auto digits = item.substr(colon + 1);
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (ec != std::errc{} || end != digits.data() + digits.size() || port < 1 || port > 65535)
+      throw std::invalid_argument("\"" + std::string{item} + "\" has no valid port");
+    shards.push_back({std::string{item.substr(0, colon)}, port});
+  }
+  return shards;
+}
+
 std::size_t effective_replay_budget(const router_settings& s) {
   if (s.replay_budget_bytes > 0)
     return static_cast<std::size_t>(s.replay_budget_bytes);
@@ -391,6 +424,12 @@ loaded_config load_config(const std::vector<std::string>& args) {
   if (result.settings.server_id.empty())
     result.settings.server_id = host_name();
   check_secrets(result.settings);
+  try {
+    redis_shards(result.settings);
+  } catch (const std::invalid_argument& e) {
+    throw config_error(std::string{"cluster.redis = \""} + result.settings.cluster_redis + "\": "
+                       + e.what());
+  }
   return result;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "actors/router/cluster/redis_link.hpp"
 #include "app/settings.hpp"
 
 namespace er::app {
@@ -33,6 +34,9 @@ loaded_config load_config(const std::vector<std::string>& args);
 /// router.replay-budget-bytes, with 0 resolved to a quarter of the memory this process may
 /// use: the machine's, or its cgroup's limit when that is lower.
 std::size_t effective_replay_budget(const router_settings& settings);
+
+/// cluster.redis as addresses (empty: a single node); throws std::invalid_argument.
+std::vector<actors::redis_address> redis_shards(const router_settings& settings);
 
 /// The options table for --help.
 std::string options_help();

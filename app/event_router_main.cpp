@@ -76,6 +76,9 @@ int main(int argc, char** argv) {
               << ", closing connections" << std::endl;
     server.shutdown(std::chrono::milliseconds{cfg.settings.drain_timeout_ms});
     std::cout << "event-router: stopped" << std::endl;
+  } catch (const er::app::config_error& e) {
+    std::cerr << "event-router: configuration error: " << e.what() << std::endl;
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "event-router: " << e.what() << std::endl;
     return 1;

@@ -107,14 +107,22 @@ void publish(const http_api& api, const net::http_request_view& req, respond_fn 
   auto& [user, event] = std::get<0>(parsed);
   if (api.metrics)
     api.metrics->published();
-  ask_router<std::uint64_t>(
-    api, std::move(respond), [](std::uint64_t n) { return reply(202, json{{"delivered", n}}); },
+  ask_router<actors::cluster_result>(
+    api, std::move(respond),
+    [](const actors::cluster_result& r) {
+      return r.available ? reply(202, json{{"delivered", r.connections}})
+                         : error_reply(503, "cluster_unavailable");
+    },
     actors::publish_atom::value, user, event);
 }
 
 void disconnect(const http_api& api, std::string user, respond_fn respond) {
-  ask_router<std::uint64_t>(
-    api, std::move(respond), [](std::uint64_t n) { return reply(200, json{{"disconnected", n}}); },
+  ask_router<actors::cluster_result>(
+    api, std::move(respond),
+    [](const actors::cluster_result& r) {
+      return r.available ? reply(200, json{{"disconnected", r.connections}})
+                         : error_reply(503, "cluster_unavailable");
+    },
     actors::disconnect_atom::value, std::move(user));
 }
 
@@ -140,14 +148,19 @@ void health(const http_api& api, respond_fn respond) {
   ask_router<actors::router_stats>(
     api, std::move(respond),
     [server_id = api.server_id, uptime, runs, replay](const actors::router_stats& s) {
-      return reply(200, json{{"status", "ok"},
-                             {"server_id", server_id},
-                             {"connections", s.connections},
-                             {"users", s.users},
-                             {"detached", s.detached},
-                             {"runs", static_cast<std::uint64_t>(runs)},
-                             {"replay", replay},
-                             {"uptime_s", uptime}});
+      auto body = json{{"status", "ok"},
+                       {"server_id", server_id},
+                       {"connections", s.connections},
+                       {"users", s.users},
+                       {"detached", s.detached},
+                       {"runs", static_cast<std::uint64_t>(runs)},
+                       {"replay", replay},
+                       {"uptime_s", uptime}};
+      if (s.clustered)
+        body["cluster"] = json{{"node_id", s.cluster.node_id},
+                               {"nodes", s.cluster.nodes},
+                               {"redis", s.cluster.redis_up ? "up" : "down"}};
+      return reply(200, body);
     },
     actors::stats_atom::value);
 }

@@ -13,8 +13,10 @@
 #include "actors/runtime/io_scheduler.hpp"
 #include "actors/router/router.hpp"
 #include "actors/router/manager/runs/http_agent_client.hpp"
+#include "app/cluster_join.hpp"
 #include "app/config.hpp"
 #include "app/http_api.hpp"
+#include "context/ids.hpp"
 #include "context/jwt_auth.hpp"
 #include "context/token_source.hpp"
 #include "net/listener.hpp"
@@ -100,6 +102,27 @@ std::optional<actors::resume_request> resume_of(std::string_view target) {
   return r;
 }
 
+/// The cluster's settings, after claiming this node's id; null without cluster.redis.
+std::shared_ptr<const actors::cluster_settings>
+cluster_of(const router_settings& s, asio::io_context& io,
+           std::shared_ptr<actors::router_metrics> metrics) {
+  auto shards = redis_shards(s);
+  if (shards.empty())
+    return nullptr;
+  auto cluster = std::make_shared<actors::cluster_settings>();
+  cluster->shards = std::move(shards);
+  cluster->password = s.cluster_redis_password;
+  cluster->prefix = s.cluster_prefix;
+  cluster->node_ttl = std::chrono::milliseconds{s.cluster_node_ttl_ms};
+  cluster->history_size = static_cast<std::size_t>(s.cluster_history_size);
+  cluster->node_id = s.server_id;
+  cluster->incarnation = context::random_id(context::id_prefix::session);
+  cluster->io = &io;
+  cluster->metrics = std::move(metrics);
+  claim_node_id(*cluster);
+  return cluster;
+}
+
 // The io threads run the sockets and the actors alike (actors/io_scheduler.hpp).
 std::unique_ptr<caf::actor_system_config> with_io_scheduler(
   std::unique_ptr<caf::actor_system_config> cfg, const router_settings& s) {
@@ -139,7 +162,7 @@ struct router_server::impl {
       actors::store_quotas{static_cast<std::uint64_t>(s.max_threads_per_user),
                            static_cast<std::uint64_t>(s.max_user_store_bytes)});
     manager_cfg->store = store;
-    router = actors::spawn_router(system, std::move(manager_cfg));
+    router = actors::spawn_router(system, std::move(manager_cfg), cluster_of(s, io, metrics));
     std::optional<context::jwt_settings> dev_tokens;
     if (dev_tokens_allowed(s))
       dev_tokens = jwt_settings_of(s);

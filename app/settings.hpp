@@ -77,6 +77,12 @@ struct router_settings {
   std::int64_t test_agents = 0;         ///< 1: add the fault-injection agents (tests only)
   std::vector<command_agent_settings> command_agents;
   std::vector<http_agent_settings> http_agents;
+  // [cluster]
+  std::string cluster_redis; ///< "host:port[,host:port...]"; empty: a single node
+  std::string cluster_redis_password;
+  std::string cluster_prefix = "er:";
+  std::int64_t cluster_node_ttl_ms = 5000;
+  std::int64_t cluster_history_size = 1000;
 };
 
 inline bool is_loopback_host(const std::string& host) {

@@ -46,6 +46,7 @@ struct router_state {
   std::map<std::uint64_t, caf::actor_addr> detached_order;
   std::uint64_t detach_count = 0;
   router_stats counts; ///< kept up to date on every change: no walk over all connections
+  cluster_bus_actor bus; ///< null on a single node
   bool shutting_down = false;
 
   static inline const char* name = "router";
@@ -83,24 +84,55 @@ void count(router_pointer self, const std::string& user, int attached_delta, int
     add(st.counts.users, entry.attached > 0 ? 1 : -1);
   if (auto& m = st.settings->metrics)
     m->set_users(static_cast<double>(st.counts.users));
+  if (st.bus && attached_delta != 0) // this node's count of the user, for the cluster's limit
+    self->send(st.bus, presence_atom::value, user, static_cast<std::int64_t>(entry.attached));
 }
 
-void spawn_manager(router_pointer self, connection_ptr connection,
-                   context::user_execution_context ctx) {
+/// Past max-connections-per-user the connection is upgraded and closed at once with 4503,
+/// so that the client reads the close code instead of a failed handshake.
+void refuse_over_limit(router_pointer self, const connection_ptr& connection,
+                       const context::user_execution_context& ctx) {
+  connection->start(std::make_shared<refusing_sink>(), ctx.token_expires_at()); // closed next
+  connection->close(close_code::too_many_connections);
+  if (auto& m = self->state.settings->metrics)
+    m->closed(close_code::too_many_connections.code);
+}
+
+void spawn_admitted(router_pointer self, connection_ptr connection,
+                    context::user_execution_context ctx) {
   auto& st = self->state;
-  if (attached_of(self, ctx.user_id()) >= st.settings->max_connections_per_user) {
-    connection->start(std::make_shared<refusing_sink>(), ctx.token_expires_at()); // closed next
-    connection->close(close_code::too_many_connections);
-    if (st.settings->metrics)
-      st.settings->metrics->closed(close_code::too_many_connections.code);
-    return;
-  }
   auto& user = *st.users.try_emplace(ctx.user_id()).first;
   auto manager = spawn_connection_manager(self, caf::actor_cast<router_feedback>(self),
                                           std::move(connection), std::move(ctx), st.settings);
   user.second.managers.push_back(manager.address());
   st.managers.emplace(manager.address(), manager_record{manager, &user.first, nullptr, true});
   count(self, user.first, +1, 0);
+}
+
+/// A new session, within router.max-connections-per-user: across the cluster when there is
+/// one (counted there at once), this node's own count while Redis is unreachable.
+void spawn_manager(router_pointer self, connection_ptr connection,
+                   context::user_execution_context ctx) {
+  auto& st = self->state;
+  auto limit = st.settings->max_connections_per_user;
+  if (!st.bus) {
+    if (attached_of(self, ctx.user_id()) >= limit)
+      return refuse_over_limit(self, connection, ctx);
+    return spawn_admitted(self, std::move(connection), std::move(ctx));
+  }
+  auto user = ctx.user_id();
+  self->request(st.bus, resume_timeout, acquire_atom::value, user, static_cast<std::uint64_t>(limit))
+    .then(
+      [=](bool admitted) mutable {
+        if (!admitted)
+          return refuse_over_limit(self, connection, ctx);
+        spawn_admitted(self, std::move(connection), std::move(ctx));
+      },
+      [=](caf::error&) mutable { // Redis is unreachable: this node's own count
+        if (attached_of(self, ctx.user_id()) >= limit)
+          return refuse_over_limit(self, connection, ctx);
+        spawn_admitted(self, std::move(connection), std::move(ctx));
+      });
 }
 
 void attach(router_pointer self, attach_request& up) {
@@ -232,8 +264,11 @@ void forget(router_pointer self, const caf::actor_addr& manager) {
   auto user = st.users.find(user_id);
   auto& list = user->second.managers;
   list.erase(std::remove(list.begin(), list.end(), manager), list.end());
-  if (list.empty())
+  if (list.empty()) {
     st.users.erase(user);
+    if (st.bus) // no session of the user left here: the bus unsubscribes
+      self->send(st.bus, presence_atom::value, user_id, std::int64_t{-1});
+  }
   forget_token(st, rec->second);
   unlist_detached(st, rec->second);
   st.managers.erase(rec);
@@ -256,7 +291,8 @@ std::uint64_t to_user(router_pointer self, const std::string& user_id, const Ts&
 }
 
 router_actor::behavior_type router_behavior(router_pointer self,
-                                            std::shared_ptr<const manager_settings> settings) {
+                                            std::shared_ptr<const manager_settings> settings,
+                                            std::shared_ptr<const cluster_settings> cluster) {
   self->state.settings = std::move(settings);
   // Managers are linked: the router outlives their crashes, and they die with the router.
   self->set_exit_handler([self](caf::exit_msg& msg) {
@@ -265,6 +301,12 @@ router_actor::behavior_type router_behavior(router_pointer self,
     else
       self->quit(msg.reason);
   });
+  if (cluster) {
+    self->state.counts.clustered = true;
+    self->state.counts.cluster.node_id = cluster->node_id;
+    self->state.bus = spawn_cluster_bus(self, caf::actor_cast<cluster_feedback>(self),
+                                        std::move(cluster));
+  }
   return {
     [=](attach_atom, attach_request& up) { attach(self, up); },
     [=](stats_atom) { return self->state.counts; },
@@ -278,13 +320,25 @@ router_actor::behavior_type router_behavior(router_pointer self,
       for (auto& [addr, rec] : self->state.managers)
         self->send(rec.handle, shutdown_atom::value, code);
     },
-    [=](publish_atom, const std::string& user_id, const protocol::outbound_event& event) {
-      return to_user(self, user_id, publish_atom::value, event);
+    [=](publish_atom, const std::string& user_id,
+        const protocol::outbound_event& event) -> caf::result<cluster_result> {
+      if (self->state.bus) // reaches this node's sessions through the user's channel too
+        return self->delegate(self->state.bus, cpublish_atom::value, user_id, event);
+      return cluster_result{true, to_user(self, user_id, publish_atom::value, event)};
     },
-    [=](disconnect_atom, const std::string& user_id) {
-      return to_user(self, user_id, shutdown_atom::value,
-                     close_code::disconnected_by_backend.code);
+    [=](disconnect_atom, const std::string& user_id) -> caf::result<cluster_result> {
+      if (self->state.bus)
+        return self->delegate(self->state.bus, cdisconn_atom::value, user_id);
+      return cluster_result{true, to_user(self, user_id, shutdown_atom::value,
+                                          close_code::disconnected_by_backend.code)};
     },
+    [=](remote_atom, const std::string& user_id, const protocol::outbound_event& event) {
+      to_user(self, user_id, publish_atom::value, event);
+    },
+    [=](lost_atom, const std::string& user_id, std::uint16_t code) {
+      to_user(self, user_id, shutdown_atom::value, code);
+    },
+    [=](status_atom, const cluster_status& status) { self->state.counts.cluster = status; },
     [=](session_atom, bool attached, const std::string& token) {
       on_session(self, attached, token);
     },
@@ -298,8 +352,9 @@ router_actor::behavior_type router_behavior(router_pointer self,
 } // namespace
 
 router_actor spawn_router(caf::actor_system& system,
-                          std::shared_ptr<const manager_settings> settings) {
-  return system.spawn(router_behavior, std::move(settings));
+                          std::shared_ptr<const manager_settings> settings,
+                          std::shared_ptr<const cluster_settings> cluster) {
+  return system.spawn(router_behavior, std::move(settings), std::move(cluster));
 }
 
 } // namespace er::actors

@@ -13,6 +13,7 @@
 #include <caf/atom.hpp>
 #include <caf/typed_actor.hpp>
 
+#include "actors/router/cluster/cluster_bus.hpp"
 #include "actors/router/manager/connection_manager.hpp"
 
 namespace er::actors {
@@ -39,6 +40,8 @@ struct router_stats {
   std::uint64_t connections = 0; ///< attached managers (open WebSocket connections)
   std::uint64_t users = 0;       ///< users with at least one open connection
   std::uint64_t detached = 0;    ///< managers waiting for a resume
+  bool clustered = false;        ///< cluster.redis is set
+  cluster_status cluster;        ///< with clustered: the bus's last report
 };
 
 using router_actor = caf::typed_actor<
@@ -49,15 +52,18 @@ using router_actor = caf::typed_actor<
   caf::reacts_to<shutdown_atom, std::uint16_t>,
   // refuse new connections and runs; close each connection with 1001 once its runs ended
   caf::reacts_to<drain_atom>,
-  // the publish API: deliver to every session of a user; answers the open connections
-  caf::replies_to<publish_atom, std::string, protocol::outbound_event>::with<std::uint64_t>,
+  // the publish API: deliver to every session of a user (on every node); answers the open
+  // connections reached, or that the cluster is unavailable
+  caf::replies_to<publish_atom, std::string, protocol::outbound_event>::with<cluster_result>,
   // the disconnect API: close every session of a user with 4511; answers the connections
-  caf::replies_to<disconnect_atom, std::string>::with<std::uint64_t>>
-  // what its managers tell it
-  ::extend_with<router_feedback>;
+  caf::replies_to<disconnect_atom, std::string>::with<cluster_result>>
+  // what its managers and its cluster bus tell it
+  ::extend_with<router_feedback>::extend_with<cluster_feedback>;
 
+/// `cluster` null: a single node.
 router_actor spawn_router(caf::actor_system& system,
-                          std::shared_ptr<const manager_settings> settings);
+                          std::shared_ptr<const manager_settings> settings,
+                          std::shared_ptr<const cluster_settings> cluster = nullptr);
 
 } // namespace er::actors
 

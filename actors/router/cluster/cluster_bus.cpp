@@ -1,0 +1,486 @@
+#include "actors/router/cluster/cluster_bus.hpp"
+
+#include <deque>
+#include <functional>
+#include <random>
+#include <unordered_map>
+
+#include <caf/actor_cast.hpp>
+#include <caf/send.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "actors/router/cluster/cluster_scripts.hpp"
+#include "protocol/close_codes.hpp"
+
+namespace er::actors {
+
+namespace {
+
+using json = nlohmann::json;
+using reply_handler = std::function<void(redis_reply&)>;
+
+struct shard {
+  std::shared_ptr<redis_link> commands;
+  std::shared_ptr<redis_link> pubsub;
+  bool commands_up = false;
+  bool pubsub_up = false;
+  bool commands_connecting = false;
+  bool pubsub_connecting = false;
+};
+
+/// A message of a user's channel, waiting while an earlier gap is filled.
+struct channel_message {
+  std::string epoch;
+  std::uint64_t offset = 0;
+  std::string event; ///< JSON {"type", "data"}
+};
+
+struct user_state {
+  std::int64_t local = 0; ///< this node's open connections of the user
+  std::string epoch;      ///< of `last`
+  std::uint64_t last = 0; ///< the last offset handed to the router; 0: none yet
+  bool filling = false;   ///< a gap fill is under way: messages wait in `waiting`
+  std::deque<channel_message> waiting;
+};
+
+struct bus_state {
+  std::shared_ptr<const cluster_settings> settings;
+  cluster_feedback router;
+  std::vector<shard> shards;
+  std::unordered_map<std::string, user_state> users;
+  std::unordered_map<std::uint64_t, reply_handler> pending;
+  std::uint64_t next_request = 0;
+  cluster_status status;
+  static inline const char* name = "cluster_bus";
+};
+
+using bus_pointer = cluster_bus_actor::stateful_pointer<bus_state>;
+
+const cluster_settings& settings_of(bus_pointer self) {
+  return *self->state.settings;
+}
+
+std::string user_key(bus_pointer self, const std::string& user, const char* suffix) {
+  return settings_of(self).prefix + "u:" + user + suffix;
+}
+
+std::string channel_of(bus_pointer self, const std::string& user) {
+  return settings_of(self).prefix + "u:" + user;
+}
+
+std::string node_field(bus_pointer self) {
+  return settings_of(self).node_id + "|" + settings_of(self).incarnation;
+}
+
+std::size_t shard_for(bus_pointer self, const std::string& user) {
+  return shard_of(user, self->state.shards.size());
+}
+
+/// Sends a command to a shard; `then` runs in the actor with the reply.
+void call(bus_pointer self, std::size_t shard_index, std::vector<std::string> argv,
+          reply_handler then) {
+  auto id = ++self->state.next_request;
+  self->state.pending.emplace(id, std::move(then));
+  auto me = caf::actor_cast<cluster_bus_actor>(self);
+  self->state.shards[shard_index].commands->command(std::move(argv), [me, id](redis_reply r) {
+    caf::anon_send(me, reply_atom::value, id, std::move(r));
+  });
+}
+
+std::string random_epoch() {
+  std::random_device random;
+  return std::to_string(random()) + std::to_string(random());
+}
+
+void count_metric(bus_pointer self, void (router_metrics::*what)()) {
+  if (auto& m = settings_of(self).metrics)
+    ((*m).*what)();
+}
+
+// -- delivering a user's channel in offset order -------------------------------------------
+
+void deliver(bus_pointer self, const std::string& user, const std::string& event_json) {
+  auto doc = json::parse(event_json, nullptr, false);
+  if (!doc.is_object())
+    return;
+  protocol::outbound_event ev;
+  ev.type = doc.value("type", std::string{});
+  ev.published = true;
+  ev.created = std::chrono::steady_clock::now();
+  if (auto data = doc.find("data"); data != doc.end() && data->is_object())
+    ev.data = std::move(*data);
+  self->send(self->state.router, remote_atom::value, user, std::move(ev));
+}
+
+void process(bus_pointer self, const std::string& user, channel_message msg);
+
+/// Offsets `from`..`to` are missing: fetched from the user's history, or the user's sessions
+/// here lose their state (4010). `then` goes on with the channel.
+void fill_gap(bus_pointer self, const std::string& user, std::uint64_t from, std::uint64_t to,
+              std::function<void()> then) {
+  auto& u = self->state.users[user];
+  u.filling = true;
+  call(self, shard_for(self, user),
+       {"XRANGE", user_key(self, user, ":hist"), std::to_string(from) + "-0",
+        std::to_string(to) + "-0"},
+       [self, user, from, to, then](redis_reply& r) {
+         auto it = self->state.users.find(user);
+         if (it == self->state.users.end())
+           return;
+         auto& u = it->second;
+         bool complete = !r.is_error() && r.elements.size() == to - from + 1;
+         if (complete) {
+           for (auto& entry : r.elements)
+             if (entry.elements.size() == 2 && entry.elements[1].elements.size() == 2)
+               deliver(self, user, entry.elements[1].elements[1].text);
+           count_metric(self, &router_metrics::cluster_gap_filled);
+         } else {
+           self->send(self->state.router, lost_atom::value, user, close_code::state_lost.code);
+           count_metric(self, &router_metrics::cluster_gap_lost);
+         }
+         u.last = to;
+         u.filling = false;
+         then();
+         while (!u.filling && !u.waiting.empty()) {
+           auto next = std::move(u.waiting.front());
+           u.waiting.pop_front();
+           process(self, user, std::move(next));
+         }
+       });
+}
+
+void process(bus_pointer self, const std::string& user, channel_message msg) {
+  auto& u = self->state.users[user];
+  if (u.filling)
+    return u.waiting.push_back(std::move(msg));
+  if (u.last == 0 || msg.epoch != u.epoch) { // the first one here, or Redis started anew
+    u.epoch = msg.epoch;
+    u.last = msg.offset;
+    return deliver(self, user, msg.event);
+  }
+  if (msg.offset <= u.last)
+    return; // seen already (a gap fill delivered it)
+  if (msg.offset == u.last + 1) {
+    u.last = msg.offset;
+    return deliver(self, user, msg.event);
+  }
+  fill_gap(self, user, u.last + 1, msg.offset - 1,
+           [self, user, msg] {
+             auto& v = self->state.users[user];
+             v.last = msg.offset;
+             deliver(self, user, msg.event);
+           });
+}
+
+/// "<epoch> <offset> <event JSON>" or "<epoch> 0 disconnect" on a user's channel.
+void on_message(bus_pointer self, const std::string& channel, const std::string& payload) {
+  auto prefix = settings_of(self).prefix + "u:";
+  if (channel.rfind(prefix, 0) != 0)
+    return;
+  auto user = channel.substr(prefix.size());
+  if (self->state.users.count(user) == 0)
+    return; // unsubscribed meanwhile
+  count_metric(self, &router_metrics::cluster_message_in);
+  auto first = payload.find(' ');
+  auto second = first == std::string::npos ? first : payload.find(' ', first + 1);
+  if (second == std::string::npos)
+    return;
+  auto offset = std::strtoull(payload.c_str() + first + 1, nullptr, 10);
+  auto rest = payload.substr(second + 1);
+  if (offset == 0) {
+    if (rest == "disconnect")
+      self->send(self->state.router, lost_atom::value, user,
+                 close_code::disconnected_by_backend.code);
+    return;
+  }
+  process(self, user, channel_message{payload.substr(0, first), offset, std::move(rest)});
+}
+
+/// After the user's channel was (re)subscribed: what was published meanwhile is fetched.
+void recover(bus_pointer self, const std::string& user) {
+  call(self, shard_for(self, user),
+       {"MGET", user_key(self, user, ":seq"), settings_of(self).prefix + "epoch"},
+       [self, user](redis_reply& r) {
+         auto it = self->state.users.find(user);
+         if (it == self->state.users.end() || r.is_error() || r.elements.size() != 2)
+           return;
+         auto& u = it->second;
+         auto seq = std::strtoull(r.elements[0].text.c_str(), nullptr, 10);
+         auto& epoch = r.elements[1].text;
+         if (u.last == 0 || u.filling)
+           return; // nothing was seen yet: the next message sets the start
+         if (epoch != u.epoch) { // Redis started anew: follow its sequence from here
+           u.epoch = epoch;
+           u.last = seq;
+           return;
+         }
+         if (seq > u.last)
+           fill_gap(self, user, u.last + 1, seq, [] {});
+       });
+}
+
+// -- counts, liveness, links -----------------------------------------------------------
+
+void sync_count(bus_pointer self, const std::string& user) {
+  auto index = shard_for(self, user);
+  if (!self->state.shards[index].commands_up)
+    return; // re-synced when the shard is back
+  auto local = self->state.users[user].local;
+  auto key = user_key(self, user, ":conns");
+  if (local > 0)
+    call(self, index, {"HSET", key, node_field(self), std::to_string(local)}, [](redis_reply&) {});
+  else
+    call(self, index, {"HDEL", key, node_field(self)}, [](redis_reply&) {});
+}
+
+void refresh_liveness(bus_pointer self, std::size_t index) {
+  auto& s = settings_of(self);
+  auto key = s.prefix + "node:" + s.node_id;
+  auto ttl = std::to_string(s.node_ttl.count());
+  call(self, index, {"SET", key, s.incarnation, "PX", ttl, "XX"},
+       [self, index, key, ttl](redis_reply& r) {
+         if (r.type == redis_reply::kind::nil) // expired meanwhile, or Redis started anew
+           call(self, index, {"SET", key, settings_of(self).incarnation, "PX", ttl, "NX"},
+                [](redis_reply&) {});
+       });
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch()).count();
+  call(self, index, {"ZADD", s.prefix + "nodes", std::to_string(now + s.node_ttl.count()),
+                     s.node_id},
+       [](redis_reply&) {});
+  if (index != 0)
+    return;
+  call(self, 0, {"ZREMRANGEBYSCORE", s.prefix + "nodes", "-inf", std::to_string(now)},
+       [](redis_reply&) {});
+  call(self, 0, {"ZCARD", s.prefix + "nodes"}, [self](redis_reply& r) {
+    if (!r.is_error())
+      self->state.status.nodes = static_cast<std::uint64_t>(r.integer);
+  });
+}
+
+void publish_status(bus_pointer self) {
+  auto& st = self->state;
+  bool up = true;
+  for (auto& sh : st.shards)
+    up = up && sh.commands_up && sh.pubsub_up;
+  st.status.redis_up = up;
+  if (auto& m = settings_of(self).metrics)
+    m->set_cluster(up, static_cast<double>(st.status.nodes));
+  self->send(st.router, status_atom::value, st.status);
+}
+
+void on_link(bus_pointer self, std::uint64_t index, bool pubsub, bool up) {
+  auto& sh = self->state.shards[index];
+  (pubsub ? sh.pubsub_connecting : sh.commands_connecting) = false;
+  (pubsub ? sh.pubsub_up : sh.commands_up) = up;
+  if (up && !pubsub) { // registered again, with this node's counts
+    refresh_liveness(self, index);
+    for (auto& [user, u] : self->state.users)
+      if (shard_for(self, user) == index && u.local > 0)
+        sync_count(self, user);
+  }
+  if (up && pubsub)
+    for (auto& [user, u] : self->state.users)
+      if (shard_for(self, user) == index) {
+        sh.pubsub->subscribe(channel_of(self, user));
+        recover(self, user);
+      }
+  publish_status(self);
+}
+
+void connect_links(bus_pointer self) {
+  for (auto& sh : self->state.shards) {
+    if (!sh.commands_up && !sh.commands_connecting) {
+      sh.commands_connecting = true;
+      sh.commands->connect();
+    }
+    if (!sh.pubsub_up && !sh.pubsub_connecting) {
+      sh.pubsub_connecting = true;
+      sh.pubsub->connect();
+    }
+  }
+}
+
+void make_links(bus_pointer self) {
+  auto& s = settings_of(self);
+  auto me = caf::actor_cast<cluster_bus_actor>(self);
+  for (std::uint64_t i = 0; i < s.shards.size(); ++i) {
+    auto events_for = [me, i](bool pubsub) {
+      redis_link::events ev;
+      ev.on_up = [me, i, pubsub] { caf::anon_send(me, link_atom::value, i, pubsub, true); };
+      ev.on_down = [me, i, pubsub](std::string) {
+        caf::anon_send(me, link_atom::value, i, pubsub, false);
+      };
+      if (pubsub)
+        ev.on_message = [me, i](std::string channel, std::string message) {
+          caf::anon_send(me, message_atom::value, i, std::move(channel), std::move(message));
+        };
+      return ev;
+    };
+    shard sh;
+    sh.commands = redis_link::create(*s.io, s.shards[i], s.password, events_for(false));
+    sh.pubsub = redis_link::create(*s.io, s.shards[i], s.password, events_for(true));
+    self->state.shards.push_back(std::move(sh));
+  }
+}
+
+// -- the router's requests ------------------------------------------------------------------
+
+void on_presence(bus_pointer self, const std::string& user, std::int64_t local) {
+  auto& st = self->state;
+  auto index = shard_for(self, user);
+  auto it = st.users.find(user);
+  if (local < 0) {
+    if (it == st.users.end())
+      return;
+    it->second.local = 0;
+    sync_count(self, user);
+    st.users.erase(it);
+    if (st.shards[index].pubsub_up)
+      st.shards[index].pubsub->unsubscribe(channel_of(self, user));
+    return;
+  }
+  bool first = it == st.users.end();
+  st.users[user].local = local;
+  if (first && st.shards[index].pubsub_up)
+    st.shards[index].pubsub->subscribe(channel_of(self, user));
+  sync_count(self, user);
+}
+
+template <class Result, class Make>
+void run_script(bus_pointer self, const std::string& user, std::string lua,
+                std::vector<std::string> keys, std::vector<std::string> args, Make make,
+                caf::typed_response_promise<Result> rp) {
+  auto index = shard_for(self, user);
+  std::vector<std::string> argv{"EVAL", std::move(lua), std::to_string(keys.size())};
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  call(self, index, std::move(argv), [self, rp, make](redis_reply& r) mutable {
+    rp.deliver(make(r));
+    count_metric(self, &router_metrics::cluster_message_out);
+  });
+}
+
+} // namespace
+
+std::size_t shard_of(const std::string& user_id, std::size_t shards) {
+  // Jump consistent hash (Lamping and Veach) of the FNV-1a hash of the id.
+  std::uint64_t key = 14695981039346656037ull;
+  for (unsigned char c : user_id)
+    key = (key ^ c) * 1099511628211ull;
+  std::int64_t b = -1, j = 0;
+  while (j < static_cast<std::int64_t>(shards)) {
+    b = j;
+    key = key * 2862933555777941757ull + 1;
+    j = static_cast<std::int64_t>((b + 1) * (double(1ll << 31) / double((key >> 33) + 1)));
+  }
+  return static_cast<std::size_t>(b < 0 ? 0 : b);
+}
+
+cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback feedback,
+                                    std::shared_ptr<const cluster_settings> settings) {
+  return router->spawn<caf::linked>(
+    [](bus_pointer self, cluster_feedback fb,
+       std::shared_ptr<const cluster_settings> s) -> cluster_bus_actor::behavior_type {
+      self->state.settings = std::move(s);
+      self->state.router = std::move(fb);
+      self->state.status.node_id = settings_of(self).node_id;
+      make_links(self);
+      connect_links(self);
+      auto tick = std::min(std::chrono::milliseconds{1000}, settings_of(self).node_ttl / 3);
+      self->send(self, tick_atom::value);
+      self->attach_functor([shards = self->state.shards] {
+        for (auto& sh : shards) {
+          sh.commands->close();
+          sh.pubsub->close();
+        }
+      });
+      return {
+        [=](presence_atom, const std::string& user, std::int64_t local) {
+          on_presence(self, user, local);
+        },
+        [=](acquire_atom, const std::string& user, std::uint64_t limit) {
+          auto rp = self->make_response_promise<bool>();
+          if (!self->state.shards[shard_for(self, user)].commands_up) {
+            rp.deliver(caf::make_error(caf::sec::request_receiver_down));
+            return rp;
+          }
+          std::string lua = std::string{"local CONNS = KEYS[1]\n"} + cluster_scripts::live_count_lua
+                            + cluster_scripts::acquire_lua;
+          run_script<bool>(self, user, std::move(lua), {user_key(self, user, ":conns")},
+                           {settings_of(self).prefix, node_field(self), std::to_string(limit)},
+                           [](redis_reply& r) { return !r.is_error() && r.integer == 1; }, rp);
+          return rp;
+        },
+        [=](cpublish_atom, const std::string& user, const protocol::outbound_event& ev) {
+          auto rp = self->make_response_promise<cluster_result>();
+          if (!self->state.shards[shard_for(self, user)].commands_up) {
+            rp.deliver(cluster_result{false, 0});
+            return rp;
+          }
+          auto event = json{{"type", ev.type}, {"data", ev.data}}.dump();
+          std::string lua = std::string{"local CONNS = KEYS[3]\n"} + cluster_scripts::live_count_lua
+                            + cluster_scripts::publish_lua + "return {offset, total}";
+          auto& s = settings_of(self);
+          run_script<cluster_result>(
+            self, user, std::move(lua),
+            {user_key(self, user, ":seq"), user_key(self, user, ":hist"),
+             user_key(self, user, ":conns"), s.prefix + "epoch"},
+            {s.prefix, channel_of(self, user), event, std::to_string(s.history_size),
+             random_epoch()},
+            [](redis_reply& r) {
+              if (r.is_error() || r.elements.size() != 2)
+                return cluster_result{false, 0};
+              return cluster_result{true, static_cast<std::uint64_t>(r.elements[1].integer)};
+            },
+            rp);
+          return rp;
+        },
+        [=](cdisconn_atom, const std::string& user) {
+          auto rp = self->make_response_promise<cluster_result>();
+          if (!self->state.shards[shard_for(self, user)].commands_up) {
+            rp.deliver(cluster_result{false, 0});
+            return rp;
+          }
+          std::string lua = std::string{"local CONNS = KEYS[1]\n"} + cluster_scripts::live_count_lua
+                            + cluster_scripts::disconnect_lua + "return total";
+          auto& s = settings_of(self);
+          run_script<cluster_result>(
+            self, user, std::move(lua),
+            {user_key(self, user, ":conns"), s.prefix + "epoch"}, {s.prefix, channel_of(self, user)},
+            [](redis_reply& r) {
+              if (r.is_error())
+                return cluster_result{false, 0};
+              return cluster_result{true, static_cast<std::uint64_t>(r.integer)};
+            },
+            rp);
+          return rp;
+        },
+        [=](link_atom, std::uint64_t index, bool pubsub, bool up) {
+          on_link(self, index, pubsub, up);
+        },
+        [=](message_atom, std::uint64_t, const std::string& channel, const std::string& payload) {
+          on_message(self, channel, payload);
+        },
+        [=](reply_atom, std::uint64_t id, redis_reply& reply) {
+          auto it = self->state.pending.find(id);
+          if (it == self->state.pending.end())
+            return;
+          auto then = std::move(it->second);
+          self->state.pending.erase(it);
+          then(reply);
+        },
+        [=](tick_atom) {
+          connect_links(self);
+          for (std::size_t i = 0; i < self->state.shards.size(); ++i)
+            if (self->state.shards[i].commands_up)
+              refresh_liveness(self, i);
+          publish_status(self);
+          self->delayed_send(self, tick, tick_atom::value);
+        },
+      };
+    },
+    std::move(feedback), std::move(settings));
+}
+
+} // namespace er::actors

@@ -1,0 +1,67 @@
+#pragma once
+// The Lua scripts the cluster runs in Redis: each is one atomic step (as Centrifugo does for
+// its history). Keys are under the cluster prefix (cluster.prefix, "er:" by default); a user's
+// keys live on the shard its id hashes to, and every node keeps its liveness key on every
+// shard, so a script can tell live nodes' counts from dead ones'.
+//
+//   <p>node:<id>          a live node: its incarnation (a random id per process start), PX node-ttl
+//   <p>nodes              sorted set: node id -> when its liveness ends (ms), for counting nodes
+//   <p>epoch              this shard's epoch: new when Redis comes back empty
+//   <p>u:<user>:seq       the user's last publish offset
+//   <p>u:<user>:hist      the user's history stream (entries "<offset>-0", field e: the event)
+//   <p>u:<user>:conns     hash "<node>|<incarnation>" -> the node's open connections of the user
+//   <p>u:<user>           the user's channel: "<epoch> <offset> <event JSON>", or
+//                         "<epoch> 0 disconnect"
+
+namespace er::actors::cluster_scripts {
+
+/// The open connections of a user on live nodes, as `total`; dead nodes' fields are dropped.
+/// The script it starts sets CONNS (the user's conns hash) first. ARGV[1] prefix.
+inline constexpr const char* live_count_lua = R"lua(
+local function live(prefix, field)
+  local bar = string.find(field, '|', 1, true)
+  if not bar then return false end
+  return redis.call('GET', prefix .. 'node:' .. string.sub(field, 1, bar - 1)) == string.sub(field, bar + 1)
+end
+local total = 0
+local entries = redis.call('HGETALL', CONNS)
+for i = 1, #entries, 2 do
+  if live(ARGV[1], entries[i]) then
+    total = total + tonumber(entries[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], entries[i])
+  end
+end
+)lua";
+
+/// Publish: the user's next offset, the event appended to its history, then published.
+/// KEYS[1] seq, KEYS[2] hist, KEYS[3] conns, KEYS[4] epoch. ARGV[1] prefix, ARGV[2] channel,
+/// ARGV[3] event JSON, ARGV[4] history size, ARGV[5] an epoch to use if the shard has none.
+/// Returns {offset, connections of the user on live nodes}.
+inline constexpr const char* publish_lua = R"lua(
+local epoch = redis.call('GET', KEYS[4])
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('SET', KEYS[4], epoch)
+end
+local offset = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'e', ARGV[3])
+redis.call('PUBLISH', ARGV[2], epoch .. ' ' .. offset .. ' ' .. ARGV[3])
+)lua";
+
+/// Disconnect: tells every node to close the user's connections. KEYS[1] conns, KEYS[2]
+/// epoch. ARGV[1] prefix, ARGV[2] channel. Returns the user's connections on live nodes.
+inline constexpr const char* disconnect_lua = R"lua(
+redis.call('PUBLISH', ARGV[2], (redis.call('GET', KEYS[2]) or '-') .. ' 0 disconnect')
+)lua";
+
+/// A new connection of the user on this node, if the user has fewer than the limit on live
+/// nodes. KEYS[1] conns. ARGV[1] prefix, ARGV[2] this node's field, ARGV[3] the limit.
+/// Returns 1 (counted) or 0 (refused).
+inline constexpr const char* acquire_lua = R"lua(
+if total >= tonumber(ARGV[3]) then return 0 end
+redis.call('HINCRBY', CONNS, ARGV[2], 1)
+return 1
+)lua";
+
+} // namespace er::actors::cluster_scripts

@@ -1,0 +1,72 @@
+#pragma once
+// One connection to a Redis server on hiredis's asynchronous API, driven by the router's own
+// io threads: hiredis's event hooks become waits on the socket (no thread of its own, no
+// blocking call). Commands may be issued from any thread; everything that touches hiredis runs
+// on the link's strand, and every callback runs there too. A link in subscriber mode delivers
+// the messages of the channels it subscribed to.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace er::actors {
+
+/// A reply, converted from hiredis's.
+struct redis_reply {
+  enum class kind { nil, integer, string, status, error, array } type = kind::nil;
+  long long integer = 0;
+  std::string text;                 ///< string, status and error replies
+  std::vector<redis_reply> elements; ///< array replies
+
+  bool is_error() const noexcept {
+    return type == kind::error;
+  }
+  static redis_reply failure(std::string why) {
+    redis_reply r;
+    r.type = kind::error;
+    r.text = std::move(why);
+    return r;
+  }
+};
+
+struct redis_address {
+  std::string host;
+  int port = 6379;
+  std::string text() const {
+    return host + ":" + std::to_string(port);
+  }
+};
+
+class redis_link {
+public:
+  struct events {
+    std::function<void()> on_up;                   ///< connected (and authenticated)
+    std::function<void(std::string why)> on_down;  ///< a connect failed or the link broke
+    /// Subscriber links: a message on a subscribed channel.
+    std::function<void(std::string channel, std::string message)> on_message;
+  };
+
+  /// `password` empty: no AUTH.
+  static std::shared_ptr<redis_link> create(boost::asio::io_context& io, redis_address address,
+                                            std::string password, events callbacks);
+  virtual ~redis_link() = default;
+
+  /// Connects; on_up or on_down follows. Again after on_down to reconnect.
+  virtual void connect() = 0;
+  /// Sends a command; `done` gets its reply, or an error reply when the link is down or breaks
+  /// first. Thread-safe.
+  virtual void command(std::vector<std::string> argv, std::function<void(redis_reply)> done) = 0;
+  /// Subscriber mode: (un)subscribes a channel; its messages go to on_message. Thread-safe.
+  virtual void subscribe(std::string channel) = 0;
+  virtual void unsubscribe(std::string channel) = 0;
+  /// Closes the link for good; nothing is called afterwards.
+  virtual void close() = 0;
+};
+
+} // namespace er::actors

@@ -1,0 +1,13 @@
+#pragma once
+// Joining the cluster at start-up: this node's id must not be a live node's (DESIGN §11).
+
+#include "actors/router/cluster/cluster_bus.hpp"
+
+namespace er::app {
+
+/// Claims this node's liveness key on every shard (SET NX, as long as cluster.node-ttl-ms);
+/// throws config_error naming router.server-id when a live node holds it. A shard that does
+/// not answer is skipped: the cluster bus registers there once it answers.
+void claim_node_id(const actors::cluster_settings& cluster);
+
+} // namespace er::app
