@@ -3,6 +3,10 @@
 #   ./quickstart.sh run    install what is missing, build (Release), start the router
 #   ./quickstart.sh test   install what is missing, build, run the whole suite through CTest
 # Extra arguments after `run` go to event-router (e.g. --router.port=9000).
+# And one to try the cluster:
+#   ./quickstart.sh cluster [N]   a Redis on a free port and N routers (default 3) sharing
+#                                 port 8080 (SO_REUSEPORT), each on its own ports for its
+#                                 HTTP API too; Ctrl-C stops them all
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -10,10 +14,11 @@ BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-2}
 
 PACKAGES=(g++ cmake make libcaf-dev libboost-dev libboost-system-dev nlohmann-json3-dev
-          doctest-dev libcpp-jwt-dev libsqlite3-dev prometheus-cpp-dev libssl-dev libsimdjson-dev perl)
+          doctest-dev libcpp-jwt-dev libsqlite3-dev prometheus-cpp-dev libssl-dev libsimdjson-dev
+          libhiredis-dev perl)
 # The suite also runs the clients (Node.js, Python), the console in Chromium, and the agents'
 # example backends (Python).
-TEST_PACKAGES=(nodejs chromium python3 python3-websockets)
+TEST_PACKAGES=(nodejs chromium python3 python3-websockets redis-server openssl)
 
 # install_missing PACKAGE...: apt-get installs those not installed yet.
 install_missing() {
@@ -42,12 +47,47 @@ build() {
   cmake --build "$BUILD_DIR" -j "$JOBS" "${targets[@]}"
 }
 
+# run_cluster N: a Redis without persistence on a free port and N routers on port 8080.
+run_cluster() {
+  local n=$1 dir pids=() i port
+  dir=$(mktemp -d "${TMPDIR:-/tmp}/event-router-cluster.XXXXXX")
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  stop_all() {
+    kill "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+    rm -rf "$dir"
+  }
+  trap stop_all EXIT
+  trap 'exit 130' INT TERM
+  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
+    >"$dir/redis.log" 2>&1 &
+  pids+=($!)
+  for i in $(seq 1 "$n"); do
+    "$BUILD_DIR/event-router" --router.reuse-port=true --router.server-id="node-$i" \
+      --router.store-path="$dir/node-$i.db" --cluster.redis="127.0.0.1:$port" \
+      >"$dir/node-$i.log" 2>&1 &
+    pids+=($!)
+  done
+  sleep 1
+  head -n 7 "$dir/node-1.log"
+  echo "cluster: redis on 127.0.0.1:$port, $n routers sharing port 8080 (logs in $dir);"
+  echo "each connection lands on one of them; publish on any: the user's connections on every"
+  echo "node get it. Ctrl-C stops everything."
+  wait "${pids[@]}"
+}
+
 case "${1:-}" in
   run)
     shift
     install_missing "${PACKAGES[@]}"
     build event-router router-client
     exec "$BUILD_DIR/event-router" "$@"
+    ;;
+  cluster)
+    shift
+    install_missing "${PACKAGES[@]}" redis-server
+    build event-router router-client
+    run_cluster "${1:-3}"
     ;;
   test)
     install_missing "${PACKAGES[@]}" "${TEST_PACKAGES[@]}"
@@ -56,7 +96,7 @@ case "${1:-}" in
     ctest --output-on-failure -j "$JOBS" --timeout 600
     ;;
   *)
-    echo "usage: $0 run [--router.KEY=VALUE ...] | test" >&2
+    echo "usage: $0 run [--router.KEY=VALUE ...] | test | cluster [N]" >&2
     exit 2
     ;;
 esac

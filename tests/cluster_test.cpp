@@ -1,0 +1,289 @@
+// The cluster (DESIGN §11) with real processes: redis-server instances on free ports and
+// several event-router processes, started and stopped by each test.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <regex>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include "tests/raw_socket.hpp"
+#include "tests/support.hpp"
+#include "tests/temp_dir.hpp"
+
+using namespace er::test;
+
+namespace {
+
+const std::string api_key = "cluster-test-key";
+
+unsigned short free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+/// One inline Redis command; the raw reply.
+std::string redis_command(unsigned short port, const std::string& command) {
+  try {
+    raw_socket s{port};
+    s.send(command + "\r\n");
+    return s.read_until("\r\n", 2s);
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+/// A redis-server without persistence on a free port, stopped with the test.
+class redis_server {
+public:
+  explicit redis_server(unsigned short port = free_port()) : port_(port) {
+    start();
+  }
+  ~redis_server() {
+    stop();
+  }
+  void start() {
+    process_ = std::make_unique<child_process>(std::vector<std::string>{
+      "/usr/bin/redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
+      "--save", "", "--appendonly", "no", "--dir", dir_.path().string()});
+    REQUIRE(eventually([&] { return redis_command(port_, "PING").rfind("+PONG", 0) == 0; }, 10s));
+  }
+  void stop() {
+    if (!process_)
+      return;
+    process_->signal(SIGTERM);
+    process_->wait();
+    process_.reset();
+  }
+  unsigned short port() const {
+    return port_;
+  }
+  std::string address() const {
+    return "127.0.0.1:" + std::to_string(port_);
+  }
+
+private:
+  temp_dir dir_;
+  unsigned short port_;
+  std::unique_ptr<child_process> process_;
+};
+
+/// An event-router process in the cluster.
+class node {
+public:
+  node(const std::string& redis, const std::string& id, std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv{ER_ROUTER_BINARY, "--router.port=0", "--router.store-path=:memory:",
+                                  std::string{"--router.jwt-secret="} + test_secret,
+                                  "--router.api-key=" + api_key, "--router.server-id=" + id,
+                                  "--cluster.redis=" + redis, "--cluster.node-ttl-ms=1000"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    process_ = std::make_unique<child_process>(argv);
+    static const std::regex listen_line{R"(listening on ws://127\.0\.0\.1:(\d+)/ws)"};
+    for (int i = 0; i < 5 && port_ == 0; ++i) {
+      auto line = process_->read_line();
+      std::smatch m;
+      if (std::regex_search(line, m, listen_line))
+        port_ = static_cast<unsigned short>(std::stoi(m[1]));
+    }
+    REQUIRE_MESSAGE(port_ != 0, "node " << id << " did not start: " << process_->read_all_stderr(1s));
+  }
+  ~node() {
+    if (process_) {
+      process_->signal(SIGKILL);
+      process_->wait();
+    }
+  }
+  void kill_now() {
+    process_->signal(SIGKILL);
+    process_->wait();
+    process_.reset();
+  }
+  unsigned short port() const {
+    return port_;
+  }
+  json health() const {
+    return json::parse(er::client::http_request("127.0.0.1", port_, "GET", "/healthz").body);
+  }
+  er::client::http_response publish(const std::string& user, json data) const {
+    return er::client::http_request("127.0.0.1", port_, "POST", "/api/v1/publish",
+                                    "Bearer " + api_key,
+                                    json{{"user_id", user}, {"event", {{"type", "news"}, {"data", data}}}}.dump());
+  }
+  er::client::http_response disconnect(const std::string& user) const {
+    return er::client::http_request("127.0.0.1", port_, "POST",
+                                    "/api/v1/users/" + user + "/disconnect", "Bearer " + api_key);
+  }
+  /// A connection of `user`, its greeting read.
+  std::unique_ptr<er::client::ws_client> connect(const std::string& user) const {
+    auto c = try_connect(user);
+    CHECK(next_json(*c)["type"] == "connection_established");
+    return c;
+  }
+  std::unique_ptr<er::client::ws_client> try_connect(const std::string& user) const {
+    er::client::client_options o;
+    o.port = port_;
+    o.subprotocols = "router.v1, jwt." + sign_claims(
+      {{"sub", user}, {"exp", std::time(nullptr) + 3600}}, test_secret);
+    auto [c, h] = er::client::ws_client::connect(o);
+    REQUIRE(h.upgraded);
+    return std::move(c);
+  }
+
+private:
+  std::unique_ptr<child_process> process_;
+  unsigned short port_ = 0;
+};
+
+/// Reads `count` published events on `c`: their data.n, in arrival order; every frame must be
+/// `user`'s.
+std::vector<int> read_published(er::client::ws_client& c, const std::string& user, int count) {
+  std::vector<int> seen;
+  while (static_cast<int>(seen.size()) < count) {
+    auto f = next_json(c, 10s);
+    CHECK(f["user_id"] == user);
+    if (f["type"] == "news")
+      seen.push_back(f["data"]["n"].get<int>());
+  }
+  return seen;
+}
+
+std::vector<int> upto(int count) {
+  std::vector<int> v;
+  for (int i = 0; i < count; ++i)
+    v.push_back(i);
+  return v;
+}
+
+} // namespace
+
+TEST_CASE("a publish on any node reaches every connection of the user on every node once, in "
+          "order, and no other user") {
+  redis_server redis;
+  node n1{redis.address(), "n1"}, n2{redis.address(), "n2"}, n3{redis.address(), "n3"};
+  auto a1 = n1.connect("alice");
+  auto a2 = n2.connect("alice");
+  auto a3 = n3.connect("alice");
+  auto b2 = n2.connect("bob");
+  CHECK(eventually([&] { return n1.health()["cluster"]["nodes"] == 3; }, 5s));
+  const node* nodes[] = {&n1, &n2, &n3};
+  for (int i = 0; i < 30; ++i) {
+    auto r = nodes[i % 3]->publish("alice", {{"n", i}});
+    REQUIRE(r.status == 202);
+    CHECK(json::parse(r.body)["delivered"] == 3);
+  }
+  CHECK(json::parse(n3.publish("bob", {{"n", 0}}).body)["delivered"] == 1);
+  for (auto* c : {a1.get(), a2.get(), a3.get()})
+    CHECK(read_published(*c, "alice", 30) == upto(30));
+  CHECK(read_published(*b2, "bob", 1) == upto(1));
+  CHECK(b2->read(300ms).what == er::client::frame::kind::timeout); // nothing of alice's
+  CHECK(json::parse(n1.publish("nobody", {{"n", 0}}).body)["delivered"] == 0);
+}
+
+TEST_CASE("the disconnect API on any node closes the user's connections on every node") {
+  redis_server redis;
+  node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};
+  auto a1 = n1.connect("alice");
+  auto a2 = n2.connect("alice");
+  auto b1 = n1.connect("bob");
+  auto r = n2.disconnect("alice");
+  REQUIRE(r.status == 200);
+  CHECK(json::parse(r.body)["disconnected"] == 2);
+  expect_close(*a1, 4511);
+  expect_close(*a2, 4511);
+  b1->send_text(R"({"type":"ping","id":"still"})");
+  CHECK(next_json(*b1)["reply_to"] == "still");
+}
+
+TEST_CASE("router.max-connections-per-user holds across nodes, and a killed node's connections "
+          "stop counting once its liveness expires") {
+  redis_server redis;
+  auto limit = std::vector<std::string>{"--router.max-connections-per-user=2"};
+  node n1{redis.address(), "n1", limit}, n2{redis.address(), "n2", limit},
+    n3{redis.address(), "n3", limit};
+  auto a1 = n1.connect("alice");
+  auto a2 = n2.connect("alice");
+  auto refused = n3.try_connect("alice");
+  expect_close(*refused, 4503);
+  CHECK(eventually([&] { return n3.health()["cluster"]["nodes"] == 3; }, 5s));
+  n1.kill_now();
+  CHECK(eventually([&] { return n3.health()["cluster"]["nodes"] == 2; }, 5s));
+  auto again = n3.connect("alice"); // n1's connection no longer counts
+  again->send_text(R"({"type":"ping","id":"p"})");
+  CHECK(next_json(*again)["reply_to"] == "p");
+}
+
+TEST_CASE("while Redis is down local traffic goes on and publish answers 503; when it returns "
+          "the nodes rejoin by themselves and every publish after the return is delivered") {
+  redis_server redis;
+  node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};
+  auto a2 = n2.connect("alice");
+  REQUIRE(n1.publish("alice", {{"n", 0}}).status == 202);
+  CHECK(read_published(*a2, "alice", 1) == upto(1));
+  redis.stop();
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "down"; }, 5s));
+  auto down = n1.publish("alice", {{"n", 1}});
+  CHECK(down.status == 503);
+  CHECK(json::parse(down.body) == json{{"error", "cluster_unavailable"}});
+  a2->send_text(R"({"type":"ping","id":"local"})");
+  CHECK(next_json(*a2)["reply_to"] == "local");
+  redis.start(); // empty: no persistence
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "up"; }, 10s));
+  CHECK(eventually([&] { return n2.health()["cluster"]["redis"] == "up"; }, 10s));
+  CHECK(eventually([&] { return n1.publish("alice", {{"n", 1}}).status == 202; }, 5s));
+  REQUIRE(n1.publish("alice", {{"n", 2}}).status == 202);
+  CHECK(read_published(*a2, "alice", 2) == std::vector<int>{1, 2}); // the same connection
+}
+
+TEST_CASE("what a node missed while its subscription was cut is filled from the user's history") {
+  redis_server redis;
+  node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};
+  auto a2 = n2.connect("alice");
+  REQUIRE(n1.publish("alice", {{"n", 0}}).status == 202);
+  CHECK(read_published(*a2, "alice", 1) == upto(1));
+  CHECK(redis_command(redis.port(), "CLIENT KILL TYPE pubsub").rfind(":", 0) == 0);
+  for (int i = 1; i < 6; ++i) // published while n2 is not subscribed
+    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
+  CHECK(read_published(*a2, "alice", 5) == std::vector<int>{1, 2, 3, 4, 5});
+  auto metrics = er::client::http_request("127.0.0.1", n2.port(), "GET", "/metrics").body;
+  CHECK(metric(metrics, "router_cluster_gaps_filled_total") >= 1);
+}
+
+TEST_CASE("users are spread over two Redis shards, and each publish reaches its user") {
+  redis_server s1, s2;
+  auto shards = s1.address() + "," + s2.address();
+  node n1{shards, "n1"}, n2{shards, "n2"};
+  std::vector<std::unique_ptr<er::client::ws_client>> clients;
+  for (int u = 0; u < 12; ++u)
+    clients.push_back((u % 2 ? n1 : n2).connect("user-" + std::to_string(u)));
+  for (int u = 0; u < 12; ++u) {
+    auto r = (u % 2 ? n2 : n1).publish("user-" + std::to_string(u), {{"n", u}});
+    REQUIRE(r.status == 202);
+    CHECK(json::parse(r.body)["delivered"] == 1);
+  }
+  for (int u = 0; u < 12; ++u)
+    CHECK(read_published(*clients[static_cast<std::size_t>(u)], "user-" + std::to_string(u), 1)
+          == std::vector<int>{u});
+  for (auto* shard : {&s1, &s2}) // both shards hold some users' history
+    CHECK(redis_command(shard->port(), "EVAL \"return #redis.call('KEYS', 'er:u:*:hist')\" 0")
+          .rfind(":0", 0) != 0);
+}
+
+TEST_CASE("a second live node with the same router.server-id refuses to start") {
+  redis_server redis;
+  node n1{redis.address(), "twin"};
+  child_process twin{{ER_ROUTER_BINARY, "--router.port=0", "--router.store-path=:memory:",
+                      "--router.server-id=twin", "--cluster.redis=" + redis.address()}};
+  CHECK(twin.wait(10s) == 2);
+  CHECK(twin.read_all_stderr().find("router.server-id \"twin\"") != std::string::npos);
+}
