@@ -223,7 +223,7 @@ TEST_CASE("router.max-connections-per-user holds across nodes, and a killed node
   CHECK(next_json(*again)["reply_to"] == "p");
 }
 
-TEST_CASE("while Redis is down local traffic goes on and publish answers 503; when it returns "
+TEST_CASE("while Redis is down local traffic goes on and publish answers 503, when it returns "
           "the nodes rejoin by themselves and every publish after the return is delivered") {
   redis_server redis;
   node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};
