@@ -23,8 +23,10 @@ const std::vector<console_asset>& console_assets();
 
 /// The answer for GET `path` when it names a console file: the file, with a
 /// Content-Security-Policy that allows only the router's own scripts, styles and sockets.
-/// With a `source_dir` (router.console-dir, for working on the console) the files are read
-/// from there on every request, named as in the source tree; otherwise the compiled-in copy.
+/// With a `source_dir` (router.console-dir, for working on the console) any .html, .css or .js
+/// file of its console/ or js/ folder is read from there on every request, files added since
+/// the build included; a name that is not a plain file name is never looked up. Otherwise the
+/// compiled-in copy.
 std::optional<net::http_reply> console_reply(std::string_view path,
                                              const std::string& source_dir = {});
 

@@ -19,9 +19,11 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -104,6 +106,13 @@ public:
     close_code_patch_ = code;
   }
 
+  /// Close frames written through this layer with a code and no reason (the ones Beast sends
+  /// by itself: 1002, 1007, 1009) leave with `reason_of(code)` as their reason, when it names
+  /// one (at most 123 bytes, a close frame's limit).
+  void fill_close_reasons(std::string_view (*reason_of)(std::uint16_t)) {
+    close_reason_of_ = reason_of;
+  }
+
   /// Bytes read from the socket before this layer took it over (a client's frames pipelined
   /// right behind its upgrade request): the next reads return them first.
   void set_unread(std::string bytes) {
@@ -113,15 +122,26 @@ public:
 
   template <class ConstBuffers, class Handler>
   void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
-    if (close_code_patch_ != 0 && !burst_ && is_close_frame(buffers)) {
-      // Rare: the close frame leaves with its code replaced (replace_close_code).
-      auto copy = std::make_shared<std::string>(boost::asio::buffer_size(buffers), '\0');
+    if (!burst_ && rewrites_close_frames() && is_close_frame(buffers)) {
+      // Rare: the close frame leaves rewritten (replace_close_code, fill_close_reasons), in
+      // one write; the caller learns that its own bytes were written.
+      auto size = boost::asio::buffer_size(buffers);
+      auto copy = std::make_shared<std::string>(size, '\0');
       boost::asio::buffer_copy(boost::asio::buffer(*copy), buffers);
-      patch_close_frame(*copy, 0);
-      return write_direct(boost::asio::buffer(*copy), std::forward<Handler>(handler), copy);
+      rewrite_close_frame(*copy, 0);
+      ++direct_writes_;
+      auto executor = boost::asio::get_associated_executor(handler, socket_.get_executor());
+      return boost::asio::async_write(
+        socket_, boost::asio::buffer(*copy),
+        boost::asio::bind_executor(
+          executor, [this, copy, size, handler = std::forward<Handler>(handler)](
+                      boost::system::error_code ec, std::size_t) mutable {
+            on_direct_write_done();
+            handler(ec, ec ? std::size_t{0} : size);
+          }));
     }
     if (!burst_)
-      return write_direct(buffers, std::forward<Handler>(handler), nullptr);
+      return write_direct(buffers, std::forward<Handler>(handler));
     auto n = append(buffers);
     // Never inline: a completion handler must not run inside its initiating function.
     boost::asio::post(socket_.get_executor(),
@@ -130,15 +150,14 @@ public:
   }
 
   // Straight to the socket; counted, so that a flush never overtakes it. The completion keeps
-  // the handler's executor; `keep` (if any) lives until then.
+  // the handler's executor.
   template <class ConstBuffers, class Handler>
-  void write_direct(const ConstBuffers& buffers, Handler&& handler,
-                    std::shared_ptr<std::string> keep) {
+  void write_direct(const ConstBuffers& buffers, Handler&& handler) {
     ++direct_writes_;
     auto executor = boost::asio::get_associated_executor(handler, socket_.get_executor());
     socket_.async_write_some(
       buffers, boost::asio::bind_executor(
-                 executor, [this, keep = std::move(keep), handler = std::forward<Handler>(handler)](
+                 executor, [this, handler = std::forward<Handler>(handler)](
                              boost::system::error_code ec, std::size_t n) mutable {
                    on_direct_write_done();
                    handler(ec, n);
@@ -265,8 +284,8 @@ private:
     auto at = out.size();
     out.resize(at + n);
     boost::asio::buffer_copy(boost::asio::buffer(&out[at], n), buffers);
-    if (close_code_patch_ != 0)
-      patch_close_frame(out, at);
+    if (rewrites_close_frames())
+      rewrite_close_frame(out, at);
     return n;
   }
 
@@ -282,15 +301,32 @@ private:
     return is_close_frame(head[0], head[1]);
   }
 
-  // Replaces the code of the close frame starting at `at`, if one does.
-  void patch_close_frame(std::string& out, std::size_t at) {
+  bool rewrites_close_frames() const {
+    return close_code_patch_ != 0 || close_reason_of_ != nullptr;
+  }
+
+  // Rewrites the close frame starting at `at`, if one does: its code replaced
+  // (replace_close_code), a reason added to a frame that has none (fill_close_reasons).
+  void rewrite_close_frame(std::string& out, std::size_t at) {
     if (out.size() < at + 4
         || !is_close_frame(static_cast<unsigned char>(out[at]),
                            static_cast<unsigned char>(out[at + 1])))
       return;
-    out[at + 2] = static_cast<char>(close_code_patch_ >> 8);
-    out[at + 3] = static_cast<char>(close_code_patch_ & 0xff);
-    close_code_patch_ = 0;
+    if (close_code_patch_ != 0) {
+      out[at + 2] = static_cast<char>(close_code_patch_ >> 8);
+      out[at + 3] = static_cast<char>(close_code_patch_ & 0xff);
+      close_code_patch_ = 0;
+    }
+    auto payload = static_cast<std::size_t>(static_cast<unsigned char>(out[at + 1]) & 0x7f);
+    if (close_reason_of_ == nullptr || payload != 2 || out.size() != at + 4)
+      return;
+    auto code = static_cast<std::uint16_t>((static_cast<unsigned char>(out[at + 2]) << 8)
+                                           | static_cast<unsigned char>(out[at + 3]));
+    auto reason = close_reason_of_(code);
+    if (reason.empty() || reason.size() > 123)
+      return;
+    out[at + 1] = static_cast<char>(2 + reason.size());
+    out.append(reason);
   }
 
   void on_direct_write_done() {
@@ -324,6 +360,7 @@ private:
   std::size_t direct_writes_ = 0; ///< asynchronous writes passed through, not yet complete
   std::unique_ptr<std::string> unread_; ///< see set_unread; null when none is left
   std::uint16_t close_code_patch_ = 0;  ///< see replace_close_code; 0: none
+  std::string_view (*close_reason_of_)(std::uint16_t) = nullptr; ///< see fill_close_reasons
 };
 
 // Beast tears the TCP connection down through these (argument-dependent lookup).

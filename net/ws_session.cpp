@@ -113,6 +113,9 @@ private:
     // Beast checks each frame header against the limit: a frame announcing more gets 1009
     // before any of its payload is read, and Beast drains the rest until the peer closes.
     ws_.read_message_max(limits_.max_message_bytes);
+    // Beast's own close frames (1002, 1007, 1009) carry a code only: ours get the table's words.
+    ws_.next_layer().fill_close_reasons(
+      [](std::uint16_t code) { return close_reason_of(code).reason; });
     ws_.auto_fragment(false);
     bool select = select_protocol_;
     ws_.set_option(websocket::stream_base::decorator([select](websocket::response_type& res) {

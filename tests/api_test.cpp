@@ -1,5 +1,6 @@
 // The HTTP API (DESIGN §7) and the connection limits, against a real router.
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -11,6 +12,7 @@
 #include <doctest/doctest.h>
 
 #include "tests/support.hpp"
+#include "tests/temp_dir.hpp"
 
 using namespace er::test;
 
@@ -267,6 +269,43 @@ TEST_CASE("GET / serves the browser console from the binary, with a Content-Secu
     CHECK(r.content_security_policy.find("default-src 'none'") != std::string::npos);
   }
   CHECK(er::client::http_request("127.0.0.1", router.port(), "GET", "/nothing.js").status == 404);
+}
+
+TEST_CASE("with router.console-dir the console is read from disk on every request, files added "
+          "since the build included, and nothing but plain .html .css .js names") {
+  temp_dir clients;
+  std::filesystem::create_directories(clients.path() / "console");
+  std::filesystem::create_directories(clients.path() / "js");
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream{clients.file(name), std::ios::binary} << text;
+  };
+  write("console/index.html", "<p>first</p>");
+  write("js/router-client.js", "export const v = 1;");
+  write("secret.js", "outside the two folders");
+  write("console/notes.txt", "not a console file");
+  auto settings = test_settings();
+  settings.console_dir = clients.path().string();
+  test_router router{settings};
+  auto get = [&](const std::string& path) {
+    return er::client::http_request("127.0.0.1", router.port(), "GET", path);
+  };
+
+  CHECK(get("/").body == "<p>first</p>");
+  CHECK(get("/router-client.js").body == "export const v = 1;");
+  write("console/index.html", "<p>second</p>"); // edited: served as it is now
+  CHECK(get("/").body == "<p>second</p>");
+  write("console/new-module.js", "export const added = true;"); // added after the build
+  auto added = get("/new-module.js");
+  CHECK(added.status == 200);
+  CHECK(added.content_type.rfind("text/javascript", 0) == 0);
+  CHECK(added.body == "export const added = true;");
+  CHECK(added.content_security_policy.find("default-src 'none'") != std::string::npos);
+
+  for (auto path : {"/notes.txt", "/../secret.js", "/console/../../secret.js", "/%2e%2e/secret.js",
+                    "/.hidden.js", "/missing.js", "/js/router-client.js"}) {
+    CAPTURE(path);
+    CHECK(get(path).status == 404);
+  }
 }
 
 TEST_CASE("the console's demo tokens are minted only with the dev secret on loopback") {

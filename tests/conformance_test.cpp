@@ -126,6 +126,32 @@ TEST_CASE("an unmasked client frame closes with 1002") {
   expect_close(*c.client, 1002);
 }
 
+TEST_CASE("the close frames Beast sends by itself carry the close code table's reason") {
+  auto reason_of = [](auto send) {
+    auto settings = test_settings();
+    settings.max_message_bytes = 1024;
+    test_router router{settings};
+    auto c = connect_user(router, "alice");
+    send(*c.client);
+    auto f = c.client->read(5s);
+    REQUIRE(f.what == er::client::frame::kind::closed);
+    return std::pair{f.close_code, f.close_reason};
+  };
+  CHECK(reason_of([](auto& client) { client.send_raw(frame(text, "\xc3\x28")); })
+        == std::pair<std::uint16_t, std::string>{1007, "invalid UTF-8"});
+  CHECK(reason_of([](auto& client) { client.send_raw(frame(cont, "orphan")); })
+        == std::pair<std::uint16_t, std::string>{1002, "protocol error"});
+  CHECK(reason_of([](auto& client) { client.send_raw(frame(text, std::string(2048, 'x'))); })
+        == std::pair<std::uint16_t, std::string>{1009, "message too big"});
+  CHECK(reason_of([](auto& client) { client.send_raw(frame(close_op, close_payload(5000))); })
+        == std::pair<std::uint16_t, std::string>{1002, "protocol error"});
+  // Beast echoes a peer's close with its code only: the table's words when it has some.
+  CHECK(reason_of([](auto& client) { client.send_raw(frame(close_op, close_payload(1000) + "bye")); })
+        == std::pair<std::uint16_t, std::string>{1000, "normal"});
+  CHECK(reason_of([](auto& client) { client.send_raw(frame(close_op, close_payload(4321))); })
+        == std::pair<std::uint16_t, std::string>{4321, ""});
+}
+
 TEST_CASE("a client close is echoed with its code and ends the manager") {
   test_router router;
   auto baseline = router.server().running_actors();

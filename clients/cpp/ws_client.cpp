@@ -187,9 +187,11 @@ frame ws_client::read(std::chrono::milliseconds timeout) {
   if (impl_->read_ec) {
     impl_->closed = true;
     result.what = frame::kind::closed;
-    result.close_code = impl_->read_ec == websocket::error::closed
-                          ? static_cast<std::uint16_t>(impl_->ws.reason().code)
-                          : std::uint16_t{1006};
+    bool clean = impl_->read_ec == websocket::error::closed;
+    result.close_code = clean ? static_cast<std::uint16_t>(impl_->ws.reason().code)
+                              : std::uint16_t{1006};
+    if (clean)
+      result.close_reason = std::string{impl_->ws.reason().reason.c_str()};
     return result;
   }
   result.what = impl_->ws.got_text() ? frame::kind::text : frame::kind::binary;

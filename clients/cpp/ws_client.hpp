@@ -34,6 +34,7 @@ struct frame {
   enum class kind { text, binary, closed, timeout } what = kind::timeout;
   std::string data;
   std::uint16_t close_code = 0; ///< with kind::closed: the server's code, 1006 when none
+  std::string close_reason;     ///< with kind::closed: the reason in the server's close frame
 };
 
 class ws_client {

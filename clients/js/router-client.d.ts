@@ -1,4 +1,5 @@
-// Type declarations of router-client.js (hand-written; keep in step with the runtime).
+// Type declarations of router-client.js, the entry point: everything it exports, whichever of
+// its sibling modules defines it (hand-written; keep in step with the runtime).
 
 /** The subprotocol the router speaks: "router.v1". */
 export const SUBPROTOCOL: 'router.v1';
@@ -27,7 +28,16 @@ export type RunEventType =
   | 'agent_progress'
   | FinalRunEventType;
 
-/** Error codes of the router's `error` frames (DESIGN.md §4). */
+/**
+ * `data` of agent_completed: the agent's result. `stored: false` when the router could not
+ * append it to the thread (the user's storage quota); the run completed all the same.
+ */
+export interface AgentCompletedData {
+  stored?: false;
+  [key: string]: unknown;
+}
+
+/** Error codes of the router's `error` frames (protocol/error_codes.hpp). */
 export type ServerErrorCode =
   | 'invalid_json'
   | 'invalid_message'
@@ -56,6 +66,7 @@ export type TerminalReason =
   | 'too_many_connections'
   | 'protocol_abuse'
   | 'disconnected_by_backend'
+  | 'session_moved'
   | 'do_not_reconnect'
   | 'max_reconnect_attempts';
 

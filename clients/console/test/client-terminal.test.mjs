@@ -1,6 +1,6 @@
 // router-client.js in browser pages: the close codes that say "do not reconnect as is" stop it.
 // 4503: a second page of the same user past router.max-connections-per-user=1;
-// 4511: the backend's disconnect API.
+// 4511: the backend's disconnect API; 4512: another connection resumed the session.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startRouter, launchBrowser, openClientPage, httpPost, healthz, sleep } from './helpers.mjs';
@@ -89,5 +89,50 @@ test('4511: the disconnect API closes the page for good; its running agent fails
     assert.deepEqual(a.watch.problems, []);
   } finally {
     await a.close();
+  }
+});
+
+test('4512: a resume from another connection takes the session over; the page stops and does not take it back', TIMEOUT, async () => {
+  const own = await startRouter({ args: ['--agents.demo-steps=10', '--agents.demo-step-delay-ms=100'] });
+  const a = await openClientPage(browser, own.base, { user: 'iris' });
+  try {
+    const first = await a.connected();
+    assert.equal(first.ok, true);
+    await a.page.evaluate(() => window.client.ping());
+    // A second socket of the same user resumes the client's session while the client's socket
+    // is open, as a second network path would.
+    const taken = await a.page.evaluate(async () => {
+      const est = window.rec.frames.find((f) => f.type === 'connection_established');
+      const url = `${location.origin.replace(/^http/, 'ws')}/ws?resume=${encodeURIComponent(est.data.resume_token)}&last_event_id=${window.client.lastEventId}`;
+      const ws = new WebSocket(url, ['router.v1', `jwt.${await window.nodeToken()}`]);
+      window.takeover = ws;
+      return new Promise((resolve, reject) => {
+        ws.onmessage = (ev) => resolve(JSON.parse(ev.data));
+        ws.onerror = () => reject(new Error('the takeover socket failed'));
+      });
+    });
+    assert.equal(taken.type, 'connection_established');
+    assert.equal(taken.data.recovered, true);
+    assert.equal(taken.data.session_id, first.info.sessionId);
+
+    const [close] = await a.waitEvents('close', 1);
+    assert.equal(close.code, 4512);
+    assert.equal(close.terminal, true);
+    assert.equal(close.willReconnect, false);
+    assert.equal(close.terminalReason, 'session_moved');
+    await sleep(QUIET_MS);
+    assert.equal(await a.state(), 'closed');
+    assert.equal((await a.events('connecting')).length, 1, 'no reconnect: it would take the session back');
+    // The session lives on in the other socket.
+    const pong = await a.page.evaluate(() => new Promise((resolve) => {
+      window.takeover.onmessage = (ev) => resolve(JSON.parse(ev.data));
+      window.takeover.send(JSON.stringify({ type: 'ping', id: 'after-takeover' }));
+    }));
+    assert.equal(pong.type, 'pong');
+    assert.equal(pong.reply_to, 'after-takeover');
+    assert.deepEqual(a.watch.problems, []);
+  } finally {
+    await a.close();
+    await own.stop();
   }
 });

@@ -4,8 +4,10 @@
 // editor, reads threads, and explains the connection's state, closes and resumes.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import {
-  startRouter, restartRouterOn, startProxy, launchBrowser, watchPage, recordCspViolations,
+  CLIENTS_DIR, startRouter, restartRouterOn, startProxy, launchBrowser, watchPage, recordCspViolations,
   screenshot, mintToken, httpPost, waitFor, sleep,
 } from './helpers.mjs';
 
@@ -49,6 +51,12 @@ function loggedFrames(page) {
   }));
 }
 
+/** The paths the router serves the console's and the client's files at: /<file name>. */
+function servedAssets() {
+  const names = (dir, re) => fs.readdirSync(path.join(CLIENTS_DIR, dir)).filter((f) => re.test(f));
+  return [...names('console', /\.(js|css)$/), ...names('js', /\.js$/)].map((f) => `/${f}`);
+}
+
 const state = (page) => page.getAttribute('#status-badge', 'data-state');
 const waitState = (page, s, timeout = 5000) => page.waitForSelector(`#status-badge[data-state="${s}"]`, { timeout });
 
@@ -62,9 +70,10 @@ test('the console loads under the CSP without errors, mints a token, connects an
     // The router serves the page with its CSP: what follows runs under it.
     assert.equal(res.status(), 200);
     assert.equal(res.headers()['content-security-policy'], EXPECTED_CSP);
-    for (const asset of ['/console.js', '/console.css', '/router-client.js']) {
+    // Every file of clients/console and clients/js the page may load, at /<file name>.
+    for (const asset of servedAssets()) {
       const r = await fetch(router.base + asset);
-      assert.equal(r.status, 200, asset);
+      assert.equal(r.status, 200, `GET ${asset}: ${r.status} (a router built before the file existed does not serve it: build it again)`);
       assert.equal(r.headers.get('content-security-policy'), EXPECTED_CSP, asset);
     }
     assert.equal(await page.title(), 'Event router console');

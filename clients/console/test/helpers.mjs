@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const SECRET = 'console-test-secret-0123456789abcdef';
@@ -69,6 +70,19 @@ process.on('exit', () => {
   for (const proc of running) {
     try { process.kill(proc.pid, 'SIGKILL'); } catch { /* gone */ }
   }
+});
+// A test that failed before stopping its routers and proxies would keep this file's process
+// alive (their pipes and sockets hold the event loop): the suite would hang instead of
+// reporting the failure.
+const openProxies = new Set();
+after(async () => {
+  await Promise.all([
+    ...Array.from(running, (proc) => new Promise((resolve) => {
+      proc.once('exit', resolve);
+      try { process.kill(proc.pid, 'SIGKILL'); } catch { resolve(); }
+    })),
+    ...Array.from(openProxies, (proxy) => proxy.close()),
+  ]);
 });
 
 /**
@@ -203,7 +217,7 @@ export async function startProxy(targetPort) {
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = server.address().port;
-  return {
+  const proxy = {
     port,
     url: `ws://127.0.0.1:${port}/ws`,
     accepted: () => accepted,
@@ -217,10 +231,13 @@ export async function startProxy(targetPort) {
       pairs.clear();
     },
     close() {
+      openProxies.delete(proxy);
       for (const { client, upstream } of Array.from(pairs)) { client.destroy(); upstream.destroy(); }
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
+  openProxies.add(proxy);
+  return proxy;
 }
 
 // ---- the browser -------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-// Reconnect policy against the real router: a server restart, terminal close codes, 4029.
+// Reconnect policy against the real router: a server restart, terminal close codes (4503, 4511,
+// 1009, 1007, 1002), 4029, 401.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startRouter, makeClient, record, waitFor, sleep, httpPost, healthz, nextEvent, mintToken, TIMEOUT } from './helpers.mjs';
@@ -129,6 +130,34 @@ test('1009 (message too big) is terminal', TIMEOUT, async () => {
   assert.equal(log.of('connecting').length, 1, 'only the first connection attempt');
   assert.equal(log.of('reconnecting').length, 0);
   assert.equal(c.state, 'closed');
+});
+
+test('1007 (a text frame that is not UTF-8) is terminal', TIMEOUT, async () => {
+  const r = await router();
+  const c = client(r.url, { user: 'heidi' });
+  const log = record(c);
+  await c.connect();
+  c.socket.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false }); // `ws` sends the bytes as they are
+  const closed = await nextEvent(c, 'closed');
+  assert.equal(closed.code, 1007);
+  assert.equal(closed.terminalReason, 'invalid_payload');
+  await sleep(800);
+  assert.equal(log.of('connecting').length, 1, 'only the first connection attempt');
+  assert.equal(log.of('reconnecting').length, 0);
+});
+
+test('1002 (a frame breaking RFC 6455: unmasked) is terminal', TIMEOUT, async () => {
+  const r = await router();
+  const c = client(r.url, { user: 'heidi' });
+  const log = record(c);
+  await c.connect();
+  c.socket._socket.write(Buffer.from([0x81, 0x02, 0x68, 0x69])); // a client's frame must be masked
+  const closed = await nextEvent(c, 'closed');
+  assert.equal(closed.code, 1002);
+  assert.equal(closed.terminalReason, 'protocol_error');
+  await sleep(800);
+  assert.equal(log.of('connecting').length, 1, 'only the first connection attempt');
+  assert.equal(log.of('reconnecting').length, 0);
 });
 
 test('4029 (rate limited) reconnects, but only after a long backoff', TIMEOUT, async () => {

@@ -2,7 +2,7 @@
 // resume window, the client reconnects with ?resume=&last_event_id= and nothing is lost or doubled.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startRouter, makeClient, record, waitFor, httpPost, nextEvent, TIMEOUT } from './helpers.mjs';
+import { startRouter, makeClient, record, waitFor, httpPost, nextEvent, mintToken, sleep, WebSocket, TIMEOUT } from './helpers.mjs';
 
 let router;
 const clients = [];
@@ -109,4 +109,37 @@ test('reconnect() with the ws package drops the socket silently and resumes the 
   assert.deepEqual(run.events.map((e) => e.type), DEMO);
   assert.equal(log.of('close')[0].initiatedByClient, true);
   assertExactlyOnce(log.of('event').filter((f) => f.type !== 'connection_established'));
+});
+
+test('a resume from another connection takes the session over: the old client gets 4512, its run fails, and it does not reconnect', TIMEOUT, async () => {
+  const c = client({ user: 'erin' });
+  const log = record(c);
+  const first = await c.connect();
+  await c.ping();
+  const run = c.startAgent('demo', 'moves away');
+  await waitFor(() => run.events.length >= 2, { what: 'two run events' });
+  // Another connection of the same user resumes the session while this socket is open (as
+  // after a network switch the router has not noticed yet).
+  const resumeToken = log.of('event').find((f) => f.type === 'connection_established').data.resume_token;
+  const url = `${router.url}?resume=${encodeURIComponent(resumeToken)}&last_event_id=${c.lastEventId}`;
+  const other = new WebSocket(url, ['router.v1', `jwt.${mintToken('erin')}`]);
+  const taken = [];
+  other.on('message', (m) => taken.push(JSON.parse(m)));
+  try {
+    const closed = await nextEvent(c, 'closed');
+    assert.equal(closed.code, 4512);
+    assert.equal(closed.reason, 'session resumed on another connection');
+    assert.equal(closed.terminalReason, 'session_moved');
+    await assert.rejects(run.done, (e) => e.code === 'closed' && e.closeCode === 4512);
+    await waitFor(() => taken.length >= 1, { what: 'the other connection\'s connection_established' });
+    assert.equal(taken[0].data.recovered, true);
+    assert.equal(taken[0].data.session_id, first.sessionId);
+    // The session lives on in the other connection: the run finishes there.
+    await waitFor(() => taken.some((f) => f.type === 'agent_completed' && f.run_id === run.runId), { what: 'the run to end on the other connection' });
+    await sleep(800); // twice the test's maxDelayMs
+    assert.equal(log.of('connecting').length, 1, 'no reconnect: it would take the session back');
+    assert.equal(c.state, 'closed');
+  } finally {
+    other.terminate();
+  }
 });

@@ -1,53 +1,76 @@
 // Token expiry: the router's 4501, getToken() on every (re)connect, the proactive refresh.
 //
-// What the router does (found against the binary): the upgrade accepts a token up to 30 s past
-// its exp (the leeway), but the connection's own expiry has no leeway: a token already past
-// exp gets connection_established and then, at once, close 4501; a token that expires while
-// connected gets 4501 at exp. 4501 is a close frame, so the session ends with it: the
-// reconnect is a new session (recovered: false).
+// What the router does: the upgrade accepts a token up to router.jwt-leeway-s (30 s) past its
+// exp, and a connection stays open until exp plus that leeway, then closes with 4501. A token
+// further past exp is refused at the upgrade (401 token_expired). A session closed with 4501
+// waits for a resume like a dropped one: the reconnect with a fresh token resumes it
+// (recovered: true) and a run going on loses nothing. The 4501 tests start routers with the
+// leeway they need.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startRouter, makeClient, record, waitFor, nextEvent, mintToken, WebSocket, TIMEOUT } from './helpers.mjs';
 import { tokenExpiresAt } from '../router-client.js';
 
+const AGENT_ARGS = ['--agents.demo-step-delay-ms=150', '--agents.demo-steps=12', '--agents.test-agents=1'];
+
 let router;
+const routers = [];
 const clients = [];
-function client(opts) { const c = makeClient(router.url, opts); clients.push(c); return c; }
+function client(opts, on = router) { const c = makeClient(on.url, opts); clients.push(c); return c; }
+async function routerWithLeeway(seconds) {
+  const r = await startRouter({ args: [...AGENT_ARGS, `--router.jwt-leeway-s=${seconds}`] });
+  routers.push(r);
+  return r;
+}
 
 before(async () => {
-  router = await startRouter({ args: ['--agents.demo-step-delay-ms=150', '--agents.demo-steps=12', '--agents.test-agents=1'] });
+  router = await startRouter({ args: AGENT_ARGS });
+  routers.push(router);
 });
 after(async () => {
   await Promise.all(clients.map((c) => c.close()));
-  await router.stop();
+  await Promise.all(routers.map((r) => r.stop()));
 });
 
-test('4501: a token past exp (inside the upgrade leeway) is closed at once; the client gets a fresh token and reconnects', TIMEOUT, async () => {
-  let calls = 0;
+test('4501: a token past exp but inside the leeway is accepted, closed when the leeway is over, and the client resumes with a fresh token', TIMEOUT, async () => {
+  const leewayS = 3;
+  const lenient = await routerWithLeeway(leewayS);
+  const issued = [];
   const c = client({
     user: 'kate',
     refreshBeforeExpiryMs: 0,
-    token: () => (++calls === 1 ? mintToken('kate', { expIn: -10 }) : mintToken('kate')),
-  });
+    token: () => {
+      const t = mintToken('kate', { expIn: issued.length === 0 ? -1 : 3600 });
+      issued.push(t);
+      return t;
+    },
+  }, lenient);
   const log = record(c);
-  const first = await c.connect(); // the upgrade accepts it: exp is within the 30 s leeway
+  const first = await c.connect(); // the upgrade accepts it: exp is within the leeway
   assert.equal(first.userId, 'kate');
-  const close = await nextEvent(c, 'close');
+  await waitFor(() => log.of('close').length >= 1, { timeoutMs: (leewayS + 1) * 1000, what: 'the 4501' });
+  const close = log.of('close')[0];
+  const closedAt = log.entries.find((e) => e.type === 'close').at;
+  const deadline = tokenExpiresAt(issued[0]) + leewayS * 1000;
   assert.equal(close.code, 4501);
+  assert.ok(closedAt >= deadline - 200, `closed at exp plus the leeway, not before (${closedAt - deadline} ms)`);
   assert.equal(close.terminal, false);
   assert.equal(close.willReconnect, true);
   assert.deepEqual(log.of('tokenRefresh').map((e) => e.reason), ['expired']);
   const second = await nextEvent(c, 'established');
-  assert.equal(calls, 2, 'getToken() called again after 4501');
-  assert.equal(second.recovered, false, '4501 ended the session with a close frame');
-  assert.equal(log.of('gap').length, 1);
+  assert.equal(issued.length, 2, 'getToken() called again after 4501');
+  assert.equal(second.resumed, true);
+  assert.equal(second.recovered, true, 'a session closed with 4501 is resumable');
+  assert.equal(second.sessionId, first.sessionId);
+  assert.equal(log.of('gap').length, 0);
   assert.ok(await c.ping() >= 0);
   // The second connection used the fresh token: it stays open.
   assert.equal(c.state, 'open');
   assert.equal(log.of('close').length, 1);
 });
 
-test('4501 at exp while connected: getToken() is called again and the client carries on', TIMEOUT, async () => {
+test('4501 at exp (no leeway) while a run goes on: getToken() is called again, the session is resumed, the run loses nothing', TIMEOUT, async () => {
+  const strict = await routerWithLeeway(0);
   const issued = [];
   const c = client({
     user: 'leo',
@@ -57,19 +80,27 @@ test('4501 at exp while connected: getToken() is called again and the client car
       issued.push(t);
       return t;
     },
-  });
+  }, strict);
   const log = record(c);
-  const t0 = Date.now();
-  await c.connect();
+  const first = await c.connect();
   assert.equal(issued.length, 1);
+  const run = c.startAgent('demo', 'across the expiry'); // 16 events, 150 ms apart: ~2.2 s
   const close = await nextEvent(c, 'close', { timeoutMs: 5000 });
+  const closedAt = Date.now();
   const expMs = tokenExpiresAt(issued[0]);
   assert.equal(close.code, 4501);
-  assert.ok(Date.now() >= expMs - 1000, `closed near exp (${Date.now() - t0} ms after connect)`);
+  assert.ok(closedAt >= expMs - 100 && closedAt < expMs + 1500, `closed at exp (${closedAt - expMs} ms)`);
+  assert.ok(!run.finished, 'the run was under way at the expiry');
   const est = await nextEvent(c, 'established');
   assert.equal(issued.length, 2, 'getToken() called again after 4501');
-  assert.equal(est.recovered, false);
-  assert.equal(log.of('gap').length, 1);
+  assert.equal(est.recovered, true);
+  assert.equal(est.sessionId, first.sessionId);
+  assert.equal(log.of('gap').length, 0);
+  const final = await run.done;
+  assert.equal(final.type, 'agent_completed');
+  assert.equal(run.events.length, 16);
+  const ids = log.of('event').filter((f) => f.type !== 'connection_established').map((f) => f.event_id);
+  ids.forEach((id, i) => assert.equal(id, i + 1, 'every event once, in order'));
   assert.ok(await c.ping() >= 0);
 });
 

@@ -8,16 +8,19 @@ import {
 } from '../router-client.js';
 import { WebSocket, mintToken, record, waitFor, TIMEOUT } from './helpers.mjs';
 
-test('closePolicy follows DESIGN.md §4', TIMEOUT, () => {
+test("closePolicy follows the router's close codes (protocol/close_codes.hpp)", TIMEOUT, () => {
   const action = (code) => closePolicy(code).action;
   for (const code of [1000, 1001, 1005, 1006, 1011, 1012, 1013, 4000, 4008, 4009, 4010, 4499]) assert.equal(action(code), 'reconnect', String(code));
   assert.equal(action(4029), 'reconnect_slow');
   assert.equal(action(4501), 'refresh_token');
-  for (const code of [1002, 1003, 1007, 1008, 1009, 1010, 4500, 4502, 4503, 4510, 4511, 4999]) assert.equal(action(code), 'terminal', String(code));
+  for (const code of [1002, 1003, 1007, 1008, 1009, 1010, 4500, 4502, 4503, 4510, 4511, 4512, 4999]) assert.equal(action(code), 'terminal', String(code));
+  assert.equal(closePolicy(1002).reason, 'protocol_error');
+  assert.equal(closePolicy(1007).reason, 'invalid_payload');
   assert.equal(closePolicy(1009).reason, 'message_too_big');
   assert.equal(closePolicy(4503).reason, 'too_many_connections');
   assert.equal(closePolicy(4511).reason, 'disconnected_by_backend');
   assert.equal(closePolicy(4510).reason, 'protocol_abuse');
+  assert.equal(closePolicy(4512).reason, 'session_moved');
 });
 
 test('backoffDelay: full jitter, exponential, capped; 4029 waits [max/2, max]', TIMEOUT, () => {
@@ -257,12 +260,23 @@ test('router-client.d.ts declares every export and every public member', TIMEOUT
     return dts.slice(start, dts.indexOf('\n}\n', start));
   };
   const publicMembers = (obj) => Object.getOwnPropertyNames(obj).filter((n) => n !== 'constructor' && !n.startsWith('_'));
+  // Every class RouterClient is built from, up to Object.prototype.
+  const inherited = (proto) => (proto && proto !== Object.prototype ? [...publicMembers(proto), ...inherited(Object.getPrototypeOf(proto))] : []);
   const c = new mod.RouterClient({ url: 'ws://h/ws', getToken: () => 't', WebSocket });
-  for (const name of [...publicMembers(mod.RouterClient.prototype), ...publicMembers(Object.getPrototypeOf(mod.RouterClient.prototype)), ...publicMembers(c)]) {
+  for (const name of [...inherited(mod.RouterClient.prototype), ...publicMembers(c)]) {
     assert.match(classBlock('RouterClient'), new RegExp(`\\b${name}[?(<:]`), `RouterClient.${name} is declared`);
   }
   const run = new mod.AgentRun(c, 'id', 'demo', null);
   for (const name of [...publicMembers(mod.AgentRun.prototype), ...publicMembers(run)]) {
     assert.match(classBlock('AgentRun'), new RegExp(`\\b${name}[?(<:]`), `AgentRun.${name} is declared`);
   }
+});
+
+test('package.json ships every module of the client, and only those', TIMEOUT, async () => {
+  const fs = await import('node:fs');
+  const dir = new URL('../', import.meta.url);
+  const pkg = JSON.parse(fs.readFileSync(new URL('package.json', dir), 'utf8'));
+  const modules = fs.readdirSync(dir).filter((f) => f.endsWith('.js')).sort();
+  assert.deepEqual(pkg.files.filter((f) => f.endsWith('.js')).sort(), modules);
+  assert.equal(pkg.main, 'router-client.js');
 });

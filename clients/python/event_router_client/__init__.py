@@ -5,17 +5,11 @@ Needs Python 3.10+ and the ``websockets`` package (tested with Debian 12's 10.4)
 
 import logging
 
-from .client import (
-    FINAL_RUN_EVENT_TYPES,
-    ROUTER_FRAME_TYPES,
-    RUN_EVENT_TYPES,
-    SUBPROTOCOL,
-    RouterClient,
-    Run,
-    SessionLost,
-    StateChange,
-    Subscription,
-)
+from .client import RouterClient
+from .notifications import SessionLost, StateChange
+from .protocol import FINAL_RUN_EVENT_TYPES, ROUTER_FRAME_TYPES, RUN_EVENT_TYPES, SUBPROTOCOL
+from .runs import Run
+from .subscriptions import Subscription
 from .errors import (
     AuthenticationError,
     ClientClosedError,

@@ -1,6 +1,7 @@
 """Reconnect policy: what each close code means and how long to wait.
 
-The close codes are those of the router's protocol (DESIGN.md section 4):
+The close codes are the router's (``protocol/close_codes.hpp``, the router's README "Close
+codes"):
 
 ==============  ==========================================================
 1000            normal: stop when the application closed; a 1000 the
@@ -8,17 +9,22 @@ The close codes are those of the router's protocol (DESIGN.md section 4):
 1001            server going away: reconnect
 1006            no close frame (a reset, a network loss, a refused TCP
                 connect): reconnect (and try to resume)
+1002            protocol error (a frame breaking RFC 6455): terminal
+1007            invalid UTF-8 (a text frame that is not UTF-8): terminal
 1009            message too big: terminal
 1011            internal error: reconnect
 1012-1014       service restart / try again later / bad gateway: reconnect
 4000-4499       reconnect allowed (4008 slow consumer, 4009 heartbeat
                 timeout, 4010 state lost in the cluster)
 4029            rate limited: reconnect, but back off longer
-4501            token expired: reconnect with a fresh token
+4501            token expired (exp plus the router's leeway): reconnect
+                with a fresh token; the router resumes the session
+4512            session resumed on another connection: terminal, since
+                reconnecting would take the session back from it
 4500-4999       otherwise terminal (4503 too many connections for this user,
                 4510 protocol abuse, 4511 disconnected by the backend)
-1002/1003/1007  protocol errors of one of the two ends: terminal, since a
-1008/1010       reconnect would repeat them
+1003/1008/1010  protocol errors the router does not send: terminal, since a
+                reconnect would repeat them
 anything else   reconnect
 ==============  ==========================================================
 """
@@ -30,7 +36,9 @@ from typing import Optional
 
 NORMAL = 1000
 GOING_AWAY = 1001
+PROTOCOL_ERROR = 1002
 ABNORMAL = 1006
+INVALID_PAYLOAD = 1007
 MESSAGE_TOO_BIG = 1009
 INTERNAL_ERROR = 1011
 RATE_LIMITED = 4029
@@ -38,15 +46,16 @@ TOKEN_EXPIRED = 4501
 TOO_MANY_CONNECTIONS = 4503
 PROTOCOL_ABUSE = 4510
 DISCONNECTED_BY_BACKEND = 4511
+SESSION_MOVED = 4512
 
-_TERMINAL_RFC_CODES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+_TERMINAL_RFC_CODES = frozenset({PROTOCOL_ERROR, 1003, INVALID_PAYLOAD, 1008, MESSAGE_TOO_BIG, 1010})
 
 
 class Action(enum.Enum):
     STOP = "stop"                    # the application closed: no reconnect, not an error
     RECONNECT = "reconnect"          # reconnect with the normal backoff
     RECONNECT_SLOW = "reconnect_slow"  # 4029: reconnect with a longer backoff
-    REFRESH_TOKEN = "refresh_token"  # 4501: reconnect with a fresh token
+    REFRESH_TOKEN = "refresh_token"  # 4501: reconnect with a fresh token, resuming
     TERMINAL = "terminal"            # no automatic reconnect
 
 
@@ -60,7 +69,7 @@ def classify_close(code: Optional[int], closed_by_application: bool = False) -> 
         return Action.RECONNECT_SLOW
     if code == TOKEN_EXPIRED:
         return Action.REFRESH_TOKEN
-    if 4500 <= code <= 4999:
+    if 4500 <= code <= 4999:  # SESSION_MOVED among them
         return Action.TERMINAL
     if code in _TERMINAL_RFC_CODES:
         return Action.TERMINAL

@@ -1,9 +1,14 @@
-"""Reconnects against the real router: restarts, terminal close codes, token expiry, auth."""
+"""Reconnects against the real router: restarts, terminal close codes (4503, 4511, 4512, 1009,
+1007, 1002), token expiry (4501), auth."""
 
 import asyncio
+import json
 import time
+import urllib.parse
 
-from support import API_KEY, AsyncTokenSource, RouterTestCase, StateLog, TokenSource, wait_for
+import websockets
+
+from support import API_KEY, AsyncTokenSource, RouterTestCase, StateLog, TokenSource, mint, wait_for
 from event_router_client import (
     AuthenticationError,
     ClientClosedError,
@@ -129,43 +134,101 @@ class TerminalCloseTest(RouterTestCase):
         self.assertEqual((await healthz(router.http_url))["connections"], 1)
 
 
+    async def test_no_reconnect_after_4512_another_connection_took_the_session(self):
+        router = self.start_router("--agents.demo-step-delay-ms=100", "--agents.demo-steps=10")
+        states, tokens = StateLog(), TokenSource("alice")
+        client = await self.make_client(router.ws_url, tokens, on_state=states)
+        await client.connect(timeout=5)
+        await client.ping()
+        run = await client.start_agent("demo", "moves away")
+        # Another connection of the user resumes the session while the client's is open (a
+        # second network path): it takes the session over.
+        query = urllib.parse.urlencode({"resume": client.resume_token,
+                                        "last_event_id": client.last_event_id})
+        other = await websockets.connect(f"{router.ws_url}?{query}",
+                                         subprotocols=["router.v1", "jwt." + mint("alice")])
+        try:
+            taken = json.loads(await asyncio.wait_for(other.recv(), 5))
+            self.assertTrue(taken["data"]["recovered"])
+            self.assertEqual(taken["data"]["session_id"], client.session_id)
+            error = await client.wait_closed(timeout=5)
+            self.assertIsInstance(error, ConnectionClosedError)
+            self.assertEqual(error.code, 4512)
+            self.assertEqual(states.closes()[-1].code, 4512)
+            self.assertTrue(states.closes()[-1].terminal)
+            with self.assertRaises(ConnectionClosedError):
+                await run.result(timeout=2)
+            await asyncio.sleep(0.6)  # many backoff periods: no attempt follows
+            self.assertEqual(len(tokens.calls), 1)
+            self.assertEqual(states.states().count("connecting"), 1)
+            # The session goes on in the other connection: the run ends there.
+            while True:
+                frame = json.loads(await asyncio.wait_for(other.recv(), 5))
+                if frame["type"] == "agent_completed" and frame["run_id"] == run.run_id:
+                    break
+        finally:
+            await other.close()
+
+
 class TokenExpiryTest(RouterTestCase):
-    async def test_4501_reconnects_with_a_fresh_token(self):
-        router = self.start_router()
+    """The router accepts a token up to router.jwt-leeway-s past its exp at the upgrade, keeps
+    the connection until exp plus that leeway, then closes it with 4501; the session waits for
+    a resume, so the reconnect with a fresh token recovers it. Each test sets the leeway."""
+
+    async def test_4501_at_exp_resumes_with_a_fresh_token_and_the_run_loses_nothing(self):
+        router = self.start_router("--router.jwt-leeway-s=0", "--agents.demo-step-delay-ms=150",
+                                   "--agents.demo-steps=12")
         states, lost = StateLog(), []
         tokens = AsyncTokenSource("alice", ttls=[2])  # then 1 h; an async provider
         client = await self.make_client(router.ws_url, tokens, on_state=states,
                                         proactive_refresh=False, on_session_lost=lost.append)
         await client.connect(timeout=5)
         first_session = client.session_id
-        first_exp = tokens.calls[0] + 2
+        first_exp = int(tokens.calls[0]) + 2
+        run = await client.start_agent("demo", "across the expiry")  # ~2.2 s
         await wait_for(lambda: states.closes(), timeout=8, what="close 4501")
         closed_at = time.time()
         self.assertEqual(states.closes()[0].code, 4501)
         self.assertFalse(states.closes()[0].terminal)
-        # The router closes at exp itself: the 30 s leeway applies only to the upgrade.
-        self.assertLess(closed_at, int(first_exp) + 2.0)
-        await wait_for(lambda: client.is_open and client.session_id != first_session, timeout=5,
+        self.assertFalse(run.done, "the run was under way at the expiry")
+        # With no leeway the router closes at exp itself.
+        self.assertGreaterEqual(closed_at, first_exp - 0.1)
+        self.assertLess(closed_at, first_exp + 1.5)
+        await wait_for(lambda: len(states.opens()) >= 2 and client.is_open, timeout=5,
                        what="the reconnect")
         self.assertEqual(len(tokens.calls), 2)
         self.assertNotEqual(tokens.tokens[0], tokens.tokens[1])
-        # A session closed with 4501 ended with a close frame: the router does not resume it.
-        self.assertFalse(client.recovered)
-        self.assertEqual(len(lost), 1)
+        # A session closed with 4501 waits for its resume: the same session goes on.
+        self.assertTrue(client.recovered)
+        self.assertEqual(client.session_id, first_session)
+        self.assertEqual(lost, [])
+        final = await run.result(timeout=5)
+        self.assertEqual(final["type"], "agent_completed")
+        ids = [e["event_id"] for e in run.events]
+        self.assertEqual(len(ids), 16)
+        self.assertEqual(ids, list(range(ids[0], ids[0] + 16)), "every event once, in order")
         await client.ping()
         self.assertEqual(client.stats["rotations"], 0)
+        self.assertEqual(client.stats["duplicates_dropped"], 0)
 
-    async def test_token_expired_within_leeway_is_accepted_then_closed_at_once(self):
-        router = self.start_router()
+    async def test_token_past_exp_within_the_leeway_is_accepted_then_closed_when_it_ends(self):
+        router = self.start_router("--router.jwt-leeway-s=3")
         states = StateLog()
-        tokens = TokenSource("alice", ttls=[-10])  # expired 10 s ago: within the 30 s leeway
+        tokens = TokenSource("alice", ttls=[-1])  # expired 1 s ago: within the 3 s leeway
         client = await self.make_client(router.ws_url, tokens, on_state=states,
                                         proactive_refresh=False)
-        await client.connect(timeout=5)  # the first connection opens, then closes 4501 at once
+        await client.connect(timeout=5)  # the upgrade accepts it
+        session = client.session_id
+        await wait_for(lambda: states.closes(), timeout=5, what="close 4501")
+        closed_at = time.time()
+        self.assertEqual(states.closes()[0].code, 4501)
+        self.assertGreaterEqual(closed_at, int(tokens.calls[0]) - 1 + 3 - 0.2,
+                                "closed when exp plus the leeway passed, not before")
         await wait_for(lambda: len(states.opens()) >= 2 and client.is_open, timeout=5,
                        what="the second open")
-        self.assertEqual(states.closes()[0].code, 4501)
         self.assertEqual(len(tokens.calls), 2)
+        self.assertTrue(client.recovered)
+        self.assertEqual(client.session_id, session)
         await client.ping()
 
     async def test_401_refreshes_the_token(self):
@@ -267,6 +330,31 @@ class CloseCodeTest(RouterTestCase):
         await client.send("create_thread", {"title": "x" * 2000})
         error = await client.wait_closed(timeout=5)
         self.assertEqual(error.code, 1009)
+        self.assertTrue(states.closes()[-1].terminal)
+        self.assertEqual(states.states().count("connecting"), 1)
+
+    async def test_1007_is_terminal(self):
+        router = self.start_router()
+        states = StateLog()
+        client = await self.make_client(router.ws_url, TokenSource("alice"), on_state=states)
+        await client.connect(timeout=5)
+        # A masked text frame whose payload is not UTF-8 (websockets would never send one).
+        payload, mask = b"{\xff\xfe}", b"\x01\x02\x03\x04"
+        client.websocket.transport.write(bytes([0x81, 0x80 | len(payload)]) + mask
+                                         + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        error = await client.wait_closed(timeout=5)
+        self.assertEqual(error.code, 1007)
+        self.assertTrue(states.closes()[-1].terminal)
+        self.assertEqual(states.states().count("connecting"), 1)
+
+    async def test_1002_is_terminal(self):
+        router = self.start_router()
+        states = StateLog()
+        client = await self.make_client(router.ws_url, TokenSource("alice"), on_state=states)
+        await client.connect(timeout=5)
+        client.websocket.transport.write(bytes([0x81, 0x02]) + b"hi")  # a client frame must be masked
+        error = await client.wait_closed(timeout=5)
+        self.assertEqual(error.code, 1002)
         self.assertTrue(states.closes()[-1].terminal)
         self.assertEqual(states.states().count("connecting"), 1)
 

@@ -39,7 +39,7 @@ class RequestTest(RouterTestCase):
             self.assertEqual(by_id[matching[0]["reply_to"]]["data"], thread)
         listed = await self.client.list_threads()
         self.assertEqual(sorted(t["title"] for t in listed), sorted(titles))
-        self.assertEqual(self.client._pending, {})
+        self.assertEqual(self.client._in_flight.requests, {})
 
     async def test_error_replies_raise_with_their_code(self):
         with self.assertRaises(RequestError) as caught:
@@ -52,7 +52,7 @@ class RequestTest(RouterTestCase):
         with self.assertRaises(RequestError) as caught:
             await self.client.start_agent("no-such-agent", {})
         self.assertEqual(caught.exception.code, "unknown_agent")
-        self.assertEqual(self.client._runs_by_request, {})
+        self.assertEqual(self.client._in_flight.runs_by_request, {})
         await self.client.ping()  # the connection survives every error
 
     async def test_timeout_and_late_reply(self):
@@ -77,7 +77,7 @@ class RequestTest(RouterTestCase):
         self.assertIn(late_id, [f["reply_to"] for f in seen])  # it did arrive, and was dropped
         events.close()
         self.assertEqual([e async for e in events], [])  # a stray reply is no backend event
-        self.assertEqual(self.client._pending, {})
+        self.assertEqual(self.client._in_flight.requests, {})
 
     async def test_message_over_the_router_limit_is_refused_locally(self):
         limit = self.client.limits["max_message_bytes"]
@@ -127,7 +127,7 @@ class RunTest(RouterTestCase):
             self.assertEqual(events[-1]["data"]["input"], run.events[-1]["data"]["input"])
         self.assertEqual(sorted(r.events[-1]["data"]["input"] for r in runs),
                          [f"input {i}" for i in range(4)])
-        self.assertEqual(self.client._runs_by_id, {})
+        self.assertEqual(self.client._in_flight.runs_by_id, {})
 
     @staticmethod
     async def _collect(run):

@@ -5,7 +5,8 @@ import unittest
 
 import support  # noqa: F401  (puts the package on sys.path)
 from event_router_client import Action, Backoff, classify_close, decode_jwt_payload, http_base_url, token_expiry
-from event_router_client.client import RouterClient, _redact
+from event_router_client.client import RouterClient
+from event_router_client.transport import redact
 
 
 class ClosePolicyTest(unittest.TestCase):
@@ -25,12 +26,14 @@ class ClosePolicyTest(unittest.TestCase):
             4029: Action.RECONNECT_SLOW,
             4501: Action.REFRESH_TOKEN,
             1009: Action.TERMINAL,
-            1002: Action.TERMINAL,
+            1002: Action.TERMINAL,  # protocol error
+            1007: Action.TERMINAL,  # invalid UTF-8
             1008: Action.TERMINAL,
             4500: Action.TERMINAL,
             4503: Action.TERMINAL,
             4510: Action.TERMINAL,
             4511: Action.TERMINAL,
+            4512: Action.TERMINAL,  # the session moved to another connection
             4999: Action.TERMINAL,
         }
         for code, action in expected.items():
@@ -95,7 +98,7 @@ class UrlTest(unittest.TestCase):
         self.assertEqual(client._connect_url(), "ws://h:1/ws?x=1&resume=old")
 
     def test_redaction(self):
-        text = _redact("> Sec-WebSocket-Protocol: router.v1, jwt.aaa.bbb.ccc GET /ws?resume=rt-1&last_event_id=3")
+        text = redact("> Sec-WebSocket-Protocol: router.v1, jwt.aaa.bbb.ccc GET /ws?resume=rt-1&last_event_id=3")
         self.assertNotIn("aaa", text)
         self.assertNotIn("rt-1", text)
         self.assertIn("last_event_id=3", text)

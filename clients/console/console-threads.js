@@ -1,0 +1,79 @@
+// console-threads.js: the user's threads and the history of one of them.
+import { $, el, timeEl, compactJson, showError, errorText } from './console-dom.js';
+import { ui } from './console-state.js';
+
+const threadTitles = new Map(); // thread_id -> title, from the last thread_list
+
+/** Shows a thread_list frame: each thread with its History and Use for agents buttons. */
+export function renderThreads(frame) {
+  const threads = frame.data && Array.isArray(frame.data.threads) ? frame.data.threads : [];
+  const list = $('thread-list');
+  list.replaceChildren();
+  $('threads-empty').hidden = threads.length > 0;
+  $('threads-empty').textContent = 'No threads yet (user_message and create_thread make them).';
+  for (const t of threads) {
+    const id = String(t.thread_id ?? '');
+    const title = typeof t.title === 'string' && t.title !== '' ? t.title : '(untitled)';
+    threadTitles.set(id, title);
+    const updated = typeof t.updated_at_ms === 'number' ? new Date(t.updated_at_ms) : null;
+    list.append(el('li', { class: 'thread', dataset: { threadId: id } },
+      el('div', { class: 'thread-main' },
+        el('span', { class: 'thread-title', text: title }), ' ',
+        el('code', { class: 'thread-id', text: id })),
+      el('div', { class: 'thread-meta' },
+        `${t.message_count ?? 0} message${t.message_count === 1 ? '' : 's'}`,
+        updated ? ` · updated ${updated.toLocaleString()}` : ''),
+      el('div', { class: 'buttons' },
+        el('button', { type: 'button', class: 'thread-history-button', 'aria-label': `Show the history of ${title}`, text: 'History', onclick: () => loadHistory(id) }),
+        el('button', { type: 'button', class: 'thread-use-button', 'aria-label': `Run agents on ${title}`, text: 'Use for agents', onclick: () => { $('agent-thread').value = id; $('agent-name').focus(); } }))));
+  }
+  if (threads.length > 0 && !ui.lastThreadId) ui.lastThreadId = String(threads[0].thread_id);
+}
+
+function messageContent(content) {
+  if (content && typeof content === 'object' && typeof content.text === 'string') return content.text;
+  if (typeof content === 'string') return content;
+  return compactJson(content, 2000);
+}
+
+/** Shows a thread_history frame. */
+export function renderHistory(frame) {
+  const messages = frame.data && Array.isArray(frame.data.messages) ? frame.data.messages : [];
+  const id = frame.thread_id ?? '';
+  const title = threadTitles.get(id);
+  $('thread-history-h').textContent = `History of ${title ? `“${title}” ` : ''}${id}`;
+  const list = $('thread-history');
+  list.replaceChildren();
+  $('thread-history-empty').hidden = messages.length > 0;
+  $('thread-history-empty').textContent = 'This thread has no messages.';
+  for (const m of messages) {
+    const at = typeof m.created_at_ms === 'number' ? new Date(m.created_at_ms) : null;
+    list.append(el('li', { class: `msg msg-${m.role === 'agent' ? 'agent' : 'user'}`, dataset: { role: String(m.role), seq: String(m.seq) } },
+      el('div', { class: 'msg-head' },
+        el('span', { class: 'msg-role', text: String(m.role) }), ' ',
+        el('span', { class: 'msg-seq', text: `#${m.seq}` }),
+        at ? ' ' : null, at ? timeEl(at) : null,
+        m.run_id ? ' ' : null, m.run_id ? el('code', { class: 'msg-run', text: String(m.run_id) }) : null),
+      el('p', { class: 'msg-content', text: messageContent(m.content) })));
+  }
+}
+
+export async function listThreads() {
+  showError($('threads-error'), '');
+  if (!ui.client || ui.client.state === 'closed') { showError($('threads-error'), 'Connect first.'); return; }
+  try {
+    await ui.client.listThreads(); // the thread_list frame is rendered by onFrame
+  } catch (err) {
+    showError($('threads-error'), `list_threads failed: ${errorText(err)}`);
+  }
+}
+
+export async function loadHistory(threadId) {
+  showError($('threads-error'), '');
+  if (!ui.client || ui.client.state === 'closed') { showError($('threads-error'), 'Connect first.'); return; }
+  try {
+    await ui.client.getThreadHistory(threadId);
+  } catch (err) {
+    showError($('threads-error'), `get_thread_history failed: ${errorText(err)}`);
+  }
+}
