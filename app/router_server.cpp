@@ -162,7 +162,10 @@ struct router_server::impl {
       actors::store_quotas{static_cast<std::uint64_t>(s.max_threads_per_user),
                            static_cast<std::uint64_t>(s.max_user_store_bytes)});
     manager_cfg->store = store;
-    router = actors::spawn_router(system, std::move(manager_cfg), cluster_of(s, io, metrics));
+    auto cluster = cluster_of(s, io, metrics);
+    if (cluster) // resume tokens name this node, for a resume that reaches another one
+      manager_cfg->resume_token_suffix = actors::resume_token_suffix(cluster->node_id);
+    router = actors::spawn_router(system, std::move(manager_cfg), std::move(cluster));
     std::optional<context::jwt_settings> dev_tokens;
     if (dev_tokens_allowed(s))
       dev_tokens = jwt_settings_of(s);

@@ -18,6 +18,7 @@ inline constexpr std::string_view request = "q-";
 inline constexpr std::string_view run = "r-";
 inline constexpr std::string_view thread = "t-";
 inline constexpr std::string_view resume = "rt-";
+inline constexpr std::string_view handover = "h-"; ///< a session moving between nodes
 } // namespace id_prefix
 
 } // namespace er::context

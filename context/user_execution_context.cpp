@@ -111,6 +111,12 @@ user_execution_context user_execution_context::with_thread(std::string thread_id
   return copy;
 }
 
+user_execution_context user_execution_context::in_session(std::string session_id) const {
+  auto copy = *this;
+  copy.session_id_ = std::move(session_id);
+  return copy;
+}
+
 user_execution_context user_execution_context::with_run(std::string run_id) const {
   auto copy = *this;
   copy.own_scope().run_id = std::move(run_id);

@@ -47,6 +47,9 @@ public:
   user_execution_context with_request(std::string request_id) const;
   user_execution_context with_thread(std::string thread_id) const;
   user_execution_context with_run(std::string run_id) const;
+  /// This connection continuing a session that began on another connection (a resume that
+  /// reached another node of a cluster): the same user and connection, that session's id.
+  user_execution_context in_session(std::string session_id) const;
 
 private:
   /// The ids of a request, thread or run: only derived contexts have them, so the context a

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <map>
+#include <random>
 #include <regex>
 #include <thread>
 
@@ -112,6 +114,9 @@ public:
   unsigned short port() const {
     return port_;
   }
+  void signal(int sig) {
+    process_->signal(sig);
+  }
   json health() const {
     return json::parse(er::client::http_request("127.0.0.1", port_, "GET", "/healthz").body);
   }
@@ -130,9 +135,11 @@ public:
     CHECK(next_json(*c)["type"] == "connection_established");
     return c;
   }
-  std::unique_ptr<er::client::ws_client> try_connect(const std::string& user) const {
+  std::unique_ptr<er::client::ws_client> try_connect(const std::string& user,
+                                                     const std::string& target = "/ws") const {
     er::client::client_options o;
     o.port = port_;
+    o.target = target;
     o.subprotocols = "router.v1, jwt." + sign_claims(
       {{"sub", user}, {"exp", std::time(nullptr) + 3600}}, test_secret);
     auto [c, h] = er::client::ws_client::connect(o);
@@ -156,6 +163,41 @@ std::vector<int> read_published(er::client::ws_client& c, const std::string& use
       seen.push_back(f["data"]["n"].get<int>());
   }
   return seen;
+}
+
+/// A resume on `at` of the session `greeting` began (or last resumed), after `last_event_id`;
+/// its greeting.
+std::pair<std::unique_ptr<er::client::ws_client>, json>
+resume_on(const node& at, const std::string& user, const json& greeting,
+          std::uint64_t last_event_id) {
+  auto c = at.try_connect(user, "/ws?resume=" + greeting["data"]["resume_token"].get<std::string>()
+                                  + "&last_event_id=" + std::to_string(last_event_id));
+  auto hello = next_json(*c);
+  REQUIRE(hello["type"] == "connection_established");
+  return {std::move(c), hello};
+}
+
+/// Reads `c`'s frames up to the final event of `run`, checking the stream's promises on each:
+/// `user`'s, event ids consecutive from `next_id` (updated), the run's events in the demo
+/// agent's order. Returns the run's event types.
+std::vector<std::string> read_run(er::client::ws_client& c, const std::string& user,
+                                  const std::string& run, std::uint64_t& next_id,
+                                  int frames_before_drop = -1) {
+  std::vector<std::string> types;
+  for (int n = 0; n != frames_before_drop; ++n) {
+    auto f = next_json(c, 10s);
+    REQUIRE(f.contains("event_id"));
+    CHECK(f["user_id"] == user);
+    CHECK(f["event_id"].get<std::uint64_t>() == next_id);
+    next_id = f["event_id"].get<std::uint64_t>() + 1;
+    if (f["run_id"] != run)
+      continue;
+    types.push_back(f["type"].get<std::string>());
+    if (types.back() == "agent_completed" || types.back() == "agent_error"
+        || types.back() == "agent_stopped")
+      break;
+  }
+  return types;
 }
 
 std::vector<int> upto(int count) {
@@ -286,4 +328,182 @@ TEST_CASE("a second live node with the same router.server-id refuses to start") 
                       "--router.server-id=twin", "--cluster.redis=" + redis.address()}};
   CHECK(twin.wait(10s) == 2);
   CHECK(twin.read_all_stderr().find("router.server-id \"twin\"") != std::string::npos);
+}
+
+TEST_CASE("a resume on another node in the middle of a running agent gets the session with "
+          "consecutive event ids, twice over, and the run goes on reporting to it") {
+  redis_server redis;
+  auto slow_demo = std::vector<std::string>{"--agents.demo-steps=20", "--agents.demo-step-delay-ms=60"};
+  node n1{redis.address(), "n1", slow_demo}, n2{redis.address(), "n2", slow_demo},
+    n3{redis.address(), "n3", slow_demo};
+  auto bob = n1.connect("bob"); // on the node the session leaves: sees nothing of alice's
+  auto c = n1.try_connect("alice");
+  auto greeting = next_json(*c);
+  c->send_text(R"({"type":"start_agent","id":"go","payload":{"agent":"demo"}})");
+  auto started = next_json(*c);
+  REQUIRE(started["type"] == "agent_started");
+  auto run = started["run_id"].get<std::string>();
+  std::uint64_t next_id = started["event_id"].get<std::uint64_t>() + 1;
+  std::vector<std::string> types{"agent_started"};
+  auto add = [&](const std::vector<std::string>& more) {
+    types.insert(types.end(), more.begin(), more.end());
+  };
+  add(read_run(*c, "alice", run, next_id, 2));
+  c->reset(); // dropped without a close frame, the run going on on n1
+  std::this_thread::sleep_for(200ms);
+
+  auto [on2, g2] = resume_on(n2, "alice", greeting, next_id - 1);
+  CHECK(g2["data"]["recovered"] == true);
+  CHECK(g2["data"]["session_id"] == greeting["data"]["session_id"]);
+  CHECK(g2["data"]["server_id"] == "n2");
+  add(read_run(*on2, "alice", run, next_id, 4));
+  on2->reset();
+  std::this_thread::sleep_for(200ms);
+
+  auto [on3, g3] = resume_on(n3, "alice", g2, next_id - 1);
+  CHECK(g3["data"]["recovered"] == true);
+  CHECK(g3["data"]["session_id"] == greeting["data"]["session_id"]);
+  add(read_run(*on3, "alice", run, next_id));
+  std::vector<std::string> expected{"agent_started"};
+  expected.insert(expected.end(), 20, "agent_thinking");
+  expected.insert(expected.end(), {"tool_executing", "tool_completed", "agent_completed"});
+  CHECK(types == expected); // every event once, in order, across three nodes
+
+  on3->send_text(R"({"type":"ping","id":"after"})");
+  auto pong = next_json(*on3);
+  CHECK(pong["reply_to"] == "after");
+  CHECK(pong["event_id"] == next_id);
+  CHECK(bob->read(200ms).what == er::client::frame::kind::timeout);
+  // The hosts end with the run: nothing of the session stays on n1 or n2.
+  CHECK(eventually([&] { return n1.health()["runs"] == 0 && n2.health()["runs"] == 0; }, 5s));
+  CHECK(n1.health()["detached"] == 0);
+  CHECK(n2.health()["detached"] == 0);
+}
+
+TEST_CASE("stop_agent on the node a session moved to stops the run left on the old node") {
+  redis_server redis;
+  auto slow_demo = std::vector<std::string>{"--agents.demo-steps=50", "--agents.demo-step-delay-ms=100"};
+  node n1{redis.address(), "n1", slow_demo}, n2{redis.address(), "n2", slow_demo};
+  auto c = n1.try_connect("alice");
+  auto greeting = next_json(*c);
+  c->send_text(R"({"type":"start_agent","id":"go","payload":{"agent":"demo"}})");
+  auto started = next_json(*c);
+  auto run = started["run_id"].get<std::string>();
+  c->reset();
+  std::this_thread::sleep_for(150ms);
+  auto [on2, g2] = resume_on(n2, "alice", greeting, started["event_id"].get<std::uint64_t>());
+  REQUIRE(g2["data"]["recovered"] == true);
+  on2->send_text(json{{"type", "stop_agent"}, {"id", "halt"}, {"payload", {{"run_id", run}}}}.dump());
+  json stopped;
+  for (;;) {
+    stopped = next_json(*on2, 5s);
+    REQUIRE(stopped["run_id"] == run);
+    if (stopped["type"] != "agent_thinking" && stopped["type"] != "tool_executing"
+        && stopped["type"] != "tool_completed")
+      break;
+  }
+  CHECK(stopped["type"] == "agent_stopped");
+  CHECK(stopped["reply_to"] == "halt");
+  CHECK(on2->read(400ms).what == er::client::frame::kind::timeout); // nothing more of the run
+  on2->send_text(json{{"type", "stop_agent"}, {"id", "again"}, {"payload", {{"run_id", run}}}}.dump());
+  auto again = next_json(*on2);
+  CHECK(again["type"] == "error");
+  CHECK(again["data"]["code"] == "not_found");
+  CHECK(eventually([&] { return n1.health()["runs"] == 0; }, 5s));
+}
+
+TEST_CASE("a resume for a session on a dead node, or with another user's token, gets a fresh "
+          "session, and the owner keeps a session nobody took") {
+  redis_server redis;
+  node n1{redis.address(), "n1"}, n2{redis.address(), "n2"}, n3{redis.address(), "n3"};
+  auto c = n1.try_connect("alice");
+  auto greeting = next_json(*c);
+  c->reset();
+  CHECK(eventually([&] { return n1.health()["detached"] == 1; }, 5s));
+
+  auto [thief, tg] = resume_on(n2, "mallory", greeting, 0);
+  CHECK(tg["data"]["recovered"] == false);
+  CHECK(tg["data"]["session_id"] != greeting["data"]["session_id"]);
+  CHECK(n1.health()["detached"] == 1); // still alice's to resume
+
+  auto other = n3.try_connect("carol");
+  auto carol = next_json(*other);
+  other->reset();
+  CHECK(eventually([&] { return n3.health()["detached"] == 1; }, 5s));
+  n3.kill_now();
+  CHECK(eventually([&] { return n2.health()["cluster"]["nodes"] == 2; }, 5s));
+  auto [late, lg] = resume_on(n2, "carol", carol, 0);
+  CHECK(lg["data"]["recovered"] == false);
+
+  auto [back, bg] = resume_on(n2, "alice", greeting, 0);
+  CHECK(bg["data"]["recovered"] == true);
+  CHECK(bg["data"]["session_id"] == greeting["data"]["session_id"]);
+  CHECK(eventually([&] { return n1.health()["detached"] == 0; }, 5s));
+}
+
+TEST_CASE("a hand-over the owner answers too late ends as a fresh session there and no session "
+          "on the owner: never two live copies") {
+  redis_server redis;
+  auto slow_demo = std::vector<std::string>{"--agents.demo-steps=100", "--agents.demo-step-delay-ms=100"};
+  node n1{redis.address(), "n1", slow_demo}, n2{redis.address(), "n2"};
+  auto c = n1.try_connect("alice");
+  auto greeting = next_json(*c);
+  c->send_text(R"({"type":"start_agent","id":"go","payload":{"agent":"demo"}})");
+  CHECK(next_json(*c)["type"] == "agent_started");
+  c->reset();
+  CHECK(eventually([&] { return n1.health()["detached"] == 1; }, 5s));
+  n1.signal(SIGSTOP); // alive in Redis for a while yet, but answering nothing
+  auto [on2, g2] = resume_on(n2, "alice", greeting, 0);
+  CHECK(g2["data"]["recovered"] == false); // after the bus's wait for an offer
+  n1.signal(SIGCONT); // now it reads the request, offers, and learns the offer was declined
+  // The session ends there, its run with it: long before the run's own end (10 s of steps)
+  // or the owner's wait for an acceptance (10 s).
+  CHECK(eventually([&] { return n1.health()["runs"] == 0; }, 4s));
+  CHECK(n1.health()["detached"] == 0);
+  auto [again, ga] = resume_on(n1, "alice", greeting, 0);
+  CHECK(ga["data"]["recovered"] == false);
+  on2->send_text(R"({"type":"ping","id":"p"})");
+  CHECK(next_json(*on2)["reply_to"] == "p");
+}
+
+TEST_CASE("isolation across processes: 30 users on three nodes, publishes from any node and "
+          "agent runs, and every frame on every connection is its own user's") {
+  redis_server redis;
+  node n1{redis.address(), "n1"}, n2{redis.address(), "n2"}, n3{redis.address(), "n3"};
+  const node* nodes[] = {&n1, &n2, &n3};
+  struct conn {
+    std::string user;
+    std::unique_ptr<er::client::ws_client> client;
+  };
+  std::vector<conn> conns;
+  for (int u = 0; u < 30; ++u)
+    for (int k = 0; k < 2; ++k) { // each user on two nodes
+      auto user = "user-" + std::to_string(u);
+      conns.push_back({user, nodes[(u + k) % 3]->connect(user)});
+    }
+  std::map<std::string, int> owed; // publishes per user
+  std::mt19937 random{7};
+  for (int i = 0; i < 300; ++i) {
+    auto user = "user-" + std::to_string(random() % 30);
+    auto r = nodes[random() % 3]->publish(user, {{"n", i}, {"for", user}});
+    REQUIRE(r.status == 202);
+    CHECK(json::parse(r.body)["delivered"] == 2);
+    ++owed[user];
+  }
+  for (auto& c : conns)
+    c.client->send_text(R"({"type":"start_agent","id":"e","payload":{"agent":"echo","input":1}})");
+  for (auto& c : conns) {
+    int news = 0;
+    bool completed = false;
+    while (news < owed[c.user] || !completed) {
+      auto f = next_json(*c.client, 10s);
+      REQUIRE(f["user_id"] == c.user);
+      if (f["type"] == "news") {
+        CHECK(f["data"]["for"] == c.user);
+        ++news;
+      }
+      completed = completed || f["type"] == "agent_completed";
+    }
+    CHECK(c.client->read(50ms).what == er::client::frame::kind::timeout); // nothing more
+  }
 }

@@ -115,6 +115,9 @@ TEST_CASE("a detached session, its runs and buffers are gone after the resume wi
   }, 5s));
   auto [client, g] = reconnect(router, "alice", resume_target(c.established, 1));
   CHECK(g["data"]["recovered"] == false);
+  // The run that ended with its session is counted as ended: no gauge drifts upward.
+  CHECK(metric(router, "router_agent_runs_active") == 0);
+  CHECK(metric(router, "router_agent_runs_total{outcome=\"stopped\"}") == 1);
 }
 
 TEST_CASE("events published while detached are replayed on resume, in order") {

@@ -15,6 +15,8 @@ namespace er::actors {
 namespace {
 
 constexpr auto resume_timeout = std::chrono::seconds{5};
+/// Longer than the bus's own wait for an offer (cluster_bus.cpp), which answers first.
+constexpr auto adopt_request_timeout = std::chrono::seconds{8};
 constexpr auto evict_timeout = std::chrono::seconds{5};
 /// Under the replay budget, connected sessions keep at least this much each.
 constexpr std::size_t min_buffer_cap = 4096;
@@ -23,12 +25,30 @@ constexpr auto budget_settle_time = std::chrono::milliseconds{100};
 
 // The strings live once, as keys of `users` and `manager_by_token` (whose nodes stay put),
 // and a record points at them: an index entry per connection, not three copies of its ids.
+/// The other end of a session that moved between nodes (manager/session_handover.hpp).
+struct peer_link {
+  std::string node;
+  std::string handover; ///< the hand-over's id, the same on both nodes
+};
+
+/// A manager's part in hand-overs: the node hosting runs of its session (upstream), the node
+/// its session moved to (downstream). Null for a session that never moved.
+struct record_peers {
+  std::optional<peer_link> upstream;
+  std::optional<peer_link> downstream;
+  std::string user_id; ///< a host's user: it has left the index that held the string
+};
+
 struct manager_record {
   manager_actor handle;
-  const std::string* user_id;                ///< the key of its entry in `users`
+  const std::string* user_id;                ///< the key of its entry in `users` (a host: peers->user_id)
   const std::string* resume_token = nullptr; ///< the key in `manager_by_token`; null: none
   bool attached = true;
+  /// Its session moved to another node and it only hosts runs for it: out of the user's
+  /// index (no publish, disconnect or resume reaches it), counted nowhere.
+  bool hosting = false;
   std::uint64_t detached_at = 0; ///< its key in `detached_order` while detached; 0: none
+  std::unique_ptr<record_peers> peers;
 };
 
 struct user_entry {
@@ -47,6 +67,9 @@ struct router_state {
   std::uint64_t detach_count = 0;
   router_stats counts; ///< kept up to date on every change: no walk over all connections
   cluster_bus_actor bus; ///< null on a single node
+  std::string node_id;   ///< in a cluster: this node's id
+  /// Managers at one end of a hand-over, by its id: routes the other node's notes to them.
+  std::unordered_map<std::string, caf::actor_addr> by_handover;
   bool shutting_down = false;
 
   static inline const char* name = "router";
@@ -98,15 +121,22 @@ void refuse_over_limit(router_pointer self, const connection_ptr& connection,
     m->closed(close_code::too_many_connections.code);
 }
 
-void spawn_admitted(router_pointer self, connection_ptr connection,
-                    context::user_execution_context ctx) {
+/// Spawns the manager of a new session, or of one adopted from another node (`adopted`: its
+/// owner's note with an ok offer).
+manager_record& spawn_admitted(router_pointer self, connection_ptr connection,
+                               context::user_execution_context ctx, peer_note adopted = {}) {
   auto& st = self->state;
   auto& user = *st.users.try_emplace(ctx.user_id()).first;
   auto manager = spawn_connection_manager(self, caf::actor_cast<router_feedback>(self),
-                                          std::move(connection), std::move(ctx), st.settings);
+                                          std::move(connection), std::move(ctx), st.settings,
+                                          std::move(adopted.offer));
   user.second.managers.push_back(manager.address());
-  st.managers.emplace(manager.address(), manager_record{manager, &user.first, nullptr, true});
+  manager_record rec;
+  rec.handle = manager;
+  rec.user_id = &user.first;
+  auto& placed = st.managers.emplace(manager.address(), std::move(rec)).first->second;
   count(self, user.first, +1, 0);
+  return placed;
 }
 
 /// A new session, within router.max-connections-per-user: across the cluster when there is
@@ -118,7 +148,8 @@ void spawn_manager(router_pointer self, connection_ptr connection,
   if (!st.bus) {
     if (attached_of(self, ctx.user_id()) >= limit)
       return refuse_over_limit(self, connection, ctx);
-    return spawn_admitted(self, std::move(connection), std::move(ctx));
+    spawn_admitted(self, std::move(connection), std::move(ctx));
+    return;
   }
   auto user = ctx.user_id();
   self->request(st.bus, resume_timeout, acquire_atom::value, user, static_cast<std::uint64_t>(limit))
@@ -133,6 +164,46 @@ void spawn_manager(router_pointer self, connection_ptr connection,
           return refuse_over_limit(self, connection, ctx);
         spawn_admitted(self, std::move(connection), std::move(ctx));
       });
+}
+
+/// Sends the other node a step without content of its own.
+void tell_peer(router_pointer self, peer_note::kind what, const std::string& node,
+               const std::string& handover, const std::string& user) {
+  peer_note note;
+  note.what = what;
+  note.node = node;
+  note.handover = handover;
+  note.user = user;
+  self->send(self->state.bus, peer_atom::value, std::move(note));
+}
+
+/// A resume of a session that another node holds (DESIGN §11.5): that node offers it through
+/// the bus, a manager here adopts it and the bus confirms; no offer means a fresh session.
+void adopt_from(router_pointer self, const std::string& owner, attach_request& up) {
+  auto& st = self->state;
+  auto connection = up.connection;
+  auto ctx = up.ctx;
+  self->request(st.bus, adopt_request_timeout, adopt_atom::value, owner, ctx.user_id(),
+                up.resume->token, up.resume->last_event_id)
+    .then(
+      [=](peer_note& offer) mutable {
+        if (!offer.offer.ok || self->state.shutting_down) {
+          if (offer.offer.ok)
+            tell_peer(self, peer_note::kind::decline, offer.node, offer.handover, ctx.user_id());
+          return spawn_manager(self, connection, ctx);
+        }
+        // A resume is not a new connection for the per-user limit, here as on one node.
+        auto upstream = peer_link{offer.node, offer.handover};
+        bool hosts_runs = !offer.offer.runs.empty();
+        auto& rec = spawn_admitted(self, connection, ctx, std::move(offer));
+        if (hosts_runs) {
+          rec.peers = std::make_unique<record_peers>();
+          rec.peers->upstream = upstream;
+          self->state.by_handover[upstream.handover] = rec.handle.address();
+        }
+        tell_peer(self, peer_note::kind::accept, upstream.node, upstream.handover, ctx.user_id());
+      },
+      [=](caf::error&) mutable { spawn_manager(self, connection, ctx); });
 }
 
 void attach(router_pointer self, attach_request& up) {
@@ -159,6 +230,9 @@ void attach(router_pointer self, attach_request& up) {
           [=](caf::error&) { spawn_manager(self, connection, ctx); });
       return;
     }
+    if (auto owner = st.bus ? resume_token_node(up.resume->token) : std::nullopt;
+        owner && *owner != st.node_id && rec == st.managers.end())
+      return adopt_from(self, *owner, up);
   }
   spawn_manager(self, std::move(up.connection), std::move(up.ctx));
 }
@@ -253,14 +327,12 @@ void enforce_budget(router_pointer self) {
   self->delayed_send(self, budget_settle_time, budget_atom::value); // then look again
 }
 
-void forget(router_pointer self, const caf::actor_addr& manager) {
+/// Takes a manager out of the user's index and the counts: it ended, or its session moved
+/// to another node. `user_id` stays valid: the caller holds its own copy.
+void unindex(router_pointer self, const caf::actor_addr& manager, manager_record& rec,
+             const std::string& user_id) {
   auto& st = self->state;
-  auto rec = st.managers.find(manager);
-  if (rec == st.managers.end())
-    return;
-  std::string user_id = *rec->second.user_id; // a copy: the entry may go below
-  bool attached = rec->second.attached;
-  count(self, user_id, attached ? -1 : 0, attached ? 0 : -1);
+  count(self, user_id, rec.attached ? -1 : 0, rec.attached ? 0 : -1);
   auto user = st.users.find(user_id);
   auto& list = user->second.managers;
   list.erase(std::remove(list.begin(), list.end(), manager), list.end());
@@ -269,9 +341,126 @@ void forget(router_pointer self, const caf::actor_addr& manager) {
     if (st.bus) // no session of the user left here: the bus unsubscribes
       self->send(st.bus, presence_atom::value, user_id, std::int64_t{-1});
   }
-  forget_token(st, rec->second);
-  unlist_detached(st, rec->second);
+  forget_token(st, rec);
+  unlist_detached(st, rec);
+}
+
+/// A manager at an end of a hand-over ended: the other node learns it (the session's end
+/// stops the runs hosted for it; a host's end makes its unfinished runs lost).
+void leave_peers(router_pointer self, manager_record& rec, const std::string& user_id) {
+  auto& st = self->state;
+  if (!rec.peers)
+    return;
+  if (auto& up = rec.peers->upstream) {
+    tell_peer(self, peer_note::kind::ended, up->node, up->handover, user_id);
+    st.by_handover.erase(up->handover);
+  }
+  if (auto& down = rec.peers->downstream) {
+    tell_peer(self, peer_note::kind::gone, down->node, down->handover, user_id);
+    st.by_handover.erase(down->handover);
+  }
+}
+
+void forget(router_pointer self, const caf::actor_addr& manager) {
+  auto& st = self->state;
+  auto rec = st.managers.find(manager);
+  if (rec == st.managers.end())
+    return;
+  std::string user_id = *rec->second.user_id; // a copy: the entry may go below
+  if (!rec->second.hosting)
+    unindex(self, manager, rec->second, user_id);
+  leave_peers(self, rec->second, user_id);
   st.managers.erase(rec);
+}
+
+/// Another node asks for a session held here (a resume that reached it): the manager offers
+/// it and becomes the host of its runs, out of the user's index; the answer goes back either
+/// way.
+void on_peer_request(router_pointer self, peer_note& ask) {
+  auto& st = self->state;
+  auto answer = [self, ask](session_offer offer) {
+    peer_note note;
+    note.what = peer_note::kind::offer;
+    note.node = ask.node;
+    note.handover = ask.handover;
+    note.user = ask.user;
+    note.offer = std::move(offer);
+    self->send(self->state.bus, peer_atom::value, std::move(note));
+  };
+  auto it = st.manager_by_token.find(ask.token);
+  auto rec = it == st.manager_by_token.end() ? st.managers.end() : st.managers.find(it->second);
+  if (rec == st.managers.end() || *rec->second.user_id != ask.user || st.shutting_down)
+    return answer({}); // another user's token is an unknown one
+  auto addr = rec->first;
+  self->request(rec->second.handle, resume_timeout, offer_atom::value, ask.last_event_id)
+    .then(
+      [=](session_offer& offer) mutable {
+        auto& st = self->state;
+        auto r = st.managers.find(addr);
+        if (offer.ok && r != st.managers.end() && !r->second.hosting) {
+          std::string user_id = *r->second.user_id;
+          unindex(self, addr, r->second, user_id);
+          r->second.hosting = true;
+          if (!r->second.peers)
+            r->second.peers = std::make_unique<record_peers>();
+          r->second.peers->user_id = std::move(user_id);
+          r->second.user_id = &r->second.peers->user_id;
+          r->second.peers->downstream = peer_link{ask.node, ask.handover};
+          st.by_handover[ask.handover] = addr;
+        }
+        answer(std::move(offer));
+      },
+      [=](caf::error&) mutable { answer({}); });
+}
+
+/// A step from the other end of a hand-over, for the manager at this end.
+void on_peer_note(router_pointer self, peer_note& note) {
+  auto& st = self->state;
+  if (note.what == peer_note::kind::request)
+    return on_peer_request(self, note);
+  auto it = st.by_handover.find(note.handover);
+  auto rec = it == st.by_handover.end() ? st.managers.end() : st.managers.find(it->second);
+  if (rec == st.managers.end() || *rec->second.user_id != note.user) {
+    if (note.what == peer_note::kind::event) // nobody here for it: the host stops its runs
+      tell_peer(self, peer_note::kind::ended, note.node, note.handover, note.user);
+    return;
+  }
+  auto& manager = rec->second.handle;
+  switch (note.what) {
+    case peer_note::kind::accept:
+    case peer_note::kind::decline:
+      return self->send(manager, handover_atom::value, note.what == peer_note::kind::accept);
+    case peer_note::kind::event:
+      return self->send(manager, upstream_atom::value, std::move(note.event));
+    case peer_note::kind::stop:
+      return self->send(manager, remotereq_atom::value, std::move(note.request));
+    case peer_note::kind::ended:
+      return self->send(manager, shutdown_atom::value, close_code::normal.code);
+    case peer_note::kind::gone:
+      return self->send(manager, upgone_atom::value);
+    default:
+      return;
+  }
+}
+
+/// A manager's message for the other end of its hand-over (forward_atom: a hosted run's event
+/// downstream; upreq_atom: a stop_agent upstream).
+template <class Fill>
+void to_peer(router_pointer self, bool downstream, peer_note::kind what, Fill fill) {
+  auto& st = self->state;
+  auto rec = st.managers.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+  if (rec == st.managers.end() || !rec->second.peers)
+    return;
+  auto& link = downstream ? rec->second.peers->downstream : rec->second.peers->upstream;
+  if (!link)
+    return;
+  peer_note note;
+  note.what = what;
+  note.node = link->node;
+  note.handover = link->handover;
+  note.user = *rec->second.user_id;
+  fill(note);
+  self->send(st.bus, peer_atom::value, std::move(note));
 }
 
 /// Sends `msg` to every manager of `user_id`; answers how many are attached.
@@ -304,6 +493,7 @@ router_actor::behavior_type router_behavior(router_pointer self,
   if (cluster) {
     self->state.counts.clustered = true;
     self->state.counts.cluster.node_id = cluster->node_id;
+    self->state.node_id = cluster->node_id;
     self->state.bus = spawn_cluster_bus(self, caf::actor_cast<cluster_feedback>(self),
                                         std::move(cluster));
   }
@@ -345,6 +535,15 @@ router_actor::behavior_type router_behavior(router_pointer self,
     [=](budget_atom) {
       if (self->state.settings->budget)
         enforce_budget(self);
+    },
+    [=](peer_atom, peer_note& note) { on_peer_note(self, note); },
+    [=](forward_atom, protocol::outbound_event& event) {
+      to_peer(self, true, peer_note::kind::event,
+              [&](peer_note& note) { note.event = std::move(event); });
+    },
+    [=](upreq_atom, protocol::inbound_message& request) {
+      to_peer(self, false, peer_note::kind::stop,
+              [&](peer_note& note) { note.request = std::move(request); });
     },
   };
 }

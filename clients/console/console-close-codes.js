@@ -12,7 +12,7 @@ const CLOSE_CODES = {
   1008: ['policy violation', 'The client does not reconnect.'],
   1009: ['message too big', 'A frame was over the router\'s max_message_bytes; the client does not reconnect as is.'],
   1011: ['internal error', 'The connection\'s manager failed; the client reconnects with backoff.'],
-  4000: ['closed by the client to reconnect', 'The client replaced its connection (e.g. a token refresh).'],
+  4000: ['closed by the client to reconnect', 'The client replaced its connection (Reconnect now): the session ended, a new one starts.'],
   4008: ['slow consumer', 'The outbound queue passed the router\'s limit and was dropped; the client reconnects with backoff.'],
   4009: ['heartbeat timeout', 'No pong within the router\'s heartbeat timeout; the client reconnects with backoff.'],
   4010: ['state lost', 'The cluster lost this connection\'s state; the client reconnects and should reload.'],

@@ -13,24 +13,20 @@ export class InFlight {
     this._activeRuns = new Set(); // every run that has not finished
   }
 
-  /** True when no request awaits a reply and no run is active. */
-  get idle() { return this._activeRuns.size === 0 && this._requests.size === 0; }
-
   /** True when a request or a run start already uses `id`. */
   uses(id) { return this._requests.has(id) || this._starts.has(id); }
 
   /**
    * Waits for the reply to request `id`: `resolve` gets the frame, `reject` a RouterError (the
-   * router's `error` frame, or code `timeout` after `timeoutMs`, when `onTimeout` is called too).
+   * router's `error` frame, or code `timeout` after `timeoutMs`).
    * Returns the entry to hand to the send (it records the session it was sent in).
    */
-  expectReply({ id, type, timeoutMs, resolve, reject, onTimeout }) {
+  expectReply({ id, type, timeoutMs, resolve, reject }) {
     const entry = { id, type, resolve, reject, timer: null, sentSession: null, queued: null };
     entry.timer = setTimeout(() => {
       this._requests.delete(id);
       if (entry.queued) entry.queued.cancelled = true;
       reject(new RouterError('timeout', `no reply to ${type} ${id} within ${timeoutMs} ms`));
-      onTimeout();
     }, Math.min(timeoutMs, MAX_TIMER_MS));
     this._requests.set(id, entry);
     return entry;
@@ -61,18 +57,17 @@ export class InFlight {
     return starting;
   }
 
-  /** Hands `frame` to the run and the request it answers. True when it settled a request. */
+  /** Hands `frame` to the run and the request it answers. */
   route(frame) {
     const run = this._runOf(frame);
     if (run) run._push(frame);
-    if (frame.reply_to == null) return false;
+    if (frame.reply_to == null) return;
     const entry = this._requests.get(frame.reply_to);
-    if (!entry) return false;
+    if (!entry) return;
     this._requests.delete(frame.reply_to);
     clearTimeout(entry.timer);
     if (frame.type === 'error') entry.reject(errorOfFrame(frame));
     else entry.resolve(frame);
-    return true;
   }
 
   // The run `frame` belongs to: by run_id, else (the first answer to a start) by reply_to.

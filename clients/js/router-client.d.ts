@@ -153,7 +153,10 @@ export type WebSocketConstructor = new (url: string, protocols: string[]) => Web
 export interface RouterClientOptions {
   /** ws:// or wss:// URL of the router's /ws endpoint. */
   url: string;
-  /** Returns the JWT; called on every (re)connect and before the token expires. May be async. */
+  /**
+   * Returns the JWT; called on every (re)connect (so after a 4501, whose reconnect resumes the
+   * session) and, where the WebSocket has terminate(), before the token expires. May be async.
+   */
   getToken: () => string | Promise<string>;
   /** WebSocket constructor; default: globalThis.WebSocket. In Node.js pass e.g. the `ws` package's. */
   WebSocket?: WebSocketConstructor | (new (...args: any[]) => any);
@@ -165,7 +168,12 @@ export interface RouterClientOptions {
   requestTimeoutMs?: number;
   /** From creating a socket to connection_established, ms; past it the attempt fails. Default 10000. */
   connectTimeoutMs?: number;
-  /** Refresh the token this long before its exp (at the latest at half its remaining life); 0 disables. Default 30000. */
+  /**
+   * Only where the WebSocket has terminate() (the `ws` package): move to a fresh token this long
+   * before its exp (at the latest at half its remaining life), dropping the connection silently
+   * and resuming; 0 disables. Without terminate() (browsers) it has no effect: the client waits
+   * for the router's 4501 and resumes with a fresh token. Default 30000.
+   */
   refreshBeforeExpiryMs?: number;
   /** An established connection that lasted this long resets the backoff, ms. Default 5000. */
   stableConnectionMs?: number;
@@ -261,9 +269,15 @@ export interface GapEvent {
   lostRuns: AgentRun[];
 }
 
+/**
+ * 'expired': the router closed with 4501; the reconnect asks getToken() and resumes.
+ * 'expiring': a refresh ahead of exp (only where the WebSocket has terminate()).
+ */
 export interface TokenRefreshEvent {
   reason: 'expiring' | 'expired';
+  /** With 'expiring': the new token's exp, ms. */
   expiresAt?: number | null;
+  /** With 'expired': 4501. */
   code?: number;
 }
 

@@ -5,7 +5,7 @@
 // This module is the entry point: it holds RouterClient, whose methods are the client's whole
 // public API, and exports everything else that is public. Its siblings, by relative path:
 //   router-connection.js  what RouterClient extends: sockets, reconnect and resume, token
-//                         refresh, the outbound queue
+//                         expiry and refresh, the outbound queue
 //   in-flight.js          requests awaiting replies and runs awaiting events
 //   agent-run.js          AgentRun
 //   reconnect-policy.js   closePolicy (the close codes) and backoffDelay
@@ -75,7 +75,7 @@ export class RouterClient extends RouterConnection {
       this._openSocket(null);
       return;
     }
-    this._cycle('reconnect', null, true);
+    this._cycle('reconnect', null);
   }
 
   /** Ends the client for good: closes the socket (1000), rejects what is pending, no reconnect. */
@@ -119,7 +119,7 @@ export class RouterClient extends RouterConnection {
     const timeoutMs = options.timeoutMs ?? this.options.requestTimeoutMs;
     const text = JSON.stringify(this._message(type, id, options.threadId, payload ?? {}));
     return new Promise((resolve, reject) => {
-      const entry = this._inFlight.expectReply({ id, type, timeoutMs, resolve, reject, onTimeout: () => this._maybeCycle() });
+      const entry = this._inFlight.expectReply({ id, type, timeoutMs, resolve, reject });
       this._sendText(text, entry);
     });
   }

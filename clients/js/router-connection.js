@@ -1,9 +1,10 @@
 // router-connection.js: the connection under a RouterClient. One WebSocket at a time, opened
 // with a token from getToken(); after a close it reconnects, resumes, asks for a fresh token or
 // stops for good, as the close code says (reconnect-policy.js). It keeps the session's resume
-// cursor, drops duplicate frames, refreshes the token before it expires, and queues what is
-// sent while no connection is open. RouterClient (router-client.js) extends it with the public
-// API: connect() and close(), requests and runs.
+// cursor, drops duplicate frames, moves to a fresh token before the old one expires where the
+// WebSocket can drop silently (terminate()), and queues what is sent while no connection is
+// open. RouterClient (router-client.js) extends it with the public API: connect() and close(),
+// requests and runs.
 
 import { MAX_TIMER_MS } from './client-options.js';
 import { Emitter } from './event-emitter.js';
@@ -14,6 +15,12 @@ import {
 } from './router-protocol.js';
 
 const OPEN = 1;
+
+// True when `ws` can drop its TCP connection without a close frame (`terminate()`, as in the
+// `ws` package): the router then keeps the session for a resume, as after a network loss.
+function canDropSilently(ws) {
+  return ws != null && typeof ws.terminate === 'function';
+}
 
 export class RouterConnection extends Emitter {
   /** `config` as readClientOptions() returns it. */
@@ -47,7 +54,6 @@ export class RouterConnection extends Emitter {
     this._timers = { reconnect: null, connect: null, refresh: null };
     this._queue = [];
     this._inFlight = new InFlight();
-    this._cyclePending = null;
     this._connectWaiters = [];
     this._generation = 0;
   }
@@ -136,7 +142,7 @@ export class RouterConnection extends Emitter {
     ws.onerror = () => {};
     ws.onclose = () => {};
     try {
-      if (typeof ws.terminate === 'function') ws.terminate();
+      if (canDropSilently(ws)) ws.terminate();
       else ws.close(4000, reason);
     } catch {
       try { ws.close(); } catch {}
@@ -160,7 +166,7 @@ export class RouterConnection extends Emitter {
       this.lastEventId = frame.event_id;
     }
     this._emit('event', frame);
-    if (this._inFlight.route(frame)) this._maybeCycle();
+    this._inFlight.route(frame);
     if (isPublishedType(frame.type)) this._emit('publish', frame);
   }
 
@@ -253,11 +259,10 @@ export class RouterConnection extends Emitter {
     clearTimeout(this._timers.connect);
     clearTimeout(this._timers.refresh);
     this._timers.connect = this._timers.refresh = null;
-    this._cyclePending = null;
     if (this._appClosed) return;
-    const wasEstablished = this._established;
+    const wasStable = this._established && Date.now() - this._establishedAt >= this.options.stableConnectionMs;
     this._established = false;
-    if (wasEstablished && Date.now() - this._establishedAt >= this.options.stableConnectionMs) this._attempt = 0;
+    if (wasStable) this._attempt = 0;
 
     const policy = closePolicy(code);
     let terminalReason = policy.action === 'terminal' ? policy.reason : null;
@@ -270,9 +275,13 @@ export class RouterConnection extends Emitter {
       return;
     }
     // After 4501 the reconnect asks getToken() again (every connect does) and resumes: the
-    // router keeps a session that its token's expiry closed.
-    if (policy.action === 'refresh_token') this._emit('tokenRefresh', { reason: 'expired', code });
-    const delayMs = backoffDelay(this._attempt, { ...this.options, slow: policy.action === 'reconnect_slow' }, this._random);
+    // router keeps a session that its token's expiry closed, but only for its resume window,
+    // so a connection that ran its token's course comes back at once. A 4501 on a connection
+    // that did not last (getToken() handing out tokens about to expire) backs off as usual.
+    const expired = policy.action === 'refresh_token';
+    if (expired) this._emit('tokenRefresh', { reason: 'expired', code });
+    const delayMs = expired && wasStable ? 0
+      : backoffDelay(this._attempt, { ...this.options, slow: policy.action === 'reconnect_slow' }, this._random);
     this._attempt++;
     this._reconnectAfter(delayMs, { attempt: this._attempt, code, reason }, null);
   }
@@ -313,11 +322,15 @@ export class RouterConnection extends Emitter {
 
   // ---- token refresh and client-initiated reconnects --------------------------------------
 
+  // Moving to a fresh token before exp is only worth it where the socket can drop without a
+  // close frame: the router then keeps the session and the new connection resumes it. A close
+  // frame (all a browser WebSocket has) would end the session, so there the connection stays
+  // until the router closes it with 4501, which keeps the session, and the reconnect resumes.
   _scheduleRefresh() {
     clearTimeout(this._timers.refresh);
     this._timers.refresh = null;
     const before = this.options.refreshBeforeExpiryMs;
-    if (!before) return;
+    if (!before || !canDropSilently(this._ws)) return;
     const exp = tokenExpiresAt(this._token);
     if (exp === null) return;
     const remaining = exp - (Date.now() + this._clockOffsetMs);
@@ -349,24 +362,19 @@ export class RouterConnection extends Emitter {
       return;
     }
     this._emit('tokenRefresh', { reason: 'expiring', expiresAt: newExp });
-    this._cycle('token_refresh', token, false);
+    this._cycle('token_refresh', token);
   }
 
-  // Replaces the current connection by a new one. Where the socket can drop without a close
-  // frame the router keeps the session and the new connection resumes it; otherwise (browsers)
-  // a close frame ends the session, so that is only done when nothing is in flight, unless forced.
-  _cycle(reason, token, force) {
+  // Replaces the current connection by a new one, opened with `token` (null: getToken()'s).
+  // Where the socket can drop without a close frame the router keeps the session and the new
+  // connection resumes it; otherwise (browsers, reconnect() only) a close frame ends the session.
+  _cycle(reason, token) {
     const ws = this._ws;
     if (!ws) return;
-    const silent = typeof ws.terminate === 'function';
-    if (!silent && !force && !this._inFlight.idle) {
-      this._cyclePending = { reason, token };
-      return;
-    }
-    this._cyclePending = null;
+    const silent = canDropSilently(ws);
     if (silent && ws.readyState === OPEN && ws.bufferedAmount > 0) {
       // What we sent must leave before the drop, or the router would never see it.
-      setTimeout(() => { if (ws === this._ws) this._cycle(reason, token, force); }, 20);
+      setTimeout(() => { if (ws === this._ws) this._cycle(reason, token); }, 20);
       return;
     }
     clearTimeout(this._timers.refresh);
@@ -379,14 +387,6 @@ export class RouterConnection extends Emitter {
     this._emit('close', { code, reason, wasClean: !silent, terminal: false, terminalReason: null, willReconnect: true, initiatedByClient: true });
     // A short pause lets the router see the dropped connection before the resume arrives.
     this._reconnectAfter(silent ? 50 : 0, { attempt: 0, code, reason }, token);
-  }
-
-  // A cycle that waited for nothing to be in flight goes ahead once that is so.
-  _maybeCycle() {
-    if (this._cyclePending && this._inFlight.idle && this.state === 'open') {
-      const { reason, token } = this._cyclePending;
-      this._cycle(reason, token, true);
-    }
   }
 
   // ---- outbound ----------------------------------------------------------------------------
@@ -418,7 +418,6 @@ export class RouterConnection extends Emitter {
 
   _runFinished(run) {
     this._inFlight.runFinished(run);
-    this._maybeCycle();
   }
 
   _reportError(err, source) {

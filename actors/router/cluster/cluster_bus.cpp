@@ -2,6 +2,7 @@
 
 #include <deque>
 #include <functional>
+#include <optional>
 #include <random>
 #include <unordered_map>
 
@@ -10,6 +11,7 @@
 #include <caf/typed_event_based_actor.hpp>
 
 #include "actors/router/cluster/cluster_scripts.hpp"
+#include "context/ids.hpp"
 #include "protocol/close_codes.hpp"
 
 namespace er::actors {
@@ -43,11 +45,19 @@ struct user_state {
   std::deque<channel_message> waiting;
 };
 
+/// A resume waiting for the owner's offer (adopt), or an offer the router has not confirmed.
+struct adoption {
+  std::optional<caf::typed_response_promise<peer_note>> promise; ///< while waiting for the offer
+  std::string node;
+  std::string user;
+};
+
 struct bus_state {
   std::shared_ptr<const cluster_settings> settings;
   cluster_feedback router;
   std::vector<shard> shards;
   std::unordered_map<std::string, user_state> users;
+  std::unordered_map<std::string, adoption> adoptions; ///< by hand-over id
   std::unordered_map<std::uint64_t, reply_handler> pending;
   std::uint64_t next_request = 0;
   cluster_status status;
@@ -74,6 +84,11 @@ std::string node_field(bus_pointer self) {
 
 std::size_t shard_for(bus_pointer self, const std::string& user) {
   return shard_of(user, self->state.shards.size());
+}
+
+/// The channel where other nodes reach `node` (on every shard).
+std::string node_channel(bus_pointer self, const std::string& node) {
+  return settings_of(self).prefix + "n:" + node;
 }
 
 /// Sends a command to a shard; `then` runs in the actor with the reply.
@@ -173,7 +188,11 @@ void process(bus_pointer self, const std::string& user, channel_message msg) {
 }
 
 /// "<epoch> <offset> <event JSON>" or "<epoch> 0 disconnect" on a user's channel.
+void on_node_message(bus_pointer self, const std::string& payload);
+
 void on_message(bus_pointer self, const std::string& channel, const std::string& payload) {
+  if (channel == node_channel(self, settings_of(self).node_id))
+    return on_node_message(self, payload);
   auto prefix = settings_of(self).prefix + "u:";
   if (channel.rfind(prefix, 0) != 0)
     return;
@@ -280,6 +299,8 @@ void on_link(bus_pointer self, std::uint64_t index, bool pubsub, bool up) {
         sync_count(self, user);
   }
   if (up && pubsub)
+    sh.pubsub->subscribe(node_channel(self, settings_of(self).node_id));
+  if (up && pubsub)
     for (auto& [user, u] : self->state.users)
       if (shard_for(self, user) == index) {
         sh.pubsub->subscribe(channel_of(self, user));
@@ -322,6 +343,110 @@ void make_links(bus_pointer self) {
     sh.pubsub = redis_link::create(*s.io, s.shards[i], s.password, events_for(true));
     self->state.shards.push_back(std::move(sh));
   }
+}
+
+// -- sessions moving between nodes (peer_notes.hpp) -----------------------------------------
+
+/// How long a resume waits for the owner's offer, and an offer for the router's confirmation.
+constexpr auto adoption_timeout = std::chrono::seconds{3};
+
+/// Publishes `note` on its recipient's channel, on the shard of its user; lost while that
+/// shard is down (every step has a timeout or an end of its own on the other side).
+void send_note(bus_pointer self, const peer_note& note) {
+  auto index = shard_for(self, note.user);
+  if (!self->state.shards[index].commands_up)
+    return;
+  call(self, index,
+       {"PUBLISH", node_channel(self, note.node), encode_peer_note(note, settings_of(self).node_id)},
+       [](redis_reply&) {});
+  count_metric(self, &router_metrics::cluster_message_out);
+}
+
+peer_note no_offer() {
+  peer_note note;
+  note.what = peer_note::kind::offer;
+  return note; // offer.ok is false
+}
+
+void decline(bus_pointer self, const std::string& handover, const std::string& node,
+             const std::string& user) {
+  peer_note note;
+  note.what = peer_note::kind::decline;
+  note.handover = handover;
+  note.node = node;
+  note.user = user;
+  send_note(self, note);
+}
+
+/// Asks `node` for the session of `token`, if that node is alive.
+void adopt(bus_pointer self, std::string node, std::string user, std::string token,
+           std::uint64_t last_event_id, caf::typed_response_promise<peer_note> rp) {
+  auto index = shard_for(self, user);
+  if (!self->state.shards[index].commands_up) {
+    rp.deliver(no_offer());
+    return;
+  }
+  auto liveness = settings_of(self).prefix + "node:" + node;
+  call(self, index, {"GET", liveness},
+       [self, node, user, token, last_event_id, rp](redis_reply& alive) mutable {
+         if (alive.type != redis_reply::kind::string) { // dead (or Redis failed): nobody to ask
+           rp.deliver(no_offer());
+           return;
+         }
+         peer_note ask;
+         ask.what = peer_note::kind::request;
+         ask.handover = context::random_id(context::id_prefix::handover);
+         ask.node = node;
+         ask.user = user;
+         ask.token = token;
+         ask.last_event_id = last_event_id;
+         self->state.adoptions.emplace(ask.handover, adoption{rp, node, user});
+         send_note(self, ask);
+         self->delayed_send(self, adoption_timeout, hotimeout_atom::value, ask.handover);
+       });
+}
+
+/// The owner's answer to a resume asked from here: to the router, which confirms an ok one.
+void on_offer(bus_pointer self, peer_note& note) {
+  auto& adoptions = self->state.adoptions;
+  auto it = adoptions.find(note.handover);
+  if (it == adoptions.end() || !it->second.promise || it->second.node != note.node) {
+    if (note.offer.ok) // too late: the resume went on as a fresh session
+      decline(self, note.handover, note.node, note.user);
+    return;
+  }
+  auto rp = std::move(*it->second.promise);
+  if (!note.offer.ok) {
+    adoptions.erase(it);
+  } else {
+    it->second.promise.reset(); // now waiting for the router's accept
+    self->delayed_send(self, adoption_timeout, hotimeout_atom::value, note.handover);
+  }
+  rp.deliver(std::move(note));
+}
+
+/// A hand-over that took too long: a resume still waiting gets no offer, an offer the router
+/// did not confirm is declined (so that the owner ends the session instead of keeping it).
+void on_adoption_timeout(bus_pointer self, const std::string& handover) {
+  auto& adoptions = self->state.adoptions;
+  auto it = adoptions.find(handover);
+  if (it == adoptions.end())
+    return;
+  auto a = std::move(it->second);
+  adoptions.erase(it);
+  if (a.promise)
+    a.promise->deliver(no_offer());
+  decline(self, handover, a.node, a.user);
+}
+
+void on_node_message(bus_pointer self, const std::string& payload) {
+  count_metric(self, &router_metrics::cluster_message_in);
+  auto note = decode_peer_note(payload);
+  if (!note)
+    return;
+  if (note->what == peer_note::kind::offer)
+    return on_offer(self, *note);
+  self->send(self->state.router, peer_atom::value, std::move(*note));
 }
 
 // -- the router's requests ------------------------------------------------------------------
@@ -456,6 +581,18 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
             rp);
           return rp;
         },
+        [=](adopt_atom, std::string& node, std::string& user, std::string& token,
+            std::uint64_t last_event_id) {
+          auto rp = self->make_response_promise<peer_note>();
+          adopt(self, std::move(node), std::move(user), std::move(token), last_event_id, rp);
+          return rp;
+        },
+        [=](peer_atom, const peer_note& note) {
+          if (note.what == peer_note::kind::accept || note.what == peer_note::kind::decline)
+            self->state.adoptions.erase(note.handover); // confirmed: no timeout
+          send_note(self, note);
+        },
+        [=](hotimeout_atom, const std::string& handover) { on_adoption_timeout(self, handover); },
         [=](link_atom, std::uint64_t index, bool pubsub, bool up) {
           on_link(self, index, pubsub, up);
         },

@@ -8,7 +8,11 @@
 //    reaches every node subscribed to the user (this one included);
 //  - the per-user connection limit is checked against every live node's count, atomically;
 //  - it keeps this node's liveness key on every shard, and reconnects, re-registers,
-//    re-subscribes and recovers gaps by itself when Redis comes back.
+//    re-subscribes and recovers gaps by itself when Redis comes back;
+//  - it carries the steps of a session moving to another node, and of the runs that session
+//    left behind (peer_notes.hpp), on the nodes' own channels: a resume that reaches this node
+//    for a session held by another asks that node, waits for its offer (or ends the question
+//    when it takes too long or that node is not alive) and confirms the adoption.
 // Users are spread over several Redis shards by a jump consistent hash of the user id.
 
 #include <chrono>
@@ -25,6 +29,7 @@
 
 #include "actors/message_types.hpp"
 #include "actors/metrics.hpp"
+#include "actors/router/cluster/peer_notes.hpp"
 #include "actors/router/cluster/redis_link.hpp"
 
 namespace boost::asio {
@@ -44,6 +49,9 @@ using link_atom = caf::atom_constant<caf::atom("link")>;         ///< redis link
 using message_atom = caf::atom_constant<caf::atom("message")>;   ///< redis links -> bus
 using tick_atom = caf::atom_constant<caf::atom("tick")>;         ///< bus -> itself
 using reply_atom = caf::atom_constant<caf::atom("reply")>;       ///< redis links -> bus
+using adopt_atom = caf::atom_constant<caf::atom("adopt")>;       ///< router -> bus
+using peer_atom = caf::atom_constant<caf::atom("peer")>;         ///< router <-> bus
+using hotimeout_atom = caf::atom_constant<caf::atom("hotimeout")>; ///< bus -> itself
 
 struct cluster_settings {
   std::vector<redis_address> shards; ///< cluster.redis
@@ -76,7 +84,9 @@ using cluster_feedback = caf::typed_actor<
   caf::reacts_to<remote_atom, std::string, protocol::outbound_event>,
   // close the user's sessions on this node with this code (4511 disconnect, 4010 state lost)
   caf::reacts_to<lost_atom, std::string, std::uint16_t>,
-  caf::reacts_to<status_atom, cluster_status>>;
+  caf::reacts_to<status_atom, cluster_status>,
+  // a step of a hand-over from another node (never an offer: the bus answers adopt with it)
+  caf::reacts_to<peer_atom, peer_note>>;
 
 using cluster_bus_actor = caf::typed_actor<
   // this node holds `n` open connections of the user (and some session of it while n >= 0;
@@ -86,12 +96,20 @@ using cluster_bus_actor = caf::typed_actor<
   caf::replies_to<acquire_atom, std::string, std::uint64_t>::with<bool>,
   caf::replies_to<cpublish_atom, std::string, protocol::outbound_event>::with<cluster_result>,
   caf::replies_to<cdisconn_atom, std::string>::with<cluster_result>,
+  // a resume of a session that node `node` holds: its offer, or one that is not ok (that node
+  // is not alive, has no such session for this user, or did not answer in time); an ok offer
+  // must be confirmed with an accept or decline note, or it is declined after a while
+  caf::replies_to<adopt_atom, std::string /* node */, std::string /* user */,
+                  std::string /* token */, std::uint64_t /* last_event_id */>::with<peer_note>,
+  // sends a note to `note.node`
+  caf::reacts_to<peer_atom, peer_note>,
   // internal: a redis link went up (true) or down; a message on a channel; a command's
   // reply; the timer
   caf::reacts_to<link_atom, std::uint64_t, bool, bool>,
   caf::reacts_to<message_atom, std::uint64_t, std::string, std::string>,
   caf::reacts_to<reply_atom, std::uint64_t, redis_reply>,
-  caf::reacts_to<tick_atom>>;
+  caf::reacts_to<tick_atom>,
+  caf::reacts_to<hotimeout_atom, std::string>>;
 
 /// Spawned by the router, linked to it.
 cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback feedback,

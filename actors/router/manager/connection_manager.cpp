@@ -1,5 +1,6 @@
 #include "actors/router/manager/connection_manager.hpp"
 
+#include <algorithm>
 #include <cassert>
 #include <utility>
 
@@ -17,12 +18,16 @@
 #include "context/ids.hpp"
 #include "protocol/close_codes.hpp"
 #include "protocol/error_codes.hpp"
+#include "protocol/message_types.hpp"
 
 namespace er::actors {
 
 namespace {
 
 using json = nlohmann::json;
+
+/// How long an offered session waits for the adopting node to take it before it ends.
+constexpr auto handover_accept_timeout = std::chrono::seconds{10};
 
 /// Forwards what the socket reads into the manager's mailbox. Its close carries the
 /// generation of the attachment it belongs to, so that the close of a socket the session has
@@ -61,7 +66,8 @@ void attach_connection(manager_pointer self, connection_ptr connection, bool rec
   st.connection = std::move(connection);
   ++st.generation;
   // A fresh resume token every time; the router keeps it, the manager does not need it again.
-  auto resume_token = context::random_id(context::id_prefix::resume);
+  auto resume_token =
+    context::random_id(context::id_prefix::resume) + st.settings->resume_token_suffix;
   // The session closes itself with 4501 when the token expires.
   st.connection->start(
     std::make_shared<manager_sink>(caf::actor_cast<manager_actor>(self), st.generation),
@@ -126,6 +132,90 @@ bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t l
       st.outbox.push_back(std::move(frame));
     });
   return true;
+}
+
+/// Another node adopts this session (session_handover.hpp): what the client missed after
+/// `last_event_id`, the ids to go on with and the runs that stay here. From now on this
+/// manager only hosts those runs: its events are held until the adopter takes the offer, and
+/// it ends if that does not happen within handover_accept_timeout.
+session_offer on_offer(manager_pointer self, std::uint64_t last_event_id) {
+  auto& st = self->state;
+  if (st.replay)
+    st.replay->expire(replay_buffer::clock::now());
+  if (st.shutting_down || (st.moves && st.moves->state != session_moves::away::none)
+      || !can_replay(st, last_event_id))
+    return {};
+  if (st.connection)
+    move_away_from_connection(self);
+  session_offer offer;
+  offer.ok = true;
+  if (st.replay)
+    st.replay->for_each_after(last_event_id, [&](std::uint64_t id, std::string frame) {
+      offer.frames.emplace_back(id, std::move(frame));
+    });
+  offer.next_event_id = st.next_event_id;
+  offer.session_id = st.ctx->session_id();
+  if (st.runs)
+    for (auto& [addr, entry] : st.runs->by_actor)
+      if (entry.active())
+        offer.runs.push_back(offered_run{entry.run_id, entry.thread_id, entry.reply_to});
+  if (!st.moves)
+    st.moves = std::make_unique<session_moves>();
+  for (auto& remote : st.moves->remote_runs) // hosted for us elsewhere: the adopter's now
+    offer.runs.push_back(remote);
+  st.moves->state = session_moves::away::offered;
+  st.replay.reset(); // the adopter keeps the frames from here on
+  ++st.generation;   // the resume window's timer is not for a host
+  self->delayed_send(self, handover_accept_timeout, handover_atom::value, false);
+  return offer;
+}
+
+/// The adopter took the offer (its events flow to it from now on), or did not (the session
+/// ends here: never two live copies of it).
+void on_handover(manager_pointer self, bool accepted) {
+  auto& st = self->state;
+  if (!st.moves || st.moves->state != session_moves::away::offered)
+    return; // taken already: a late timeout
+  if (!accepted)
+    return self->quit(caf::exit_reason::user_shutdown);
+  st.moves->state = session_moves::away::hosting;
+  for (auto& event : std::exchange(st.moves->held, {}))
+    self->send(st.router, forward_atom::value, std::move(event));
+  finish_hosting_if_idle(self);
+}
+
+/// An event of a run that stayed on the node this session came from: stamped here like any
+/// other; a final one ends that remote run.
+void on_upstream_event(manager_pointer self, protocol::outbound_event& event) {
+  auto& st = self->state;
+  if (st.moves && event.run_id && protocol::is_final_agent_event(event.type)) {
+    auto& remote = st.moves->remote_runs;
+    remote.erase(std::remove_if(remote.begin(), remote.end(),
+                                [&](const offered_run& r) { return r.run_id == *event.run_id; }),
+                 remote.end());
+  }
+  emit(self, event);
+  finish_drain_if_idle(self);
+  finish_hosting_if_idle(self);
+}
+
+/// The node hosting this session's remote runs ended them without their final events (it
+/// stopped, or the hand-over broke): each gets its one final event here.
+void on_upstream_gone(manager_pointer self) {
+  auto& st = self->state;
+  if (!st.moves)
+    return;
+  for (auto& run : std::exchange(st.moves->remote_runs, {})) {
+    protocol::outbound_event ev;
+    ev.type = "agent_error";
+    ev.run_id = run.run_id;
+    ev.thread_id = run.thread_id;
+    ev.reply_to = run.reply_to;
+    ev.data = json{{"message", "the run was lost: the node running it ended it"}};
+    emit(self, ev);
+  }
+  finish_drain_if_idle(self);
+  finish_hosting_if_idle(self);
 }
 
 /// Whether a session whose socket closed this way waits for a resume (DESIGN §8): a
@@ -324,9 +414,22 @@ manager_actor::behavior_type shared_behavior() {
       if (st.replay && st.settings->budget)
         st.replay->shrink_to(st.settings->budget->buffer_cap());
     },
+    [](offer_atom, std::uint64_t last) { return on_offer(running_manager(), last); },
+    [](handover_atom, bool accepted) { on_handover(running_manager(), accepted); },
+    [](remotereq_atom, protocol::inbound_message& msg) {
+      if (msg.type == "stop_agent") // the adopter asks only this of the runs hosted here
+        on_agent_message(running_manager(), msg);
+    },
+    [](upstream_atom, protocol::outbound_event& event) {
+      on_upstream_event(running_manager(), event);
+    },
+    [](upgone_atom) { on_upstream_gone(running_manager()); },
   };
   return behavior;
 }
+
+void keep_for_replay(manager_pointer self, std::uint64_t id, const std::string& frame);
+bool keeps_replay(const manager_settings& settings);
 
 class manager_impl final : public caf::stateful_actor<manager_state, manager_actor::base> {
 public:
@@ -334,10 +437,11 @@ public:
 
   manager_impl(caf::actor_config& cfg, router_feedback router, connection_ptr connection,
                context::user_execution_context ctx,
-               std::shared_ptr<const manager_settings> settings)
-    : super(cfg) {
+               std::shared_ptr<const manager_settings> settings, session_offer adopted)
+    : super(cfg), adopted_(std::move(adopted)) {
     state.router = std::move(router);
-    state.ctx = std::make_unique<const context::user_execution_context>(std::move(ctx));
+    state.ctx = std::make_unique<const context::user_execution_context>(
+      adopted_.ok ? ctx.in_session(adopted_.session_id) : std::move(ctx));
     state.settings = std::move(settings);
     state.bucket = token_bucket{static_cast<double>(state.settings->messages_burst)};
     state.connection = std::move(connection); // started by make_behavior, on the manager's turn
@@ -378,10 +482,31 @@ protected:
   behavior_type make_behavior() override {
     set_exit_handler([this](caf::exit_msg& msg) { on_exit_msg(this, msg); });
     auto connection = std::move(state.connection);
-    attach_connection(this, std::move(connection), false, state.ctx->token_expires_at());
+    if (adopted_.ok)
+      state.next_event_id = adopted_.next_event_id;
+    attach_connection(this, std::move(connection), adopted_.ok, state.ctx->token_expires_at());
+    if (adopted_.ok)
+      adopt(std::exchange(adopted_, {}));
     state.flush_outbox(); // the greeting leaves now: no message may be waiting to end this turn
     return shared_behavior();
   }
+
+private:
+  /// Goes on with a session another node offered: what the client missed, kept for a later
+  /// resume like any frame, and the runs that stayed there.
+  void adopt(session_offer offer) {
+    for (auto& [id, frame] : offer.frames) {
+      if (keeps_replay(*state.settings))
+        keep_for_replay(this, id, frame);
+      state.outbox.push_back(std::move(frame));
+    }
+    if (offer.runs.empty())
+      return;
+    state.moves = std::make_unique<session_moves>();
+    state.moves->remote_runs = std::move(offer.runs);
+  }
+
+  session_offer adopted_; ///< until make_behavior: the session this manager continues
 };
 
 /// Keeps a frame for a resume; past the process's replay budget, asks the router to enforce
@@ -401,6 +526,19 @@ void keep_for_replay(manager_pointer self, std::uint64_t id, const std::string& 
     self->send(st.router, budget_atom::value);
 }
 
+bool keeps_replay(const manager_settings& settings) {
+  return settings.resume_window.count() > 0 && settings.resume_buffer_events > 0;
+}
+
+/// A hosted run's event, for the node that adopted this session: it stamps it.
+void hand_to_adopter(manager_pointer self, const protocol::outbound_event& event) {
+  auto& moves = *self->state.moves;
+  if (moves.state == session_moves::away::offered)
+    moves.held.push_back(event);
+  else
+    self->send(self->state.router, forward_atom::value, event);
+}
+
 std::string_view metric_type(const protocol::outbound_event& event) {
   return event.published ? std::string_view{"published"} : std::string_view{event.type};
 }
@@ -409,6 +547,8 @@ std::string_view metric_type(const protocol::outbound_event& event) {
 
 void emit(manager_pointer self, const protocol::outbound_event& event) {
   auto& st = self->state;
+  if (st.moves && st.moves->state != session_moves::away::none)
+    return hand_to_adopter(self, event);
   auto id = st.next_event_id++;
   if (auto m = metrics_of(self)) {
     double latency = -1;
@@ -420,7 +560,7 @@ void emit(manager_pointer self, const protocol::outbound_event& event) {
   if (!st.renderer)
     st.renderer = std::make_unique<protocol::event_renderer>(st.ctx->user_id());
   auto frame = st.renderer->render(event, id, std::chrono::system_clock::now());
-  if (st.settings->resume_window.count() > 0 && st.settings->resume_buffer_events > 0)
+  if (keeps_replay(*st.settings))
     keep_for_replay(self, id, frame);
   if (st.connection)
     st.outbox.push_back(std::move(frame)); // sent when this turn ends
@@ -434,9 +574,11 @@ void reply_error(manager_pointer self, std::string_view code, std::string messag
 manager_actor spawn_connection_manager(caf::local_actor* parent, router_feedback router,
                                        connection_ptr connection,
                                        context::user_execution_context ctx,
-                                       std::shared_ptr<const manager_settings> settings) {
+                                       std::shared_ptr<const manager_settings> settings,
+                                       session_offer adopted) {
   return parent->spawn<manager_impl, caf::linked>(std::move(router), std::move(connection),
-                                                  std::move(ctx), std::move(settings));
+                                                  std::move(ctx), std::move(settings),
+                                                  std::move(adopted));
 }
 
 } // namespace er::actors

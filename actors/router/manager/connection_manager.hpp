@@ -21,6 +21,7 @@
 #include "actors/metrics.hpp"
 #include "actors/router/manager/parent_handles.hpp"
 #include "actors/router/manager/replay_budget.hpp"
+#include "actors/router/manager/session_handover.hpp"
 #include "actors/router/manager/runs/agent_run.hpp"
 #include "actors/runtime/socket_messages.hpp"
 #include "actors/store/thread_store.hpp"
@@ -41,13 +42,25 @@ using flush_atom = caf::atom_constant<caf::atom("flush")>;       ///< manager ->
 using evict_atom = caf::atom_constant<caf::atom("evict")>;       ///< router: end if detached
 using trim_atom = caf::atom_constant<caf::atom("trim")>;         ///< router: obey the budget cap
 using budget_atom = caf::atom_constant<caf::atom("budget")>;     ///< manager -> router
+// Moving a session between nodes (session_handover.hpp)
+using offer_atom = caf::atom_constant<caf::atom("offer")>;       ///< router: offer the session
+using handover_atom = caf::atom_constant<caf::atom("handover")>; ///< router: offer taken or not
+using upstream_atom = caf::atom_constant<caf::atom("upstream")>; ///< router: a remote run's event
+using upgone_atom = caf::atom_constant<caf::atom("upgone")>;     ///< router: remote runs lost
+using remotereq_atom = caf::atom_constant<caf::atom("remotereq")>; ///< router: the adopter's stop
+using forward_atom = caf::atom_constant<caf::atom("forward")>;   ///< host -> router: an event
+using upreq_atom = caf::atom_constant<caf::atom("upreq")>;       ///< adopter -> router: a stop
 
 /// What a manager tells the router: attached or detached, and a new resume token (empty: keep
 /// the old one), so that the router can find a detached session and count open connections;
-/// and that the replay buffers went over their budget.
+/// that the replay buffers went over their budget; and, for a session that moved between
+/// nodes, what goes to the other end: a hosted run's event (from the node the session left),
+/// a stop_agent for a run hosted there (from the node that adopted it).
 using router_feedback = caf::typed_actor<
   caf::reacts_to<session_atom, bool /* attached */, std::string /* resume token */>,
-  caf::reacts_to<budget_atom>>;
+  caf::reacts_to<budget_atom>,
+  caf::reacts_to<forward_atom, protocol::outbound_event>,
+  caf::reacts_to<upreq_atom, protocol::inbound_message>>;
 
 struct manager_settings {
   std::string server_id;
@@ -59,6 +72,9 @@ struct manager_settings {
   std::size_t resume_buffer_bytes = 1048576;
   std::size_t max_detached_per_user = 8;
   std::shared_ptr<replay_budget> budget; ///< all replay buffers together; may be null
+  /// Appended to every resume token: in a cluster it names this node (cluster_bus.hpp), so
+  /// that another node can find the session; empty on a single node.
+  std::string resume_token_suffix;
   std::size_t messages_per_second = 50; ///< the token bucket of each connection
   std::size_t messages_burst = 100;
   thread_store_actor store;
@@ -85,14 +101,23 @@ using manager_actor = handler_parent::extend_with<run_parent>::extend<
   // the router ends a detached session (per-user bound, replay budget): the bytes it freed;
   // an attached one stays and answers 0
   caf::replies_to<evict_atom>::with<std::uint64_t>,
-  caf::reacts_to<trim_atom>>;                       // shrink the replay buffer to the cap
+  caf::reacts_to<trim_atom>,                        // shrink the replay buffer to the cap
+  // another node adopts this session: what it needs, or ok=false; the manager then hosts
+  // its runs for that node only (session_handover.hpp)
+  caf::replies_to<offer_atom, std::uint64_t>::with<session_offer>,
+  caf::reacts_to<handover_atom, bool>,              // the offer was taken (or not: end)
+  caf::reacts_to<remotereq_atom, protocol::inbound_message>, // the adopter's stop_agent
+  caf::reacts_to<upstream_atom, protocol::outbound_event>,   // an event of a remote run
+  caf::reacts_to<upgone_atom>>;                     // the node hosting remote runs ended them
 
 /// Spawned by the router, linked to it (see router.hpp); `connection` is not started yet.
-/// The manager reports its session state and resume token to `router`.
+/// The manager reports its session state and resume token to `router`. With an `adopted`
+/// offer (ok) it continues that session, offered by another node, instead of a new one.
 manager_actor spawn_connection_manager(caf::local_actor* parent, router_feedback router,
                                        connection_ptr connection,
                                        context::user_execution_context ctx,
-                                       std::shared_ptr<const manager_settings> settings);
+                                       std::shared_ptr<const manager_settings> settings,
+                                       session_offer adopted = {});
 
 } // namespace er::actors
 

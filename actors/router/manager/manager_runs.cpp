@@ -2,6 +2,8 @@
 // its runs, their deadlines and their exits. Every event of a run is stamped here from the
 // manager's own run_entry, whatever the run itself claims.
 
+#include <algorithm>
+
 #include <caf/actor_cast.hpp>
 #include <caf/exit_reason.hpp>
 #include <caf/send.hpp>
@@ -70,16 +72,6 @@ void arm_deadline_check(manager_pointer self, std::chrono::steady_clock::time_po
     return; // the pending check comes first and re-arms for the rest
   runs.deadline_check = deadline;
   runs.deadline_timer.arm(deadline);
-}
-
-std::size_t active_runs(manager_pointer self) {
-  auto* runs = self->state.runs.get();
-  if (!runs)
-    return 0;
-  std::size_t n = runs->starting;
-  for (auto& [addr, entry] : runs->by_actor)
-    n += entry.active() ? 1 : 0;
-  return n;
 }
 
 void start_run(manager_pointer self, const agent_definition& agent,
@@ -222,6 +214,21 @@ void on_user_message(manager_pointer self, protocol::inbound_message& msg) {
   ask_store(self, create, append_then_start);
 }
 
+/// A stop_agent for a run still going on the node this session came from goes there; its
+/// answer comes back as that run's events (agent_stopped, or not_found if it ended meanwhile).
+bool forward_stop_upstream(manager_pointer self, const protocol::inbound_message& msg,
+                           const std::string& run_id) {
+  auto& moves = self->state.moves;
+  if (!moves)
+    return false;
+  auto& remote = moves->remote_runs;
+  if (std::none_of(remote.begin(), remote.end(),
+                   [&](const offered_run& r) { return r.run_id == run_id; }))
+    return false;
+  self->send(self->state.router, upreq_atom::value, msg);
+  return true;
+}
+
 void on_stop_agent(manager_pointer self, protocol::inbound_message& msg) {
   auto id = msg.payload.find("run_id");
   if (id == msg.payload.end() || !id->is_string())
@@ -233,6 +240,8 @@ void on_stop_agent(manager_pointer self, protocol::inbound_message& msg) {
       if (auto run = runs->by_actor.find(addr->second); run != runs->by_actor.end())
         found = &run->second;
   }
+  if (!found && forward_stop_upstream(self, msg, id->get<std::string>()))
+    return;
   if (!found || found->state != run_entry::phase::running)
     return reply_error(self, error_code::not_found, "no such run", msg.id);
   auto& entry = *found;
@@ -248,6 +257,7 @@ void forget_run(manager_pointer self, std::unordered_map<caf::actor_addr, run_en
   runs.by_actor.erase(run);
   release_runs_if_idle(self);
   finish_drain_if_idle(self);
+  finish_hosting_if_idle(self);
 }
 
 /// A run's agent_completed on a thread: the result is appended first, so that a history
@@ -283,6 +293,17 @@ void fail_run(manager_pointer self, run_entry& entry, std::string message) {
 }
 
 } // namespace
+
+std::size_t active_runs(manager_pointer self) {
+  auto& st = self->state;
+  std::size_t n = st.moves ? st.moves->remote_runs.size() : 0;
+  if (!st.runs)
+    return n;
+  n += st.runs->starting;
+  for (auto& [addr, entry] : st.runs->by_actor)
+    n += entry.active() ? 1 : 0;
+  return n;
+}
 
 void run_deadline_timer::on_deadline(std::uint64_t) {
   caf::anon_send(manager_, deadline_atom::value); // only enqueues: never calls the clock
@@ -345,6 +366,13 @@ void finish_drain_if_idle(manager_pointer self) {
   if (st.draining && !st.shutting_down && active_runs(self) == 0
       && (!st.runs || st.runs->by_actor.empty()))
     on_shutdown(self, close_code::going_away.code);
+}
+
+void finish_hosting_if_idle(manager_pointer self) {
+  auto& st = self->state;
+  if (st.moves && st.moves->state == session_moves::away::hosting && active_runs(self) == 0
+      && (!st.runs || st.runs->by_actor.empty()))
+    self->quit(caf::exit_reason::user_shutdown);
 }
 
 void on_run_deadlines(manager_pointer self) {

@@ -72,6 +72,18 @@ struct run_table {
   run_deadline_timer deadline_timer;
 };
 
+/// This session's part in a move between nodes (session_handover.hpp). Null for a session
+/// that never moved: an idle connection carries one pointer for it.
+struct session_moves {
+  /// The owner's side. offered: another node is adopting the session, and the events of the
+  /// runs left here wait in `held` until it has taken the offer; hosting: it has, and they go
+  /// to it (forward_atom). none: this manager has not given its session away.
+  enum class away { none, offered, hosting } state = away::none;
+  std::vector<protocol::outbound_event> held;
+  /// The adopter's side: the runs still going on the node the session came from.
+  std::vector<offered_run> remote_runs;
+};
+
 struct manager_state {
   connection_ptr connection; ///< null while detached
   /// Frames emitted while the manager works through the messages waiting in its mailbox,
@@ -97,6 +109,7 @@ struct manager_state {
   std::unique_ptr<run_table> runs; ///< null while no run is starting or running
   token_bucket bucket{0}; ///< filled to messages-burst when the manager starts
   std::size_t refused_in_row = 0;
+  std::unique_ptr<session_moves> moves; ///< see session_moves; null: never moved
 
   manager_state() = default;
   manager_state(const manager_state&) = delete;
@@ -106,6 +119,11 @@ struct manager_state {
   ~manager_state() {
     if (connection)
       close_connection(close_code::internal_error);
+    // Runs still active end with the session (their actors are linked): counted as stopped.
+    if (runs && settings && settings->metrics)
+      for (auto& [addr, entry] : runs->by_actor)
+        if (entry.active())
+          settings->metrics->run_ended("stopped");
   }
 
   /// Hands the outbox to the connection (dropped when there is none).
@@ -134,6 +152,8 @@ void reply_error(manager_pointer self, std::string_view code, std::string messag
 
 // manager_runs.cpp
 bool is_agent_message(const std::string& type);
+/// Runs active on this connection: starting, running, storing their result, or remote.
+std::size_t active_runs(manager_pointer self);
 void on_agent_message(manager_pointer self, protocol::inbound_message& msg);
 void on_run_event(manager_pointer self, protocol::outbound_event& event);
 /// Handles the exit of one of this manager's runs; false when `source` is not a run.
@@ -142,6 +162,8 @@ bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf:
 void on_run_deadlines(manager_pointer self);
 /// While draining: closes with 1001 once no run is active or starting.
 void finish_drain_if_idle(manager_pointer self);
+/// Hosting runs for a session that moved to another node: ends once none is left.
+void finish_hosting_if_idle(manager_pointer self);
 
 // connection_manager.cpp
 void on_shutdown(manager_pointer self, std::uint16_t code);

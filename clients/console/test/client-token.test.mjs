@@ -1,7 +1,8 @@
-// router-client.js in a browser page: a token that expires while connected. The router (with
-// --router.jwt-leeway-s=0) closes with 4501 at the token's exp; the client asks getToken() for a
-// fresh token and reconnects with resume. A session closed for token expiry is resumable, so
-// the run that was going on continues: recovered true, every event once.
+// router-client.js in a browser page: a token that expires while connected. The client does not
+// replace the connection ahead of exp (a browser's close frame would end the session); the
+// router (with --router.jwt-leeway-s=0) closes with 4501 at the token's exp, and the client asks
+// getToken() for a fresh token and reconnects at once with resume. A session closed for token
+// expiry is resumable, so the run that was going on continues: recovered true, every event once.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startRouter, launchBrowser, openClientPage, mintToken } from './helpers.mjs';
@@ -31,8 +32,9 @@ test('4501 at exp: getToken() is called again, the client reconnects and resumes
       issued.push(t);
       return t;
     },
-    // No proactive refresh: let the router's 4501 come.
-    options: { refreshBeforeExpiryMs: 0 },
+    // The default options: in a browser the client waits for the router's 4501 by itself.
+    // (The connection lives 1-2 s: long enough to count as stable, so the reconnect is at once.)
+    options: { stableConnectionMs: 500 },
   });
   try {
     const first = await c.connected();
@@ -59,6 +61,7 @@ test('4501 at exp: getToken() is called again, the client reconnects and resumes
     assert.equal(issued.length, 2, 'getToken() was asked again after 4501');
     assert.equal((await c.rec()).tokenCalls, 2);
     assert.deepEqual((await c.events('tokenRefresh')).map((t) => t.reason), ['expired']);
+    assert.equal((await c.events('reconnecting'))[0].delayMs, 0, 'reconnected at once');
     assert.equal(established[1].resumed, true);
     assert.equal(established[1].recovered, true, 'the 4501 session was resumed');
     assert.equal(established[1].sessionId, first.info.sessionId);

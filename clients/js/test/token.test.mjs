@@ -4,8 +4,10 @@
 // exp, and a connection stays open until exp plus that leeway, then closes with 4501. A token
 // further past exp is refused at the upgrade (401 token_expired). A session closed with 4501
 // waits for a resume like a dropped one: the reconnect with a fresh token resumes it
-// (recovered: true) and a run going on loses nothing. The 4501 tests start routers with the
-// leeway they need.
+// (recovered: true) and a run going on loses nothing. A browser WebSocket therefore waits for
+// the 4501 (its close frame would end the session); only a WebSocket that can drop silently
+// (`ws`'s terminate()) moves to a fresh token ahead of exp. The 4501 tests start routers with
+// the leeway they need.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startRouter, makeClient, record, waitFor, nextEvent, mintToken, WebSocket, TIMEOUT } from './helpers.mjs';
@@ -57,7 +59,9 @@ test('4501: a token past exp but inside the leeway is accepted, closed when the 
   assert.equal(close.terminal, false);
   assert.equal(close.willReconnect, true);
   assert.deepEqual(log.of('tokenRefresh').map((e) => e.reason), ['expired']);
-  const second = await nextEvent(c, 'established');
+  // From the log: the reconnect may be established before the close was polled.
+  await waitFor(() => log.of('established').length >= 2, { what: 'the resume' });
+  const second = log.of('established')[1];
   assert.equal(issued.length, 2, 'getToken() called again after 4501');
   assert.equal(second.resumed, true);
   assert.equal(second.recovered, true, 'a session closed with 4501 is resumable');
@@ -143,41 +147,57 @@ test('proactive refresh before exp: the ws package drops the socket silently and
   assert.equal(issued.length, 2);
 });
 
-test('proactive refresh without terminate() (a browser WebSocket) waits until no run is active', TIMEOUT, async () => {
-  // A browser-like WebSocket: no terminate(), so a refresh must close with a close frame,
-  // which ends the session and its runs.
-  class BrowserLikeWebSocket extends WebSocket {}
+test('a browser WebSocket (no terminate()) is never closed for a refresh: the router closes with 4501 during a run, the client resumes at once with a fresh token, the run loses nothing', TIMEOUT, async () => {
+  const strict = await routerWithLeeway(0);
+  // A browser-like WebSocket: no terminate(), so the client could only close with a close
+  // frame, which would end the session. It records every close() call: `ws` itself answers
+  // the router's close frame through close() with the router's code, so a 4501 is expected.
+  const closesAsked = [];
+  class BrowserLikeWebSocket extends WebSocket {
+    close(code, reason) { closesAsked.push(code); super.close(code, reason); }
+  }
   BrowserLikeWebSocket.prototype.terminate = undefined;
   const issued = [];
   const c = client({
     user: 'noah',
     WebSocket: BrowserLikeWebSocket,
+    // refreshBeforeExpiryMs keeps its default (30 s, more than the token lives): without
+    // terminate() it must change nothing.
+    stableConnectionMs: 500, // the first connection lives 1-2 s: long enough to count as stable
     token: () => {
-      const t = mintToken('noah', { expIn: issued.length === 0 ? 3 : 3600 });
+      const t = mintToken('noah', { expIn: issued.length === 0 ? 2 : 3600 });
       issued.push(t);
       return t;
     },
-  });
+  }, strict);
   const log = record(c);
-  await c.connect();
-  const socket = c.socket;
-  const run = c.startAgent('test-hang', null);
-  await run.started;
-  await nextEvent(c, 'tokenRefresh', { timeoutMs: 3000 }); // due at half the token's life
-  assert.equal(issued.length, 2);
-  await new Promise((r) => setTimeout(r, 200));
-  assert.equal(c.socket, socket, 'no reconnect while a run is active');
-  assert.equal(log.of('close').length, 0);
-  const final = await run.stop();
-  assert.equal(final.type, 'agent_stopped');
-  const est = await nextEvent(c, 'established', { timeoutMs: 3000 });
-  const closeEv = log.of('close')[0];
-  assert.equal(closeEv.code, 4000);
-  assert.equal(closeEv.initiatedByClient, true);
-  assert.equal(closeEv.reason, 'token_refresh');
-  assert.equal(est.recovered, false, 'a close frame ends the session: the client says so');
-  assert.equal(log.of('gap').length, 1);
-  assert.equal(issued.length, 2, 'the reconnect used the token fetched for the refresh');
-  assert.ok(!log.of('close').some((e) => e.code === 4501));
+  const first = await c.connect();
+  const run = c.startAgent('demo', 'across the expiry'); // 16 events, 150 ms apart: ~2.2 s
+  const close = await nextEvent(c, 'close', { timeoutMs: 5000 });
+  assert.equal(close.code, 4501, 'the router closed the connection, not the client');
+  assert.equal(close.initiatedByClient, false);
+  assert.equal(close.willReconnect, true);
+  assert.deepEqual(closesAsked, [4501], 'the client closed nothing itself');
+  assert.ok(!run.finished, 'the run was under way at the expiry');
+  const est = await nextEvent(c, 'established');
+  assert.equal(issued.length, 2, 'getToken() called again after 4501');
+  assert.equal(log.of('reconnecting')[0].delayMs, 0, 'reconnected at once');
+  assert.deepEqual(log.of('tokenRefresh').map((e) => e.reason), ['expired'], 'no refresh ahead of exp');
+  assert.equal(est.resumed, true);
+  assert.equal(est.recovered, true, 'a session closed with 4501 is resumable');
+  assert.equal(est.sessionId, first.sessionId);
+  const final = await run.done;
+  assert.equal(final.type, 'agent_completed');
+  const types = run.events.map((e) => e.type);
+  assert.equal(types.length, 16); // started, 12 thinking, tool_executing, tool_completed, completed
+  assert.equal(types[0], 'agent_started');
+  assert.equal(types.filter((t) => t === 'agent_thinking').length, 12);
+  const ids = log.of('event').filter((f) => f.type !== 'connection_established').map((f) => f.event_id);
+  ids.forEach((id, i) => assert.equal(id, i + 1, 'every event once, in order'));
+  assert.equal(c.duplicatesDropped, 0);
+  assert.equal(log.of('gap').length, 0);
+  // The second connection uses the hour-long token: it stays.
   assert.ok(await c.ping() >= 0);
+  assert.equal(log.of('close').length, 1);
+  assert.deepEqual(closesAsked, [4501]);
 });

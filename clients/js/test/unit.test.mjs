@@ -164,6 +164,25 @@ test('duplicates in a replay are dropped; ids restart with a new session; the ga
   assert.deepEqual([gaps[0].previousSessionId, gaps[0].sessionId, gaps[0].lastEventId], ['s-1', 's-2', 5]);
 });
 
+test('4501: at once after a connection that lasted stableConnectionMs, with backoff after one that did not', TIMEOUT, async () => {
+  const server = await scriptedServer((n, ws) => {
+    ws.send(established('s-1', `rt-${n + 1}`, n > 0));
+    // The first connection outlives stableConnectionMs, the second does not, the third stays.
+    if (n < 2) setTimeout(() => ws.close(4501, 'token expired'), n === 0 ? 300 : 10);
+  });
+  // random() = 1: the backoff is its cap, min(maxDelayMs, initialDelayMs * 2^attempt).
+  const c = mockClient({ url: server.url, stableConnectionMs: 200, initialDelayMs: 150, maxDelayMs: 150, random: () => 1 });
+  const log = record(c);
+  await c.connect();
+  await waitFor(() => log.of('established').length === 3, { what: 'the second resume' });
+  assert.deepEqual(log.of('close').map((e) => e.code), [4501, 4501]);
+  assert.deepEqual(log.of('reconnecting').map((e) => e.delayMs), [0, 150]);
+  assert.deepEqual(log.of('tokenRefresh').map((e) => e.reason), ['expired', 'expired']);
+  assert.deepEqual(server.connections.map((s) => s.url.searchParams.get('resume')), [null, 'rt-1', 'rt-2']);
+  assert.equal(log.of('gap').length, 0);
+  await c.close();
+});
+
 test('no connection_established within connectTimeoutMs: the socket is dropped and the client retries', TIMEOUT, async () => {
   const server = await scriptedServer((n, ws) => {
     if (n >= 1) ws.send(established('s-9', 'rt-9', false)); // the first connection hears nothing
