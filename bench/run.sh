@@ -70,7 +70,8 @@ fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 next_port=$((20000 + RANDOM % 10000)) # below the ephemeral range (32768-)
-new_port() { next_port=$((next_port + 1)); echo "$next_port"; }
+# new_port VAR: the next port into VAR (not in a subshell: the counter must move on)
+new_port() { next_port=$((next_port + 1)); printf -v "$1" "%s" "$next_port"; }
 
 # -- build and tools ----------------------------------------------------------------
 
@@ -99,7 +100,7 @@ secret="bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 api_key="bench-key-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 # An HTTP agent with the demo agent's events, behind a fast local server
 # (bench/http-agent-server.mjs), to price the hop against the built-in demo agent.
-http_agent_port=$(new_port)
+new_port http_agent_port
 printf '[agents.bench-http]\nurl="http://127.0.0.1:%s/agent"\nmax-in-flight=64\n' \
   "$http_agent_port" >"$work/router.conf"
 router_args=("--config-file=$work/router.conf" --router.store-path=:memory: "--router.jwt-secret=$secret"
@@ -137,7 +138,7 @@ client_args() { # the wsload options that differ between the router and a plain 
 servers=(router shared)
 for p in ws uws; do
   if [ "${peer_status[$p]}" = installed ]; then
-    port=$(new_port)
+    new_port port
     if start_server "$p" "$port"; then
       servers+=("$p")
       peer_status[$p]=ok
@@ -153,7 +154,7 @@ done
 
 ping_run() { # SERVER INFLIGHT ROUND
   local server=$1 inflight=$2 round=$3 port pid before after out
-  port=$(new_port)
+  new_port port
   start_server "$server" "$port" || { log "$server did not start"; return 0; }
   pid=$server_pid
   before=$(cpu_ticks "$pid")
@@ -183,7 +184,7 @@ EOF
 
 idle_run() { # SERVER
   local server=$1 port pid rss0 fd0 rss1 fds client
-  port=$(new_port)
+  new_port port
   start_server "$server" "$port" || { log "$server did not start"; return 0; }
   pid=$server_pid
   sleep 0.5
@@ -229,7 +230,7 @@ done
 
 # -- router-load's own scenarios against one router --------------------------------------
 
-port=$(new_port)
+new_port port
 start_server router "$port"
 router_pid=$server_pid
 load_common=(--config-file=/dev/null "--router.jwt-secret=$secret" "--router.api-key=$api_key"
@@ -272,7 +273,7 @@ stop_pid "$router_pid"
 
 # -- memory of a busy connection: the replay buffers under the agents load -------------------
 
-port=$(new_port)
+new_port port
 start_server router "$port"
 busy_pid=$server_pid
 busy_base=$(rss_kib "$busy_pid")
