@@ -4,14 +4,16 @@
 # manager actor for every connection, built for this comparison only), with the neutral client
 # wsload, then runs router-load's own scenarios (ping, agents, publish, churn, idle) against
 # the router, the agents scenario on an HTTP agent beside the built-in demo agent, and the
-# memory of busy connections. Not run by CI; takes about 6-8 minutes after the build.
+# memory of busy connections, then searches the agents scenario's ceiling (bench/agents_ceiling.py).
+# Not run by CI; takes about 10-12 minutes after the build.
 #
 #   bench/run.sh                 build (Release, BUILD_DIR), run everything, print JSON + a table
 #
 # Environment: BUILD_DIR (default build-bench), JOBS (build jobs, default 2), BENCH_KIT (the
 # shared kit, default ../shared/bench beside the checkout; it may be read-only: what is needed is copied to a
 # temporary folder), ROUNDS (alternating rounds of the ping runs, default 3), PING_SECS (5),
-# IDLE_CONNS (10000), OUT (also write the JSON to this file).
+# IDLE_CONNS (10000), CEILING (0 skips the agents ceiling search), CEILING_USERS (1000,10000),
+# OUT (also write the JSON to this file).
 # Progress goes to stderr; stdout gets the JSON and then the markdown table.
 set -euo pipefail
 
@@ -23,6 +25,7 @@ ROUNDS=${ROUNDS:-3}
 PING_SECS=${PING_SECS:-5}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 IDLE_HOLD_SECS=4
+CEILING_USERS=${CEILING_USERS:-1000,10000}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/router-bench.XXXXXX")
 runs="$work/runs.jsonl"
@@ -292,6 +295,23 @@ echo "{\"kind\": \"busy\", \"server\": \"router\", \"connections\": 1000, \"seco
 log "busy memory: $busy_kib KiB per connection"
 stop_pid "$busy_pid"
 
+# -- the agents ceiling: the highest events/s under each p99 bound ----------------------------
+
+if [ "${CEILING:-1}" != 0 ]; then
+  log "the agents ceiling at $CEILING_USERS users (bench/agents_ceiling.py)"
+  status=0
+  python3 "$root/bench/agents_ceiling.py" --router "$router_bin" --load "$load_bin" \
+    --users "$CEILING_USERS" >"$work/ceiling.json" || status=$?
+  python3 - "$status" "$work/ceiling.json" >>"$runs" <<'EOF'
+import json, sys
+try:
+    report = json.load(open(sys.argv[2]))
+except ValueError:
+    report = None
+print(json.dumps({"kind": "ceiling", "exit_status": int(sys.argv[1]), "report": report}))
+EOF
+fi
+
 # -- report ------------------------------------------------------------------------------
 
 peers_json=$(for p in ws uws; do echo "$p=${peer_status[$p]}"; done | python3 -c '
@@ -358,6 +378,13 @@ if agents_summary and http_summary:
         "events_per_s": http_summary["events_per_s"] / agents_summary["events_per_s"],
         "p99": http_summary["p99_us"] / agents_summary["p99_us"]}
 busy = next((r for r in runs if r["kind"] == "busy"), None)
+ceiling = next((r for r in runs if r["kind"] == "ceiling"), None)
+ceiling_rows = []  # (users, bound, events/s, p99 µs, router µs/event, router-load µs/event)
+for res in ((ceiling or {}).get("report") or {}).get("results", []):
+    for bound, c in res["ceilings"].items():
+        ceiling_rows.append((res["users"], bound, c))
+summary["agents ceiling (highest events/s under each p99 bound)"] = [
+    {"users": u, "bound": b, **(c or {})} for u, b, c in ceiling_rows] or None
 summary["busy, 1,000 connections under the agents load: server RSS KiB per connection"] = busy and busy["kib_per_connection"]
 
 result = {"machine": {"cores": cores, "kernel": kernel}, "peers": peers,
@@ -407,6 +434,13 @@ if agents_summary and http_summary:
     print("- agents over HTTP / built-in demo: %.2f x the events/s, %.2f x the p99" % (ratio["events_per_s"], ratio["p99"]))
 if busy:
     print("- busy: %d KiB of server RSS per connection under the agents load (1,000 connections, 10 s)" % busy["kib_per_connection"])
+for users, bound, c in ceiling_rows:
+    if c:
+        print("- agents ceiling, %d users, %s: %s events/s (p99 %.1f ms); CPU per event: router %s µs, router-load %s µs" % (
+            users, bound.replace("_", " "), format(c["events_per_s"], ","), c["p99_us"] / 1000,
+            c.get("router_cpu_us_per_event"), c.get("load_cpu_us_per_event")))
+    else:
+        print("- agents ceiling, %d users, %s: no probe passed" % (users, bound.replace("_", " ")))
 for p in ("ws", "uws"):
     if peers.get(p) != "ok":
         print("- peer %s: %s (not measured)" % (p, peers.get(p)))
