@@ -19,37 +19,165 @@ protocol_error invalid(std::string message, std::optional<std::string> reply_to)
 
 } // namespace
 
-std::variant<inbound_message, protocol_error> parse_inbound(std::string_view text) {
-  json doc = json::parse(text.begin(), text.end(), nullptr, false);
-  if (doc.is_discarded())
-    return protocol_error{error_code::invalid_json, "the message is not valid JSON", {}};
-  if (!doc.is_object())
+namespace {
+
+/// One top-level member of a client message as the last occurrence of its key left it (a
+/// duplicate key replaces the earlier value, as in nlohmann's document).
+enum class member_state { absent, null, string, object, other };
+
+/// Reads a client message in one pass without building its document: the envelope's members
+/// are taken as they stream by, and only `payload`'s object becomes a document (built by
+/// nlohmann's own DOM handler). Any other member's value is skipped. Errors of the envelope
+/// are judged at the end, once the whole text is known to be valid JSON.
+class inbound_reader {
+public:
+  using string_t = json::string_t;
+
+  bool null() { return delegate() ? dom_->null() : scalar(member_state::null); }
+  bool boolean(bool v) { return delegate() ? dom_->boolean(v) : scalar(member_state::other); }
+  bool number_integer(json::number_integer_t v) {
+    return delegate() ? dom_->number_integer(v) : scalar(member_state::other);
+  }
+  bool number_unsigned(json::number_unsigned_t v) {
+    return delegate() ? dom_->number_unsigned(v) : scalar(member_state::other);
+  }
+  bool number_float(json::number_float_t v, const string_t& text) {
+    return delegate() ? dom_->number_float(v, text) : scalar(member_state::other);
+  }
+  bool binary(json::binary_t&) { return false; } // CBOR and the like only, never JSON text
+  bool string(string_t& v) {
+    if (delegate())
+      return dom_->string(v);
+    if (depth_ == 1 && skip_ == 0 && (current_ == &type_ || current_ == &id_
+                                       || current_ == &thread_id_)) {
+      current_->state = member_state::string;
+      current_->text = std::move(v);
+      return true;
+    }
+    return scalar(member_state::other);
+  }
+  bool key(string_t& k) {
+    if (delegate())
+      return dom_->key(k);
+    if (depth_ == 1 && skip_ == 0)
+      current_ = k == "type" ? &type_ : k == "id" ? &id_ : k == "thread_id" ? &thread_id_
+                 : k == "payload" ? &payload_ : nullptr;
+    return true;
+  }
+  bool start_object(std::size_t n) {
+    if (delegate())
+      return ++sub_depth_, dom_->start_object(n);
+    if (depth_ == 0 && skip_ == 0)
+      return depth_ = 1, top_is_object_ = true;
+    if (depth_ == 1 && skip_ == 0 && current_ == &payload_) {
+      payload_.state = member_state::object;
+      payload_doc_ = json();
+      dom_.emplace(payload_doc_, false);
+      sub_depth_ = 1;
+      return dom_->start_object(n);
+    }
+    return open_skipped();
+  }
+  bool end_object() {
+    if (delegate()) {
+      bool ok = dom_->end_object();
+      if (--sub_depth_ == 0)
+        dom_.reset();
+      return ok;
+    }
+    return close_nested();
+  }
+  bool start_array(std::size_t n) {
+    if (delegate())
+      return ++sub_depth_, dom_->start_array(n);
+    return open_skipped();
+  }
+  bool end_array() {
+    if (delegate()) {
+      --sub_depth_;
+      return dom_->end_array();
+    }
+    return close_nested();
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) {
+    return false;
+  }
+
+  std::variant<inbound_message, protocol_error> result();
+
+private:
+  struct member {
+    member_state state = member_state::absent;
+    std::string text;
+  };
+
+  bool delegate() const { return dom_.has_value(); }
+  /// A value that is not an object: at the top (no envelope) or as a member's value.
+  bool scalar(member_state kind) {
+    if (depth_ == 1 && skip_ == 0 && current_)
+      current_->state = kind, current_->text.clear();
+    return true;
+  }
+  /// An array or object that is not the payload: skipped, its member marked as not a string.
+  bool open_skipped() {
+    if (skip_ == 0 && depth_ == 1 && current_)
+      current_->state = member_state::other, current_->text.clear();
+    ++skip_;
+    return true;
+  }
+  bool close_nested() {
+    if (skip_ > 0)
+      --skip_;
+    else
+      --depth_; // the envelope itself
+    return true;
+  }
+
+  int depth_ = 0;          ///< 1 inside the top-level object
+  int skip_ = 0;           ///< nesting of a skipped value (or of a top level that is no object)
+  int sub_depth_ = 0;      ///< nesting inside the payload being built
+  bool top_is_object_ = false;
+  member type_, id_, thread_id_, payload_;
+  member* current_ = nullptr; ///< the member whose value comes next
+  json payload_doc_;
+  std::optional<nlohmann::detail::json_sax_dom_parser<json>> dom_;
+};
+
+std::variant<inbound_message, protocol_error> inbound_reader::result() {
+  if (!top_is_object_)
     return invalid("the message must be a JSON object", {});
   inbound_message msg;
-  if (auto id = doc.find("id"); id != doc.end() && !id->is_null()) {
-    if (!id->is_string())
+  if (id_.state != member_state::absent && id_.state != member_state::null) {
+    if (id_.state != member_state::string)
       return invalid("\"id\" must be a string", {});
-    msg.id = id->get<std::string>();
+    msg.id = std::move(id_.text);
   }
-  auto type = doc.find("type");
-  if (type == doc.end() || type->is_null())
+  if (type_.state == member_state::absent || type_.state == member_state::null)
     return invalid("\"type\" is required", msg.id);
-  if (!type->is_string())
+  if (type_.state != member_state::string)
     return invalid("\"type\" must be a string", msg.id);
-  msg.type = type->get<std::string>();
-  if (auto thread = doc.find("thread_id"); thread != doc.end() && !thread->is_null()) {
-    if (!thread->is_string())
+  msg.type = std::move(type_.text);
+  if (thread_id_.state != member_state::absent && thread_id_.state != member_state::null) {
+    if (thread_id_.state != member_state::string)
       return invalid("\"thread_id\" must be a string", msg.id);
-    msg.thread_id = thread->get<std::string>();
+    msg.thread_id = std::move(thread_id_.text);
   }
-  if (auto payload = doc.find("payload"); payload != doc.end() && !payload->is_null()) {
-    if (!payload->is_object())
-      return invalid("\"payload\" must be an object", msg.id);
-    msg.payload = std::move(*payload);
-  } else {
+  if (payload_.state == member_state::object)
+    msg.payload = std::move(payload_doc_);
+  else if (payload_.state == member_state::absent || payload_.state == member_state::null)
     msg.payload = json::object();
-  }
+  else
+    return invalid("\"payload\" must be an object", msg.id);
   return msg;
+}
+
+} // namespace
+
+std::variant<inbound_message, protocol_error> parse_inbound(std::string_view text) {
+  inbound_reader reader;
+  if (!json::sax_parse(text.begin(), text.end(), &reader))
+    return protocol_error{error_code::invalid_json, "the message is not valid JSON", {}};
+  return reader.result();
 }
 
 namespace {

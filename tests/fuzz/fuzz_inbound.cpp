@@ -1,6 +1,7 @@
 // libFuzzer target: the inbound message parser and validator. Whatever the bytes, it must
-// answer with a message or a documented error code, never crash, hang or throw, and an
-// error must render into a valid envelope.
+// answer with a message or a documented error code, never crash, hang or throw, agree with
+// the full-document reading (tests/inbound_reference.hpp), and an error must render into a
+// valid envelope.
 
 #include <cstdint>
 #include <cstdlib>
@@ -8,6 +9,7 @@
 
 #include "protocol/envelope.hpp"
 #include "protocol/error_codes.hpp"
+#include "tests/inbound_reference.hpp"
 
 namespace {
 
@@ -21,6 +23,8 @@ bool documented(std::string_view code) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   std::string_view text{reinterpret_cast<const char*>(data), size};
   auto parsed = er::protocol::parse_inbound(text);
+  if (!er::testing::same_parse(parsed, er::testing::reference_parse_inbound(text)))
+    std::abort();
   if (auto* msg = std::get_if<er::protocol::inbound_message>(&parsed)) {
     if (!msg->payload.is_object())
       std::abort();

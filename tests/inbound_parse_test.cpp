@@ -1,0 +1,136 @@
+// protocol::parse_inbound reads a client message in one streaming pass, building a document
+// for `payload` only. These cases pin down what it answers, and every one of them, plus a
+// few thousand generated variants, is also checked against the obvious implementation on
+// nlohmann's full document (tests/inbound_reference.hpp).
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "protocol/envelope.hpp"
+#include "protocol/error_codes.hpp"
+#include "tests/inbound_reference.hpp"
+
+namespace {
+
+using er::protocol::inbound_message;
+using er::protocol::parse_inbound;
+using er::protocol::protocol_error;
+
+inbound_message expect_message(const std::string& text) {
+  auto parsed = parse_inbound(text);
+  CHECK(er::testing::same_parse(parsed, er::testing::reference_parse_inbound(text)));
+  auto* msg = std::get_if<inbound_message>(&parsed);
+  REQUIRE_MESSAGE(msg, text);
+  return *msg;
+}
+
+protocol_error expect_error(const std::string& text, std::string_view code) {
+  auto parsed = parse_inbound(text);
+  CHECK(er::testing::same_parse(parsed, er::testing::reference_parse_inbound(text)));
+  auto* error = std::get_if<protocol_error>(&parsed);
+  REQUIRE_MESSAGE(error, text);
+  CHECK_MESSAGE(error->code == code, text);
+  return *error;
+}
+
+} // namespace
+
+TEST_CASE("parse_inbound takes the envelope's members and keeps the payload as a document") {
+  auto ping = expect_message(R"({"type":"ping","id":"p-1"})");
+  CHECK(ping.type == "ping");
+  CHECK(ping.id == "p-1");
+  CHECK_FALSE(ping.thread_id);
+  CHECK(ping.payload == nlohmann::json::object());
+
+  auto run = expect_message(
+      R"({"payload":{"agent":"demo","input":{"steps":[1,2.5,"x",null,true,{"k":[]}]}},)"
+      R"("thread_id":"t \"1\"\u00e9","type":"start_agent","extra":{"id":5,"type":[1]}})");
+  CHECK(run.type == "start_agent");
+  CHECK(run.thread_id == "t \"1\"\u00e9");
+  CHECK(run.payload["agent"] == "demo");
+  CHECK(run.payload["input"]["steps"]
+        == nlohmann::json::parse(R"([1,2.5,"x",null,true,{"k":[]}])"));
+
+  auto nulls = expect_message(R"({"type":"ping","id":null,"thread_id":null,"payload":null})");
+  CHECK_FALSE(nulls.id);
+  CHECK_FALSE(nulls.thread_id);
+  CHECK(nulls.payload == nlohmann::json::object());
+}
+
+TEST_CASE("parse_inbound: a repeated key counts with its last value, as in a JSON document") {
+  CHECK(expect_message(R"({"type":5,"type":"ping"})").type == "ping");
+  CHECK(expect_message(R"({"type":"a","payload":7,"payload":{"x":1}})").payload["x"] == 1);
+  expect_error(R"({"type":"a","payload":{"x":1},"payload":[1]})", er::error_code::invalid_message);
+  CHECK_FALSE(expect_message(R"({"type":"a","id":"1","id":null})").id);
+}
+
+TEST_CASE("parse_inbound names the member that is wrong and echoes a readable id") {
+  CHECK(expect_error(R"({"id":"r1"})", er::error_code::invalid_message).reply_to == "r1");
+  auto type = expect_error(R"({"id":"r2","type":{"a":1}})", er::error_code::invalid_message);
+  CHECK(type.message == "\"type\" must be a string");
+  CHECK(type.reply_to == "r2");
+  CHECK(expect_error(R"({"id":7,"type":"ping"})", er::error_code::invalid_message).message
+        == "\"id\" must be a string");
+  CHECK(expect_error(R"({"type":"ping","thread_id":[]})", er::error_code::invalid_message).message
+        == "\"thread_id\" must be a string");
+  CHECK(expect_error(R"({"type":"ping","payload":"x"})", er::error_code::invalid_message).message
+        == "\"payload\" must be an object");
+  for (auto text : {"[]", "[{\"type\":\"ping\"}]", "\"ping\"", "5", "null", "true"})
+    CHECK(expect_error(text, er::error_code::invalid_message).message
+          == "the message must be a JSON object");
+}
+
+TEST_CASE("parse_inbound: text that is not JSON is invalid_json, whatever came before the fault") {
+  for (auto text : {"", "{", "{not json", R"({"id":5,"type":)", R"({"type":"ping"} x)",
+                    R"({"type":"ping",})", "{\"type\":\"\xff\"}", R"({"type":"a","payload":{"x":})"})
+    expect_error(text, er::error_code::invalid_json);
+  expect_error(std::string(30000, '['), er::error_code::invalid_json);
+}
+
+TEST_CASE("parse_inbound: a payload nested 10,000 deep is kept whole") {
+  std::string deep = R"({"type":"x","payload":{"a":)" + std::string(10000, '[') + "1"
+                     + std::string(10000, ']') + "}}";
+  auto msg = expect_message(deep);
+  const nlohmann::json* at = &msg.payload["a"];
+  int depth = 0;
+  while (at->is_array()) {
+    at = &(*at)[0];
+    ++depth;
+  }
+  CHECK(depth == 10000);
+  CHECK(*at == 1);
+}
+
+TEST_CASE("parse_inbound agrees with the full-document reading on generated messages") {
+  // Members drawn from values of every JSON kind, for the envelope's keys and others, in
+  // random order with repeats; then each text also cut short at a random point.
+  const std::vector<std::string> keys = {"type", "id", "thread_id", "payload", "extra", "TYPE"};
+  const std::vector<std::string> values = {
+      R"("ping")", R"("")", "null", "true", "0", "-1.5e3", "[]", R"([1,{"type":"x"}])", "{}",
+      R"({"type":"inner","payload":{"id":1}})", R"("\u00e9\n")", R"({"a":[[],{}]})"};
+  std::mt19937 random{20261129};
+  auto pick = [&](const std::vector<std::string>& from) {
+    return from[std::uniform_int_distribution<std::size_t>{0, from.size() - 1}(random)];
+  };
+  int messages = 0, errors = 0;
+  for (int i = 0; i < 5000; ++i) {
+    std::string text = i % 2 ? "{" : R"({"type":"run")"; // every other one starts well
+    auto members = std::uniform_int_distribution<int>{0, 5}(random);
+    for (int m = 0; m < members; ++m)
+      text += (text.size() > 1 ? "," : "") + ("\"" + pick(keys) + "\":") + pick(values);
+    text += "}";
+    auto cut = std::uniform_int_distribution<std::size_t>{0, text.size()}(random);
+    for (const auto& candidate : {text, text.substr(0, cut)}) {
+      auto parsed = parse_inbound(candidate);
+      CHECK_MESSAGE(er::testing::same_parse(parsed, er::testing::reference_parse_inbound(candidate)),
+                    candidate);
+      ++(parsed.index() == 0 ? messages : errors);
+    }
+  }
+  // the generator reaches both outcomes often, so the agreement is about something
+  CHECK(messages > 800);
+  CHECK(errors > 5000);
+}

@@ -1,0 +1,71 @@
+#pragma once
+// The test oracle for protocol::parse_inbound: the same rules judged on nlohmann's full
+// document, the obvious way (parse everything, then look the members up). parse_inbound
+// reads the envelope in one streaming pass instead; the two must agree on every input
+// (tests/inbound_parse_test.cpp, tests/fuzz/fuzz_inbound.cpp).
+
+#include <string_view>
+#include <variant>
+
+#include <nlohmann/json.hpp>
+
+#include "protocol/envelope.hpp"
+#include "protocol/error_codes.hpp"
+
+namespace er::testing {
+
+inline std::variant<protocol::inbound_message, protocol::protocol_error>
+reference_parse_inbound(std::string_view text) {
+  using json = nlohmann::json;
+  auto invalid = [](const char* message, std::optional<std::string> reply_to) {
+    return protocol::protocol_error{error_code::invalid_message, message, std::move(reply_to)};
+  };
+  json doc = json::parse(text.begin(), text.end(), nullptr, false);
+  if (doc.is_discarded())
+    return protocol::protocol_error{error_code::invalid_json, "the message is not valid JSON", {}};
+  if (!doc.is_object())
+    return invalid("the message must be a JSON object", {});
+  protocol::inbound_message msg;
+  auto given = [&](const char* key) {
+    auto it = doc.find(key);
+    return it != doc.end() && !it->is_null() ? &*it : nullptr;
+  };
+  if (auto* id = given("id")) {
+    if (!id->is_string())
+      return invalid("\"id\" must be a string", {});
+    msg.id = id->get<std::string>();
+  }
+  auto* type = given("type");
+  if (!type)
+    return invalid("\"type\" is required", msg.id);
+  if (!type->is_string())
+    return invalid("\"type\" must be a string", msg.id);
+  msg.type = type->get<std::string>();
+  if (auto* thread = given("thread_id")) {
+    if (!thread->is_string())
+      return invalid("\"thread_id\" must be a string", msg.id);
+    msg.thread_id = thread->get<std::string>();
+  }
+  auto* payload = given("payload");
+  if (payload && !payload->is_object())
+    return invalid("\"payload\" must be an object", msg.id);
+  msg.payload = payload ? std::move(*payload) : json::object();
+  return msg;
+}
+
+/// Whether two parse results are the same message or the same error.
+inline bool same_parse(const std::variant<protocol::inbound_message, protocol::protocol_error>& a,
+                       const std::variant<protocol::inbound_message, protocol::protocol_error>& b) {
+  if (a.index() != b.index())
+    return false;
+  if (auto* x = std::get_if<protocol::inbound_message>(&a)) {
+    auto& y = std::get<protocol::inbound_message>(b);
+    return x->type == y.type && x->id == y.id && x->thread_id == y.thread_id
+           && x->payload == y.payload;
+  }
+  auto& x = std::get<protocol::protocol_error>(a);
+  auto& y = std::get<protocol::protocol_error>(b);
+  return x.code == y.code && x.message == y.message && x.reply_to == y.reply_to;
+}
+
+} // namespace er::testing
