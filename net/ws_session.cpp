@@ -15,6 +15,7 @@
 #include "context/token_source.hpp"
 #include "net/burst_stream.hpp"
 #include "net/deadline_clock.hpp"
+#include "net/frame_batch.hpp"
 #include "net/handler_memory.hpp"
 #include "protocol/close_codes.hpp"
 
@@ -87,10 +88,10 @@ public:
 
   void send_all(std::vector<std::string> frames) override {
     asio::dispatch(ws_.get_executor(), [self = shared_from_this(), fs = std::move(frames)]() mutable {
-      for (auto& frame : fs)
-        if (!self->queue_frame(std::move(frame)))
-          return;
-      self->write_next();
+      bool queued = self->queue_batch(fs);
+      recycle_frame_batch(fs);
+      if (queued)
+        self->write_next();
     });
   }
 
@@ -288,12 +289,34 @@ private:
     if (closing_ != closing::no || phase_ == phase::finished)
       return false;
     queued_bytes_ += frame.size();
+    if (queue_.capacity() == 0)
+      queue_ = take_frame_batch();
     queue_.push_back(std::move(frame));
-    if (queued_bytes_ > limits_.outbound_queue_bytes) {
-      begin_close(close_code::slow_consumer, true);
+    return within_queue_limit();
+  }
+
+  /// queue_frame() for a manager's batch of frames; an empty queue takes the batch whole
+  /// (what is left in `frames` afterwards is for the caller to recycle).
+  bool queue_batch(frame_batch& frames) {
+    if (closing_ != closing::no || phase_ == phase::finished)
       return false;
-    }
-    return true;
+    for (auto& frame : frames)
+      queued_bytes_ += frame.size();
+    if (queue_.empty())
+      queue_.swap(frames);
+    else
+      for (auto& frame : frames)
+        queue_.push_back(std::move(frame));
+    return within_queue_limit();
+  }
+
+  /// False once the queue holds more than the limit: the 4008 close has begun and the queue
+  /// is dropped (a slow consumer loses what it did not read, never a frame in the middle).
+  bool within_queue_limit() {
+    if (queued_bytes_ <= limits_.outbound_queue_bytes)
+      return true;
+    begin_close(close_code::slow_consumer, true);
+    return false;
   }
 
   static constexpr std::size_t max_frame_header_bytes = 10; // a server frame is not masked
@@ -366,7 +389,7 @@ private:
   // Empties the queue and frees its storage (an idle connection keeps none). A burst being
   // flushed is not in the queue any more.
   void drop_queued() {
-    std::vector<std::string>{}.swap(queue_);
+    recycle_frame_batch(queue_);
     queued_bytes_ = 0;
   }
 
@@ -405,7 +428,7 @@ private:
   std::chrono::steady_clock::time_point token_deadline_ = std::chrono::steady_clock::time_point::max();
   beast::flat_buffer buffer_;
   std::shared_ptr<session_sink> sink_;
-  std::vector<std::string> queue_; ///< outbound frames, oldest first, not yet in a burst
+  frame_batch queue_; ///< outbound frames, oldest first, not yet in a burst
   std::size_t queued_bytes_ = 0;
   close_info closed_info_;
   phase phase_ = phase::created;

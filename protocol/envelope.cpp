@@ -263,10 +263,12 @@ std::string event_renderer::render(const outbound_event& event, std::uint64_t ev
   auto& out = buffer.text;
   out.clear();
   out += "{\"data\":";
-  if (event.data_text.empty())
-    buffer.writer.dump(event.data, false, false, 0);
-  else
+  if (!event.data_text.empty())
     out += event.data_text;
+  else if (event.data.is_null())
+    out += "{}";
+  else
+    buffer.writer.dump(event.data, false, false, 0);
   out += ",\"event_id\":";
   out += std::to_string(event_id);
   append(out, reply_to_, "reply_to", event.reply_to ? &*event.reply_to : nullptr);

@@ -39,7 +39,9 @@ struct outbound_event {
   std::optional<std::string> thread_id;
   std::optional<std::string> run_id;
   std::optional<std::string> reply_to;
-  nlohmann::json data = nlohmann::json::object();
+  /// The event's data, an object; null stands for the empty object (most replies have no
+  /// data, and an empty object would cost an allocation per event).
+  nlohmann::json data;
   /// `data` already serialized by nlohmann (a built-in agent's events, the same for every
   /// run); when not empty it is sent instead of `data`, which is then ignored.
   std::string data_text;

@@ -144,7 +144,9 @@ std::string dom_envelope(const er::protocol::outbound_event& e, std::uint64_t id
               {"run_id", optional(e.run_id)},
               {"reply_to", optional(e.reply_to)},
               {"timestamp", er::protocol::rfc3339(at)},
-              {"data", e.data_text.empty() ? e.data : json::parse(e.data_text)}};
+              {"data", !e.data_text.empty() ? json::parse(e.data_text)
+                       : e.data.is_null()    ? json::object()
+                                             : e.data}};
   return doc.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -184,6 +186,9 @@ TEST_CASE("the envelope renderer writes what a JSON document of the envelope dum
     CHECK(text == dom_envelope(events[i], i + 1, user, at));
     CHECK(json::accept(text));
   }
+  // An event without data (its data left null) carries an empty object.
+  CHECK(events[3].data.is_null());
+  CHECK(er::protocol::render_event(events[3], 9, user, t0).rfind(R"({"data":{},"event_id":9,)", 0) == 0);
   // The one-off rendering agrees as well.
   CHECK(er::protocol::render_event(events[2], 42, user, t0)
         == dom_envelope(events[2], 42, user, t0));

@@ -88,7 +88,7 @@ void attach_connection(manager_pointer self, connection_ptr connection, bool rec
                    {"max_runs_per_connection", st.settings->max_runs_per_connection},
                    {"resume_window_ms", st.settings->resume_window.count()}}}};
   // event_id 0: the greeting is never part of the resumable stream.
-  st.outbox.push_back(protocol::render_event(ev, 0, st.ctx->user_id(), std::chrono::system_clock::now()));
+  st.to_outbox(protocol::render_event(ev, 0, st.ctx->user_id(), std::chrono::system_clock::now()));
   if (auto m = metrics_of(self))
     m->event_out(ev.type, -1);
   self->send(st.router, session_atom::value, true, std::move(resume_token));
@@ -129,7 +129,7 @@ bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t l
   attach_connection(self, std::move(connection), true, new_ctx.token_expires_at());
   if (st.replay)
     st.replay->for_each_after(last_event_id, [&](std::uint64_t, std::string frame) {
-      st.outbox.push_back(std::move(frame));
+      st.to_outbox(std::move(frame));
     });
   return true;
 }
@@ -498,7 +498,7 @@ private:
     for (auto& [id, frame] : offer.frames) {
       if (keeps_replay(*state.settings))
         keep_for_replay(this, id, frame);
-      state.outbox.push_back(std::move(frame));
+      state.to_outbox(std::move(frame));
     }
     if (offer.runs.empty())
       return;
@@ -563,7 +563,7 @@ void emit(manager_pointer self, const protocol::outbound_event& event) {
   if (keeps_replay(*st.settings))
     keep_for_replay(self, id, frame);
   if (st.connection)
-    st.outbox.push_back(std::move(frame)); // sent when this turn ends
+    st.to_outbox(std::move(frame)); // sent when this turn ends
 }
 
 void reply_error(manager_pointer self, std::string_view code, std::string message,

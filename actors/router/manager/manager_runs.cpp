@@ -272,7 +272,7 @@ void store_result(manager_pointer self, run_entry& entry, protocol::outbound_eve
   q.thread_id = *entry.thread_id;
   q.role = "agent";
   q.run_id = entry.run_id;
-  q.content = event.data.dump();
+  q.content = event.data.is_null() ? "{}" : event.data.dump();
   auto run = entry.actor.address();
   ask_store(self, std::move(q), [self, run, event = std::move(event)](thread_reply& r) mutable {
     auto* runs = self->state.runs.get(); // not null: this run is in it until forgotten here

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "actors/router/manager/connection_manager.hpp"
@@ -13,6 +14,7 @@
 #include "actors/router/manager/handlers/thread_handler.hpp"
 #include "actors/router/manager/token_bucket.hpp"
 #include "net/deadline_clock.hpp"
+#include "net/frame_batch.hpp"
 #include "protocol/close_codes.hpp"
 
 namespace er::actors {
@@ -90,7 +92,7 @@ struct manager_state {
   /// sent as one batch when none is left (manager_impl::consume): a run's burst of events
   /// leaves with one dispatch to the socket's strand and one write. Empty, without storage,
   /// between batches.
-  std::vector<std::string> outbox;
+  net::frame_batch outbox;
   router_feedback router;
   bool shutting_down = false; ///< closing: nothing more is processed
   bool draining = false;      ///< the server stops: no new runs, close once runs ended
@@ -126,11 +128,18 @@ struct manager_state {
           settings->metrics->run_ended("stopped");
   }
 
+  /// Adds a frame to this turn's outbox (the first one takes a recycled batch).
+  void to_outbox(std::string frame) {
+    if (outbox.capacity() == 0)
+      outbox = net::take_frame_batch();
+    outbox.push_back(std::move(frame));
+  }
+
   /// Hands the outbox to the connection (dropped when there is none).
   void flush_outbox() {
     if (!outbox.empty() && connection)
-      connection->send_all(std::move(outbox));
-    std::vector<std::string>{}.swap(outbox);
+      return connection->send_all(std::exchange(outbox, net::frame_batch{}));
+    net::recycle_frame_batch(outbox);
   }
 
   /// Sends what this turn emitted, then closes the socket.
