@@ -263,8 +263,8 @@ std::string event_renderer::render(const outbound_event& event, std::uint64_t ev
   auto& out = buffer.text;
   out.clear();
   out += "{\"data\":";
-  if (!event.data_text.empty())
-    out += event.data_text;
+  if (event.data_text)
+    out += *event.data_text;
   else if (event.data.is_null())
     out += "{}";
   else

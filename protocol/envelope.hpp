@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +33,9 @@ struct protocol_error {
 /// `payload`). The type itself is not checked here: the manager knows which ones it serves.
 std::variant<inbound_message, protocol_error> parse_inbound(std::string_view text);
 
+/// Immutable text shared by every event that carries it: passing it on copies no bytes.
+using shared_text = std::shared_ptr<const std::string>;
+
 /// What a manager's child asks it to send; the manager adds event_id, user_id and timestamp.
 struct outbound_event {
   std::string type;
@@ -43,8 +47,8 @@ struct outbound_event {
   /// data, and an empty object would cost an allocation per event).
   nlohmann::json data;
   /// `data` already serialized by nlohmann (a built-in agent's events, the same for every
-  /// run); when not empty it is sent instead of `data`, which is then ignored.
-  std::string data_text;
+  /// run, shared by all of them); when set it is sent instead of `data`, which is then ignored.
+  shared_text data_text;
   /// When the event came into being, for the delivery latency metric; unset: not measured.
   std::chrono::steady_clock::time_point created{};
 };

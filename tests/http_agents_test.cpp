@@ -233,7 +233,10 @@ TEST_CASE("keep-alive connections are reused between runs, a broken one never is
   auto c = connect_user(router, "alice");
   for (int i = 0; i < 5; ++i)
     CHECK(run_final(c, "count")["type"] == "agent_completed");
-  CHECK(server.stats()["connections_accepted"] == 1);
+  // A run's agent_completed is forwarded as soon as its line arrives, before the router has
+  // read the end of the response and put the connection back: the next run may find it still
+  // busy and open a second one. From then on both are idle between runs and reused.
+  CHECK(server.stats()["connections_accepted"] <= 2);
   CHECK(server.stats()["requests"] == 5);
   // The server drops each connection after answering, without saying so: the next run's
   // request fails on the dead connection and is retried on a fresh one, unseen by the client.

@@ -62,7 +62,7 @@ TEST_CASE("every kind of peer note reads back as it was written") {
   event.event.type = "agent_thinking";
   event.event.run_id = "r-1";
   event.event.reply_to = "go";
-  event.event.data_text = R"({"step":1})"; // a built-in agent's pre-serialized data
+  event.event.data_text = std::make_shared<const std::string>(R"({"step":1})"); // a built-in agent's pre-serialized data
   auto e = round_trip(event).event;
   CHECK(e.type == "agent_thinking");
   CHECK(e.run_id == std::optional<std::string>{"r-1"});

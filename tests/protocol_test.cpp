@@ -144,7 +144,7 @@ std::string dom_envelope(const er::protocol::outbound_event& e, std::uint64_t id
               {"run_id", optional(e.run_id)},
               {"reply_to", optional(e.reply_to)},
               {"timestamp", er::protocol::rfc3339(at)},
-              {"data", !e.data_text.empty() ? json::parse(e.data_text)
+              {"data", e.data_text          ? json::parse(*e.data_text)
                        : e.data.is_null()    ? json::object()
                                              : e.data}};
   return doc.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -178,7 +178,8 @@ TEST_CASE("the envelope renderer writes what a JSON document of the envelope dum
   events[5].reply_to = "p-\\1"; // after events without one
   events[6] = events[5]; // data serialized beforehand (a built-in agent's): sent as it is;
                          // the same reply_to again, as in every event of a run
-  events[6].data_text = json{{"step", 2}, {"text", "\u00e9 \"q\""}}.dump();
+  events[6].data_text =
+    std::make_shared<const std::string>(json{{"step", 2}, {"text", "\u00e9 \"q\""}}.dump());
 
   for (std::size_t i = 0; i < events.size(); ++i) {
     auto at = t0 + std::chrono::milliseconds{i / 2}; // a timestamp kept for two events, then renewed

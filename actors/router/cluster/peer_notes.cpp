@@ -32,7 +32,7 @@ std::optional<std::string> text_of(const json& doc, const char* key) {
 }
 
 json encode_event(const protocol::outbound_event& ev) {
-  json data = !ev.data_text.empty() ? json::parse(ev.data_text, nullptr, false)
+  json data = ev.data_text            ? json::parse(*ev.data_text, nullptr, false)
               : ev.data.is_null()    ? json::object()
                                      : ev.data;
   return {{"type", ev.type},

@@ -265,8 +265,8 @@ void forget_run(manager_pointer self, std::unordered_map<caf::actor_addr, run_en
 /// store refused it (the user's quota) or failed. The run is over either way.
 void store_result(manager_pointer self, run_entry& entry, protocol::outbound_event event) {
   entry.state = run_entry::phase::storing_result;
-  if (!event.data_text.empty()) // the data is amended below: as a document
-    event.data = json::parse(std::exchange(event.data_text, std::string{}));
+  if (event.data_text) // the data is amended below: as a document
+    event.data = json::parse(*std::exchange(event.data_text, nullptr));
   thread_query q;
   q.op = thread_op::append;
   q.thread_id = *entry.thread_id;

@@ -2,6 +2,7 @@
 
 #include "actors/router/manager/runs/run_kinds.hpp"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -43,12 +44,13 @@ struct demo_state {
 
 /// The data of the demo's events that are the same in every run with `steps` steps (the
 /// thinking steps and the tool's result), serialized once per thread and rebuilt when the
-/// step count changes: such an event costs a copy of its text instead of a document built,
-/// sent, dumped and destroyed per run. Per-thread scratch, not shared state.
+/// step count changes: such an event shares its text instead of a document built, sent,
+/// dumped and destroyed per run. Per-thread scratch, not shared state (the texts are
+/// immutable: events in flight keep theirs alive when the step count changes).
 struct demo_texts {
   int steps = -1;
-  std::vector<std::string> thinking; ///< by step
-  std::string tool_completed;
+  std::vector<protocol::shared_text> thinking; ///< by step
+  protocol::shared_text tool_completed;
 };
 
 const demo_texts& demo_texts_for(int steps) {
@@ -62,12 +64,12 @@ const demo_texts& demo_texts_for(int steps) {
     data["step"] = i + 1;
     data["of"] = steps;
     data["text"] = "thinking, step " + std::to_string(i + 1);
-    texts.thinking.push_back(data.dump());
+    texts.thinking.push_back(std::make_shared<const std::string>(data.dump()));
   }
   auto tool = json::object();
   tool["tool"] = "lookup";
   tool["output"] = "42";
-  texts.tool_completed = tool.dump();
+  texts.tool_completed = std::make_shared<const std::string>(tool.dump());
   return texts;
 }
 

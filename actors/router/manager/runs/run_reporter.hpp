@@ -29,10 +29,10 @@ public:
   }
 
   /// An event with its data already serialized (protocol::outbound_event::data_text).
-  void report_text(std::string type, const std::string& data_text) const {
+  void report_text(std::string type, protocol::shared_text data_text) const {
     protocol::outbound_event ev;
     ev.type = std::move(type);
-    ev.data_text = data_text;
+    ev.data_text = std::move(data_text);
     send(std::move(ev));
   }
 
