@@ -5,6 +5,7 @@
 
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -24,7 +25,7 @@ inbound_message expect_message(const std::string& text) {
   CHECK(er::testing::same_parse(parsed, er::testing::reference_parse_inbound(text)));
   auto* msg = std::get_if<inbound_message>(&parsed);
   REQUIRE_MESSAGE(msg, text);
-  return *msg;
+  return std::move(*msg); // a copy of a deep payload would recurse once per level
 }
 
 protocol_error expect_error(const std::string& text, std::string_view code) {
@@ -94,6 +95,7 @@ TEST_CASE("parse_inbound: a payload nested 10,000 deep is kept whole") {
   std::string deep = R"({"type":"x","payload":{"a":)" + std::string(10000, '[') + "1"
                      + std::string(10000, ']') + "}}";
   auto msg = expect_message(deep);
+  CHECK(msg.type == "x");
   const nlohmann::json* at = &msg.payload["a"];
   int depth = 0;
   while (at->is_array()) {
@@ -102,6 +104,21 @@ TEST_CASE("parse_inbound: a payload nested 10,000 deep is kept whole") {
   }
   CHECK(depth == 10000);
   CHECK(*at == 1);
+}
+
+TEST_CASE("the reference comparison tells documents apart at any depth") {
+  using er::testing::same_document;
+  auto nested = [](int depth, const char* leaf) {
+    return nlohmann::json::parse(std::string(depth, '[') + leaf + std::string(depth, ']'));
+  };
+  CHECK(same_document(nested(10000, "1"), nested(10000, "1")));
+  CHECK_FALSE(same_document(nested(10000, "1"), nested(10000, "2")));
+  CHECK_FALSE(same_document(nested(10000, "1"), nested(9999, "1")));
+  CHECK(same_document(nlohmann::json::parse(R"({"a":[1,{"b":null}],"c":"x"})"),
+                      nlohmann::json::parse(R"({"c":"x","a":[1,{"b":null}]})")));
+  CHECK_FALSE(same_document(nlohmann::json::parse(R"({"a":1})"), nlohmann::json::parse(R"({"b":1})")));
+  CHECK_FALSE(same_document(nlohmann::json::parse(R"([1,2])"), nlohmann::json::parse(R"([2,1])")));
+  CHECK_FALSE(same_document(nlohmann::json::parse(R"({})"), nlohmann::json::parse(R"([])")));
 }
 
 TEST_CASE("parse_inbound agrees with the full-document reading on generated messages") {

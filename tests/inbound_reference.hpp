@@ -5,7 +5,9 @@
 // (tests/inbound_parse_test.cpp, tests/fuzz/fuzz_inbound.cpp).
 
 #include <string_view>
+#include <utility>
 #include <variant>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -53,6 +55,32 @@ reference_parse_inbound(std::string_view text) {
   return msg;
 }
 
+/// Whether two documents are equal, compared with an explicit stack: nlohmann's operator==
+/// recurses once per level, and a payload may be nested thousands deep.
+inline bool same_document(const nlohmann::json& a, const nlohmann::json& b) {
+  std::vector<std::pair<const nlohmann::json*, const nlohmann::json*>> todo{{&a, &b}};
+  while (!todo.empty()) {
+    auto [x, y] = todo.back();
+    todo.pop_back();
+    if (x->type() != y->type() || x->size() != y->size())
+      return false;
+    if (x->is_object()) {
+      for (auto it = x->begin(); it != x->end(); ++it) {
+        auto other = y->find(it.key());
+        if (other == y->end())
+          return false;
+        todo.emplace_back(&*it, &*other);
+      }
+    } else if (x->is_array()) {
+      for (std::size_t i = 0; i < x->size(); ++i)
+        todo.emplace_back(&(*x)[i], &(*y)[i]);
+    } else if (*x != *y) {
+      return false;
+    }
+  }
+  return true;
+}
+
 /// Whether two parse results are the same message or the same error.
 inline bool same_parse(const std::variant<protocol::inbound_message, protocol::protocol_error>& a,
                        const std::variant<protocol::inbound_message, protocol::protocol_error>& b) {
@@ -61,7 +89,7 @@ inline bool same_parse(const std::variant<protocol::inbound_message, protocol::p
   if (auto* x = std::get_if<protocol::inbound_message>(&a)) {
     auto& y = std::get<protocol::inbound_message>(b);
     return x->type == y.type && x->id == y.id && x->thread_id == y.thread_id
-           && x->payload == y.payload;
+           && same_document(x->payload, y.payload);
   }
   auto& x = std::get<protocol::protocol_error>(a);
   auto& y = std::get<protocol::protocol_error>(b);
