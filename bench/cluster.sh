@@ -33,59 +33,10 @@ BUS_SECS=8
 work=$(mktemp -d "${TMPDIR:-/tmp}/router-cluster-bench.XXXXXX")
 runs="$work/runs.jsonl"
 : > "$runs"
-pids=()
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 log() { echo "cluster-bench: $*" >&2; }
-
-# Every process this script starts is in `pids`; all of them end here, whatever happens.
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-stop_pids() { # PID...: SIGTERM, then SIGKILL after 10 s; taken out of `pids`
-  local pid kept=() p
-  for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "$@"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  for p in "${pids[@]}"; do
-    [[ " $* " == *" $p "* ]] || kept+=("$p")
-  done
-  pids=("${kept[@]+"${kept[@]}"}")
-}
-
-wait_port() { # PORT: true once something accepts on 127.0.0.1:PORT (10 s at most)
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-sum_of() { # FUNCTION PID...: the sum of FUNCTION over the PIDs
-  local f=$1 total=0 pid
-  shift
-  for pid in "$@"; do total=$((total + $($f "$pid"))); done
-  echo "$total"
-}
-
-next_port=$((20000 + RANDOM % 10000)) # below the ephemeral range (32768-)
-# new_port VAR: the next port into VAR (not in a subshell: the counter must move on)
-new_port() { next_port=$((next_port + 1)); printf -v "$1" "%s" "$next_port"; }
 
 # -- build ---------------------------------------------------------------------------------
 

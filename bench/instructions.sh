@@ -21,41 +21,27 @@ command -v valgrind >/dev/null || { echo "valgrind is missing (apt-get install v
 [ -x "$router_bin" ] && [ -x "$load_bin" ] || { echo "build event-router and router-load in $BUILD_DIR" >&2; exit 2; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/router-instructions.XXXXXX")
-router_pid=""
-cleanup() {
-  if [ -n "$router_pid" ]; then kill "$router_pid" 2>/dev/null || true; wait "$router_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 secret="instr-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 common=(--config-file=/dev/null "--router.jwt-secret=$secret" --router.max-runs-per-connection=32
         --router.max-connections-per-user=100000 --agents.demo-step-delay-ms=0)
 
-wait_port() {
-  for _ in $(seq 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 # measure NAME SECONDS LOAD-ARGS...: prints "instructions work" for one run under callgrind
 measure() {
-  local name=$1 secs=$2 port
+  local name=$1 secs=$2 port router_pid
   shift 2
-  port=$((20000 + RANDOM % 10000))
+  port=$((20000 + RANDOM % 10000)) # measure runs in a subshell: new_port's counter would not move
   valgrind --tool=callgrind --callgrind-out-file="$work/$name-$secs.out" "$router_bin" \
     "${common[@]}" --router.store-path=:memory: --router.messages-per-second=1000000 \
     --router.messages-burst=1000000 "--router.port=$port" >"$work/$name-$secs.log" 2>&1 &
   router_pid=$!
-  wait_port "$port" || { echo "the router did not start under valgrind" >&2; exit 1; }
+  wait_port "$port" 30 || { echo "the router did not start under valgrind" >&2; exit 1; }
   "$load_bin" "${common[@]}" --quiet --json "--port=$port" "$@" "--duration=$secs" \
     --drain-ms=3000 >"$work/$name-$secs.json" 2>"$work/$name-$secs.err"
-  kill "$router_pid"
+  kill "$router_pid" # callgrind writes its counts as the router exits: wait for it
   wait "$router_pid" 2>/dev/null || true
-  router_pid=""
   local total work_done
   total=$(awk '/^(summary|totals):/ {print $2; exit}' "$work/$name-$secs.out")
   work_done=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["messages"]["round_trips"])' \

@@ -30,51 +30,10 @@ CEILING_USERS=${CEILING_USERS:-1000,10000}
 work=$(mktemp -d "${TMPDIR:-/tmp}/router-bench.XXXXXX")
 runs="$work/runs.jsonl"
 : > "$runs"
-pids=()
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 log() { echo "bench: $*" >&2; }
-
-# Every process this script starts is in `pids`; all of them end here, whatever happens.
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-stop_pid() {
-  local pid=$1 kept=() p
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  for p in "${pids[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
-  pids=("${kept[@]+"${kept[@]}"}")
-}
-
-wait_port() { # PORT: true once something accepts on 127.0.0.1:PORT (10 s at most)
-  for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-
-next_port=$((20000 + RANDOM % 10000)) # below the ephemeral range (32768-)
-# new_port VAR: the next port into VAR (not in a subshell: the counter must move on)
-new_port() { next_port=$((next_port + 1)); printf -v "$1" "%s" "$next_port"; }
 
 # -- build and tools ----------------------------------------------------------------
 
@@ -129,7 +88,7 @@ start_server() {
   esac
   pids+=("$server_pid")
   if ! wait_port "$port"; then
-    stop_pid "$server_pid"
+    stop_pids "$server_pid"
     return 1
   fi
 }
@@ -145,7 +104,7 @@ for p in ws uws; do
     if start_server "$p" "$port"; then
       servers+=("$p")
       peer_status[$p]=ok
-      stop_pid "$server_pid"
+      stop_pids "$server_pid"
     else
       peer_status[$p]="installed but did not start"
       log "peer $p did not start: skipped"
@@ -165,11 +124,11 @@ ping_run() { # SERVER INFLIGHT ROUND
   if ! out=$("$wsload" $(client_args "$server") -c 100 -i "$inflight" -d "$PING_SECS" \
                127.0.0.1 "$port"); then
     log "wsload ping against $server failed"
-    stop_pid "$pid"
+    stop_pids "$pid"
     return 0
   fi
   after=$(cpu_ticks "$pid")
-  stop_pid "$pid"
+  stop_pids "$pid"
   log "ping $server inflight $inflight round $round: $out"
   python3 - "$server" "$inflight" "$round" "$((after - before))" "$(getconf CLK_TCK)" "$out" \
     >>"$runs" <<'EOF'
@@ -208,8 +167,8 @@ idle_run() { # SERVER
   sleep 1
   rss1=$(rss_kib "$pid")
   wait "$client" || log "wsload idle against $server: $(cat "$work/idle.out")"
-  stop_pid "$client"
-  stop_pid "$pid"
+  stop_pids "$client"
+  stop_pids "$pid"
   log "idle $server: RSS $rss0 -> $rss1 KiB with $((fds - fd0)) connections"
   python3 - "$server" "$IDLE_CONNS" "$rss0" "$rss1" "$((fds - fd0))" >>"$runs" <<'EOF'
 import json, sys
@@ -268,11 +227,11 @@ for round in 1 2 3; do
   load_run "http-agents-$round" --scenario=agents --agent=bench-http --connections=1000 \
     --users=1000 --rate=7.2 --duration=5
 done
-stop_pid "$http_agent_pid"
+stop_pids "$http_agent_pid"
 load_run publish --scenario=publish --connections=200 --publish-rate=2000 --duration=5
 load_run churn --scenario=churn --connections=50 --duration=5
 load_run idle --scenario=idle --connections="$IDLE_CONNS" --duration=2 --connect-window=128
-stop_pid "$router_pid"
+stop_pids "$router_pid"
 
 # -- memory of a busy connection: the replay buffers under the agents load -------------------
 
@@ -293,7 +252,7 @@ wait "$busy_load" || true
 busy_kib=$(( (busy_max - busy_base) / 1000 ))
 echo "{\"kind\": \"busy\", \"server\": \"router\", \"connections\": 1000, \"seconds\": 10, \"kib_per_connection\": $busy_kib}" >>"$runs"
 log "busy memory: $busy_kib KiB per connection"
-stop_pid "$busy_pid"
+stop_pids "$busy_pid"
 
 # -- the agents ceiling: the highest events/s under each p99 bound ----------------------------
 
