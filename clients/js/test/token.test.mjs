@@ -25,6 +25,20 @@ async function routerWithLeeway(seconds) {
   return r;
 }
 
+/** The 12-step demo run ended whole (16 events, 12 of them thinking) and every event of the
+ * connection reached the application once, in order. Answers the run's final event. */
+async function assertWholeRun(run, log) {
+  const final = await run.done;
+  assert.equal(final.type, 'agent_completed');
+  const types = run.events.map((e) => e.type);
+  assert.equal(types.length, 16); // started, 12 thinking, tool_executing, tool_completed, completed
+  assert.equal(types[0], 'agent_started');
+  assert.equal(types.filter((t) => t === 'agent_thinking').length, 12);
+  const ids = log.of('event').filter((f) => f.type !== 'connection_established').map((f) => f.event_id);
+  ids.forEach((id, i) => assert.equal(id, i + 1, 'every event once, in order'));
+  return final;
+}
+
 before(async () => {
   router = await startRouter({ args: AGENT_ARGS });
   routers.push(router);
@@ -100,11 +114,7 @@ test('4501 at exp (no leeway) while a run goes on: getToken() is called again, t
   assert.equal(est.recovered, true);
   assert.equal(est.sessionId, first.sessionId);
   assert.equal(log.of('gap').length, 0);
-  const final = await run.done;
-  assert.equal(final.type, 'agent_completed');
-  assert.equal(run.events.length, 16);
-  const ids = log.of('event').filter((f) => f.type !== 'connection_established').map((f) => f.event_id);
-  ids.forEach((id, i) => assert.equal(id, i + 1, 'every event once, in order'));
+  await assertWholeRun(run, log);
   assert.ok(await c.ping() >= 0);
 });
 
@@ -123,18 +133,11 @@ test('proactive refresh before exp: the ws package drops the socket silently and
   const first = await c.connect();
   const run = c.startAgent('demo', 'long'); // 16 events, 150 ms apart: ~2.2 s, across the refresh
   const est = await nextEvent(c, 'established', { timeoutMs: 4000 });
-  const final = await run.done;
+  const final = await assertWholeRun(run, log);
   assert.equal(issued.length, 2, 'getToken() was asked for a new token before exp');
   assert.deepEqual(log.of('tokenRefresh').map((e) => e.reason), ['expiring']);
   assert.equal(est.recovered, true, 'the session was resumed');
   assert.equal(est.sessionId, first.sessionId);
-  assert.equal(final.type, 'agent_completed');
-  const types = run.events.map((e) => e.type);
-  assert.equal(types.length, 16); // started, 12 thinking, tool_executing, tool_completed, completed
-  assert.equal(types[0], 'agent_started');
-  assert.equal(types.filter((t) => t === 'agent_thinking').length, 12);
-  const ids = log.of('event').filter((f) => f.type !== 'connection_established').map((f) => f.event_id);
-  ids.forEach((id, i) => assert.equal(id, i + 1, 'every event once, in order'));
   assert.ok(!log.of('close').some((e) => e.code === 4501), 'no 4501: the refresh came first');
   assert.equal(log.of('gap').length, 0);
   // The refresh happened while the run was under way.
@@ -186,14 +189,7 @@ test('a browser WebSocket (no terminate()) is never closed for a refresh: the ro
   assert.equal(est.resumed, true);
   assert.equal(est.recovered, true, 'a session closed with 4501 is resumable');
   assert.equal(est.sessionId, first.sessionId);
-  const final = await run.done;
-  assert.equal(final.type, 'agent_completed');
-  const types = run.events.map((e) => e.type);
-  assert.equal(types.length, 16); // started, 12 thinking, tool_executing, tool_completed, completed
-  assert.equal(types[0], 'agent_started');
-  assert.equal(types.filter((t) => t === 'agent_thinking').length, 12);
-  const ids = log.of('event').filter((f) => f.type !== 'connection_established').map((f) => f.event_id);
-  ids.forEach((id, i) => assert.equal(id, i + 1, 'every event once, in order'));
+  await assertWholeRun(run, log);
   assert.equal(c.duplicatesDropped, 0);
   assert.equal(log.of('gap').length, 0);
   // The second connection uses the hour-long token: it stays.
