@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 
 #include "app/console.hpp"
+#include "protocol/bounded_json.hpp"
 #include "protocol/message_types.hpp"
 #include "context/token_source.hpp"
 #include "context/user_execution_context.hpp"
@@ -74,8 +75,11 @@ bool well_formed_type(const std::string& type) {
 /// The publish body, validated; or the reason it is refused.
 std::variant<std::pair<std::string, protocol::outbound_event>, std::string>
 parse_publish(std::string_view body) {
-  auto doc = json::parse(body.begin(), body.end(), nullptr, false);
-  if (doc.is_discarded() || !doc.is_object())
+  auto parsed = protocol::parse_json(body);
+  if (parsed.too_deep)
+    return "the body nests deeper than " + std::to_string(protocol::max_json_depth) + " levels";
+  auto& doc = parsed.doc;
+  if (!doc.is_object())
     return std::string{"the body must be a JSON object"};
   auto user = doc.find("user_id");
   if (user == doc.end() || !user->is_string() || !context::is_valid_subject(user->get<std::string>()))
@@ -128,7 +132,7 @@ void disconnect(const http_api& api, std::string user, respond_fn respond) {
 
 /// POST /api/v1/dev/token {"user_id": U}: a demo token for U, on a development setup only.
 net::http_reply dev_token(const http_api& api, std::string_view body) {
-  auto doc = json::parse(body.begin(), body.end(), nullptr, false);
+  auto doc = protocol::parse_json(body).doc;
   auto user = doc.is_object() ? doc.find("user_id") : doc.end();
   if (user == doc.end() || !user->is_string() || !context::is_valid_subject(user->get<std::string>()))
     return error_reply(400, "user_id must be a user's id");

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "protocol/bounded_json.hpp"
 #include "protocol/error_codes.hpp"
 
 namespace er::protocol {
@@ -28,7 +29,9 @@ enum class member_state { absent, null, string, object, other };
 /// Reads a client message in one pass without building its document: the envelope's members
 /// are taken as they stream by, and only `payload`'s object becomes a document (built by
 /// nlohmann's own DOM handler). Any other member's value is skipped. Errors of the envelope
-/// are judged at the end, once the whole text is known to be valid JSON.
+/// are judged at the end, once the whole text is known to be valid JSON. Past max_json_depth
+/// the payload is dropped and the rest of the text only read through (for its validity and
+/// its id): the message is refused.
 class inbound_reader {
 public:
   using string_t = json::string_t;
@@ -65,6 +68,8 @@ public:
     return true;
   }
   bool start_object(std::size_t n) {
+    if (!may_open())
+      return open_skipped();
     if (delegate())
       return ++sub_depth_, dom_->start_object(n);
     if (depth_ == 0 && skip_ == 0)
@@ -88,6 +93,8 @@ public:
     return close_nested();
   }
   bool start_array(std::size_t n) {
+    if (!may_open())
+      return open_skipped();
     if (delegate())
       return ++sub_depth_, dom_->start_array(n);
     return open_skipped();
@@ -112,6 +119,21 @@ private:
   };
 
   bool delegate() const { return dom_.has_value(); }
+  /// Whether one more level stays within max_json_depth. The first level past it marks the
+  /// message too deep and drops the payload being built: its open levels are skipped from
+  /// then on, like every level that follows.
+  bool may_open() {
+    if (static_cast<std::size_t>(depth_ + skip_ + sub_depth_) < max_json_depth)
+      return true;
+    too_deep_ = true;
+    if (delegate()) {
+      dom_.reset();
+      payload_doc_ = json();
+      skip_ += sub_depth_;
+      sub_depth_ = 0;
+    }
+    return false;
+  }
   /// A value that is not an object: at the top (no envelope) or as a member's value.
   bool scalar(member_state kind) {
     if (depth_ == 1 && skip_ == 0 && current_)
@@ -137,6 +159,7 @@ private:
   int skip_ = 0;           ///< nesting of a skipped value (or of a top level that is no object)
   int sub_depth_ = 0;      ///< nesting inside the payload being built
   bool top_is_object_ = false;
+  bool too_deep_ = false; ///< an object or array nested past max_json_depth
   member type_, id_, thread_id_, payload_;
   member* current_ = nullptr; ///< the member whose value comes next
   json payload_doc_;
@@ -152,6 +175,9 @@ std::variant<inbound_message, protocol_error> inbound_reader::result() {
       return invalid("\"id\" must be a string", {});
     msg.id = std::move(id_.text);
   }
+  if (too_deep_)
+    return invalid("the message nests deeper than " + std::to_string(max_json_depth) + " levels",
+                   msg.id);
   if (type_.state == member_state::absent || type_.state == member_state::null)
     return invalid("\"type\" is required", msg.id);
   if (type_.state != member_state::string)

@@ -198,6 +198,7 @@ TEST_CASE("command agent: a crash, garbage output, an exit without completion an
   };
   CHECK(message_of("crasher").find("signal 11") != std::string::npos);
   CHECK(message_of("garbage").find("not a JSON agent event") != std::string::npos);
+  CHECK(message_of("too-deep").find("not a JSON agent event") != std::string::npos);
   CHECK(message_of("quitter").find("status 3") != std::string::npos);
   CHECK(message_of("hanger").find("timed out") != std::string::npos);
   c.client->send_text(R"({"type":"ping","id":"alive"})");

@@ -11,6 +11,7 @@
 
 #include <doctest/doctest.h>
 
+#include "protocol/bounded_json.hpp"
 #include "tests/support.hpp"
 #include "tests/temp_dir.hpp"
 
@@ -108,6 +109,16 @@ TEST_CASE("publishing needs the API key and a well-formed body with an unreserve
   bad(R"({"user_id":"alice","event":{"type":"has space"}})");
   bad(R"({"user_id":"alice","event":{"type":"news","data":[1]}})");
   bad(R"({"user_id":"anonymous","event":{"type":"news"}})");
+  // data nested past the limit (the body is level 1, event 2, data 3), up to what 1 MiB holds
+  for (auto levels : {er::protocol::max_json_depth - 2, std::size_t{500000}}) {
+    auto r = er::client::http_request(
+      "127.0.0.1", router.port(), "POST", "/api/v1/publish", key,
+      R"({"user_id":"alice","event":{"type":"news","data":{"a":)" + std::string(levels, '[')
+        + std::string(levels, ']') + "}}}");
+    CHECK(r.status == 400);
+    CHECK(json::parse(r.body)["error"]
+          == "the body nests deeper than " + std::to_string(er::protocol::max_json_depth) + " levels");
+  }
   CHECK(er::client::http_request("127.0.0.1", router.port(), "GET", "/api/v1/publish", key).status == 405);
   // Nothing of that reached alice; a valid publish does, stamped with her id.
   CHECK(json::parse(publish(router, publish_body("alice", "news", {{"n", 1}})).body)["delivered"] == 1);

@@ -10,6 +10,7 @@
 
 #include <doctest/doctest.h>
 
+#include "protocol/bounded_json.hpp"
 #include "protocol/envelope.hpp"
 #include "protocol/error_codes.hpp"
 #include "tests/inbound_reference.hpp"
@@ -35,6 +36,11 @@ protocol_error expect_error(const std::string& text, std::string_view code) {
   REQUIRE_MESSAGE(error, text);
   CHECK_MESSAGE(error->code == code, text);
   return *error;
+}
+
+/// `levels` arrays, one inside the other, around `leaf`.
+std::string nested_arrays(std::size_t levels, const std::string& leaf = "1") {
+  return std::string(levels, '[') + leaf + std::string(levels, ']');
 }
 
 } // namespace
@@ -91,19 +97,48 @@ TEST_CASE("parse_inbound: text that is not JSON is invalid_json, whatever came b
   expect_error(std::string(30000, '['), er::error_code::invalid_json);
 }
 
-TEST_CASE("parse_inbound: a payload nested 10,000 deep is kept whole") {
-  std::string deep = R"({"type":"x","payload":{"a":)" + std::string(10000, '[') + "1"
-                     + std::string(10000, ']') + "}}";
-  auto msg = expect_message(deep);
+TEST_CASE("parse_inbound keeps a payload nested up to the limit whole") {
+  using er::protocol::max_json_depth;
+  // The envelope is level 1, the payload 2, its member's arrays the levels after them.
+  auto arrays = max_json_depth - 2;
+  auto msg = expect_message(R"({"type":"x","payload":{"a":)" + nested_arrays(arrays) + "}}");
   CHECK(msg.type == "x");
   const nlohmann::json* at = &msg.payload["a"];
-  int depth = 0;
+  std::size_t depth = 0;
   while (at->is_array()) {
     at = &(*at)[0];
     ++depth;
   }
-  CHECK(depth == 10000);
+  CHECK(depth == arrays);
   CHECK(*at == 1);
+}
+
+TEST_CASE("parse_inbound refuses a message nested past the limit, with its id, wherever it is") {
+  using er::protocol::max_json_depth;
+  auto why = "the message nests deeper than " + std::to_string(max_json_depth) + " levels";
+  auto one_too_many = max_json_depth - 1; // arrays below the payload: one level too many
+  // in the payload, the id before it or after it; 30,000 levels fit in one 64 KiB frame
+  for (auto levels : {one_too_many, std::size_t{30000}}) {
+    auto error = expect_error(R"({"id":"r1","type":"x","payload":{"a":)" + nested_arrays(levels) + "}}",
+                              er::error_code::invalid_message);
+    CHECK(error.message == why);
+    CHECK(error.reply_to == std::optional<std::string>{"r1"});
+    error = expect_error(R"({"type":"x","payload":{"a":)" + nested_arrays(levels) + R"(},"id":"r2"})",
+                         er::error_code::invalid_message);
+    CHECK(error.message == why);
+    CHECK(error.reply_to == std::optional<std::string>{"r2"});
+  }
+  // in a member the router does not read
+  auto error = expect_error(R"({"type":"x","extra":)" + nested_arrays(max_json_depth) + "}",
+                            er::error_code::invalid_message);
+  CHECK(error.message == why);
+  CHECK_FALSE(error.reply_to);
+  // still invalid JSON when the text breaks after the limit
+  expect_error(R"({"type":"x","payload":{"a":)" + std::string(30000, '[') + "}",
+               er::error_code::invalid_json);
+  // an id that is no string is named first, as for any message
+  CHECK(expect_error(R"({"id":1,"type":"x","payload":{"a":)" + nested_arrays(one_too_many) + "}}",
+                     er::error_code::invalid_message).message == "\"id\" must be a string");
 }
 
 TEST_CASE("the reference comparison tells documents apart at any depth") {
@@ -127,7 +162,11 @@ TEST_CASE("parse_inbound agrees with the full-document reading on generated mess
   const std::vector<std::string> keys = {"type", "id", "thread_id", "payload", "extra", "TYPE"};
   const std::vector<std::string> values = {
       R"("ping")", R"("")", "null", "true", "0", "-1.5e3", "[]", R"([1,{"type":"x"}])", "{}",
-      R"({"type":"inner","payload":{"id":1}})", R"("\u00e9\n")", R"({"a":[[],{}]})"};
+      R"({"type":"inner","payload":{"id":1}})", R"("\u00e9\n")", R"({"a":[[],{}]})",
+      // at the nesting limit and one past it, as a member and inside an object (a payload)
+      nested_arrays(er::protocol::max_json_depth - 1), nested_arrays(er::protocol::max_json_depth),
+      R"({"a":)" + nested_arrays(er::protocol::max_json_depth - 2) + "}",
+      R"({"a":)" + nested_arrays(er::protocol::max_json_depth - 1) + "}"};
   std::mt19937 random{20261129};
   auto pick = [&](const std::vector<std::string>& from) {
     return from[std::uniform_int_distribution<std::size_t>{0, from.size() - 1}(random)];

@@ -4,6 +4,8 @@
 // reads the envelope in one streaming pass instead; the two must agree on every input
 // (tests/inbound_parse_test.cpp, tests/fuzz/fuzz_inbound.cpp).
 
+#include <algorithm>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <variant>
@@ -11,10 +13,23 @@
 
 #include <nlohmann/json.hpp>
 
+#include "protocol/bounded_json.hpp"
 #include "protocol/envelope.hpp"
 #include "protocol/error_codes.hpp"
 
 namespace er::testing {
+
+/// A parser callback that keeps every value and notes in `deepest` how many levels of objects
+/// and arrays the text nests, values that a repeated key replaces included (the limit is on
+/// the text). nlohmann gives each object and array the number of values enclosing it.
+inline nlohmann::json::parser_callback_t depth_noter(std::size_t& deepest) {
+  using json = nlohmann::json;
+  return [&deepest](int enclosing, json::parse_event_t event, json&) {
+    if (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start)
+      deepest = std::max(deepest, static_cast<std::size_t>(enclosing) + 1);
+    return true;
+  };
+}
 
 inline std::variant<protocol::inbound_message, protocol::protocol_error>
 reference_parse_inbound(std::string_view text) {
@@ -22,7 +37,8 @@ reference_parse_inbound(std::string_view text) {
   auto invalid = [](const char* message, std::optional<std::string> reply_to) {
     return protocol::protocol_error{error_code::invalid_message, message, std::move(reply_to)};
   };
-  json doc = json::parse(text.begin(), text.end(), nullptr, false);
+  std::size_t depth = 0;
+  json doc = json::parse(text.begin(), text.end(), depth_noter(depth), false);
   if (doc.is_discarded())
     return protocol::protocol_error{error_code::invalid_json, "the message is not valid JSON", {}};
   if (!doc.is_object())
@@ -37,6 +53,11 @@ reference_parse_inbound(std::string_view text) {
       return invalid("\"id\" must be a string", {});
     msg.id = id->get<std::string>();
   }
+  if (depth > protocol::max_json_depth)
+    return protocol::protocol_error{
+      error_code::invalid_message,
+      "the message nests deeper than " + std::to_string(protocol::max_json_depth) + " levels",
+      msg.id};
   auto* type = given("type");
   if (!type)
     return invalid("\"type\" is required", msg.id);

@@ -8,6 +8,7 @@
 
 #include <doctest/doctest.h>
 
+#include "protocol/bounded_json.hpp"
 #include "protocol/close_codes.hpp"
 #include "protocol/envelope.hpp"
 #include "protocol/message_types.hpp"
@@ -96,7 +97,26 @@ TEST_CASE("deeply nested JSON is an ordinary error, not a crash") {
   auto c = connect_user(router, "alice");
   expect_error(*c.client, std::string(30000, '[') + std::string(30000, ']'), "invalid_message");
   expect_error(*c.client, std::string(30000, '['), "invalid_json");
-  CHECK(roundtrip(*c.client, R"({"type":"ping"})")["type"] == "pong");
+  // Nested past the limit (the envelope is level 1, the payload 2): refused with the request's
+  // id, up to 30,000 levels (what a 64 KiB frame holds); at the limit: served.
+  auto arrays = [](std::size_t levels) {
+    return std::string(levels, '[') + std::string(levels, ']');
+  };
+  auto limit = er::protocol::max_json_depth;
+  for (auto levels : {limit - 1, std::size_t{30000}}) {
+    c.client->send_text(R"({"type":"start_agent","id":"deep","payload":{"agent":"demo","input":)"
+                        + arrays(levels) + "}}");
+    auto error = next_json(*c.client);
+    CHECK(error["type"] == "error");
+    CHECK(error["reply_to"] == "deep");
+    CHECK(error["data"]["code"] == "invalid_message");
+    CHECK(error["data"]["message"]
+          == "the message nests deeper than " + std::to_string(limit) + " levels");
+  }
+  auto pong = roundtrip(*c.client, R"({"type":"ping","id":"at-limit","payload":{"a":)"
+                                     + arrays(limit - 2) + "}}");
+  CHECK(pong["type"] == "pong");
+  CHECK(pong["reply_to"] == "at-limit");
 }
 
 TEST_CASE("a user_id smuggled into a message never changes the stamped user_id") {

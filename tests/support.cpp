@@ -252,6 +252,11 @@ app::router_settings agent_settings() {
        5000),
     sh("crasher", "read line; echo '{\"type\":\"agent_thinking\"}'; kill -SEGV $$", 5000),
     sh("garbage", "read line; echo 'this is not json'; sleep 30", 5000),
+    // agent_completed whose data nests 30,000 levels: past the limit of outside JSON
+    sh("too-deep",
+       "read line; o=$(head -c 30000 /dev/zero | tr '\\0' '['); c=$(echo \"$o\" | tr '[' ']');"
+       " echo \"{\\\"type\\\":\\\"agent_completed\\\",\\\"data\\\":{\\\"a\\\":$o$c}}\"; sleep 30",
+       5000),
     sh("hanger", "read line; echo '{\"type\":\"agent_progress\",\"data\":{\"pid\":'$$'}}'; sleep 30",
        700),
     sh("quitter", "read line; exit 3", 5000),

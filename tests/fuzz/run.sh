@@ -9,7 +9,7 @@ seconds=${1:-30}
 out=${FUZZ_BUILD_DIR:-build-fuzz}
 mkdir -p "$out"
 flags=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I.)
-clang++ "${flags[@]}" tests/fuzz/fuzz_inbound.cpp protocol/envelope.cpp protocol/message_types.cpp -o "$out/fuzz_inbound"
+clang++ "${flags[@]}" tests/fuzz/fuzz_inbound.cpp protocol/*.cpp -o "$out/fuzz_inbound"
 # context/ is a leaf: the whole of it links on its own.
 clang++ "${flags[@]}" tests/fuzz/fuzz_token.cpp context/*.cpp -lcrypto -o "$out/fuzz_token"
 for target in inbound token; do

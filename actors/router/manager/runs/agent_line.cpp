@@ -1,5 +1,6 @@
 #include "actors/router/manager/runs/agent_line.hpp"
 
+#include "protocol/bounded_json.hpp"
 #include "protocol/message_types.hpp"
 
 namespace er::actors {
@@ -18,7 +19,7 @@ std::optional<agent_line> agent_event_of(std::string type, nlohmann::json data) 
 }
 
 std::optional<agent_line> parse_agent_line(std::string_view line) {
-  auto doc = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
+  auto doc = protocol::parse_json(line).doc; // refused past max_json_depth
   if (!doc.is_object())
     return std::nullopt;
   auto type = doc.find("type");

@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "protocol/bounded_json.hpp"
+
 namespace er::actors {
 
 bool sse_decoder::feed(std::string_view bytes, std::vector<agent_line>& out) {
@@ -54,7 +56,7 @@ bool sse_decoder::on_line(std::string line, std::vector<agent_line>& out) {
 }
 
 bool sse_decoder::dispatch(std::vector<agent_line>& out) {
-  auto data = has_data_ ? nlohmann::json::parse(data_, nullptr, false) : nlohmann::json::object();
+  auto data = has_data_ ? protocol::parse_json(data_).doc : nlohmann::json::object();
   auto event = data.is_discarded() ? std::nullopt : agent_event_of(type_, std::move(data));
   type_.clear();
   data_.clear();
