@@ -91,6 +91,8 @@ public:
 
   template <class MutableBuffers, class Handler>
   void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
+    if (read_hook_)
+      read_hook_(read_hook_context_);
     if (!unread_)
       return socket_.async_read_some(buffers, std::forward<Handler>(handler));
     auto n = take_unread(buffers);
@@ -111,6 +113,13 @@ public:
   /// one (at most 123 bytes, a close frame's limit).
   void fill_close_reasons(std::string_view (*reason_of)(std::uint16_t)) {
     close_reason_of_ = reason_of;
+  }
+
+  /// `hook(context)` runs each time the layer above asks for bytes, before they are read:
+  /// the WebSocket above has decoded everything the previous reads brought.
+  void on_read_request(void (*hook)(void*), void* context) noexcept {
+    read_hook_ = hook;
+    read_hook_context_ = context;
   }
 
   /// Bytes read from the socket before this layer took it over (a client's frames pipelined
@@ -361,6 +370,8 @@ private:
   std::unique_ptr<std::string> unread_; ///< see set_unread; null when none is left
   std::uint16_t close_code_patch_ = 0;  ///< see replace_close_code; 0: none
   std::string_view (*close_reason_of_)(std::uint16_t) = nullptr; ///< see fill_close_reasons
+  void (*read_hook_)(void*) = nullptr; ///< see on_read_request
+  void* read_hook_context_ = nullptr;
 };
 
 // Beast tears the TCP connection down through these (argument-dependent lookup).

@@ -64,6 +64,7 @@ public:
   }
 
   ~ws_session() override {
+    ws_.next_layer().on_read_request(nullptr, nullptr); // Beast's state may outlive us
     clock_.cancel(*this);
     if (budget_)
       budget_->release();
@@ -117,6 +118,10 @@ private:
     // Beast's own close frames (1002, 1007, 1009) carry a code only: ours get the table's words.
     ws_.next_layer().fill_close_reasons(
       [](std::uint16_t code) { return close_reason_of(code).reason; });
+    // Messages are handed on when Beast has decoded all that one read of the socket brought
+    // (see deliver); the destructor removes the hook.
+    ws_.next_layer().on_read_request(
+      [](void* session) { static_cast<ws_session*>(session)->hand_on_decoded(); }, this);
     ws_.auto_fragment(false);
     bool select = select_protocol_;
     ws_.set_option(websocket::stream_base::decorator([select](websocket::response_type& res) {
@@ -238,24 +243,44 @@ private:
 
   void on_read(beast::error_code ec) {
     reading_ = false;
-    if (ec)
+    if (ec) {
+      hand_on_decoded(); // what came before the close or the fault, in order
       return on_read_error(ec);
+    }
     peer_alive();
     if (ws_.is_message_done())
       deliver();
     do_read();
   }
 
+  // A text message waits in `decoded_` until Beast asks the socket for more bytes: the
+  // messages that one read brought (a client's pipelined requests) reach the manager together,
+  // as consecutive mailbox elements that it works through in one turn, and their replies
+  // leave in one write. One message alone is handed on just as soon: Beast asks for more bytes
+  // as the read after it begins.
   void deliver() {
     if (sink_) {
-      if (ws_.got_text())
-        sink_->on_text(beast::buffers_to_string(buffer_.data()));
-      else
+      if (!ws_.got_text()) {
+        hand_on_decoded(); // in order
         sink_->on_binary(buffer_.size());
+      } else {
+        if (decoded_.capacity() == 0)
+          decoded_ = take_frame_batch();
+        decoded_.push_back(beast::buffers_to_string(buffer_.data()));
+      }
     }
     buffer_.consume(buffer_.size());
     if (buffer_.capacity() > kept_buffer_bytes)
       buffer_.shrink_to_fit();
+  }
+
+  void hand_on_decoded() {
+    if (decoded_.empty())
+      return;
+    if (sink_) // gone once on_closed has been reported: nothing is delivered after it
+      for (auto& text : decoded_)
+        sink_->on_text(std::move(text));
+    recycle_frame_batch(decoded_);
   }
 
   void on_read_error(beast::error_code ec) {
@@ -427,6 +452,7 @@ private:
   deadline_clock& clock_; ///< of the io_context the session runs on
   std::chrono::steady_clock::time_point token_deadline_ = std::chrono::steady_clock::time_point::max();
   beast::flat_buffer buffer_;
+  frame_batch decoded_; ///< text messages read, not yet handed to the sink (see deliver)
   std::shared_ptr<session_sink> sink_;
   frame_batch queue_; ///< outbound frames, oldest first, not yet in a burst
   std::size_t queued_bytes_ = 0;
