@@ -58,6 +58,44 @@ TEST_CASE("a malformed request is answered 400 with a JSON error, then closed") 
   }
 }
 
+TEST_CASE("requests that arrive in one segment are each answered, in order, binary ones too") {
+  // The session hands the messages of one read to the manager together (ws_session.cpp):
+  // 40 pings, a binary frame between them and a start_agent, all in one write.
+  test_router router;
+  auto c = connect_user(router, "alice");
+  raw_socket s{router.port()};
+  s.send(upgrade_request(token_for(router, "bob")));
+  REQUIRE(s.read_until("connection_established", 5s).find("connection_established")
+          != std::string::npos);
+  std::string burst;
+  for (int i = 0; i < 40; ++i) {
+    burst += masked_text_frame(R"({"type":"ping","id":"p)" + std::to_string(i) + "\"}");
+    if (i == 19)
+      burst += masked_frame(0x2, "\x01\x02");
+  }
+  burst += masked_text_frame(R"({"type":"start_agent","id":"run","payload":{"agent":"demo"}})");
+  REQUIRE(s.send(burst));
+  auto raw = s.read_until("agent_completed", 10s);
+  std::size_t at = raw.find("connection_established");
+  for (int i = 0; i < 40; ++i) {
+    auto next = raw.find(R"("reply_to":"p)" + std::to_string(i) + "\"", at);
+    REQUIRE_MESSAGE(next != std::string::npos, i);
+    CHECK_MESSAGE(next > at, i);
+    at = next;
+    if (i == 19) { // the binary frame's error comes between p19 and p20
+      auto error = raw.find(R"("code":"invalid_message")", at);
+      CHECK(error < raw.find(R"("reply_to":"p20")"));
+    }
+  }
+  CHECK(raw.find("agent_started", at) != std::string::npos);
+  CHECK(raw.find("agent_completed", at) != std::string::npos);
+  CHECK(raw.find("\"user_id\":\"bob\"") != std::string::npos);
+  CHECK(raw.find("\"user_id\":\"alice\"") == std::string::npos);
+  // alice, on her own connection, saw none of it
+  c.client->send_text(R"({"type":"ping","id":"alice"})");
+  CHECK(next_json(*c.client)["reply_to"] == "alice");
+}
+
 TEST_CASE("frames a client pipelines right behind its upgrade request are not lost") {
   test_router router;
   raw_socket s{router.port()};

@@ -83,8 +83,12 @@ std::string upgrade_request(const std::string& token) {
 }
 
 std::string masked_text_frame(std::string_view payload) {
+  return masked_frame(0x1, payload);
+}
+
+std::string masked_frame(unsigned opcode, std::string_view payload) {
   std::string out;
-  out.push_back(static_cast<char>(0x81));
+  out.push_back(static_cast<char>(0x80 | opcode));
   if (payload.size() < 126) {
     out.push_back(static_cast<char>(0x80 | payload.size()));
   } else {

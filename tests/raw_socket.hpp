@@ -42,4 +42,7 @@ std::string upgrade_request(const std::string& token);
 /// A client text frame (masked), as RFC 6455 requires.
 std::string masked_text_frame(std::string_view payload);
 
+/// A whole client frame (FIN set, masked) of `opcode` (0x1 text, 0x2 binary, 0x8 close, ...).
+std::string masked_frame(unsigned opcode, std::string_view payload);
+
 } // namespace er::test
