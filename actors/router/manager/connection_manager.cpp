@@ -438,10 +438,11 @@ public:
   manager_impl(caf::actor_config& cfg, router_feedback router, connection_ptr connection,
                context::user_execution_context ctx,
                std::shared_ptr<const manager_settings> settings, session_offer adopted)
-    : super(cfg), adopted_(std::move(adopted)) {
+    : super(cfg),
+      adopted_(adopted.ok ? std::make_unique<session_offer>(std::move(adopted)) : nullptr) {
     state.router = std::move(router);
     state.ctx = std::make_unique<const context::user_execution_context>(
-      adopted_.ok ? ctx.in_session(adopted_.session_id) : std::move(ctx));
+      adopted_ ? ctx.in_session(adopted_->session_id) : std::move(ctx));
     state.settings = std::move(settings);
     state.bucket = token_bucket{static_cast<double>(state.settings->messages_burst)};
     state.connection = std::move(connection); // started by make_behavior, on the manager's turn
@@ -482,11 +483,12 @@ protected:
   behavior_type make_behavior() override {
     set_exit_handler([this](caf::exit_msg& msg) { on_exit_msg(this, msg); });
     auto connection = std::move(state.connection);
-    if (adopted_.ok)
-      state.next_event_id = adopted_.next_event_id;
-    attach_connection(this, std::move(connection), adopted_.ok, state.ctx->token_expires_at());
-    if (adopted_.ok)
-      adopt(std::exchange(adopted_, {}));
+    if (adopted_)
+      state.next_event_id = adopted_->next_event_id;
+    attach_connection(this, std::move(connection), adopted_ != nullptr,
+                      state.ctx->token_expires_at());
+    if (auto offer = std::move(adopted_))
+      adopt(std::move(*offer));
     state.flush_outbox(); // the greeting leaves now: no message may be waiting to end this turn
     return shared_behavior();
   }
@@ -506,7 +508,9 @@ private:
     state.moves->remote_runs = std::move(offer.runs);
   }
 
-  session_offer adopted_; ///< until make_behavior: the session this manager continues
+  /// Until make_behavior: the session this manager continues, if any (a pointer: a manager
+  /// keeps its actor's size for life, and most never continue one).
+  std::unique_ptr<session_offer> adopted_;
 };
 
 /// Keeps a frame for a resume; past the process's replay budget, asks the router to enforce
