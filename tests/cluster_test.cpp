@@ -265,6 +265,47 @@ TEST_CASE("router.max-connections-per-user holds across nodes, and a killed node
   CHECK(next_json(*again)["reply_to"] == "p");
 }
 
+TEST_CASE("a publish right after a user's first connection on a node reaches it, even before that "
+          "node's subscription to the user does") {
+  redis_server redis;
+  node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};
+  auto a1 = n1.connect("alice");
+  REQUIRE(n1.publish("alice", {{"n", 0}}).status == 202); // the user's channel has a history
+  CHECK(read_published(*a1, "alice", 1) == upto(1));
+  // The nodes' subscriber links are cut: n2 subscribes to bob's channel only once its link is
+  // back (its next tick, up to a third of node-ttl later), and bob's connection there is
+  // counted (and greeted) before that.
+  CHECK(redis_command(redis.port(), "CLIENT KILL TYPE pubsub").rfind(":", 0) == 0);
+  auto b2 = n2.connect("bob");
+  for (int i = 0; i < 3; ++i) {
+    auto r = n1.publish("bob", {{"n", i}});
+    REQUIRE(r.status == 202);
+    CHECK(json::parse(r.body)["delivered"] == 1); // counted: so it must arrive
+  }
+  CHECK(read_published(*b2, "bob", 3) == upto(3));
+  REQUIRE(n1.publish("bob", {{"n", 3}}).status == 202); // and the channel goes on from there
+  CHECK(read_published(*b2, "bob", 1) == std::vector<int>{3});
+  CHECK(b2->read(300ms).what == er::client::frame::kind::timeout); // each once
+}
+
+TEST_CASE("a publish after a node died with connections of the user drops the dead node's count") {
+  redis_server redis;
+  node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};
+  auto a1 = n1.connect("alice");
+  auto a2 = n2.connect("alice");
+  auto r = n2.publish("alice", {{"n", 0}});
+  REQUIRE(r.status == 202);
+  CHECK(json::parse(r.body)["delivered"] == 2);
+  CHECK(read_published(*a2, "alice", 1) == upto(1));
+  n1.kill_now();
+  CHECK(eventually([&] { return n2.health()["cluster"]["nodes"] == 1; }, 10s));
+  r = n2.publish("alice", {{"n", 1}});
+  REQUIRE(r.status == 202);
+  CHECK(json::parse(r.body)["delivered"] == 1);
+  CHECK(read_published(*a2, "alice", 1) == std::vector<int>{1});
+  CHECK(redis_command(redis.port(), "HLEN er:u:alice:conns").rfind(":1\r\n", 0) == 0);
+}
+
 TEST_CASE("while Redis is down local traffic goes on and publish answers 503, when it returns "
           "the nodes rejoin by themselves and every publish after the return is delivered") {
   redis_server redis;

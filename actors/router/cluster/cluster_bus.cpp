@@ -39,11 +39,28 @@ struct channel_message {
 
 struct user_state {
   std::int64_t local = 0; ///< this node's open connections of the user
-  std::string epoch;      ///< of `last`
-  std::uint64_t last = 0; ///< the last offset handed to the router; 0: none yet
+  /// `last` holds: from the node's first admitted connection of the user (its baseline) or,
+  /// without one, from the first message seen.
+  bool known = false;
+  std::string epoch;      ///< of `last`; empty: nothing was published when the baseline was read
+  std::uint64_t last = 0; ///< the last offset handed to the router, or the baseline's
   bool filling = false;   ///< a gap fill is under way: messages wait in `waiting`
   std::deque<channel_message> waiting;
 };
+
+/// Where a user's channel starts for this node: the offset published last before the node's
+/// connection of the user was counted (acquire). Every later publish counts that connection
+/// in its `delivered`, so it must reach it, including those that come before the node's
+/// subscription to the channel does (they are read from the history once it does).
+struct baseline {
+  std::string epoch;
+  std::uint64_t seq = 0;
+  std::chrono::steady_clock::time_point at;
+};
+
+/// How long a baseline waits for its connection to attach (admission to attach takes
+/// milliseconds; one that never attached must not date a later connection's start back).
+constexpr std::chrono::seconds baseline_life{5};
 
 /// A resume waiting for the owner's offer (adopt), or an offer the router has not confirmed.
 struct adoption {
@@ -57,6 +74,7 @@ struct bus_state {
   cluster_feedback router;
   std::vector<shard> shards;
   std::unordered_map<std::string, user_state> users;
+  std::unordered_map<std::string, baseline> baselines; ///< admitted, not yet attached
   std::unordered_map<std::string, adoption> adoptions; ///< by hand-over id
   std::unordered_map<std::uint64_t, reply_handler> pending;
   std::uint64_t next_request = 0;
@@ -168,11 +186,14 @@ void process(bus_pointer self, const std::string& user, channel_message msg) {
   auto& u = self->state.users[user];
   if (u.filling)
     return u.waiting.push_back(std::move(msg));
-  if (u.last == 0 || msg.epoch != u.epoch) { // the first one here, or Redis started anew
+  if (!u.known || (!u.epoch.empty() && msg.epoch != u.epoch)) {
+    // the first one here without a baseline, or Redis started anew
+    u.known = true;
     u.epoch = msg.epoch;
     u.last = msg.offset;
     return deliver(self, user, msg.event);
   }
+  u.epoch = msg.epoch; // a baseline read before the first publish had none
   if (msg.offset <= u.last)
     return; // seen already (a gap fill delivered it)
   if (msg.offset == u.last + 1) {
@@ -215,7 +236,8 @@ void on_message(bus_pointer self, const std::string& channel, const std::string&
   process(self, user, channel_message{payload.substr(0, first), offset, std::move(rest)});
 }
 
-/// After the user's channel was (re)subscribed: what was published meanwhile is fetched.
+/// Once Redis confirmed the user's channel (subscribed anew, or again after a lost link): what
+/// was published since `last` and before the subscription is fetched.
 void recover(bus_pointer self, const std::string& user) {
   call(self, shard_for(self, user),
        {"MGET", user_key(self, user, ":seq"), settings_of(self).prefix + "epoch"},
@@ -226,13 +248,14 @@ void recover(bus_pointer self, const std::string& user) {
          auto& u = it->second;
          auto seq = std::strtoull(r.elements[0].text.c_str(), nullptr, 10);
          auto& epoch = r.elements[1].text;
-         if (u.last == 0 || u.filling)
-           return; // nothing was seen yet: the next message sets the start
-         if (epoch != u.epoch) { // Redis started anew: follow its sequence from here
+         if (!u.known || u.filling)
+           return; // no start yet: the next message sets it
+         if (!u.epoch.empty() && epoch != u.epoch) { // Redis started anew: follow it from here
            u.epoch = epoch;
            u.last = seq;
            return;
          }
+         u.epoch = epoch;
          if (seq > u.last)
            fill_gap(self, user, u.last + 1, seq, [] {});
        });
@@ -302,10 +325,8 @@ void on_link(bus_pointer self, std::uint64_t index, bool pubsub, bool up) {
     sh.pubsub->subscribe(node_channel(self, settings_of(self).node_id));
   if (up && pubsub)
     for (auto& [user, u] : self->state.users)
-      if (shard_for(self, user) == index) {
-        sh.pubsub->subscribe(channel_of(self, user));
-        recover(self, user);
-      }
+      if (shard_for(self, user) == index)
+        sh.pubsub->subscribe(channel_of(self, user)); // recovered once confirmed
   publish_status(self);
 }
 
@@ -332,10 +353,14 @@ void make_links(bus_pointer self) {
       ev.on_down = [me, i, pubsub](std::string) {
         caf::anon_send(me, link_atom::value, i, pubsub, false);
       };
-      if (pubsub)
+      if (pubsub) {
         ev.on_message = [me, i](std::string channel, std::string message) {
           caf::anon_send(me, message_atom::value, i, std::move(channel), std::move(message));
         };
+        ev.on_subscribed = [me, i](std::string channel) {
+          caf::anon_send(me, subscribed_atom::value, i, std::move(channel));
+        };
+      }
       return ev;
     };
     shard sh;
@@ -466,10 +491,43 @@ void on_presence(bus_pointer self, const std::string& user, std::int64_t local) 
     return;
   }
   bool first = it == st.users.end();
-  st.users[user].local = local;
+  auto& u = st.users[user];
+  u.local = local;
+  if (auto b = st.baselines.find(user); b != st.baselines.end()) {
+    if (first && std::chrono::steady_clock::now() - b->second.at <= baseline_life) {
+      u.known = true;
+      u.epoch = b->second.epoch;
+      u.last = b->second.seq;
+    }
+    st.baselines.erase(b);
+  }
   if (first && st.shards[index].pubsub_up)
-    st.shards[index].pubsub->subscribe(channel_of(self, user));
+    st.shards[index].pubsub->subscribe(channel_of(self, user)); // recovered once confirmed
   sync_count(self, user);
+}
+
+/// An admitted connection's baseline, kept until it attaches (on_presence). Connections
+/// admitted together keep the earliest.
+void note_baseline(bus_pointer self, const std::string& user, std::string epoch,
+                   std::uint64_t seq) {
+  auto now = std::chrono::steady_clock::now();
+  auto [it, added] = self->state.baselines.try_emplace(user, baseline{epoch, seq, now});
+  auto& b = it->second;
+  if (added)
+    return;
+  if (now - b.at > baseline_life || b.epoch != epoch)
+    b = baseline{std::move(epoch), seq, now};
+  else
+    b.seq = std::min(b.seq, seq);
+}
+
+void on_subscribed(bus_pointer self, const std::string& channel) {
+  auto prefix = settings_of(self).prefix + "u:";
+  if (channel.rfind(prefix, 0) != 0)
+    return;
+  auto user = channel.substr(prefix.size());
+  if (self->state.users.count(user) != 0)
+    recover(self, user);
 }
 
 template <class Result, class Make>
@@ -532,9 +590,19 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           }
           std::string lua = std::string{"local CONNS = KEYS[1]\n"} + cluster_scripts::live_count_lua
                             + cluster_scripts::acquire_lua;
-          run_script<bool>(self, user, std::move(lua), {user_key(self, user, ":conns")},
-                           {settings_of(self).prefix, node_field(self), std::to_string(limit)},
-                           [](redis_reply& r) { return !r.is_error() && r.integer == 1; }, rp);
+          run_script<bool>(
+            self, user, std::move(lua),
+            {user_key(self, user, ":conns"), user_key(self, user, ":seq"),
+             settings_of(self).prefix + "epoch"},
+            {settings_of(self).prefix, node_field(self), std::to_string(limit)},
+            [self, user](redis_reply& r) {
+              bool admitted = !r.is_error() && !r.elements.empty() && r.elements[0].integer == 1;
+              if (admitted && r.elements.size() == 3)
+                note_baseline(self, user, r.elements[2].text,
+                              std::strtoull(r.elements[1].text.c_str(), nullptr, 10));
+              return admitted;
+            },
+            rp);
           return rp;
         },
         [=](cpublish_atom, const std::string& user, const protocol::outbound_event& ev) {
@@ -599,6 +667,9 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
         [=](message_atom, std::uint64_t, const std::string& channel, const std::string& payload) {
           on_message(self, channel, payload);
         },
+        [=](subscribed_atom, std::uint64_t, const std::string& channel) {
+          on_subscribed(self, channel);
+        },
         [=](reply_atom, std::uint64_t id, redis_reply& reply) {
           auto it = self->state.pending.find(id);
           if (it == self->state.pending.end())
@@ -608,6 +679,10 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           then(reply);
         },
         [=](tick_atom) {
+          auto now = std::chrono::steady_clock::now();
+          for (auto it = self->state.baselines.begin(); it != self->state.baselines.end();)
+            it = now - it->second.at > baseline_life ? self->state.baselines.erase(it)
+                                                     : std::next(it);
           connect_links(self);
           for (std::size_t i = 0; i < self->state.shards.size(); ++i)
             if (self->state.shards[i].commands_up)

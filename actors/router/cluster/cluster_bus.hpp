@@ -47,6 +47,7 @@ using lost_atom = caf::atom_constant<caf::atom("lost")>;         ///< bus -> rou
 using status_atom = caf::atom_constant<caf::atom("status")>;     ///< bus -> router
 using link_atom = caf::atom_constant<caf::atom("link")>;         ///< redis links -> bus
 using message_atom = caf::atom_constant<caf::atom("message")>;   ///< redis links -> bus
+using subscribed_atom = caf::atom_constant<caf::atom("subscrbd")>; ///< redis links -> bus
 using tick_atom = caf::atom_constant<caf::atom("tick")>;         ///< bus -> itself
 using reply_atom = caf::atom_constant<caf::atom("reply")>;       ///< redis links -> bus
 using adopt_atom = caf::atom_constant<caf::atom("adopt")>;       ///< router -> bus
@@ -103,10 +104,11 @@ using cluster_bus_actor = caf::typed_actor<
                   std::string /* token */, std::uint64_t /* last_event_id */>::with<peer_note>,
   // sends a note to `note.node`
   caf::reacts_to<peer_atom, peer_note>,
-  // internal: a redis link went up (true) or down; a message on a channel; a command's
-  // reply; the timer
+  // internal: a redis link went up (true) or down; a message on a channel; a subscription
+  // confirmed; a command's reply; the timer
   caf::reacts_to<link_atom, std::uint64_t, bool, bool>,
   caf::reacts_to<message_atom, std::uint64_t, std::string, std::string>,
+  caf::reacts_to<subscribed_atom, std::uint64_t, std::string>,
   caf::reacts_to<reply_atom, std::uint64_t, redis_reply>,
   caf::reacts_to<tick_atom>,
   caf::reacts_to<hotimeout_atom, std::string>>;

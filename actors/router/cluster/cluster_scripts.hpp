@@ -29,7 +29,7 @@ for i = 1, #entries, 2 do
   if live(ARGV[1], entries[i]) then
     total = total + tonumber(entries[i + 1])
   else
-    redis.call('HDEL', KEYS[1], entries[i])
+    redis.call('HDEL', CONNS, entries[i])
   end
 end
 )lua";
@@ -56,12 +56,14 @@ redis.call('PUBLISH', ARGV[2], (redis.call('GET', KEYS[2]) or '-') .. ' 0 discon
 )lua";
 
 /// A new connection of the user on this node, if the user has fewer than the limit on live
-/// nodes. KEYS[1] conns. ARGV[1] prefix, ARGV[2] this node's field, ARGV[3] the limit.
-/// Returns 1 (counted) or 0 (refused).
+/// nodes. KEYS[1] conns, KEYS[2] seq, KEYS[3] epoch. ARGV[1] prefix, ARGV[2] this node's
+/// field, ARGV[3] the limit. Returns {0} (refused) or {1, seq, epoch}: counted from the user's
+/// offset `seq` on (every later publish counts the connection, so it must reach it); seq 0
+/// and epoch "" when nothing was published yet.
 inline constexpr const char* acquire_lua = R"lua(
-if total >= tonumber(ARGV[3]) then return 0 end
+if total >= tonumber(ARGV[3]) then return {0} end
 redis.call('HINCRBY', CONNS, ARGV[2], 1)
-return 1
+return {1, redis.call('GET', KEYS[2]) or '0', redis.call('GET', KEYS[3]) or ''}
 )lua";
 
 } // namespace er::actors::cluster_scripts

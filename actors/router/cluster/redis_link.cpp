@@ -191,6 +191,8 @@ private:
     if (kind == "message" && self->cb_.on_message)
       self->cb_.on_message({reply->element[1]->str, reply->element[1]->len},
                            {reply->element[2]->str, reply->element[2]->len});
+    else if (kind == "subscribe" && self->cb_.on_subscribed && reply->element[1]->str)
+      self->cb_.on_subscribed({reply->element[1]->str, reply->element[1]->len});
   }
 
   // -- the socket under hiredis -------------------------------------------------

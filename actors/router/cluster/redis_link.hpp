@@ -50,6 +50,8 @@ public:
     std::function<void(std::string why)> on_down;  ///< a connect failed or the link broke
     /// Subscriber links: a message on a subscribed channel.
     std::function<void(std::string channel, std::string message)> on_message;
+    /// Subscriber links: Redis confirmed a subscription; messages published from now on come.
+    std::function<void(std::string channel)> on_subscribed;
   };
 
   /// `password` empty: no AUTH.
