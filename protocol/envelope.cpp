@@ -233,19 +233,33 @@ render_buffer& thread_render_buffer() {
   return buffer;
 }
 
-/// `,"key":value`: `key` is one of the envelope's own names (nothing to escape), `value` is
-/// serialized by nlohmann (invalid UTF-8 replaced, as in every frame).
-std::string member_text(std::string_view key, const json& value) {
+/// `,"key":value` into `text` (its capacity kept): `key` is one of the envelope's own names
+/// (nothing to escape), `value` is serialized by nlohmann (invalid UTF-8 replaced, as in every
+/// frame).
+void write_member(std::string& text, std::string_view key, const json& value) {
   auto& buffer = thread_render_buffer();
   buffer.value.clear();
   buffer.value_writer.dump(value, false, false, 0);
-  std::string text;
+  text.clear();
   text.reserve(key.size() + 4 + buffer.value.size());
   text += ",\"";
   text += key;
   text += "\":";
   text += buffer.value;
+}
+
+std::string member_text(std::string_view key, const json& value) {
+  std::string text;
+  write_member(text, key, value);
   return text;
+}
+
+/// A JSON string per thread to serialize a string value through: nlohmann keeps a document's
+/// string on the heap, so a fresh document per value would cost an allocation.
+json& scratch_string(const std::string& value) {
+  thread_local json scratch = json::string_t{};
+  scratch.get_ref<json::string_t&>() = value;
+  return scratch;
 }
 
 const std::string& type_member(render_buffer& buffer, const std::string& type) {
@@ -276,9 +290,14 @@ void event_renderer::append(std::string& out, cached_member& member, std::string
                             const std::string* value) {
   bool same = !member.text.empty() && member.value.has_value() == (value != nullptr)
               && (value == nullptr || *member.value == *value);
-  if (!same) {
-    member.text = member_text(key, value ? json(*value) : json(nullptr));
-    member.value = value ? std::optional<std::string>{*value} : std::nullopt;
+  if (!same) { // both kept in place: a run's members repeat, a ping's reply_to changes each time
+    write_member(member.text, key, value ? scratch_string(*value) : json(nullptr));
+    if (!value)
+      member.value.reset();
+    else if (member.value)
+      *member.value = *value;
+    else
+      member.value.emplace(*value);
   }
   out += member.text;
 }
