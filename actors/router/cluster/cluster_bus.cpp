@@ -193,7 +193,8 @@ void process(bus_pointer self, const std::string& user, channel_message msg) {
     u.last = msg.offset;
     return deliver(self, user, msg.event);
   }
-  u.epoch = msg.epoch; // a baseline read before the first publish had none
+  if (u.epoch.empty()) // a baseline read before the first publish had none
+    u.epoch = msg.epoch;
   if (msg.offset <= u.last)
     return; // seen already (a gap fill delivered it)
   if (msg.offset == u.last + 1) {
@@ -248,14 +249,15 @@ void recover(bus_pointer self, const std::string& user) {
          auto& u = it->second;
          auto seq = std::strtoull(r.elements[0].text.c_str(), nullptr, 10);
          auto& epoch = r.elements[1].text;
-         if (!u.known || u.filling)
-           return; // no start yet: the next message sets it
+         if (!u.known || u.filling || epoch.empty())
+           return; // no start yet (the next message sets it), or nothing published when read
          if (!u.epoch.empty() && epoch != u.epoch) { // Redis started anew: follow it from here
            u.epoch = epoch;
            u.last = seq;
            return;
          }
-         u.epoch = epoch;
+         if (u.epoch.empty())
+           u.epoch = epoch;
          if (seq > u.last)
            fill_gap(self, user, u.last + 1, seq, [] {});
        });
