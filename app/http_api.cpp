@@ -77,7 +77,7 @@ std::variant<std::pair<std::string, protocol::outbound_event>, std::string>
 parse_publish(std::string_view body) {
   auto parsed = protocol::parse_json(body);
   if (parsed.too_deep)
-    return "the body nests deeper than " + std::to_string(protocol::max_json_depth) + " levels";
+    return protocol::too_deep_reason("the body");
   auto& doc = parsed.doc;
   if (!doc.is_object())
     return std::string{"the body must be a JSON object"};

@@ -59,4 +59,8 @@ parsed_json parse_json(std::string_view text) {
   return result;
 }
 
+std::string too_deep_reason(std::string_view what) {
+  return std::string{what} + " nests deeper than " + std::to_string(max_json_depth) + " levels";
+}
+
 } // namespace er::protocol

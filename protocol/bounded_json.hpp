@@ -6,6 +6,7 @@
 // the event is rendered. Past the limit a text is refused, as if it were not JSON.
 
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -28,5 +29,9 @@ struct parsed_json {
 /// The document of `text`; refused (discarded) when `text` is not one JSON value or when it
 /// nests deeper than `max_json_depth` (parsing stops there).
 parsed_json parse_json(std::string_view text);
+
+/// Why a text past the limit is refused, for `what` ("the message", "the body"): "<what> nests
+/// deeper than 128 levels".
+std::string too_deep_reason(std::string_view what);
 
 } // namespace er::protocol

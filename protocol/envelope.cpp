@@ -176,8 +176,7 @@ std::variant<inbound_message, protocol_error> inbound_reader::result() {
     msg.id = std::move(id_.text);
   }
   if (too_deep_)
-    return invalid("the message nests deeper than " + std::to_string(max_json_depth) + " levels",
-                   msg.id);
+    return invalid(too_deep_reason("the message"), msg.id);
   if (type_.state == member_state::absent || type_.state == member_state::null)
     return invalid("\"type\" is required", msg.id);
   if (type_.state != member_state::string)
