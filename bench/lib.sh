@@ -4,28 +4,28 @@
 
 pids=()
 
-# Every process a script starts is in `pids`; all of them end here, whatever happens.
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+end_pids() { # TENTHS PID...: SIGTERM, then SIGKILL after TENTHS tenths of a second; reaped
+  local tenths=$1 pid
+  shift
+  for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do
+    for _ in $(seq "$tenths"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
+}
+
+# Every process a script starts is in `pids`; all of them end here, whatever happens.
+cleanup() {
+  end_pids 50 "${pids[@]}"
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 stop_pids() { # PID...: SIGTERM, then SIGKILL after 10 s; taken out of `pids`
-  local pid kept=() p
-  for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "$@"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  local kept=() p
+  end_pids 100 "$@"
   for p in "${pids[@]}"; do
     [[ " $* " == *" $p "* ]] || kept+=("$p")
   done
