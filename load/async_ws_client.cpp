@@ -1,6 +1,8 @@
 #include "load/async_ws_client.hpp"
 
 #include <deque>
+#include <utility>
+#include <vector>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -12,6 +14,7 @@
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/teardown.hpp>
 
 namespace er::load {
 
@@ -29,21 +32,83 @@ using client_timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                                 asio::wait_traits<std::chrono::steady_clock>,
                                                 strand_type>;
 
+// The socket under the WebSocket stream, told when Beast asks it for bytes: by then Beast has
+// decoded every message the bytes read so far held. A client hands the messages of one socket
+// read (a run's events leave the router in one write) to its sink together, as one batch.
+template <class Socket>
+class read_hook_layer {
+public:
+  using next_layer_type = Socket;
+  using executor_type = typename Socket::executor_type;
+
+  template <class... Args>
+  explicit read_hook_layer(Args&&... args) : socket_(std::forward<Args>(args)...) {
+  }
+
+  executor_type get_executor() noexcept {
+    return socket_.get_executor();
+  }
+  Socket& next_layer() noexcept {
+    return socket_;
+  }
+
+  /// `hook(context)` runs each time the layer above asks for bytes, before they are read.
+  void on_read_request(void (*hook)(void*), void* context) noexcept {
+    hook_ = hook;
+    hook_context_ = context;
+  }
+
+  template <class MutableBuffers, class Handler>
+  void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
+    if (hook_)
+      hook_(hook_context_);
+    socket_.async_read_some(buffers, std::forward<Handler>(handler));
+  }
+  template <class ConstBuffers, class Handler>
+  void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    socket_.async_write_some(buffers, std::forward<Handler>(handler));
+  }
+
+private:
+  Socket socket_;
+  void (*hook_)(void*) = nullptr;
+  void* hook_context_ = nullptr;
+};
+
+template <class Socket>
+void teardown(beast::role_type role, read_hook_layer<Socket>& layer, beast::error_code& ec) {
+  using websocket::teardown;
+  teardown(role, layer.next_layer(), ec);
+}
+
+template <class Socket, class Handler>
+void async_teardown(beast::role_type role, read_hook_layer<Socket>& layer, Handler&& handler) {
+  using websocket::async_teardown;
+  async_teardown(role, layer.next_layer(), std::forward<Handler>(handler));
+}
+
 // Every member below runs on `strand`.
 struct async_ws_client::impl : std::enable_shared_from_this<impl> {
   enum class phase { connecting, open, closing, done };
 
   impl(asio::io_context& io, const async_client_options& o, std::shared_ptr<client_sink> s)
     : strand(asio::make_strand(io)), ws(strand), timer(strand), options(o), sink(std::move(s)) {
+    ws.next_layer().on_read_request([](void* self) { static_cast<impl*>(self)->hand_on_texts(); },
+                                    this); // the layer lives in `ws`, a member: never dangles
+  }
+
+  client_socket& socket() noexcept {
+    return ws.next_layer().next_layer();
   }
 
   strand_type strand;
-  websocket::stream<client_socket> ws;
+  websocket::stream<read_hook_layer<client_socket>> ws;
   client_timer timer;
   async_client_options options;
   std::shared_ptr<client_sink> sink;
   websocket::response_type response;
   beast::flat_buffer buffer;
+  std::vector<std::string> texts; ///< text messages decoded, not yet handed to the sink
   std::deque<std::string> queue;
   phase state = phase::connecting;
   unsigned timer_generation = 0; ///< a stale expiry (armed for an earlier phase) is ignored
@@ -66,7 +131,7 @@ struct async_ws_client::impl : std::enable_shared_from_this<impl> {
     if (ec)
       return fail_open(0, "bad host address " + options.host);
     tcp::endpoint remote{address, options.port};
-    auto& socket = ws.next_layer();
+    auto& socket = this->socket();
     socket.open(remote.protocol(), ec);
     if (!ec && !options.bind_address.empty())
       bind_source(ec);
@@ -81,7 +146,7 @@ struct async_ws_client::impl : std::enable_shared_from_this<impl> {
   // The port is chosen at connect time (IP_BIND_ADDRESS_NO_PORT), so one source address can
   // carry connections to several servers without exhausting its ephemeral ports at bind().
   void bind_source(beast::error_code& ec) {
-    auto& socket = ws.next_layer();
+    auto& socket = this->socket();
 #ifdef IP_BIND_ADDRESS_NO_PORT
     int one = 1;
     ::setsockopt(socket.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
@@ -95,7 +160,7 @@ struct async_ws_client::impl : std::enable_shared_from_this<impl> {
     if (ec)
       return fail_open(0, timed_out ? "connect timed out" : "connect: " + ec.message());
     beast::error_code ignored;
-    ws.next_layer().set_option(tcp::no_delay{true}, ignored);
+    socket().set_option(tcp::no_delay{true}, ignored);
     ws.secure_prng(false); // masking keys of a load client need not be unpredictable
     ws.read_message_max(16 << 20);
     ws.set_option(websocket::stream_base::decorator(
@@ -129,7 +194,7 @@ struct async_ws_client::impl : std::enable_shared_from_this<impl> {
     ++timer_generation;
     timer.cancel();
     beast::error_code ignored;
-    ws.next_layer().close(ignored);
+    socket().close(ignored);
     if (auto s = std::move(sink))
       s->on_open(open_result{false, status, std::move(why)});
   }
@@ -149,12 +214,23 @@ struct async_ws_client::impl : std::enable_shared_from_this<impl> {
       return finish(ec == websocket::error::closed
                       ? close_info{static_cast<std::uint16_t>(ws.reason().code), true}
                       : close_info{});
-    if (ws.got_text())
-      sink->on_text(beast::buffers_to_string(buffer.data()));
-    else
+    if (ws.got_text()) {
+      if (texts.empty())
+        texts.reserve(8);
+      texts.push_back(beast::buffers_to_string(buffer.data()));
+    } else {
+      hand_on_texts(); // in order
       sink->on_binary(buffer.size());
+    }
     buffer.consume(buffer.size());
     do_read();
+  }
+
+  // A text message waits in `texts` until Beast asks the socket for more bytes (or the
+  // connection ends): one message alone is handed on as the read after it begins.
+  void hand_on_texts() {
+    if (!texts.empty() && sink)
+      sink->on_texts(std::exchange(texts, {}));
   }
 
   // -- write queue ------------------------------------------------------------
@@ -224,7 +300,7 @@ struct async_ws_client::impl : std::enable_shared_from_this<impl> {
     if (state == phase::done)
       return;
     beast::error_code ignored;
-    ws.next_layer().set_option(asio::socket_base::linger{true, 0}, ignored);
+    socket().set_option(asio::socket_base::linger{true, 0}, ignored);
     abort_transport();
   }
 
@@ -242,7 +318,7 @@ struct async_ws_client::impl : std::enable_shared_from_this<impl> {
   // Pending operations complete with an error and end the connection from their handlers.
   void abort_transport() {
     beast::error_code ignored;
-    ws.next_layer().close(ignored);
+    socket().close(ignored);
   }
 
   void finish(close_info info) {
@@ -254,6 +330,7 @@ struct async_ws_client::impl : std::enable_shared_from_this<impl> {
     while (queue.size() > (writing ? 1u : 0u)) // a write in progress still reads its frame
       queue.pop_back();
     abort_transport();
+    hand_on_texts(); // what came before the end, in order
     if (auto s = std::move(sink))
       s->on_closed(info);
   }

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
@@ -44,7 +45,8 @@ public:
   virtual ~client_sink() = default;
   /// Called once. When `result.upgraded` is false nothing follows.
   virtual void on_open(open_result result) = 0;
-  virtual void on_text(std::string frame) = 0;
+  /// The text messages of one socket read, in order (at least one).
+  virtual void on_texts(std::vector<std::string> frames) = 0;
   virtual void on_binary(std::size_t bytes) = 0;
   /// Called once after a successful open; nothing is delivered after it. A close we
   /// started and the peer answered is clean with our code; a reset is 1006, not clean.

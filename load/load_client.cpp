@@ -31,8 +31,8 @@ public:
     caf::anon_send(client_, opened_atom::value, r.upgraded, static_cast<std::uint32_t>(r.status),
                    std::move(r.error));
   }
-  void on_text(std::string frame) override {
-    caf::anon_send(client_, frame_atom::value, std::move(frame));
+  void on_texts(std::vector<std::string> frames) override {
+    caf::anon_send(client_, frames_atom::value, std::move(frames));
   }
   void on_binary(std::size_t bytes) override {
     caf::anon_send(client_, binary_atom::value, static_cast<std::uint64_t>(bytes));
@@ -332,7 +332,10 @@ load_client_actor::behavior_type client_behavior(client_pointer self, setup_ptr 
     [=](opened_atom, bool upgraded, std::uint32_t status, const std::string& why) {
       on_opened(self, upgraded, status, why);
     },
-    [=](frame_atom, const std::string& text) { on_frame(self, text); },
+    [=](frames_atom, const std::vector<std::string>& texts) {
+      for (const auto& text : texts)
+        on_frame(self, text);
+    },
     [=](binary_atom, std::uint64_t) {
       ++self->state.pending.counters.received;
       self->state.pending.counters.error("binary_frame");

@@ -97,7 +97,9 @@ using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using opened_atom = caf::atom_constant<caf::atom("opened")>;
 using actors::binary_atom; // what the socket says (actors/runtime/socket_messages.hpp)
 using actors::closed_atom;
-using actors::frame_atom;
+/// (frames, texts): the text frames one socket read brought, in order. A run's events leave
+/// the router in one write: one mailbox element for all of them, not one each.
+using frames_atom = caf::atom_constant<caf::atom("frames")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
 using deadline_atom = caf::atom_constant<caf::atom("deadline")>;
@@ -122,7 +124,7 @@ using load_client_actor = caf::typed_actor<
   caf::reacts_to<go_atom>,                                        // collector: window opens
   caf::reacts_to<stop_atom>,                                      // collector: window closed
   caf::reacts_to<opened_atom, bool, std::uint32_t, std::string>,  // socket: upgraded, status, why
-  caf::reacts_to<frame_atom, std::string>,                        // socket: a text frame
+  caf::reacts_to<frames_atom, std::vector<std::string>>,          // socket: text frames
   caf::reacts_to<binary_atom, std::uint64_t>,                     // socket: a binary frame
   caf::reacts_to<closed_atom, std::uint16_t, bool>,               // socket: code, clean
   caf::reacts_to<tick_atom>,                                      // itself: start a run
