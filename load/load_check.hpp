@@ -16,7 +16,6 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 
@@ -110,6 +109,7 @@ private:
   frame_outcome on_run_event(const envelope_fields& frame, clock::time_point now);
   frame_outcome on_published(const envelope_fields& frame, clock::time_point now);
   std::string expected_type(int received) const;
+  void remember_finished(const std::string& run_id);
   int events_per_run() const { return demo_steps_ + 4; }
 
   std::string user_id_;
@@ -121,7 +121,13 @@ private:
   std::uint64_t next_request_ = 0;
   std::deque<std::pair<std::uint64_t, clock::time_point>> pings_;
   std::vector<run> runs_;
-  std::unordered_set<std::string> finished_runs_;
+  /// The runs finished last, to tell a late event of one of them (the router's fault:
+  /// event_after_final) from an event of a run that is not this connection's (a leak). A ring
+  /// of the ids' hashes, so that a connection's memory stays flat however long the load runs:
+  /// an event of a run finished more than `finished_memory` runs earlier counts as foreign.
+  static constexpr std::size_t finished_memory = 64;
+  std::vector<std::size_t> finished_runs_;
+  std::size_t finished_next_ = 0; ///< the ring's oldest entry once it is full
   std::unordered_map<std::uint64_t, clock::time_point> publishes_; ///< owed: seq -> published at
   std::unordered_map<std::uint64_t, bool> publishes_done_; ///< no longer owed: true received, false taken back
   std::uint64_t publishes_expected_ = 0;

@@ -228,6 +228,36 @@ TEST_CASE("a run in order completes with its round trip, and a run cut short lea
   CHECK(checker.owed_events() == 6);
 }
 
+TEST_CASE("a connection remembers its last 64 finished runs, not all of them: a late event of one "
+          "of those is an event after the final one, of an older run a foreign run") {
+  auto checker = greeted_checker("alice");
+  std::int64_t id = 1;
+  auto event = [&](const std::string& type, const std::string& run, const std::string& start) {
+    auto e = envelope(type, id++, "alice");
+    e["run_id"] = run;
+    e["reply_to"] = start;
+    return checker.check(frame(e), steady::now());
+  };
+  constexpr int runs = 100; // more than it keeps: memory stays flat over a long load run
+  std::vector<std::string> starts;
+  for (int r = 0; r < runs; ++r) {
+    auto start = request_id(checker.start_demo_run(steady::now()));
+    starts.push_back(start);
+    auto run = "r-" + std::to_string(r);
+    for (auto type : {"agent_started", "agent_thinking", "agent_thinking", "agent_thinking",
+                      "tool_executing", "tool_completed"})
+      REQUIRE(event(type, run, start).verdict == frame_verdict::progress);
+    REQUIRE(event("agent_completed", run, start).verdict == frame_verdict::completed);
+  }
+  CHECK(checker.pending_runs() == 0);
+  // The last 64 runs (36 to 99) are remembered, the older ones are not.
+  CHECK(event("agent_thinking", "r-99", starts[99]).kind == "event_after_final:agent_thinking");
+  CHECK(event("agent_thinking", "r-36", starts[36]).kind == "event_after_final:agent_thinking");
+  auto forgotten = event("agent_thinking", "r-35", starts[35]);
+  CHECK(forgotten.verdict == frame_verdict::leak);
+  CHECK(forgotten.kind == "foreign_run");
+}
+
 TEST_CASE("agents: the connections' first runs are spread over the whole interval, not in step") {
   // A thousand connections, as in the 1,000-user benchmark: each tenth of the interval gets
   // about a tenth of the first starts (a generator seeded with the bare index put them all
