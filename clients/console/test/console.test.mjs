@@ -295,8 +295,14 @@ test('the console shows a resume (recovered) after a dropped connection, and rec
     // on the new router (a new session: recovered false). First a new client, straight to the router.
     await page.fill('#ws-url', router.url);
     await page.click('#connect');
-    await waitFor(async () => (await page.textContent('#status-text')).startsWith('Open') && (await page.textContent('#info-session')) !== session,
-      { what: 'the new connection' });
+    // Both read in one turn of the page: read one after the other, the replaced client's stale
+    // "Open" and the new client's first update (its session still "—") could pass together,
+    // and the router would be killed under the new client's first attempt.
+    await waitFor(() => page.evaluate((old) => {
+      const status = document.getElementById('status-text').textContent;
+      const current = document.getElementById('info-session').textContent;
+      return status.startsWith('Open') && current.startsWith('s-') && current !== old;
+    }, session), { what: 'the new connection' });
     await proxy.close();
     await page.evaluate(() => {
       window.__statusTexts = [];
