@@ -129,9 +129,13 @@ function onFrame(frame) {
   updateSessionInfo();
 }
 
+/** True while the previous client closes before the next one starts (see connect). */
+let replacing = false;
+
 /** The connect form: a new client with the token and URL of the form (closing the old one). */
 export async function connect(ev) {
   if (ev) ev.preventDefault();
+  if (replacing) return; // the Connect button is disabled meanwhile; a submit by Enter lands here
   showError($('connect-error'), '');
   const token = $('token').value.trim();
   if (!token) {
@@ -148,8 +152,21 @@ export async function connect(ev) {
   }
   const previous = ui.client;
   if (previous && previous.state !== 'closed') {
+    // The old client's events no longer reach the page: until the new one reports, the page
+    // says what happens instead of showing the old session as open (a close handshake that
+    // gets no answer takes the client's close timeout, 5 s).
     ui.client = null;
-    await previous.close(1000, 'replaced');
+    replacing = true;
+    setStatus('connecting', 'Closing the previous connection to open a new one…');
+    updateSessionInfo();
+    setButtons();
+    $('connect').disabled = true;
+    try {
+      await previous.close(1000, 'replaced');
+    } finally {
+      replacing = false;
+      $('connect').disabled = false;
+    }
     markRunsLost('The console opened a new connection before the run finished.');
     addHistory('info', 'Closed the previous connection to open a new one.');
   }

@@ -292,9 +292,16 @@ test('the console shows a resume (recovered) after a dropped connection, and rec
     await screenshot(page, 'console-resumed.png');
 
     // The router killed: "reconnecting" with the delay and the close explained, then open again
-    // on the new router (a new session: recovered false). First a new client, straight to the router.
+    // on the new router (a new session: recovered false). First a new client, straight to the router,
+    // while the old one's connection answers nothing: its close handshake takes the close timeout,
+    // and meanwhile the page says so instead of showing the old session as open.
     await page.fill('#ws-url', router.url);
+    proxy.stall();
     await page.click('#connect');
+    await waitFor(() => page.evaluate(() => document.getElementById('status-text').textContent
+      === 'Closing the previous connection to open a new one…'
+      && document.getElementById('info-session').textContent === '—'
+      && document.getElementById('connect').disabled), { what: 'the page saying the old connection closes' });
     // Both read in one turn of the page: read one after the other, the replaced client's stale
     // "Open" and the new client's first update (its session still "—") could pass together,
     // and the router would be killed under the new client's first attempt.
@@ -302,7 +309,7 @@ test('the console shows a resume (recovered) after a dropped connection, and rec
       const status = document.getElementById('status-text').textContent;
       const current = document.getElementById('info-session').textContent;
       return status.startsWith('Open') && current.startsWith('s-') && current !== old;
-    }, session), { what: 'the new connection' });
+    }, session), { timeoutMs: 10000, what: 'the new connection' });
     await proxy.close();
     await page.evaluate(() => {
       window.__statusTexts = [];

@@ -230,6 +230,15 @@ export async function startProxy(targetPort) {
       }
       pairs.clear();
     },
+    /** Stops forwarding in both directions and keeps the sockets open: nothing is answered. */
+    stall() {
+      for (const { client, upstream } of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+      }
+    },
     close() {
       openProxies.delete(proxy);
       for (const { client, upstream } of Array.from(pairs)) { client.destroy(); upstream.destroy(); }
