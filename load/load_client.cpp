@@ -74,6 +74,7 @@ struct client_state {
   bool stopping = false;
   bool closing = false;   ///< we ended the connection (close or reset)
   bool resetting = false; ///< ... with a reset
+  bool ended = false;     ///< reported done and quit: nothing more is counted
 
   static inline const char* name = "load_client";
 };
@@ -116,6 +117,7 @@ void report_ready(client_pointer self, bool ok) {
 void end_client(client_pointer self) {
   report_ready(self, false);
   self->send(self->state.collector, done_atom::value, std::exchange(self->state.pending, {}));
+  self->state.ended = true;
   self->quit();
 }
 
@@ -333,8 +335,11 @@ load_client_actor::behavior_type client_behavior(client_pointer self, setup_ptr 
       on_opened(self, upgraded, status, why);
     },
     [=](frames_atom, const std::vector<std::string>& texts) {
-      for (const auto& text : texts)
+      for (const auto& text : texts) {
+        if (self->state.ended) // as a message after quit() would be: dropped, not counted
+          break;
         on_frame(self, text);
+      }
     },
     [=](binary_atom, std::uint64_t) {
       ++self->state.pending.counters.received;
