@@ -2,7 +2,6 @@
 
 #include <simdjson.h>
 
-#include <algorithm>
 #include <charconv>
 #include <functional>
 #include <random>
@@ -234,9 +233,7 @@ frame_outcome frame_checker::on_run_event(const envelope_fields& frame, clock::t
   auto& run_id = *frame.run_id;
   auto it = std::find_if(runs_.begin(), runs_.end(), [&](auto& r) { return r.run_id == run_id; });
   if (it == runs_.end())
-    return std::find(finished_runs_.begin(), finished_runs_.end(),
-                     std::hash<std::string>{}(run_id))
-               != finished_runs_.end()
+    return finished_runs_.find_if([h = std::hash<std::string>{}(run_id)](auto x) { return x == h; })
              ? frame_outcome{frame_verdict::unexpected, "event_after_final:" + type}
              : frame_outcome{frame_verdict::leak, "foreign_run"};
   if (own_request(frame.reply_to, 'r') != static_cast<std::int64_t>(it->request))
@@ -256,17 +253,9 @@ frame_outcome frame_checker::on_run_event(const envelope_fields& frame, clock::t
     out.verdict = frame_verdict::completed;
     out.round_trip = std::chrono::duration_cast<std::chrono::microseconds>(now - it->sent_at);
   }
-  remember_finished(it->run_id);
+  finished_runs_.remember(std::hash<std::string>{}(it->run_id));
   runs_.erase(it);
   return out;
-}
-
-void frame_checker::remember_finished(const std::string& run_id) {
-  auto h = std::hash<std::string>{}(run_id);
-  if (finished_runs_.size() < finished_memory)
-    return finished_runs_.push_back(h);
-  finished_runs_[finished_next_] = h;
-  finished_next_ = (finished_next_ + 1) % finished_memory;
 }
 
 std::chrono::microseconds first_start_offset(std::size_t index, std::chrono::microseconds interval) {

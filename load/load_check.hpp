@@ -9,6 +9,7 @@
 // publishes (expect_publish), and a publish that failed is taken back (cancel_publish).
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -16,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 
@@ -38,6 +40,33 @@ struct frame_outcome {
   std::string kind;                       ///< for leaks and errors: what exactly
   std::chrono::microseconds round_trip{}; ///< with `completed`: since the request was sent
   std::uint64_t skipped_events = 0;       ///< a gap in event_id before this frame
+};
+
+/// The last `N` values remembered, the oldest forgotten first: a connection's memory of what it
+/// is done with stays flat however long the load runs.
+template <class T, std::size_t N>
+class recent_ring {
+public:
+  void remember(T value) {
+    if (items_.size() < N)
+      return items_.push_back(std::move(value));
+    items_[oldest_] = std::move(value);
+    oldest_ = (oldest_ + 1) % N;
+  }
+  /// The newest remembered value that satisfies `pred`, or null.
+  template <class Pred>
+  const T* find_if(Pred pred) const {
+    for (std::size_t i = items_.size(); i-- > 0;) {
+      auto& item = items_[(oldest_ + i) % items_.size()];
+      if (pred(item))
+        return &item;
+    }
+    return nullptr;
+  }
+
+private:
+  std::vector<T> items_;
+  std::size_t oldest_ = 0; ///< once full, the next one overwritten
 };
 
 /// The fields of a server envelope the checks read, taken from the frame by simdjson's
@@ -108,8 +137,8 @@ private:
   frame_outcome on_agent_started(const envelope_fields& frame);
   frame_outcome on_run_event(const envelope_fields& frame, clock::time_point now);
   frame_outcome on_published(const envelope_fields& frame, clock::time_point now);
+  const std::pair<std::uint64_t, bool>* done_publish(std::uint64_t seq) const;
   std::string expected_type(int received) const;
-  void remember_finished(const std::string& run_id);
   int events_per_run() const { return demo_steps_ + 4; }
 
   std::string user_id_;
@@ -121,15 +150,14 @@ private:
   std::uint64_t next_request_ = 0;
   std::deque<std::pair<std::uint64_t, clock::time_point>> pings_;
   std::vector<run> runs_;
-  /// The runs finished last, to tell a late event of one of them (the router's fault:
-  /// event_after_final) from an event of a run that is not this connection's (a leak). A ring
-  /// of the ids' hashes, so that a connection's memory stays flat however long the load runs:
-  /// an event of a run finished more than `finished_memory` runs earlier counts as foreign.
-  static constexpr std::size_t finished_memory = 64;
-  std::vector<std::size_t> finished_runs_;
-  std::size_t finished_next_ = 0; ///< the ring's oldest entry once it is full
+  /// The last 64 runs finished (their ids' hashes), to tell a late event of one of them (the
+  /// router's fault: event_after_final) from an event of a run that is not this connection's
+  /// (a leak); an event of a run finished earlier than those counts as foreign.
+  recent_ring<std::size_t, 64> finished_runs_;
   std::unordered_map<std::uint64_t, clock::time_point> publishes_; ///< owed: seq -> published at
-  std::unordered_map<std::uint64_t, bool> publishes_done_; ///< no longer owed: true received, false taken back
+  /// The last 64 publishes no longer owed: seq, and true when received, false when taken back.
+  /// A publish done before those and received again counts as unannounced.
+  recent_ring<std::pair<std::uint64_t, bool>, 64> publishes_done_;
   std::uint64_t publishes_expected_ = 0;
   std::uint64_t publishes_received_ = 0;
 };

@@ -10,8 +10,12 @@ namespace er::load {
 
 using json = nlohmann::json;
 
+const std::pair<std::uint64_t, bool>* frame_checker::done_publish(std::uint64_t seq) const {
+  return publishes_done_.find_if([seq](auto& done) { return done.first == seq; });
+}
+
 void frame_checker::expect_publish(std::uint64_t seq, clock::time_point sent_at) {
-  if (publishes_done_.count(seq) != 0 || !publishes_.emplace(seq, sent_at).second)
+  if (done_publish(seq) || !publishes_.emplace(seq, sent_at).second)
     return; // announced twice: still owed once
   ++publishes_expected_;
 }
@@ -21,7 +25,7 @@ bool frame_checker::cancel_publish(std::uint64_t seq) {
   if (it == publishes_.end())
     return false;
   publishes_.erase(it);
-  publishes_done_.emplace(seq, false);
+  publishes_done_.remember({seq, false});
   return true;
 }
 
@@ -34,15 +38,15 @@ frame_outcome frame_checker::on_published(const envelope_fields& frame, clock::t
   auto n = *frame.data_seq;
   auto it = publishes_.find(n);
   if (it == publishes_.end()) {
-    auto done = publishes_done_.find(n);
-    if (done == publishes_done_.end())
+    auto done = done_publish(n);
+    if (!done)
       return {frame_verdict::unexpected, "unannounced_publish"};
     return {frame_verdict::unexpected, done->second ? "duplicate_publish" : "publish_after_failure"};
   }
   frame_outcome out{frame_verdict::completed, {}};
   out.round_trip = std::chrono::duration_cast<std::chrono::microseconds>(now - it->second);
   publishes_.erase(it);
-  publishes_done_.emplace(n, true);
+  publishes_done_.remember({n, true});
   ++publishes_received_;
   return out;
 }

@@ -52,6 +52,28 @@ TEST_CASE("router-load publish with a wrong API key fails the run with the refus
   CHECK(r.totals.leaks == 0);
 }
 
+TEST_CASE("a connection remembers its last 64 publishes done with, not all of them: a repeat of "
+          "one of those is a duplicate, of an older one unannounced") {
+  auto checker = greeted_checker("alice");
+  auto t0 = steady::now();
+  std::int64_t id = 1;
+  auto published = [&](std::uint64_t seq) {
+    auto e = envelope(er::load::publish_event_type, id++, "alice");
+    e["data"] = json{{"seq", seq}, {"user", "alice"}};
+    return checker.check(frame(e), t0 + 1ms);
+  };
+  for (std::uint64_t seq = 1; seq <= 100; ++seq) {
+    checker.expect_publish(seq, t0);
+    REQUIRE(published(seq).verdict == frame_verdict::completed);
+  }
+  CHECK(checker.publishes_received() == 100);
+  CHECK(checker.owed_events() == 0);
+  // 37 to 100 are remembered, the older ones are not.
+  CHECK(published(100).kind == "duplicate_publish");
+  CHECK(published(37).kind == "duplicate_publish");
+  CHECK(published(36).kind == "unannounced_publish");
+}
+
 TEST_CASE("published events are owed to each connection of their user exactly once: the checker "
           "counts what it expected and what it got, and tells leaks, duplicates, unannounced and "
           "taken-back events apart") {
