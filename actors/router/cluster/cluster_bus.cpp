@@ -193,8 +193,7 @@ void process(bus_pointer self, const std::string& user, channel_message msg) {
     u.last = msg.offset;
     return deliver(self, user, msg.event);
   }
-  if (u.epoch.empty()) // a baseline read before the first publish had none
-    u.epoch = msg.epoch;
+  u.epoch = msg.epoch; // the same, or none yet: a baseline read before the first publish
   if (msg.offset <= u.last)
     return; // seen already (a gap fill delivered it)
   if (msg.offset == u.last + 1) {
@@ -256,8 +255,7 @@ void recover(bus_pointer self, const std::string& user) {
            u.last = seq;
            return;
          }
-         if (u.epoch.empty())
-           u.epoch = epoch;
+         u.epoch = epoch; // the same, or none yet
          if (seq > u.last)
            fill_gap(self, user, u.last + 1, seq, [] {});
        });
