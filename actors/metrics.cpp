@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include <malloc.h>
+
 #include <prometheus/text_serializer.h>
 
 #include "context/jwt_auth.hpp"
@@ -42,6 +44,18 @@ router_metrics::router_metrics()
                    .Register(*registry_).Add({})),
     users_(BuildGauge().Name("router_users").Help("Users with at least one connection")
              .Register(*registry_).Add({})),
+    detached_(BuildGauge().Name("router_detached_sessions")
+                .Help("Sessions without a connection, waiting for a resume")
+                .Register(*registry_).Add({})),
+    heap_in_use_(BuildGauge().Name("router_heap_in_use_bytes")
+                   .Help("Heap memory allocated and not freed (the allocator's account)")
+                   .Register(*registry_).Add({})),
+    heap_free_(BuildGauge().Name("router_heap_free_bytes")
+                 .Help("Free heap memory in the allocator's arenas (a trim returns its pages)")
+                 .Register(*registry_).Add({})),
+    heap_trims_(BuildCounter().Name("router_heap_trims_total")
+                  .Help("Times the idle heap's pages were returned to the system")
+                  .Register(*registry_).Add({})),
     runs_active_(BuildGauge().Name("router_agent_runs_active").Help("Agent runs in progress")
                    .Register(*registry_).Add({})),
     evictions_(BuildCounter().Name("router_detached_evictions_total")
@@ -187,6 +201,30 @@ void router_metrics::cluster_gap_filled() {
 
 void router_metrics::cluster_gap_lost() {
   cluster_gaps_lost_.Increment();
+}
+
+void router_metrics::set_detached(double sessions) {
+  detached_.Set(sessions);
+}
+
+heap_account read_heap() {
+  heap_account heap;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  auto info = mallinfo2();
+  heap.in_use = info.uordblks + info.hblkhd;
+  heap.free = info.fordblks;
+#endif
+  return heap;
+}
+
+void router_metrics::sample_heap() {
+  auto heap = read_heap();
+  heap_in_use_.Set(static_cast<double>(heap.in_use));
+  heap_free_.Set(static_cast<double>(heap.free));
+}
+
+void router_metrics::heap_trimmed() {
+  heap_trims_.Increment();
 }
 
 double router_metrics::active_runs() const {

@@ -16,6 +16,14 @@
 
 namespace er::actors {
 
+/// The allocator's own account of the heap (glibc's mallinfo2, which walks every arena).
+/// Elsewhere than glibc both are 0.
+struct heap_account {
+  std::size_t in_use = 0; ///< allocated and not freed: arenas and mmapped blocks
+  std::size_t free = 0;   ///< free chunks in the arenas, their pages resident or not
+};
+heap_account read_heap();
+
 class router_metrics {
 public:
   router_metrics();
@@ -30,6 +38,7 @@ public:
   void connection_opened();
   void connection_closed();
   void set_users(double users);
+  void set_detached(double sessions);
   void detached_evicted(std::string_view reason); ///< per_user_limit, replay_budget
   void replay_capped();
   void set_replay(double bytes, double budget);
@@ -41,6 +50,11 @@ public:
   void cluster_gap_lost();
 
   double active_runs() const;
+
+  /// Reads read_heap() into the heap gauges (once per scrape). In use against RSS tells a leak
+  /// from memory the allocator keeps.
+  void sample_heap();
+  void heap_trimmed(); ///< app::heap_trimmer handed free pages back to the system
 
   /// The text exposition format of every metric.
   std::string render() const;
@@ -60,6 +74,10 @@ private:
   prometheus::Counter& slow_consumers_;
   prometheus::Gauge& connections_;
   prometheus::Gauge& users_;
+  prometheus::Gauge& detached_;
+  prometheus::Gauge& heap_in_use_;
+  prometheus::Gauge& heap_free_;
+  prometheus::Counter& heap_trims_;
   prometheus::Gauge& runs_active_;
   prometheus::Family<prometheus::Counter>& evictions_;
   prometheus::Counter& replay_caps_;

@@ -190,6 +190,8 @@ void http_api::handle(const net::http_request_view& req, respond_fn respond) con
     if (metrics && replay_budget)
       metrics->set_replay(static_cast<double>(replay_budget->used()),
                           static_cast<double>(replay_budget->limit()));
+    if (metrics)
+      metrics->sample_heap();
     return respond({200, metrics ? metrics->render() : std::string{},
                     "text/plain; version=0.0.4; charset=utf-8"});
   }

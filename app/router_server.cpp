@@ -1,5 +1,6 @@
 #include "app/router_server.hpp"
 
+#include <memory>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "actors/router/manager/runs/http_agent_client.hpp"
 #include "app/cluster_join.hpp"
 #include "app/config.hpp"
+#include "app/heap_trimmer.hpp"
 #include "app/http_api.hpp"
 #include "context/ids.hpp"
 #include "context/jwt_auth.hpp"
@@ -195,6 +197,10 @@ struct router_server::impl {
                                                verifier, session_limits_of(s), std::move(budget),
                                                std::move(hooks), s.reuse_port);
     listener->start();
+    if (s.heap_trim_interval_ms > 0)
+      trimmer = std::make_unique<heap_trimmer>(
+        std::chrono::milliseconds{s.heap_trim_interval_ms},
+        static_cast<std::size_t>(s.heap_trim_threshold_bytes), metrics);
   }
 
   // Declared before the system: the io threads it runs may use them until it is gone.
@@ -208,6 +214,7 @@ struct router_server::impl {
   actors::router_actor router;
   std::unique_ptr<http_api> api;
   std::unique_ptr<net::listener> listener;
+  std::unique_ptr<heap_trimmer> trimmer;
   bool stopped = false;
 };
 

@@ -68,6 +68,8 @@ struct router_settings {
   std::int64_t max_runs_per_connection = 4;
   std::int64_t drain_timeout_ms = 10000;
   std::int64_t demo_token_ttl_s = 86400;
+  std::int64_t heap_trim_interval_ms = 10000; ///< 0: idle heap memory is never handed back
+  std::int64_t heap_trim_threshold_bytes = 64 << 20;
   std::string console_dir; ///< serve the console from this clients/ folder (development)
   // [agents]
   std::int64_t demo_steps = 3;

@@ -43,6 +43,7 @@ wait_port() { # PORT [SECONDS]: true once something accepts on 127.0.0.1:PORT (d
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks_user_sys() { awk '{print $14 "," $15}' "/proc/$1/stat"; } # utime,stime
 sum_of() { # FUNCTION PID...: the sum of FUNCTION over the PIDs
   local f=$1 total=0 pid
   shift

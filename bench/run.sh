@@ -119,7 +119,7 @@ ping_run() { # SERVER INFLIGHT ROUND
   new_port port
   start_server "$server" "$port" || { log "$server did not start"; return 0; }
   pid=$server_pid
-  before=$(cpu_ticks "$pid")
+  before=$(cpu_ticks_user_sys "$pid")
   # shellcheck disable=SC2046
   if ! out=$("$wsload" $(client_args "$server") -c 100 -i "$inflight" -d "$PING_SECS" \
                127.0.0.1 "$port"); then
@@ -127,19 +127,23 @@ ping_run() { # SERVER INFLIGHT ROUND
     stop_pids "$pid"
     return 0
   fi
-  after=$(cpu_ticks "$pid")
+  after=$(cpu_ticks_user_sys "$pid")
   stop_pids "$pid"
   log "ping $server inflight $inflight round $round: $out"
-  python3 - "$server" "$inflight" "$round" "$((after - before))" "$(getconf CLK_TCK)" "$out" \
+  python3 - "$server" "$inflight" "$round" "$before" "$after" "$(getconf CLK_TCK)" "$out" \
     >>"$runs" <<'EOF'
 import json, sys
-server, inflight, rnd, ticks, hz, out = sys.argv[1:]
+server, inflight, rnd, before, after, hz, out = sys.argv[1:]
 w = json.loads(out)
-cpu = int(ticks) / int(hz)
+# user and system (kernel) CPU seconds of the server over the run
+user, system = ((int(a) - int(b)) / int(hz) for a, b in zip(after.split(","), before.split(",")))
+per_rt = lambda s: 1e6 * s / w["replies"] if w["replies"] else None
 print(json.dumps({"kind": "ping", "server": server, "inflight": int(inflight), "round": int(rnd),
                   "connections": w["conns"], "round_trips_per_s": w["replies_per_s"],
-                  "server_cpu_s": cpu,
-                  "server_cpu_us_per_round_trip": 1e6 * cpu / w["replies"] if w["replies"] else None,
+                  "server_cpu_s": user + system,
+                  "server_cpu_us_per_round_trip": per_rt(user + system),
+                  "server_user_cpu_us_per_round_trip": per_rt(user),
+                  "server_system_cpu_us_per_round_trip": per_rt(system),
                   "wsload": w}))
 EOF
 }
@@ -305,6 +309,10 @@ rows = [
     ("ping, 100 connections, 8 in flight: round trips/s", "ping", "round_trips_per_s", {"inflight": 8}, "higher"),
     ("ping, 1 in flight: server CPU µs per round trip", "ping", "server_cpu_us_per_round_trip", {"inflight": 1}, "lower"),
     ("ping, 8 in flight: server CPU µs per round trip", "ping", "server_cpu_us_per_round_trip", {"inflight": 8}, "lower"),
+    ("ping, 1 in flight: of which user space", "ping", "server_user_cpu_us_per_round_trip", {"inflight": 1}, "lower"),
+    ("ping, 1 in flight: of which kernel", "ping", "server_system_cpu_us_per_round_trip", {"inflight": 1}, "lower"),
+    ("ping, 8 in flight: of which user space", "ping", "server_user_cpu_us_per_round_trip", {"inflight": 8}, "lower"),
+    ("ping, 8 in flight: of which kernel", "ping", "server_system_cpu_us_per_round_trip", {"inflight": 8}, "lower"),
     ("idle", "idle", "kib_per_connection", {}, "lower"),
 ]
 table = []

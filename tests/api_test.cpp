@@ -1,9 +1,11 @@
 // The HTTP API (DESIGN §7) and the connection limits, against a real router.
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <random>
 #include <regex>
 #include <thread>
@@ -216,6 +218,26 @@ TEST_CASE("every line of /metrics is Prometheus text and the counters move with 
   CHECK(metric(after, "router_agent_runs_active") == 0);
   CHECK(metric(after, "router_event_delivery_latency_seconds_count")
         > metric(before, "router_event_delivery_latency_seconds_count"));
+}
+
+TEST_CASE("/metrics reports the heap as the allocator accounts for it") {
+  test_router router{test_settings()};
+  auto text = er::client::http_request("127.0.0.1", router.port(), "GET", "/metrics").body;
+  CHECK(text.find("\nrouter_heap_in_use_bytes ") != std::string::npos);
+  CHECK(text.find("\nrouter_heap_free_bytes ") != std::string::npos);
+  CHECK(text.find("\nrouter_detached_sessions 0") != std::string::npos);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) // their allocators are not glibc's
+  auto in_use = [&] { return metric(router, "router_heap_in_use_bytes"); };
+  auto before = in_use();
+  CHECK(before > 0);
+  CHECK(metric(text, "router_heap_free_bytes") >= 0);
+  constexpr std::size_t block = 64 << 20;
+  auto held = std::make_unique<char[]>(block); // the router shares this process's heap
+  std::fill_n(held.get(), block, 'x');
+  CHECK(in_use() >= before + block);
+  held.reset();
+  CHECK(in_use() < before + block);
+#endif
 }
 
 TEST_CASE("past max-connections-per-user the newest connection is closed with 4503") {

@@ -1,10 +1,14 @@
 // What one user, or many, can make the router hold (DESIGN §8): detached sessions per user,
 // replay frames by age, and all replay buffers together, over real connections.
 
+#include <algorithm>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include <doctest/doctest.h>
 
+#include "app/heap_trimmer.hpp"
 #include "tests/support.hpp"
 
 using namespace er::test;
@@ -139,3 +143,35 @@ TEST_CASE("past router.replay-budget-bytes detached sessions end oldest first, t
     CHECK(reconnect(router, "live", resume_target(live.established, 0), client)["data"]["recovered"] == false);
   }
 }
+
+TEST_CASE("the trimmer asks for a trim only when idle memory passes both the threshold and the "
+          "heap in use") {
+  using er::app::heap_trimmer;
+  constexpr std::size_t mib = 1 << 20;
+  CHECK(heap_trimmer::worth_trimming(200 * mib, 1 * mib, 64 * mib));
+  CHECK_FALSE(heap_trimmer::worth_trimming(50 * mib, 1 * mib, 64 * mib));    // under the threshold
+  CHECK_FALSE(heap_trimmer::worth_trimming(200 * mib, 120 * mib, 16 * mib)); // a busy heap's slack
+  CHECK_FALSE(heap_trimmer::worth_trimming(10 * mib, 20 * mib, 0));          // RSS under the heap
+}
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) // their allocators are not glibc's
+TEST_CASE("heap freed after a burst goes back to the system, though a live block sits above it") {
+  auto settings = test_settings();
+  settings.heap_trim_interval_ms = 100;
+  settings.heap_trim_threshold_bytes = 16 << 20;
+  test_router router{settings};
+  // 96 MiB in small blocks (no mmap), then one block above them that stays: glibc frees only the
+  // top of an arena by itself, so what is below stays resident until a trim.
+  std::vector<std::unique_ptr<char[]>> burst;
+  for (int i = 0; i < 96 * 1024; ++i) {
+    burst.emplace_back(new char[1000]);
+    std::fill_n(burst.back().get(), 1000, 'x');
+  }
+  auto pin = std::make_unique<char[]>(1000);
+  auto peak = rss_kib();
+  burst.clear();
+  CHECK(eventually([&] { return rss_kib() < peak - 64 * 1024; }, 10s));
+  CHECK(metric(router, "router_heap_trims_total") >= 1);
+  pin.reset();
+}
+#endif

@@ -48,6 +48,8 @@ TEST_CASE("the shipped caf-application.conf loads and matches the embedded defau
   CHECK(cfg.settings.max_connections == defaults.max_connections);
   CHECK(cfg.settings.demo_steps == defaults.demo_steps);
   CHECK(cfg.settings.demo_step_delay_ms == defaults.demo_step_delay_ms);
+  CHECK(cfg.settings.heap_trim_interval_ms == defaults.heap_trim_interval_ms);
+  CHECK(cfg.settings.heap_trim_threshold_bytes == defaults.heap_trim_threshold_bytes);
   CHECK_FALSE(cfg.settings.server_id.empty());
 }
 

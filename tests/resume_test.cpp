@@ -110,9 +110,11 @@ TEST_CASE("a detached session, its runs and buffers are gone after the resume wi
   next_json(*c.client);
   c.client->reset();
   CHECK(eventually([&] { return router.server().stats().detached == 1; }));
+  CHECK(metric(router, "router_detached_sessions") == 1);
   CHECK(eventually([&] {
     return router.server().stats().detached == 0 && router.server().running_actors() == baseline;
   }, 5s));
+  CHECK(metric(router, "router_detached_sessions") == 0);
   auto [client, g] = reconnect(router, "alice", resume_target(c.established, 1));
   CHECK(g["data"]["recovered"] == false);
   // The run that ended with its session is counted as ended: no gauge drifts upward.

@@ -105,8 +105,10 @@ void count(router_pointer self, const std::string& user, int attached_delta, int
   add(st.counts.detached, detached_delta);
   if (had_connection != (entry.attached > 0))
     add(st.counts.users, entry.attached > 0 ? 1 : -1);
-  if (auto& m = st.settings->metrics)
+  if (auto& m = st.settings->metrics) {
     m->set_users(static_cast<double>(st.counts.users));
+    m->set_detached(static_cast<double>(st.counts.detached));
+  }
   if (st.bus && attached_delta != 0) // this node's count of the user, for the cluster's limit
     self->send(st.bus, presence_atom::value, user, static_cast<std::int64_t>(entry.attached));
 }
