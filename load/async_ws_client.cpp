@@ -10,7 +10,6 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket.hpp>
@@ -24,13 +23,16 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
-// The socket's and the timer's executor is the concrete strand type, not asio's type-erased
-// executor: every operation copies it, and router-load runs thousands of these clients.
-using strand_type = asio::strand<asio::io_context::executor_type>;
-using client_socket = asio::basic_stream_socket<tcp, strand_type>;
+// The socket's and the timer's executor is their io_context's own, of the concrete type, not
+// asio's type-erased executor: every operation copies it, and router-load runs thousands of
+// these clients. No strand: the io_context a client is made on must be run by one thread (as
+// router-load's io threads and the tests run theirs), which already runs the client's handlers
+// one at a time; a strand would add a lock and a queue around each.
+using client_executor = asio::io_context::executor_type;
+using client_socket = asio::basic_stream_socket<tcp, client_executor>;
 using client_timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                                 asio::wait_traits<std::chrono::steady_clock>,
-                                                strand_type>;
+                                                client_executor>;
 
 // The socket under the WebSocket stream, told when Beast asks it for bytes: by then Beast has
 // decoded every message the bytes read so far held. A client hands the messages of one socket
@@ -87,12 +89,13 @@ void async_teardown(beast::role_type role, read_hook_layer<Socket>& layer, Handl
   async_teardown(role, layer.next_layer(), std::forward<Handler>(handler));
 }
 
-// Every member below runs on `strand`.
+// Every member below runs on `executor`'s thread.
 struct async_ws_client::impl : std::enable_shared_from_this<impl> {
   enum class phase { connecting, open, closing, done };
 
   impl(asio::io_context& io, const async_client_options& o, std::shared_ptr<client_sink> s)
-    : strand(asio::make_strand(io)), ws(strand), timer(strand), options(o), sink(std::move(s)) {
+    : executor(io.get_executor()), ws(executor), timer(executor), options(o),
+      sink(std::move(s)) {
     ws.next_layer().on_read_request([](void* self) { static_cast<impl*>(self)->hand_on_texts(); },
                                     this); // the layer lives in `ws`, a member: never dangles
   }
@@ -101,7 +104,7 @@ struct async_ws_client::impl : std::enable_shared_from_this<impl> {
     return ws.next_layer().next_layer();
   }
 
-  strand_type strand;
+  client_executor executor;
   websocket::stream<read_hook_layer<client_socket>> ws;
   client_timer timer;
   async_client_options options;
@@ -120,7 +123,7 @@ struct async_ws_client::impl : std::enable_shared_from_this<impl> {
 
   template <class F>
   void post(F f) {
-    asio::post(strand, [self = shared_from_this(), f = std::move(f)]() mutable { f(*self); });
+    asio::post(executor, [self = shared_from_this(), f = std::move(f)]() mutable { f(*self); });
   }
 
   // -- connect and upgrade ----------------------------------------------------

@@ -2,8 +2,8 @@
 // An asynchronous WebSocket client on an asio io_context, for load generation: one object per
 // connection, many per thread. It connects (optionally from a chosen source address), upgrades,
 // then reads until the connection ends, reporting to one client_sink; writes are queued.
-// All members are thread-safe (they post to the connection's strand) and idempotent once the
-// connection has ended. Beast stays in the .cpp.
+// The io_context it is made on must be run by one thread. All members are thread-safe (they
+// post to that thread) and idempotent once the connection has ended. Beast stays in the .cpp.
 
 #include <chrono>
 #include <cstddef>
@@ -39,7 +39,7 @@ struct open_result {
   std::string error;    ///< why it failed, for humans; empty when upgraded
 };
 
-/// Receives one connection's events, in order, on the connection's strand.
+/// Receives one connection's events, in order, on the connection's io thread.
 class client_sink {
 public:
   virtual ~client_sink() = default;

@@ -30,7 +30,7 @@ struct close_info {
   bool clean = false;        ///< a close frame was exchanged (not a reset or a timeout)
 };
 
-/// Receives what a connection reads, in order, on the connection's strand.
+/// Receives what a connection reads, in order, on the connection's io thread.
 class session_sink {
 public:
   virtual ~session_sink() = default;

@@ -5,9 +5,9 @@
 //
 // Thread safety: schedule() and cancel() may be called from any thread; a mutex guards the
 // set (with one thread per io_context, as the router runs, it is never contended). Due
-// entries are told on the clock's io_context, outside their own strand and under the clock's
-// lock: on_deadline() must only hand the event over (post it to its strand) and must not call
-// back into the clock.
+// entries are told on the clock's io_context, under the clock's lock and outside the entry's
+// own handlers: on_deadline() must only hand the event over (post it to the entry's
+// io_context) and must not call back into the clock.
 
 #include <chrono>
 #include <cstdint>

@@ -212,7 +212,9 @@ struct listener::impl : std::enable_shared_from_this<listener::impl> {
     if (!acceptor.is_open())
       return;
     auto& home = settings->hooks.connection_context ? settings->hooks.connection_context() : io;
-    acceptor.async_accept(asio::make_strand(home),
+    // The connection's socket runs on its io_context's own executor: one thread runs that
+    // io_context, so its handlers already run one at a time (net/ws_session.cpp).
+    acceptor.async_accept(home.get_executor(),
                           [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
                             self->on_accept(ec, std::move(socket));
                           });

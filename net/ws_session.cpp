@@ -1,13 +1,13 @@
 #include "net/ws_session.hpp"
 
 #include <stdexcept>
+#include <typeinfo>
 #include <vector>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket.hpp>
@@ -27,11 +27,14 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = beast::websocket;
 
-// The socket under the WebSocket: its executor type is the concrete strand, so that every
-// operation's executor is copied and dispatched without type erasure (any_io_executor's
-// allocation and indirect calls per operation), and the WebSocket keeps its own timeouts.
-using strand_type = asio::strand<asio::io_context::executor_type>;
-using session_socket = asio::basic_stream_socket<asio::ip::tcp, strand_type>;
+// The socket under the WebSocket runs on its io_context's own executor. Each io_context is run
+// by exactly one thread (actors/io_scheduler.hpp), which already runs the session's handlers one
+// at a time: a strand would add a lock and a queue to every handler and order nothing more.
+// The concrete type, so that every operation's executor is copied and dispatched without type
+// erasure (any_io_executor's allocation and indirect calls per operation); the WebSocket keeps
+// its own timeouts.
+using session_executor = asio::io_context::executor_type;
+using session_socket = asio::basic_stream_socket<asio::ip::tcp, session_executor>;
 
 class ws_session final : public ws_connection,
                          public deadline_clock::entry,
@@ -55,7 +58,7 @@ public:
       request_(std::make_unique<upgrade_request>(std::move(request))),
       limits_(limits),
       select_protocol_(select_protocol),
-      clock_(deadline_clock::of(ws_.get_executor().get_inner_executor().context())),
+      clock_(deadline_clock::of(ws_.get_executor().context())),
       budget_(std::move(budget)) {
   }
 
@@ -79,8 +82,9 @@ public:
                    });
   }
 
-  // dispatch: a manager running on an io thread (actors/io_scheduler.hpp) writes inline when
-  // the strand is free, instead of handing the frame to another turn of the event loop.
+  // dispatch: a manager running on the session's io thread (actors/io_scheduler.hpp) writes
+  // inline, instead of handing the frame to another turn of the event loop; from another
+  // thread the frame is posted to that one.
   void send(std::string frame) override {
     asio::dispatch(ws_.get_executor(), [self = shared_from_this(), f = std::move(frame)]() mutable {
       self->enqueue(std::move(f));
@@ -171,7 +175,7 @@ private:
     clock_.schedule(*this, std::min(std::chrono::steady_clock::now() + after, token_deadline_));
   }
 
-  // On the clock's thread, under its lock: hands the event to the strand, nothing more.
+  // On the clock's thread, under its lock: hands the event to the session's thread, nothing more.
   void on_deadline(std::uint64_t generation) override {
     if (auto self = weak_from_this().lock())
       asio::post(ws_.get_executor(), recycled([self = std::move(self), generation] {
@@ -472,10 +476,12 @@ std::shared_ptr<ws_connection> make_ws_session(beast::tcp_stream stream, upgrade
                                                std::string unread, const session_limits& limits,
                                                bool select_protocol,
                                                std::shared_ptr<connection_budget> budget) {
-  auto* strand = stream.get_executor().target<strand_type>();
-  if (strand == nullptr)
-    throw std::logic_error("make_ws_session: the stream must run on a strand of an io_context");
-  session_socket socket{*strand};
+  // asio 1.74's any_executor::target() casts without checking the type, and points into the
+  // executor it is called on: the type is checked here, on a copy that outlives the pointer.
+  auto erased = stream.get_executor();
+  if (erased.target_type() != typeid(session_executor))
+    throw std::logic_error("make_ws_session: the stream must run on an io_context's executor");
+  session_socket socket{*erased.target<session_executor>()};
   // Re-homes the descriptor. A peer gone meanwhile leaves `socket` closed: the accept then
   // fails and the session reports itself closed like any other dead connection.
   auto plain = stream.release_socket();

@@ -1,6 +1,7 @@
 #pragma once
 // Server side of one WebSocket connection on Boost.Beast. Everything touching the stream
-// runs on the connection's strand; actors reach it only through net::ws_connection.
+// runs on the connection's io thread (the one thread of its io_context); actors reach it only
+// through net::ws_connection.
 
 #include <memory>
 

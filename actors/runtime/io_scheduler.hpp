@@ -3,7 +3,7 @@
 //
 // Under CAF's default work-stealing scheduler every frame would cross threads twice: the io
 // thread that read it enqueues the manager on a CAF worker, and the worker's write is posted
-// back to the socket's strand. Here the io threads are the workers. Each io thread runs its own
+// back to the socket's thread. Here the io threads are the workers. Each io thread runs its own
 // io_context (one epoll set, no thread hand-offs inside it) and new connections are spread
 // over them. An actor made runnable on an io thread is deferred onto that same thread
 // (asio's per-thread queue: no lock hand-off, no wake-up), so a manager woken by its socket
