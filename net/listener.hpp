@@ -57,7 +57,8 @@ struct listener_hooks {
   /// Called for every refused upgrade (metrics); never given the token.
   std::function<void(context::auth_failure)> on_auth_failure;
   /// The io_context each accepted connection lives on (e.g. the io threads in turn); without
-  /// this hook, the listener's own.
+  /// this hook, the listener's own. Each must be run by exactly one thread: a connection's
+  /// handlers rely on that to run one at a time (there is no strand).
   std::function<boost::asio::io_context&()> connection_context;
 };
 
