@@ -58,8 +58,10 @@ scenarios=(
   "churn --scenario=churn --connections=20 --user-prefix=soak-churn-"
 )
 loaders=()
+names=()
 for s in "${scenarios[@]}"; do
   read -r name args <<<"$s"
+  names+=("$name")
   # shellcheck disable=SC2086
   "$load_bin" "${common[@]}" --quiet --json "--port=$port" "--duration=$secs" $args \
     >"$work/$name.json" 2>"$work/$name.err" &
@@ -69,19 +71,23 @@ done
 
 : >"$work/samples"
 start=$(date +%s)
-while kill -0 "${loaders[0]}" 2>/dev/null || kill -0 "${loaders[1]}" 2>/dev/null \
-      || kill -0 "${loaders[2]}" 2>/dev/null; do
+any_loader_running() {
+  local p
+  for p in "${loaders[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done
+  return 1
+}
+while any_loader_running; do
   kill -0 "$router_pid" 2>/dev/null || break
   echo "$(($(date +%s) - start)) $(rss_kib "$router_pid") $(fd_count "$router_pid")" >>"$work/samples"
   sleep 10
 done
 
 status=0
-statuses=()
+statuses=() # NAME=STATUS, for the report
 for i in "${!loaders[@]}"; do
   s=0
   wait "${loaders[$i]}" || s=$?
-  statuses+=("$s")
+  statuses+=("${names[$i]}=$s")
   [ "$s" -eq 0 ] || status=1
 done
 # Every session must end: the detached ones once their resume window has passed. Then the heap
@@ -118,17 +124,17 @@ python3 - "$work" "$secs" "$router_status" "$after_rss" "$after_fds" "$sessions_
   "$heap_before" "$heap_after" "${statuses[@]}" >"$work/soak.json" <<'EOF'
 import json, os, sys
 work, secs, router_status, after_rss, after_fds, sessions_left, heap_before, heap_after = sys.argv[1:9]
-statuses = [int(s) for s in sys.argv[9:]]
+statuses = [arg.split("=") for arg in sys.argv[9:]]
 samples = [tuple(int(x) for x in line.split()) for line in open(os.path.join(work, "samples"))
            if len(line.split()) == 3]
 scenarios = {}
-for name, status in zip(("agents", "publish", "churn"), statuses):
+for name, status in statuses:
     try:
         rep = json.load(open(os.path.join(work, name + ".json")))
     except (OSError, ValueError):
         rep = {}
     opened = (rep.get("connections") or {}).get("established") or 0
-    scenarios[name] = {"exit_status": status, "verdict": rep.get("verdict", "no report"),
+    scenarios[name] = {"exit_status": int(status), "verdict": rep.get("verdict", "no report"),
                        "connections_opened": opened,
                        "throughput_per_s": rep.get("throughput_per_s"),
                        "leaks": rep.get("leaks"), "missing_events": rep.get("missing_events"),
