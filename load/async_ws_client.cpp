@@ -15,6 +15,8 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/teardown.hpp>
 
+#include "net/drained_read.hpp"
+
 namespace er::load {
 
 namespace asio = boost::asio;
@@ -37,6 +39,7 @@ using client_timer = asio::basic_waitable_timer<std::chrono::steady_clock,
 // The socket under the WebSocket stream, told when Beast asks it for bytes: by then Beast has
 // decoded every message the bytes read so far held. A client hands the messages of one socket
 // read (a run's events leave the router in one write) to its sink together, as one batch.
+// Its reads end asio's speculative read once they drain the socket (net/drained_read.hpp).
 template <class Socket>
 class read_hook_layer {
 public:
@@ -64,7 +67,7 @@ public:
   void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
     if (hook_)
       hook_(hook_context_);
-    socket_.async_read_some(buffers, std::forward<Handler>(handler));
+    net::async_read_drained(socket_, buffers, std::forward<Handler>(handler));
   }
   template <class ConstBuffers, class Handler>
   void async_write_some(const ConstBuffers& buffers, Handler&& handler) {

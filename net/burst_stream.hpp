@@ -39,6 +39,7 @@
 #include <boost/system/error_code.hpp>
 #include <boost/system/system_error.hpp>
 
+#include "net/drained_read.hpp"
 #include "net/handler_memory.hpp"
 
 namespace er::net {
@@ -94,7 +95,7 @@ public:
     if (read_hook_)
       read_hook_(read_hook_context_);
     if (!unread_)
-      return socket_.async_read_some(buffers, std::forward<Handler>(handler));
+      return async_read_drained(socket_, buffers, std::forward<Handler>(handler));
     auto n = take_unread(buffers);
     boost::asio::post(socket_.get_executor(),
                       boost::beast::bind_front_handler(std::forward<Handler>(handler),
