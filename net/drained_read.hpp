@@ -4,8 +4,8 @@
 //
 // asio 1.74's epoll reactor starts every read with a "speculative" recvmsg and stops doing so
 // only when a read returns end of file: a request-reply connection, whose next bytes cannot be
-// there yet when it asks for them, pays one failed recvmsg (EAGAIN, ~0.5 us) per message. Newer
-// and other event loops (libuv, uSockets) read only on readiness.
+// there yet when it asks for them, pays one failed recvmsg (EAGAIN) per message: a third of its
+// system calls. Other event loops (libuv, uSockets) read only on readiness.
 //
 // A read through async_read_drained() reports a short read on a stream socket (fewer bytes than
 // the buffers hold: the receive queue was empty when it was copied) as "done and exhausted",
