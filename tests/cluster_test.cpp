@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <map>
 #include <random>
@@ -419,6 +420,57 @@ TEST_CASE("a resume on another node in the middle of a running agent gets the se
   CHECK(eventually([&] { return n1.health()["runs"] == 0 && n2.health()["runs"] == 0; }, 5s));
   CHECK(n1.health()["detached"] == 0);
   CHECK(n2.health()["detached"] == 0);
+}
+
+TEST_CASE("a session moved to another node misses no publish made while it moved, and gets "
+          "none twice") {
+  redis_server redis;
+  node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};
+  auto c = n1.try_connect("alice");
+  auto greeting = next_json(*c);
+  // A backend publishes to alice without pause through n1 while her session moves from n1 to
+  // n2: some publishes reach n1 after n2 asked for the session and before n2's subscription to
+  // alice is confirmed. Each is counted for her session, so each must reach it, once.
+  std::atomic<bool> stop{false};
+  std::atomic<int> published{0};
+  std::atomic<int> refused{0};
+  std::thread backend([&] {
+    while (!stop) {
+      int n = published;
+      if (n1.publish("alice", {{"n", n}}).status == 202)
+        ++published;
+      else
+        ++refused;
+    }
+  });
+  std::vector<int> seen;
+  std::uint64_t last_id = 0;
+  while (seen.size() < 20) {
+    auto f = next_json(*c, 10s);
+    REQUIRE(f["type"] == "news");
+    seen.push_back(f["data"]["n"].get<int>());
+    last_id = f["event_id"].get<std::uint64_t>();
+  }
+  c->reset(); // dropped without a close frame: the session waits on n1 for a resume
+  std::this_thread::sleep_for(50ms);
+  auto [on2, hello] = resume_on(n2, "alice", greeting, last_id);
+  CHECK(hello["data"]["recovered"] == true);
+  CHECK(hello["data"]["server_id"] == "n2");
+  int moved_at = published;
+  CHECK(eventually([&] { return published >= moved_at + 100; }, 20s));
+  stop = true;
+  backend.join();
+  CHECK(refused == 0);
+  int total = published;
+  while (static_cast<int>(seen.size()) < total) {
+    auto f = next_json(*on2, 10s);
+    REQUIRE(f["type"] == "news");
+    CHECK(f["user_id"] == "alice");
+    CHECK(f["event_id"] == ++last_id); // the session's own ids, consecutive across the move
+    seen.push_back(f["data"]["n"].get<int>());
+  }
+  CHECK(seen == upto(total)); // every publish once, in order
+  CHECK(on2->read(300ms).what == er::client::frame::kind::timeout);
 }
 
 TEST_CASE("stop_agent on the node a session moved to stops the run left on the old node") {

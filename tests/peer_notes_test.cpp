@@ -45,7 +45,14 @@ TEST_CASE("every kind of peer note reads back as it was written") {
   offer.offer.next_event_id = 44;
   offer.offer.session_id = "s-1";
   offer.offer.runs = {{"r-1", std::string{"t-1"}, std::string{"go"}}, {"r-2", std::nullopt, std::nullopt}};
-  auto o = round_trip(offer).offer;
+  offer.stream_known = true;
+  offer.stream_epoch = "1764460000123-42";
+  offer.stream_offset = 1234;
+  auto read_back = round_trip(offer);
+  CHECK(read_back.stream_known);
+  CHECK(read_back.stream_epoch == "1764460000123-42");
+  CHECK(read_back.stream_offset == 1234);
+  auto o = read_back.offer;
   CHECK(o.ok);
   CHECK(o.frames == offer.offer.frames);
   CHECK(o.next_event_id == 44);
@@ -56,7 +63,9 @@ TEST_CASE("every kind of peer note reads back as it was written") {
   CHECK(o.runs[0].reply_to == std::optional<std::string>{"go"});
   CHECK_FALSE(o.runs[1].thread_id);
   CHECK_FALSE(o.runs[1].reply_to);
-  CHECK_FALSE(round_trip(note_of(peer_note::kind::offer)).offer.ok);
+  auto refusal = round_trip(note_of(peer_note::kind::offer));
+  CHECK_FALSE(refusal.offer.ok);
+  CHECK_FALSE(refusal.stream_known); // the owner did not know where the stream stood
 
   auto event = note_of(peer_note::kind::event);
   event.event.type = "agent_thinking";
@@ -94,6 +103,8 @@ TEST_CASE("a malformed peer note is refused") {
   CHECK_FALSE(decode_peer_note(R"({"kind":"request","handover":"h","from":"n","user":"u"})"));
   CHECK_FALSE(decode_peer_note(
     R"({"kind":"offer","handover":"h","from":"n","user":"u","offer":{"ok":true,"frames":[[1]]}})"));
+  CHECK_FALSE(decode_peer_note(R"({"kind":"offer","handover":"h","from":"n","user":"u",)"
+                               R"("offer":{"ok":false},"stream":{"epoch":"e","offset":-1}})"));
   CHECK(decode_peer_note(R"({"kind":"accept","handover":"h","from":"n","user":"u"})"));
 }
 

@@ -62,6 +62,16 @@ struct baseline {
 /// milliseconds; one that never attached must not date a later connection's start back).
 constexpr std::chrono::seconds baseline_life{5};
 
+/// Where a user's stream stood here when another node asked for a session of the user (a
+/// request): every event up to `offset` had been handed to the router before the request, so
+/// the session's manager has them when it builds its offer; the adopter takes the rest from
+/// the user's history. Kept until the router answers with the offer.
+struct stream_mark {
+  std::string epoch;
+  std::uint64_t offset = 0;
+  std::chrono::steady_clock::time_point at;
+};
+
 /// A resume waiting for the owner's offer (adopt), or an offer the router has not confirmed.
 struct adoption {
   std::optional<caf::typed_response_promise<peer_note>> promise; ///< while waiting for the offer
@@ -76,6 +86,7 @@ struct bus_state {
   std::unordered_map<std::string, user_state> users;
   std::unordered_map<std::string, baseline> baselines; ///< admitted, not yet attached
   std::unordered_map<std::string, adoption> adoptions; ///< by hand-over id
+  std::unordered_map<std::string, stream_mark> marks;  ///< by hand-over id: requests answered here
   std::unordered_map<std::uint64_t, reply_handler> pending;
   std::uint64_t next_request = 0;
   cluster_status status;
@@ -210,6 +221,9 @@ void process(bus_pointer self, const std::string& user, channel_message msg) {
 
 /// "<epoch> <offset> <event JSON>" or "<epoch> 0 disconnect" on a user's channel.
 void on_node_message(bus_pointer self, const std::string& payload);
+
+void note_baseline(bus_pointer self, const std::string& user, std::string epoch,
+                   std::uint64_t seq);
 
 void on_message(bus_pointer self, const std::string& channel, const std::string& payload) {
   if (channel == node_channel(self, settings_of(self).node_id))
@@ -446,6 +460,11 @@ void on_offer(bus_pointer self, peer_note& note) {
   } else {
     it->second.promise.reset(); // now waiting for the router's accept
     self->delayed_send(self, adoption_timeout, hotimeout_atom::value, note.handover);
+    // The adopted session's stream goes on from where the owner's stood: when it is the
+    // user's first session here, what was published after that comes from the history once
+    // this node's subscription is confirmed (on_presence, recover), as for a new connection.
+    if (note.stream_known)
+      note_baseline(self, note.user, note.stream_epoch, note.stream_offset);
   }
   rp.deliver(std::move(note));
 }
@@ -471,6 +490,12 @@ void on_node_message(bus_pointer self, const std::string& payload) {
     return;
   if (note->what == peer_note::kind::offer)
     return on_offer(self, *note);
+  if (note->what == peer_note::kind::request) {
+    auto u = self->state.users.find(note->user);
+    if (u != self->state.users.end() && u->second.known)
+      self->state.marks[note->handover] =
+        stream_mark{u->second.epoch, u->second.last, std::chrono::steady_clock::now()};
+  }
   self->send(self->state.router, peer_atom::value, std::move(*note));
 }
 
@@ -506,8 +531,8 @@ void on_presence(bus_pointer self, const std::string& user, std::int64_t local) 
   sync_count(self, user);
 }
 
-/// An admitted connection's baseline, kept until it attaches (on_presence). Connections
-/// admitted together keep the earliest.
+/// An admitted connection's baseline, or an adopted session's (the owner's stream mark), kept
+/// until it attaches (on_presence). Connections admitted together keep the earliest.
 void note_baseline(bus_pointer self, const std::string& user, std::string epoch,
                    std::uint64_t seq) {
   auto now = std::chrono::steady_clock::now();
@@ -655,9 +680,20 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           adopt(self, std::move(node), std::move(user), std::move(token), last_event_id, rp);
           return rp;
         },
-        [=](peer_atom, const peer_note& note) {
+        [=](peer_atom, peer_note& note) {
           if (note.what == peer_note::kind::accept || note.what == peer_note::kind::decline)
             self->state.adoptions.erase(note.handover); // confirmed: no timeout
+          if (note.what == peer_note::kind::offer) {
+            auto& marks = self->state.marks;
+            if (auto m = marks.find(note.handover); m != marks.end()) {
+              if (note.offer.ok) {
+                note.stream_known = true;
+                note.stream_epoch = std::move(m->second.epoch);
+                note.stream_offset = m->second.offset;
+              }
+              marks.erase(m);
+            }
+          }
           send_note(self, note);
         },
         [=](hotimeout_atom, const std::string& handover) { on_adoption_timeout(self, handover); },
@@ -682,6 +718,9 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           auto now = std::chrono::steady_clock::now();
           for (auto it = self->state.baselines.begin(); it != self->state.baselines.end();)
             it = now - it->second.at > baseline_life ? self->state.baselines.erase(it)
+                                                     : std::next(it);
+          for (auto it = self->state.marks.begin(); it != self->state.marks.end();)
+            it = now - it->second.at > baseline_life ? self->state.marks.erase(it)
                                                      : std::next(it);
           connect_links(self);
           for (std::size_t i = 0; i < self->state.shards.size(); ++i)

@@ -119,6 +119,8 @@ std::string encode_peer_note(const peer_note& note, const std::string& from) {
       break;
     case peer_note::kind::offer:
       doc["offer"] = encode_offer(note.offer);
+      if (note.stream_known)
+        doc["stream"] = {{"epoch", note.stream_epoch}, {"offset", note.stream_offset}};
       break;
     case peer_note::kind::event:
       doc["event"] = encode_event(note.event);
@@ -155,6 +157,14 @@ std::optional<peer_note> decode_peer_note(const std::string& text) {
         break;
       case peer_note::kind::offer:
         note.offer = decode_offer(doc.at("offer"));
+        if (auto stream = doc.find("stream"); stream != doc.end()) {
+          auto& offset = stream->at("offset");
+          if (!offset.is_number_unsigned()) // nlohmann would read -1 as 2^64 - 1
+            return std::nullopt;
+          note.stream_known = true;
+          note.stream_epoch = stream->at("epoch").get<std::string>();
+          note.stream_offset = offset.get<std::uint64_t>();
+        }
         break;
       case peer_note::kind::event:
         note.event = decode_event(doc.at("event"));

@@ -33,6 +33,14 @@ struct peer_note {
   std::string token;    ///< request
   std::uint64_t last_event_id = 0; ///< request
   session_offer offer;             ///< offer
+  /// offer: where the user's stream stood on the owner's node when the request reached it
+  /// (the last offset its bus had handed to its router, with Redis' epoch of it; an empty
+  /// epoch: nothing was published yet). The frames of the offer hold every event up to it;
+  /// the adopting node delivers those after it from the user's history. Not set when the
+  /// owner did not know.
+  bool stream_known = false;
+  std::string stream_epoch;
+  std::uint64_t stream_offset = 0;
   protocol::outbound_event event;  ///< event
   protocol::inbound_message request; ///< stop
 };
