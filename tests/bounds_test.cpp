@@ -171,7 +171,8 @@ TEST_CASE("heap freed after a burst goes back to the system, though a live block
   auto peak = rss_kib();
   burst.clear();
   CHECK(eventually([&] { return rss_kib() < peak - 64 * 1024; }, 10s));
-  CHECK(metric(router, "router_heap_trims_total") >= 1);
+  // Counted once malloc_trim returns; the RSS falls while it runs.
+  CHECK(eventually([&] { return metric(router, "router_heap_trims_total") >= 1; }, 5s));
   pin.reset();
 }
 #endif
