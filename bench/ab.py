@@ -37,18 +37,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import agents_ceiling  # noqa: E402  (Router, probe, clean: one definition of a probe)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def log(*args):
     print("ab:", *args, file=sys.stderr, flush=True)
-
-
-def cpu_user_system(pid):
-    """(user, system) CPU seconds of a live process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def build_wsload(kit, workdir):
@@ -61,12 +53,12 @@ def build_wsload(kit, workdir):
 def ping(args, build, inflight, workdir):
     router = agents_ceiling.Router(os.path.join(build, "event-router"), args.secret, workdir)
     try:
-        before = cpu_user_system(router.proc.pid)
+        before = agents_ceiling.cpu_user_system(router.proc.pid)
         out = subprocess.run(
             [args.wsload, "-s", args.secret, "-g", "1", "-p", "/ws", "-c", "100", "-i",
              str(inflight), "-d", str(args.ping_secs), "127.0.0.1", str(router.port)],
             check=True, capture_output=True, text=True).stdout
-        after = cpu_user_system(router.proc.pid)
+        after = agents_ceiling.cpu_user_system(router.proc.pid)
     finally:
         router.stop()
     w = json.loads(out)

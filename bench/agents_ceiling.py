@@ -40,14 +40,19 @@ def log(*args):
     print("ceiling:", *args, file=sys.stderr, flush=True)
 
 
-def cpu_seconds(pid):
-    """user + system CPU seconds of a live process (0 if it has ended)."""
+def cpu_user_system(pid):
+    """(user, system) CPU seconds of a live process ((0, 0) if it has ended)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
     except OSError:
-        return 0.0
+        return 0.0, 0.0
+
+
+def cpu_seconds(pid):
+    """user + system CPU seconds of a live process (0 if it has ended)."""
+    return sum(cpu_user_system(pid))
 
 
 def free_port():

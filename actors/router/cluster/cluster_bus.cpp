@@ -72,6 +72,13 @@ struct stream_mark {
   std::chrono::steady_clock::time_point at;
 };
 
+/// Drops the entries of `map` (baselines, stream marks) older than baseline_life.
+template <class Map>
+void erase_expired(Map& map, std::chrono::steady_clock::time_point now) {
+  for (auto it = map.begin(); it != map.end();)
+    it = now - it->second.at > baseline_life ? map.erase(it) : std::next(it);
+}
+
 /// A resume waiting for the owner's offer (adopt), or an offer the router has not confirmed.
 struct adoption {
   std::optional<caf::typed_response_promise<peer_note>> promise; ///< while waiting for the offer
@@ -716,12 +723,8 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
         },
         [=](tick_atom) {
           auto now = std::chrono::steady_clock::now();
-          for (auto it = self->state.baselines.begin(); it != self->state.baselines.end();)
-            it = now - it->second.at > baseline_life ? self->state.baselines.erase(it)
-                                                     : std::next(it);
-          for (auto it = self->state.marks.begin(); it != self->state.marks.end();)
-            it = now - it->second.at > baseline_life ? self->state.marks.erase(it)
-                                                     : std::next(it);
+          erase_expired(self->state.baselines, now);
+          erase_expired(self->state.marks, now);
           connect_links(self);
           for (std::size_t i = 0; i < self->state.shards.size(); ++i)
             if (self->state.shards[i].commands_up)
