@@ -7,8 +7,9 @@
 #   bench/instructions.sh            uses BUILD_DIR's event-router and router-load (built)
 #
 # Environment: BUILD_DIR (default build), SHORT (2 s), LONG (6 s), OUT (also write the JSON).
-# Loads: ping, 10 connections x 1 in flight; agents, 50 users x 4 demo runs/s (no pauses).
-# Prints one JSON object: instructions per ping round trip and per demo run (seven events).
+# Loads: ping, 10 connections x 1 in flight, then x 8 in flight (pipelined requests); agents, 50 users x 4 demo runs/s (no pauses).
+# Prints one JSON object: instructions per ping round trip (at 1 and at 8 in flight) and per
+# demo run (seven events).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,7 +60,8 @@ per_unit() { # NAME LOAD-ARGS...: instructions per unit of work, long minus shor
 }
 
 ping=$(per_unit ping --scenario=ping --connections=10 --inflight=1)
+ping8=$(per_unit ping8 --scenario=ping --connections=10 --inflight=8)
 agents=$(per_unit agents --scenario=agents --connections=50 --users=50 --rate=4)
-result="{\"instructions_per_ping\": $ping, \"instructions_per_demo_run\": $agents, \"short_s\": $SHORT, \"long_s\": $LONG}"
+result="{\"instructions_per_ping\": $ping, \"instructions_per_ping_8_in_flight\": $ping8, \"instructions_per_demo_run\": $agents, \"short_s\": $SHORT, \"long_s\": $LONG}"
 echo "$result"
 [ -z "${OUT:-}" ] || echo "$result" >"$OUT"

@@ -44,8 +44,11 @@ struct user_state {
   bool known = false;
   std::string epoch;      ///< of `last`; empty: nothing was published when the baseline was read
   std::uint64_t last = 0; ///< the last offset handed to the router, or the baseline's
-  bool filling = false;   ///< a gap fill is under way: messages wait in `waiting`
+  bool filling = false;   ///< a history read is under way: messages wait in `waiting`
   std::deque<channel_message> waiting;
+  /// Work that needs the stream at rest (an adopted session catching up), run before the
+  /// messages that wait once the read in progress ends.
+  std::deque<std::function<void()>> deferred;
 };
 
 /// Where a user's channel starts for this node: the offset published last before the node's
@@ -150,54 +153,104 @@ void count_metric(bus_pointer self, void (router_metrics::*what)()) {
 
 // -- delivering a user's channel in offset order -------------------------------------------
 
-void deliver(bus_pointer self, const std::string& user, const std::string& event_json) {
+/// A published event as the history and the channel carry it ({"type", "data"}); nullopt when
+/// it is not one.
+std::optional<protocol::outbound_event> published_event(const std::string& event_json) {
   auto doc = json::parse(event_json, nullptr, false);
   if (!doc.is_object())
-    return;
+    return std::nullopt;
   protocol::outbound_event ev;
   ev.type = doc.value("type", std::string{});
   ev.published = true;
   ev.created = std::chrono::steady_clock::now();
   if (auto data = doc.find("data"); data != doc.end() && data->is_object())
     ev.data = std::move(*data);
-  self->send(self->state.router, remote_atom::value, user, std::move(ev));
+  return ev;
+}
+
+void deliver(bus_pointer self, const std::string& user, const std::string& event_json) {
+  if (auto ev = published_event(event_json))
+    self->send(self->state.router, remote_atom::value, user, std::move(*ev));
 }
 
 void process(bus_pointer self, const std::string& user, channel_message msg);
 
-/// Offsets `from`..`to` are missing: fetched from the user's history, or the user's sessions
-/// here lose their state (4010). `then` goes on with the channel.
-void fill_gap(bus_pointer self, const std::string& user, std::uint64_t from, std::uint64_t to,
-              std::function<void()> then) {
-  auto& u = self->state.users[user];
-  u.filling = true;
+/// The user's channel after a history read: the deferred work, then the messages that waited,
+/// in order, until one of them begins another read.
+void go_on(bus_pointer self, const std::string& user) {
+  for (;;) {
+    auto it = self->state.users.find(user);
+    if (it == self->state.users.end())
+      return;
+    auto& u = it->second;
+    u.filling = false;
+    if (!u.deferred.empty()) {
+      auto next = std::move(u.deferred.front());
+      u.deferred.pop_front();
+      next();
+    } else if (!u.waiting.empty()) {
+      auto next = std::move(u.waiting.front());
+      u.waiting.pop_front();
+      process(self, user, std::move(next));
+    } else {
+      return;
+    }
+    it = self->state.users.find(user);
+    if (it == self->state.users.end() || it->second.filling)
+      return; // gone, or reading again: that read goes on when it ends
+  }
+}
+
+/// Reads offsets `from`..`to` of the user's history while the user's channel waits here;
+/// `done` gets the events (complete: all of them were there), also when the user's state
+/// went meanwhile; then the channel goes on.
+void read_history(bus_pointer self, const std::string& user, std::uint64_t from, std::uint64_t to,
+                  std::function<void(bool complete, std::vector<std::string> events)> done) {
+  self->state.users[user].filling = true;
   call(self, shard_for(self, user),
        {"XRANGE", user_key(self, user, ":hist"), std::to_string(from) + "-0",
         std::to_string(to) + "-0"},
-       [self, user, from, to, then](redis_reply& r) {
-         auto it = self->state.users.find(user);
-         if (it == self->state.users.end())
-           return;
-         auto& u = it->second;
+       [self, user, from, to, done](redis_reply& r) {
          bool complete = !r.is_error() && r.elements.size() == to - from + 1;
-         if (complete) {
+         std::vector<std::string> events;
+         if (complete)
            for (auto& entry : r.elements)
              if (entry.elements.size() == 2 && entry.elements[1].elements.size() == 2)
-               deliver(self, user, entry.elements[1].elements[1].text);
-           count_metric(self, &router_metrics::cluster_gap_filled);
-         } else {
-           self->send(self->state.router, lost_atom::value, user, close_code::state_lost.code);
-           count_metric(self, &router_metrics::cluster_gap_lost);
-         }
-         u.last = to;
-         u.filling = false;
-         then();
-         while (!u.filling && !u.waiting.empty()) {
-           auto next = std::move(u.waiting.front());
-           u.waiting.pop_front();
-           process(self, user, std::move(next));
-         }
+               events.push_back(std::move(entry.elements[1].elements[1].text));
+         done(complete, std::move(events));
+         go_on(self, user);
        });
+}
+
+/// What a history read brought for the user's sessions here (up to `to`), or, if the history
+/// no longer held all of it, their lost state (4010). False when the user's state went.
+bool hand_on_history(bus_pointer self, const std::string& user, std::uint64_t to, bool complete,
+                     const std::vector<std::string>& events) {
+  auto it = self->state.users.find(user);
+  if (it == self->state.users.end())
+    return false;
+  if (complete) {
+    for (auto& event : events)
+      deliver(self, user, event);
+    count_metric(self, &router_metrics::cluster_gap_filled);
+  } else {
+    self->send(self->state.router, lost_atom::value, user, close_code::state_lost.code);
+    count_metric(self, &router_metrics::cluster_gap_lost);
+  }
+  it->second.last = to;
+  return true;
+}
+
+/// Offsets `from`..`to` are missing: fetched from the user's history, or the user's sessions
+/// here lose their state (4010). `then` goes on with the channel (not when the user's state
+/// went meanwhile).
+void fill_gap(bus_pointer self, const std::string& user, std::uint64_t from, std::uint64_t to,
+              std::function<void()> then) {
+  read_history(self, user, from, to,
+               [self, user, to, then](bool complete, std::vector<std::string> events) {
+                 if (hand_on_history(self, user, to, complete, events))
+                   then();
+               });
 }
 
 void process(bus_pointer self, const std::string& user, channel_message msg) {
@@ -452,6 +505,72 @@ void adopt(bus_pointer self, std::string node, std::string user, std::string tok
        });
 }
 
+/// Hands the router an ok offer, unless the hand-over was given up meanwhile (timed out and
+/// declined while the stream caught up): then the resume goes on as a fresh session.
+void hand_offer(bus_pointer self, peer_note note, caf::typed_response_promise<peer_note> rp) {
+  if (self->state.adoptions.count(note.handover) == 0)
+    rp.deliver(no_offer());
+  else
+    rp.deliver(std::move(note));
+}
+
+/// An adopted session's stream goes on from the owner's mark. When the session is the user's
+/// first here, the mark is the node's baseline for the user: what was published after it comes
+/// from the history once this node's subscription is confirmed (on_presence, recover), as for
+/// a new connection. When the node already follows the user's stream for another session, it
+/// stands behind the mark or ahead of it. Behind: it reads up to the mark from the history and
+/// hands that on to its other sessions first (the adopted one has it in its frames). Ahead:
+/// what it handed on since the mark is owed to the adopted session alone, and goes with the
+/// offer (`published`), which the router takes before anything newer from here. Either way the
+/// user's channel waits meanwhile; a history that no longer holds what the session is owed
+/// ends the hand-over (the client gets a fresh session, recovered: false).
+void catch_up(bus_pointer self, peer_note note, caf::typed_response_promise<peer_note> rp) {
+  auto it = self->state.users.find(note.user);
+  if (it == self->state.users.end()) {
+    note_baseline(self, note.user, note.stream_epoch, note.stream_offset);
+    return hand_offer(self, std::move(note), std::move(rp));
+  }
+  auto& u = it->second;
+  if (u.filling) // a read under way: the node's position is known once it ends
+    return u.deferred.push_back([self, note = std::move(note), rp]() mutable {
+      catch_up(self, std::move(note), std::move(rp));
+    });
+  if (!u.known) { // subscribed, nothing handed on yet: the mark is as good a start as any
+    u.known = true;
+    u.epoch = note.stream_epoch;
+    u.last = note.stream_offset;
+    return hand_offer(self, std::move(note), std::move(rp));
+  }
+  bool same_epoch = u.epoch == note.stream_epoch || u.epoch.empty() || note.stream_epoch.empty();
+  auto mark = note.stream_offset;
+  if (!same_epoch || mark == u.last) // level, or Redis started anew between them: this node leads
+    return hand_offer(self, std::move(note), std::move(rp));
+  auto user = note.user;
+  if (mark > u.last)
+    return read_history(self, user, u.last + 1, mark,
+                        [self, note = std::move(note), rp](bool complete,
+                                                            std::vector<std::string> events) mutable {
+                          hand_on_history(self, note.user, note.stream_offset, complete, events);
+                          hand_offer(self, std::move(note), std::move(rp));
+                        });
+  read_history(self, user, mark + 1, u.last,
+               [self, note = std::move(note), rp](bool complete,
+                                                   std::vector<std::string> events) mutable {
+                 if (!complete) {
+                   count_metric(self, &router_metrics::cluster_gap_lost);
+                   if (self->state.adoptions.erase(note.handover) > 0)
+                     decline(self, note.handover, note.node, note.user);
+                   rp.deliver(no_offer());
+                   return;
+                 }
+                 for (auto& event : events)
+                   if (auto ev = published_event(event))
+                     note.offer.published.push_back(std::move(*ev));
+                 count_metric(self, &router_metrics::cluster_gap_filled);
+                 hand_offer(self, std::move(note), std::move(rp));
+               });
+}
+
 /// The owner's answer to a resume asked from here: to the router, which confirms an ok one.
 void on_offer(bus_pointer self, peer_note& note) {
   auto& adoptions = self->state.adoptions;
@@ -467,11 +586,8 @@ void on_offer(bus_pointer self, peer_note& note) {
   } else {
     it->second.promise.reset(); // now waiting for the router's accept
     self->delayed_send(self, adoption_timeout, hotimeout_atom::value, note.handover);
-    // The adopted session's stream goes on from where the owner's stood: when it is the
-    // user's first session here, what was published after that comes from the history once
-    // this node's subscription is confirmed (on_presence, recover), as for a new connection.
     if (note.stream_known)
-      note_baseline(self, note.user, note.stream_epoch, note.stream_offset);
+      return catch_up(self, std::move(note), std::move(rp));
   }
   rp.deliver(std::move(note));
 }

@@ -502,6 +502,8 @@ private:
         keep_for_replay(this, id, frame);
       state.to_outbox(std::move(frame));
     }
+    for (auto& event : offer.published)
+      emit(this, event);
     if (offer.runs.empty())
       return;
     state.moves = std::make_unique<session_moves>();

@@ -16,6 +16,8 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include "protocol/envelope.hpp"
+
 namespace er::actors {
 
 /// A run that stays on the owner's node: what the adopter needs to answer for it (an
@@ -33,6 +35,10 @@ struct session_offer {
   std::uint64_t next_event_id = 1;
   std::string session_id;
   std::vector<offered_run> runs; ///< runs still active on the owner's side
+  /// Filled by the adopting node, never sent: events published to the user that it handed on
+  /// to its other sessions of the user after the owner's stream mark, before the offer came.
+  /// The new manager sends them after the frames, stamped as its own.
+  std::vector<protocol::outbound_event> published;
 };
 
 } // namespace er::actors
