@@ -633,9 +633,12 @@ void on_presence(bus_pointer self, const std::string& user, std::int64_t local) 
       return;
     it->second.local = 0;
     sync_count(self, user);
+    auto deferred = std::move(it->second.deferred); // adoptions: now the user's first session
     st.users.erase(it);
     if (st.shards[index].pubsub_up)
       st.shards[index].pubsub->unsubscribe(channel_of(self, user));
+    for (auto& work : deferred)
+      work();
     return;
   }
   bool first = it == st.users.end();
