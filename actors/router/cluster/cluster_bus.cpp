@@ -518,10 +518,12 @@ void hand_offer(bus_pointer self, peer_note note, caf::typed_response_promise<pe
 /// first here, the mark is the node's baseline for the user: what was published after it comes
 /// from the history once this node's subscription is confirmed (on_presence, recover), as for
 /// a new connection. When the node already follows the user's stream for another session, it
-/// stands behind the mark or ahead of it. Behind: it reads up to the mark from the history and
-/// hands that on to its other sessions first (the adopted one has it in its frames). Ahead:
-/// what it handed on since the mark is owed to the adopted session alone, and goes with the
-/// offer (`published`), which the router takes before anything newer from here. Either way the
+/// usually stands ahead of the mark (the offer comes on the shard's subscriber link after every
+/// publish the mark counts): what it handed on since the mark is owed to the adopted session
+/// alone, and goes with the offer (`published`), which the router takes before anything newer
+/// from here. Behind the mark (messages missed while the link was down, not yet recovered), it
+/// reads up to the mark from the history and hands that on to its other sessions first (the
+/// adopted one has it in its frames). Either way the
 /// user's channel waits meanwhile; a history that no longer holds what the session is owed
 /// ends the hand-over (the client gets a fresh session, recovered: false).
 void catch_up(bus_pointer self, peer_note note, caf::typed_response_promise<peer_note> rp) {
