@@ -523,9 +523,9 @@ void hand_offer(bus_pointer self, peer_note note, caf::typed_response_promise<pe
 /// alone, and goes with the offer (`published`), which the router takes before anything newer
 /// from here. Behind the mark (messages missed while the link was down, not yet recovered), it
 /// reads up to the mark from the history and hands that on to its other sessions first (the
-/// adopted one has it in its frames). Either way the
-/// user's channel waits meanwhile; a history that no longer holds what the session is owed
-/// ends the hand-over (the client gets a fresh session, recovered: false).
+/// adopted one has it in its frames). Either way the user's channel waits meanwhile; a history
+/// that no longer holds what the session is owed ends the hand-over (the client gets a fresh
+/// session, recovered: false).
 void catch_up(bus_pointer self, peer_note note, caf::typed_response_promise<peer_note> rp) {
   auto it = self->state.users.find(note.user);
   if (it == self->state.users.end()) {
