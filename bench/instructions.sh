@@ -7,7 +7,8 @@
 #   bench/instructions.sh            uses BUILD_DIR's event-router and router-load (built)
 #
 # Environment: BUILD_DIR (default build), SHORT (2 s), LONG (6 s), OUT (also write the JSON).
-# Loads: ping, 10 connections x 1 in flight, then x 8 in flight (pipelined requests); agents, 50 users x 4 demo runs/s (no pauses).
+# Loads: ping, 10 connections x 1 in flight, then x 8 in flight (pipelined requests); agents,
+# 50 users x 4 demo runs/s (no pauses).
 # Prints one JSON object: instructions per ping round trip (at 1 and at 8 in flight) and per
 # demo run (seven events).
 set -euo pipefail

@@ -85,10 +85,11 @@ const load_options& options_of(client_pointer self) {
 }
 
 /// How often a client reports its counters while they change: every 250 ms up to 1,000
-/// connections, less often past that (once a second from 4,000), so that the collector gets at
-/// most about 4,000 reports a second whatever the count: each is a delayed message, a vector of
-/// latencies and a turn of the one collector, paid from the CPU the router is measured on. The
-/// counts are exact either way: a client's last report comes with its end.
+/// connections, less often past that (once a second from 4,000), so that the collector gets
+/// about 4,000 reports a second up to 4,000 connections and one per connection a second beyond:
+/// each is a delayed message, a vector of latencies and a turn of the one collector, paid from
+/// the CPU the router is measured on. The counts are exact either way: a client's last report
+/// comes with its end.
 std::chrono::milliseconds flush_interval(const load_options& o) {
   auto scaled = 250ms * std::max<std::size_t>(1, o.connections / 1000);
   return std::min<std::chrono::milliseconds>(scaled, 1s);
