@@ -10,6 +10,7 @@
 #include <map>
 #include <random>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -47,20 +48,46 @@ std::string redis_command(unsigned short port, const std::string& command) {
   }
 }
 
+/// The id of the connection to Redis named `name` (CLIENT LIST), or empty: none is. `auth`:
+/// AUTH's arguments first (user and password), when Redis asks for them.
+std::string redis_client_id(unsigned short port, const std::string& name,
+                            const std::string& auth = {}) {
+  raw_socket s{port};
+  if (!auth.empty())
+    s.send("AUTH " + auth + "\r\n");
+  s.send("CLIENT LIST\r\nPING\r\n"); // the list's end is where PING's answer begins
+  auto text = s.read_until("+PONG\r\n", 2s);
+  std::istringstream lines{text};
+  for (std::string line; std::getline(lines, line);)
+    if (line.find(" name=" + name + " ") != std::string::npos && line.rfind("id=", 0) == 0)
+      return line.substr(3, line.find(' ') - 3);
+  return {};
+}
+
 /// A redis-server without persistence on a free port, stopped with the test.
 class redis_server {
 public:
   explicit redis_server(unsigned short port = free_port()) : port_(port) {
     start();
   }
+  /// With more of redis-server's options (e.g. an ACL user that asks for a password).
+  explicit redis_server(std::vector<std::string> options)
+    : port_(free_port()), options_(std::move(options)) {
+    start();
+  }
   ~redis_server() {
     stop();
   }
   void start() {
-    process_ = std::make_unique<child_process>(std::vector<std::string>{
-      "/usr/bin/redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
-      "--save", "", "--appendonly", "no", "--dir", dir_.path().string()});
-    REQUIRE(eventually([&] { return redis_command(port_, "PING").rfind("+PONG", 0) == 0; }, 10s));
+    std::vector<std::string> argv{"/usr/bin/redis-server", "--port", std::to_string(port_),
+                                  "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                  "--dir", dir_.path().string()};
+    argv.insert(argv.end(), options_.begin(), options_.end());
+    process_ = std::make_unique<child_process>(argv);
+    REQUIRE(eventually([&] { // up: PONG, or an answer that asks for a password first
+      auto answer = redis_command(port_, "PING");
+      return answer.rfind("+PONG", 0) == 0 || answer.rfind("-NOAUTH", 0) == 0;
+    }, 10s));
   }
   void stop() {
     if (!process_)
@@ -79,6 +106,7 @@ public:
 private:
   temp_dir dir_;
   unsigned short port_;
+  std::vector<std::string> options_;
   std::unique_ptr<child_process> process_;
 };
 
@@ -337,15 +365,60 @@ TEST_CASE("while Redis is down local traffic goes on and publish answers 503, wh
 TEST_CASE("what a node missed while its subscription was cut is filled from the user's history") {
   redis_server redis;
   node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};
+  auto a1 = n1.connect("alice");
   auto a2 = n2.connect("alice");
+  // Each node names its two links to Redis, so CLIENT LIST says whose each one is.
+  for (auto name : {"er:node:n1:commands", "er:node:n1:pubsub", "er:node:n2:commands"})
+    CHECK_MESSAGE(!redis_client_id(redis.port(), name).empty(), name);
+  auto n2_pubsub = redis_client_id(redis.port(), "er:node:n2:pubsub");
+  REQUIRE(!n2_pubsub.empty());
   REQUIRE(n1.publish("alice", {{"n", 0}}).status == 202);
+  CHECK(read_published(*a1, "alice", 1) == upto(1));
   CHECK(read_published(*a2, "alice", 1) == upto(1));
-  CHECK(redis_command(redis.port(), "CLIENT KILL TYPE pubsub").rfind(":", 0) == 0);
+  // Only n2's subscriber link is cut: n1 goes on receiving, n2 learns of what it missed from
+  // the user's sequence once its link is back, and reads it from the history.
+  CHECK(redis_command(redis.port(), "CLIENT KILL ID " + n2_pubsub) == ":1\r\n");
   for (int i = 1; i < 6; ++i) // published while n2 is not subscribed
     REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
+  CHECK(read_published(*a1, "alice", 5) == std::vector<int>{1, 2, 3, 4, 5});
   CHECK(read_published(*a2, "alice", 5) == std::vector<int>{1, 2, 3, 4, 5});
+  CHECK(eventually([&] { return !redis_client_id(redis.port(), "er:node:n2:pubsub").empty(); },
+                   5s)); // named again on the new connection
   auto metrics = er::client::http_request("127.0.0.1", n2.port(), "GET", "/metrics").body;
   CHECK(metric(metrics, "router_cluster_gaps_filled_total") >= 1);
+  auto n1_metrics = er::client::http_request("127.0.0.1", n1.port(), "GET", "/metrics").body;
+  CHECK(metric(n1_metrics, "router_cluster_gaps_filled_total") == 0); // n1 missed nothing
+  CHECK(a1->read(200ms).what == er::client::frame::kind::timeout); // each once
+  CHECK(a2->read(200ms).what == er::client::frame::kind::timeout);
+}
+
+TEST_CASE("nodes authenticate with cluster.redis-password, one with a wrong password refuses to "
+          "start, and an ACL that refuses CLIENT SETNAME leaves the links unnamed and working") {
+  // The default user asks for a password and may not use CLIENT (the links name themselves
+  // with CLIENT SETNAME: refused here, which must not keep them down); the test looks on as
+  // another user.
+  redis_server redis{{"--user", "default", "on", ">cluster-pass", "~*", "&*", "+@all", "-client",
+                      "--user", "admin", "on", ">admin-pass", "~*", "&*", "+@all"}};
+  REQUIRE(redis_command(redis.port(), "PING").rfind("-NOAUTH", 0) == 0);
+  node n1{redis.address(), "n1", {"--cluster.redis-password=cluster-pass"}};
+  node n2{redis.address(), "n2", {"--cluster.redis-password=cluster-pass"}};
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "up"; }, 10s));
+  CHECK(eventually([&] { return n2.health()["cluster"]["redis"] == "up"; }, 10s));
+  CHECK(eventually([&] { return n2.health()["cluster"]["nodes"] == 2; }, 10s));
+  auto a2 = n2.connect("alice");
+  REQUIRE(eventually([&] { return n1.publish("alice", {{"n", 0}}).status == 202; }, 5s));
+  CHECK(read_published(*a2, "alice", 1) == upto(1));
+  CHECK(a2->read(300ms).what == er::client::frame::kind::timeout); // once
+  // Unnamed: no node's link is in CLIENT LIST by its name, while the test's own is.
+  CHECK(redis_client_id(redis.port(), "er:node:n1:pubsub", "admin admin-pass").empty());
+  CHECK(redis_client_id(redis.port(), "er:node:n2:commands", "admin admin-pass").empty());
+  CHECK(!redis_client_id(redis.port(), "", "admin admin-pass").empty());
+  // A node with the wrong password says so and does not start.
+  child_process wrong{{ER_ROUTER_BINARY, "--router.port=0", "--router.store-path=:memory:",
+                       "--router.server-id=n3", "--cluster.redis=" + redis.address(),
+                       "--cluster.redis-password=not-it"}};
+  CHECK(wrong.wait(10s) == 2);
+  CHECK(wrong.read_all_stderr().find("refused AUTH") != std::string::npos);
 }
 
 TEST_CASE("users are spread over two Redis shards, and each publish reaches its user") {

@@ -438,8 +438,12 @@ void make_links(bus_pointer self) {
       return ev;
     };
     shard sh;
-    sh.commands = redis_link::create(*s.io, s.shards[i], s.password, events_for(false));
-    sh.pubsub = redis_link::create(*s.io, s.shards[i], s.password, events_for(true));
+    // Named for CLIENT LIST: which node each connection is, and which of its two links.
+    auto name = s.prefix + "node:" + s.node_id;
+    sh.commands = redis_link::create(*s.io, s.shards[i], s.password, name + ":commands",
+                                     events_for(false));
+    sh.pubsub = redis_link::create(*s.io, s.shards[i], s.password, name + ":pubsub",
+                                   events_for(true));
     self->state.shards.push_back(std::move(sh));
   }
 }

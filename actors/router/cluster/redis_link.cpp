@@ -49,9 +49,13 @@ redis_reply convert(const redisReply* r) {
 
 class link_impl final : public redis_link, public std::enable_shared_from_this<link_impl> {
 public:
-  link_impl(asio::io_context& io, redis_address address, std::string password, events cb)
+  link_impl(asio::io_context& io, redis_address address, std::string password,
+            std::string client_name, events cb)
     : strand_(asio::make_strand(io)), address_(std::move(address)),
-      password_(std::move(password)), cb_(std::move(cb)) {
+      password_(std::move(password)), client_name_(std::move(client_name)), cb_(std::move(cb)) {
+    for (auto& c : client_name_)
+      if (c < '!' || c > '~')
+        c = '_';
   }
 
   ~link_impl() override {
@@ -124,12 +128,28 @@ private:
       return lost("cannot connect to redis " + address_.text() + ": " + error);
     }
     if (password_.empty())
-      return ready();
+      return name_self();
     send({"AUTH", password_}, [this](redis_reply r) {
       if (r.is_error())
         return lost("redis " + address_.text() + " refused AUTH: " + r.text);
-      ready();
+      name_self();
     });
+  }
+
+  /// CLIENT SETNAME, then up. A refusal (an ACL without CLIENT) leaves the link unnamed and up;
+  /// no reply at all means the connection went first, which on_disconnect reports.
+  void name_self() {
+    if (client_name_.empty())
+      return ready();
+    const char* args[] = {"CLIENT", "SETNAME", client_name_.c_str()};
+    std::size_t lengths[] = {6, 7, client_name_.size()};
+    redisAsyncCommandArgv(
+      ac_,
+      [](redisAsyncContext* ac, void* reply, void*) {
+        if (reply != nullptr)
+          static_cast<link_impl*>(ac->data)->ready();
+      },
+      nullptr, 3, args, lengths);
   }
 
   void ready() {
@@ -235,6 +255,7 @@ private:
   strand_type strand_;
   redis_address address_;
   std::string password_;
+  std::string client_name_;
   events cb_;
   redisAsyncContext* ac_ = nullptr;
   std::unique_ptr<asio::posix::stream_descriptor> socket_;
@@ -247,9 +268,10 @@ private:
 } // namespace
 
 std::shared_ptr<redis_link> redis_link::create(asio::io_context& io, redis_address address,
-                                               std::string password, events callbacks) {
+                                               std::string password, std::string client_name,
+                                               events callbacks) {
   return std::make_shared<link_impl>(io, std::move(address), std::move(password),
-                                     std::move(callbacks));
+                                     std::move(client_name), std::move(callbacks));
 }
 
 } // namespace er::actors

@@ -54,9 +54,13 @@ public:
     std::function<void(std::string channel)> on_subscribed;
   };
 
-  /// `password` empty: no AUTH.
+  /// `password` empty: no AUTH. `client_name` (empty: none) is what Redis's CLIENT LIST shows
+  /// for the connection, set after every connect; characters Redis does not take in a name
+  /// (spaces, controls, non-ASCII) become '_'; a Redis that refuses CLIENT SETNAME (an ACL
+  /// without it) leaves the link unnamed and up.
   static std::shared_ptr<redis_link> create(boost::asio::io_context& io, redis_address address,
-                                            std::string password, events callbacks);
+                                            std::string password, std::string client_name,
+                                            events callbacks);
   virtual ~redis_link() = default;
 
   /// Connects; on_up or on_down follows. Again after on_down to reconnect.
