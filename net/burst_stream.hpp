@@ -6,12 +6,14 @@
 // Beast frames every message itself and writes it on this layer. The session writes its queued
 // messages with Beast's synchronous write: on this layer a synchronous write never touches the
 // socket, it appends to a burst buffer in memory (and so does any asynchronous write while a
-// burst exists, completing at once); async_flush() then sends the buffer with one socket write
-// and passes writes through again. Beast's own control frames (a ping the session sends, a pong
-// or close Beast answers by itself) are asynchronous writes: outside a burst they go straight to
-// the socket, and a flush started while one of them is still in flight waits for it, so that at
+// burst exists); async_flush() then sends the buffer with one socket write and passes writes
+// through again. Beast's own control frames (a ping the session sends, a pong or close Beast
+// answers by itself) are asynchronous writes: outside a burst they go straight to the socket,
+// whole, and a flush started while one of them is still in flight waits for it, so that at
 // most one socket write is in flight and frames never interleave. A write that arrives while a
-// flush is in flight is gathered and sent by that flush, after what it was sending.
+// flush is in flight is gathered and sent by that flush, after what it was sending, and
+// completes when that flush has sent it: a peer that does not read holds up Beast's writes
+// (and so its reads) as a full socket would.
 //
 // A burst's buffers are recycled per thread: the next burst on this thread (any connection's)
 // reuses their capacity: a fresh buffer of a few KiB for every burst would make glibc
@@ -24,6 +26,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -153,25 +156,35 @@ public:
     if (!burst_)
       return write_direct(buffers, std::forward<Handler>(handler));
     auto n = append(buffers);
+    if (flushing_) {
+      // Completes when the flush that carries these bytes has sent them, as a socket write
+      // would: Beast's read loop, which answers each ping with a pong, waits for it meanwhile
+      // and stops reading. Completed at once, a peer that sends pings and reads nothing would
+      // grow the burst without end while the flush cannot progress.
+      burst_->held.push_back(std::make_unique<held_write<std::decay_t<Handler>>>(
+        std::forward<Handler>(handler), n));
+      return;
+    }
     // Never inline: a completion handler must not run inside its initiating function.
     boost::asio::post(socket_.get_executor(),
                       boost::beast::bind_front_handler(std::forward<Handler>(handler),
                                                        boost::system::error_code{}, n));
   }
 
-  // Straight to the socket; counted, so that a flush never overtakes it. The completion keeps
-  // the handler's executor.
+  // Straight to the socket, all of it (a frame cut by a short write must not have a burst
+  // sent between its parts); counted, so that a flush never overtakes it. The completion
+  // keeps the handler's executor.
   template <class ConstBuffers, class Handler>
   void write_direct(const ConstBuffers& buffers, Handler&& handler) {
     ++direct_writes_;
     auto executor = boost::asio::get_associated_executor(handler, socket_.get_executor());
-    socket_.async_write_some(
-      buffers, boost::asio::bind_executor(
-                 executor, [this, handler = std::forward<Handler>(handler)](
-                             boost::system::error_code ec, std::size_t n) mutable {
-                   on_direct_write_done();
-                   handler(ec, n);
-                 }));
+    boost::asio::async_write(
+      socket_, buffers,
+      boost::asio::bind_executor(executor, [this, handler = std::forward<Handler>(handler)](
+                                             boost::system::error_code ec, std::size_t n) mutable {
+        on_direct_write_done();
+        handler(ec, n);
+      }));
   }
 
   /// SyncWriteStream: gathers (starting a burst if none is open) and never blocks; the bytes
@@ -237,12 +250,14 @@ public:
   template <class Handler>
   void async_flush(Handler handler) {
     if (!burst_ || burst_->gathered.empty()) {
+      complete_held({});
       release_burst();
       boost::asio::post(socket_.get_executor(),
                         boost::beast::bind_front_handler(std::move(handler),
                                                          boost::system::error_code{}));
       return;
     }
+    flushing_ = true;
     if (direct_writes_ > 0) { // after the control frame already on its way (rare: a copy)
       burst_->waiting_flush = std::function<void(boost::system::error_code)>(std::move(handler));
       return;
@@ -251,11 +266,39 @@ public:
   }
 
 private:
+  /// An asynchronous write gathered during a flush, waiting for it (move-only handlers).
+  struct held_completion {
+    virtual ~held_completion() = default;
+    virtual void complete(executor_type executor, boost::system::error_code ec) = 0;
+  };
+  template <class Handler>
+  struct held_write final : held_completion {
+    held_write(Handler h, std::size_t n) : handler(std::move(h)), bytes(n) {
+    }
+    void complete(executor_type executor, boost::system::error_code ec) override {
+      boost::asio::post(executor, boost::beast::bind_front_handler(std::move(handler), ec,
+                                                                   ec ? std::size_t{0} : bytes));
+    }
+    Handler handler;
+    std::size_t bytes;
+  };
+
   struct burst {
     std::string gathered; ///< appended to while gathering
     std::string sending;  ///< in flight
     std::function<void(boost::system::error_code)> waiting_flush; ///< for direct writes to end
+    std::vector<std::unique_ptr<held_completion>> held; ///< gathered during the flush
   };
+
+  /// The writes held by the flush complete (posted) with its outcome.
+  void complete_held(boost::system::error_code ec) {
+    if (!burst_ || burst_->held.empty())
+      return;
+    auto held = std::move(burst_->held);
+    burst_->held.clear();
+    for (auto& write : held)
+      write->complete(socket_.get_executor(), ec);
+  }
 
   static constexpr std::size_t max_spare_bursts = 16;       ///< per thread
   static constexpr std::size_t max_spare_capacity = 65536;  ///< per burst
@@ -357,6 +400,8 @@ private:
       recycled([this, handler = std::move(handler)](boost::system::error_code ec,
                                                     std::size_t) mutable {
         if (ec || burst_->gathered.empty()) {
+          flushing_ = false;
+          complete_held(ec);
           release_burst(); // a burst's memory is not kept by an idle connection
           handler(ec);
           return;
@@ -368,6 +413,7 @@ private:
   Socket socket_;
   std::unique_ptr<burst> burst_;
   std::size_t direct_writes_ = 0; ///< asynchronous writes passed through, not yet complete
+  bool flushing_ = false;         ///< async_flush() called, its handler not yet
   std::unique_ptr<std::string> unread_; ///< see set_unread; null when none is left
   std::uint16_t close_code_patch_ = 0;  ///< see replace_close_code; 0: none
   std::string_view (*close_reason_of_)(std::uint16_t) = nullptr; ///< see fill_close_reasons

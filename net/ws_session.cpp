@@ -148,9 +148,12 @@ private:
     phase_ = phase::open; // a close requested meanwhile is sent by write_next
     ws_.control_callback([this](websocket::frame_type kind, std::string_view) {
       if (kind == websocket::frame_type::pong)
-        peer_alive();
-      else if (kind == websocket::frame_type::close && !valid_close_code(ws_.reason().code))
+        return peer_alive();
+      if (kind != websocket::frame_type::close)
+        return;
+      if (!valid_close_code(ws_.reason().code))
         ws_.next_layer().replace_close_code(close_code::protocol_error.code);
+      on_peer_close();
     });
     schedule_heartbeat(limits_.heartbeat_interval);
     do_read();
@@ -187,7 +190,9 @@ private:
   void on_timer() {
     if (phase_ == phase::finished)
       return;
-    if (closing_ != closing::no) // a peer that never reads keeps our last write pending
+    // A peer that never reads keeps our last write pending; one that sent its close frame
+    // and never ends the connection keeps Beast's teardown reading.
+    if (closing_ != closing::no || peer_closed_)
       return abort_transport();
     on_heartbeat();
   }
@@ -214,6 +219,24 @@ private:
   // which no specification defines: those are answered with 1002 as well.
   static bool valid_close_code(std::uint16_t code) {
     return code < 5000;
+  }
+
+  // The peer's close frame has been read: Beast answers it (after what is being flushed) and
+  // tears the connection down. Nothing is sent after that answer (RFC 6455 §5.5.1), and the
+  // teardown has the close handshake's time, as our own close has.
+  void on_peer_close() {
+    if (peer_closed_)
+      return;
+    peer_closed_ = true;
+    drop_queued();
+    if (closing_ == closing::no)
+      clock_.schedule(*this, std::chrono::steady_clock::now() + limits_.handshake_timeout);
+  }
+
+  // The close code the peer's close frame carried, or 1002 for one Beast answered so.
+  std::uint16_t peer_close_code() {
+    auto code = static_cast<std::uint16_t>(ws_.reason().code);
+    return valid_close_code(code) ? code : close_code::protocol_error.code;
   }
 
   // A pong, or any data: proves the peer alive.
@@ -291,12 +314,14 @@ private:
     close_info info;
     if (ec == websocket::error::closed) {
       info.clean = true;
-      info.code = closing_ == closing::sent ? close_.code
-                                            : static_cast<std::uint16_t>(ws_.reason().code);
-      if (!valid_close_code(info.code)) // answered with 1002 (see on_accept)
-        info.code = close_code::protocol_error.code;
+      info.code = closing_ == closing::sent ? close_.code : peer_close_code();
     } else if (ec == websocket::error::message_too_big) {
       info.code = close_code::too_big.code; // Beast sent the close frame and drained the rest
+    } else if (peer_closed_ && closing_ != closing::sent) {
+      // The peer closed with a close frame; the teardown after Beast's answer failed (a reset,
+      // or the peer took too long to end the connection): its close all the same.
+      info.clean = true;
+      info.code = peer_close_code();
     } else if (closing_ != closing::no) {
       // Our close: Beast ends the pending read with operation_aborted once it is sent.
       info.code = close_.code;
@@ -315,7 +340,7 @@ private:
   /// Adds `frame` to the queue; false when nothing more can be sent (closing, closed, or
   /// this frame overflowed the queue and began the 4008 close).
   bool queue_frame(std::string frame) {
-    if (closing_ != closing::no || phase_ == phase::finished)
+    if (closing_ != closing::no || peer_closed_ || phase_ == phase::finished)
       return false;
     queued_bytes_ += frame.size();
     if (queue_.capacity() == 0)
@@ -327,7 +352,7 @@ private:
   /// queue_frame() for a manager's batch of frames; an empty queue takes the batch whole
   /// (what is left in `frames` afterwards is for the caller to recycle).
   bool queue_batch(frame_batch& frames) {
-    if (closing_ != closing::no || phase_ == phase::finished)
+    if (closing_ != closing::no || peer_closed_ || phase_ == phase::finished)
       return false;
     for (auto& frame : frames)
       queued_bytes_ += frame.size();
@@ -357,7 +382,7 @@ private:
     if (queue_.empty()) {
       if (stream.gathering())
         return flush();
-      if (closing_ == closing::requested)
+      if (closing_ == closing::requested && !peer_closed_) // else Beast has answered already
         send_close();
       return;
     }
@@ -467,6 +492,7 @@ private:
   close_reason close_ = close_code::normal; ///< ours, once closing_ is not `no`
   bool reading_ = false;    ///< an accept or a read is in flight: it will finish the session
   bool writing_ = false;    ///< a burst is being flushed
+  bool peer_closed_ = false; ///< the peer's close frame was read (see on_peer_close)
   std::shared_ptr<connection_budget> budget_;
 };
 

@@ -9,6 +9,8 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <thread>
+#include <chrono>
 #include <vector>
 
 #include <boost/asio/buffer.hpp>
@@ -25,6 +27,7 @@
 namespace {
 
 namespace asio = boost::asio;
+using namespace std::chrono_literals;
 namespace websocket = boost::beast::websocket;
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
@@ -192,6 +195,97 @@ TEST_CASE("burst_stream: a write that arrives while a flush is in flight is gath
   CHECK(late_done);
   CHECK(writes == 2); // the burst, then what came during it
   CHECK(read_exactly(pair.client, 11) == "first;late;");
+}
+
+TEST_CASE("burst_stream: a write gathered during a flush that the peer does not take completes "
+          "only once the flush has sent it") {
+  connected_pair pair;
+  auto& stream = pair.stream;
+  // Small socket buffers: the burst below cannot leave until the client reads.
+  stream.next_layer().socket.set_option(asio::socket_base::send_buffer_size(16384));
+  pair.client.set_option(asio::socket_base::receive_buffer_size(16384));
+  const std::string big(4 << 20, 'b');
+  std::string late = "late;";
+  error_code ec;
+  stream.write_some(asio::buffer(big), ec);
+  REQUIRE_FALSE(ec);
+  bool flushed = false;
+  stream.async_flush([&](error_code e) {
+    CHECK_FALSE(e);
+    flushed = true;
+  });
+  bool late_done = false;
+  std::size_t late_bytes = 0;
+  // Like the pong Beast answers a ping with, while the session's burst is stuck.
+  stream.async_write_some(asio::buffer(late), [&](error_code e, std::size_t n) {
+    CHECK_FALSE(e);
+    CHECK(flushed); // after the flush that carried it
+    late_done = true;
+    late_bytes = n;
+  });
+  pair.io.run_for(300ms);
+  CHECK_FALSE(flushed); // the client reads nothing: the flush cannot end...
+  CHECK_FALSE(late_done); // ...nor may the write it carries
+  std::string received;
+  std::thread reader([&] { received = read_exactly(pair.client, big.size() + late.size()); });
+  pair.io.restart();
+  pair.io.run();
+  reader.join();
+  CHECK(flushed);
+  CHECK(late_done);
+  CHECK(late_bytes == late.size());
+  CHECK(received.compare(0, big.size(), big) == 0);
+  CHECK(received.compare(big.size(), late.size(), late) == 0);
+}
+
+TEST_CASE("burst_stream under Beast's WebSocket stream: while a flush the peer does not take is "
+          "stuck, the pong Beast answers a ping with waits for it, and no further ping is read") {
+  websocket_pair pair;
+  auto& server = pair.server;
+  auto& client = pair.client;
+  for (auto* socket : {&server.next_layer().next_layer().socket, &client.next_layer()}) {
+    socket->set_option(asio::socket_base::send_buffer_size(16384));
+    socket->set_option(asio::socket_base::receive_buffer_size(16384));
+  }
+  // A message larger than the socket buffers, flushed while the client reads nothing.
+  const std::string big(4 << 20, 'm');
+  server.text(true);
+  error_code ec;
+  server.write(asio::buffer(big), ec);
+  REQUIRE_FALSE(ec);
+  bool flushed = false;
+  server.next_layer().async_flush([&](error_code e) { flushed = !e; });
+  // The server reads (Beast answers pings inside its read); the client sends pings of the
+  // largest size as fast as its socket takes them, and reads nothing.
+  boost::beast::flat_buffer server_buffer;
+  server.async_read(server_buffer, [](error_code, std::size_t) {});
+  std::size_t pings = 0;
+  const websocket::ping_data payload(125, 'p');
+  std::function<void()> ping = [&] {
+    client.async_ping(payload, [&](error_code e) {
+      if (!e) {
+        ++pings;
+        ping();
+      }
+    });
+  };
+  ping();
+  pair.io.run_for(500ms);
+  CHECK_FALSE(flushed);
+  // Pings stop at what the sockets' buffers hold (a few hundred); were each pong gathered and
+  // completed at once, the server would read them without end, its burst growing with them.
+  CHECK(pings < 5000);
+  // Once the client reads, the message arrives whole, the flush ends, and pings flow again.
+  boost::beast::flat_buffer client_buffer;
+  bool got_message = false;
+  client.async_read(client_buffer, [&](error_code e, std::size_t) { got_message = !e; });
+  auto stuck_at = pings;
+  pair.io.restart();
+  pair.io.run_for(2s);
+  CHECK(got_message);
+  CHECK(boost::beast::buffers_to_string(client_buffer.data()) == big);
+  CHECK(flushed);
+  CHECK(pings > stuck_at);
 }
 
 TEST_CASE("burst_stream: a flush to a connection that is gone reports the error") {

@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <thread>
+
+#include "tests/raw_socket.hpp"
 #include "tests/support.hpp"
 
 using namespace er::test;
@@ -239,4 +242,89 @@ TEST_CASE("a token accepted within the leeway is not closed at once: it lasts un
   CHECK(client->read(500ms).what == er::client::frame::kind::timeout); // not closed with 4501
   client->send_text(R"({"type":"ping","id":"still"})");
   CHECK(next_json(*client)["reply_to"] == "still");
+}
+
+namespace {
+
+/// The opcodes of the server frames in `bytes` (after the HTTP response), in order; -1 last
+/// when the bytes end inside a frame.
+std::vector<int> frame_opcodes(const std::string& bytes) {
+  std::vector<int> out;
+  auto at = bytes.find("\r\n\r\n");
+  if (at == std::string::npos)
+    return out;
+  at += 4;
+  auto byte = [&](std::size_t i) { return static_cast<unsigned char>(bytes[i]); };
+  while (at < bytes.size()) {
+    if (at + 2 > bytes.size())
+      return out.push_back(-1), out;
+    std::uint64_t length = byte(at + 1) & 0x7f;
+    std::size_t head = 2;
+    if (length >= 126) {
+      std::size_t n = length == 126 ? 2 : 8;
+      if (at + 2 + n > bytes.size())
+        return out.push_back(-1), out;
+      length = 0;
+      for (std::size_t i = 0; i < n; ++i)
+        length = length << 8 | byte(at + 2 + i);
+      head += n;
+    }
+    if (at + head + length > bytes.size())
+      return out.push_back(-1), out;
+    out.push_back(byte(at) & 0x0f);
+    at += head + length;
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("a client close while a run keeps sending is answered, nothing follows the answer, and "
+          "the session ends: nothing to resume") {
+  auto s = resume_settings();
+  s.demo_steps = 1000;
+  s.demo_step_delay_ms = 1;
+  test_router router{s};
+  for (int round = 0; round < 3; ++round) {
+    {
+      raw_socket c{router.port()};
+      c.send(upgrade_request(token_for(router, "alice"))
+             + masked_text_frame(R"({"type":"start_agent","id":"long","payload":{"agent":"demo"}})"));
+      c.read_until("agent_thinking", 5s);
+      c.send(masked_frame(8, std::string{"\x03\xe8", 2})); // close, 1000
+      // The client keeps its end open: the run goes on meanwhile. The server answers, sends
+      // nothing after its close frame, and ends the TCP connection.
+      CHECK(c.read_to_end(5s));
+      auto opcodes = frame_opcodes(c.received());
+      REQUIRE(!opcodes.empty());
+      CHECK(opcodes.back() == 8);
+      CHECK(std::count(opcodes.begin(), opcodes.end(), 8) == 1);
+      std::this_thread::sleep_for(100ms); // and only then closes its end: the run goes on
+    }
+    CHECK(eventually([&] { return router.server().stats().connections == 0; }));
+    CHECK(router.server().stats().detached == 0);
+  }
+  CHECK(metric(router, "router_closes_total{code=\"1000\"}") == 3);
+}
+
+TEST_CASE("a client that sends its close frame and then keeps the connection open, still sending, "
+          "is cut off after the close handshake's time, its close counted as clean") {
+  auto s = resume_settings();
+  s.handshake_timeout_ms = 400;
+  test_router router{s};
+  raw_socket c{router.port()};
+  c.send(upgrade_request(token_for(router, "alice")));
+  c.read_until("connection_established", 5s);
+  c.send(masked_frame(8, std::string{"\x03\xe8", 2})); // close, 1000
+  // Beast answers and waits for the end of the connection, reading what still comes.
+  bool cut = false;
+  auto until = std::chrono::steady_clock::now() + 5s;
+  while (!cut && std::chrono::steady_clock::now() < until) {
+    cut = !c.send(std::string(64, 'x'));
+    std::this_thread::sleep_for(50ms);
+  }
+  CHECK(cut);
+  CHECK(eventually([&] { return router.server().stats().connections == 0; }));
+  CHECK(router.server().stats().detached == 0);
+  CHECK(metric(router, "router_closes_total{code=\"1000\"}") == 1);
 }
