@@ -584,6 +584,50 @@ TEST_CASE("a session moved to a node that holds another session of its user miss
   CHECK(read_published(*other2, "alice", first + second) == expected);
 }
 
+TEST_CASE("a run left on a node that dies after its session moved away ends with one "
+          "agent_error on the session's new node, by the run's deadline") {
+  redis_server redis;
+  // Ten seconds of demo steps, a three-second run timeout: had n1 lived, it would have timed
+  // the run out itself and sent "the agent timed out" on.
+  auto slow_demo = std::vector<std::string>{"--agents.demo-steps=100",
+                                            "--agents.demo-step-delay-ms=100",
+                                            "--agents.run-timeout-ms=3000"};
+  node n1{redis.address(), "n1", slow_demo}, n2{redis.address(), "n2", slow_demo};
+  auto c = n1.try_connect("alice");
+  auto greeting = next_json(*c);
+  c->send_text(R"({"type":"start_agent","id":"go","payload":{"agent":"demo"}})");
+  auto started = next_json(*c);
+  REQUIRE(started["type"] == "agent_started");
+  auto run = started["run_id"].get<std::string>();
+  std::uint64_t next_id = started["event_id"].get<std::uint64_t>() + 1;
+  read_run(*c, "alice", run, next_id, 2);
+  c->reset();
+  std::this_thread::sleep_for(200ms);
+  auto [on2, g2] = resume_on(n2, "alice", greeting, next_id - 1);
+  REQUIRE(g2["data"]["recovered"] == true);
+  read_run(*on2, "alice", run, next_id, 2); // the run goes on reporting from n1
+  n1.kill_now(); // no final event, no note: n1 is gone
+  json final;
+  while (final.is_null()) { // what n1 sent before it died, then the one final event
+    auto f = next_json(*on2, 15s);
+    CHECK(f["event_id"] == next_id++);
+    if (is_final(f))
+      final = f;
+    else
+      CHECK(f["type"] == "agent_thinking");
+  }
+  CHECK(final["type"] == "agent_error");
+  CHECK(final["run_id"] == run);
+  CHECK(final["reply_to"] == "go");
+  CHECK(final["data"]["message"].get<std::string>().find("the run was lost") == 0);
+  // The session is idle again and goes on: nothing more of that run, a new run starts here.
+  CHECK(on2->read(300ms).what == er::client::frame::kind::timeout);
+  on2->send_text(R"({"type":"start_agent","id":"again","payload":{"agent":"echo","input":"x"}})");
+  auto again = next_json(*on2);
+  CHECK(again["type"] == "agent_started");
+  CHECK(again["event_id"] == next_id);
+}
+
 TEST_CASE("stop_agent on the node a session moved to stops the run left on the old node") {
   redis_server redis;
   auto slow_demo = std::vector<std::string>{"--agents.demo-steps=50", "--agents.demo-step-delay-ms=100"};

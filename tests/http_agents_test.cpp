@@ -47,6 +47,9 @@ public:
     auto target = run_id.empty() ? std::string{"/_release"} : "/_release?run_id=" + run_id;
     CHECK(er::client::http_request("127.0.0.1", port_, "POST", target).status == 200);
   }
+  unsigned short port() const {
+    return port_;
+  }
   bool saw_disconnect(const std::string& run_id) const {
     auto d = stats()["disconnects"];
     return std::find(d.begin(), d.end(), run_id) != d.end();
@@ -307,6 +310,46 @@ TEST_CASE("past max-in-flight runs wait in order, and past queue-timeout-ms get 
     CHECK(frames.back()["data"]["code"] == "unavailable");
     CHECK(frames.back()["data"]["message"].get<std::string>().find("busy") != std::string::npos);
   }
+}
+
+TEST_CASE("runs stopped while they wait for the one slot, or just as they get it, give it back "
+          "once each: the pool keeps serving") {
+  agent_server server;
+  auto single = http_agent("single", server.url("/ndjson?n=2&delay_ms=2"));
+  single.max_in_flight = 1;
+  single.queue_timeout_ms = 3000;
+  test_router router{settings_with({single})};
+  auto c = connect_user(router, "alice");
+  // Waves of runs, each stopped as soon as it is announced: most are still queued, some are
+  // being handed the slot as their stop arrives, a few are running.
+  for (int wave = 0; wave < 25; ++wave) {
+    for (int i = 0; i < 8; ++i)
+      c.client->send_text(start("single", "w" + std::to_string(wave) + "-" + std::to_string(i)).dump());
+    int finals = 0;
+    read_until(*c.client, [&](const json& f) {
+      if (f["type"] == "agent_started")
+        c.client->send_text(json{{"type", "stop_agent"},
+                                 {"id", "stop"},
+                                 {"payload", {{"run_id", f["run_id"]}}}}.dump());
+      finals += is_final(f) ? 1 : 0;
+      return finals == 8;
+    }, 20s);
+  }
+  // The aborted requests end on the agent's side too; then its count starts afresh.
+  CHECK(eventually([&] { return server.stats()["in_flight"] == 0; }, 5s));
+  REQUIRE(er::client::http_request("127.0.0.1", server.port(), "POST", "/_reset").status == 200);
+  // One slot, neither leaked nor given back twice: four runs at once all complete (none
+  // refused for want of a slot), one request at a time (no second slot appeared).
+  for (int i = 0; i < 4; ++i)
+    c.client->send_text(start("single", "after-" + std::to_string(i)).dump());
+  int completed = 0;
+  read_until(*c.client, [&](const json& f) {
+    CHECK(f["type"] != "agent_error");
+    completed += f["type"] == "agent_completed" ? 1 : 0;
+    return completed == 4;
+  }, 20s);
+  CHECK(server.stats()["max_in_flight"] == 1);
+  CHECK(server.stats()["requests"] == 4);
 }
 
 TEST_CASE("two users' HTTP agent runs at once: each frame and each backend request is its "

@@ -44,7 +44,10 @@ TEST_CASE("every kind of peer note reads back as it was written") {
   offer.offer.frames = {{42, R"({"event_id":42})"}, {43, "{\"x\":\"\\u00e9\"}"}};
   offer.offer.next_event_id = 44;
   offer.offer.session_id = "s-1";
-  offer.offer.runs = {{"r-1", std::string{"t-1"}, std::string{"go"}}, {"r-2", std::nullopt, std::nullopt}};
+  // r-1 times out in a minute on the owner's clock; r-2's deadline is not known.
+  auto in_a_minute = std::chrono::steady_clock::now() + std::chrono::minutes{1};
+  offer.offer.runs = {{"r-1", std::string{"t-1"}, std::string{"go"}, in_a_minute},
+                      {"r-2", std::nullopt, std::nullopt}};
   offer.stream_known = true;
   offer.stream_epoch = "1764460000123-42";
   offer.stream_offset = 1234;
@@ -63,6 +66,10 @@ TEST_CASE("every kind of peer note reads back as it was written") {
   CHECK(o.runs[0].reply_to == std::optional<std::string>{"go"});
   CHECK_FALSE(o.runs[1].thread_id);
   CHECK_FALSE(o.runs[1].reply_to);
+  // The time left travels (steady clocks differ between processes), not the time point.
+  CHECK(o.runs[0].deadline <= in_a_minute);
+  CHECK(o.runs[0].deadline > in_a_minute - std::chrono::seconds{5});
+  CHECK(o.runs[1].deadline == std::chrono::steady_clock::time_point::max());
   auto refusal = round_trip(note_of(peer_note::kind::offer));
   CHECK_FALSE(refusal.offer.ok);
   CHECK_FALSE(refusal.stream_known); // the owner did not know where the stream stood

@@ -1,7 +1,9 @@
 #include "actors/router/cluster/peer_notes.hpp"
 
+#include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstdint>
 #include <string_view>
 
 namespace er::actors {
@@ -77,10 +79,16 @@ json encode_offer(const session_offer& offer) {
   for (auto& [id, frame] : offer.frames)
     frames.push_back(json::array({id, frame}));
   json runs = json::array();
-  for (auto& run : offer.runs)
-    runs.push_back({{"run_id", run.run_id},
-                    {"thread_id", optional_text(run.thread_id)},
-                    {"reply_to", optional_text(run.reply_to)}});
+  auto now = std::chrono::steady_clock::now();
+  for (auto& run : offer.runs) {
+    json entry{{"run_id", run.run_id},
+               {"thread_id", optional_text(run.thread_id)},
+               {"reply_to", optional_text(run.reply_to)}};
+    if (run.deadline != std::chrono::steady_clock::time_point::max()) // steady clocks differ
+      entry["left_ms"] = std::max<std::int64_t>(
+        0, std::chrono::duration_cast<std::chrono::milliseconds>(run.deadline - now).count());
+    runs.push_back(std::move(entry));
+  }
   return {{"ok", offer.ok},
           {"frames", std::move(frames)},
           {"next_event_id", offer.next_event_id},
@@ -98,10 +106,14 @@ session_offer decode_offer(const json& doc) {
     offer.frames.emplace_back(frame.at(0).get<std::uint64_t>(), frame.at(1).get<std::string>());
   offer.next_event_id = doc.at("next_event_id").get<std::uint64_t>();
   offer.session_id = doc.at("session_id").get<std::string>();
-  for (auto& run : doc.at("runs"))
-    offer.runs.push_back(
-      offered_run{run.at("run_id").get<std::string>(), text_of(run, "thread_id"),
-                  text_of(run, "reply_to")});
+  auto now = std::chrono::steady_clock::now();
+  for (auto& run : doc.at("runs")) {
+    offered_run r{run.at("run_id").get<std::string>(), text_of(run, "thread_id"),
+                  text_of(run, "reply_to")};
+    if (auto left = run.find("left_ms"); left != run.end())
+      r.deadline = now + std::chrono::milliseconds{left->get<std::int64_t>()};
+    offer.runs.push_back(std::move(r));
+  }
   return offer;
 }
 

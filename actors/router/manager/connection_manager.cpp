@@ -158,7 +158,8 @@ session_offer on_offer(manager_pointer self, std::uint64_t last_event_id) {
   if (st.runs)
     for (auto& [addr, entry] : st.runs->by_actor)
       if (entry.active())
-        offer.runs.push_back(offered_run{entry.run_id, entry.thread_id, entry.reply_to});
+        offer.runs.push_back(
+          offered_run{entry.run_id, entry.thread_id, entry.reply_to, entry.deadline});
   if (!st.moves)
     st.moves = std::make_unique<session_moves>();
   for (auto& remote : st.moves->remote_runs) // hosted for us elsewhere: the adopter's now
@@ -508,6 +509,7 @@ private:
       return;
     state.moves = std::make_unique<session_moves>();
     state.moves->remote_runs = std::move(offer.runs);
+    arm_remote_run_check(this);
   }
 
   /// Until make_behavior: the session this manager continues, if any (a pointer: a manager

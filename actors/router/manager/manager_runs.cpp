@@ -3,6 +3,8 @@
 // manager's own run_entry, whatever the run itself claims.
 
 #include <algorithm>
+#include <iterator>
+#include <vector>
 
 #include <caf/actor_cast.hpp>
 #include <caf/exit_reason.hpp>
@@ -63,6 +65,13 @@ void release_runs_if_idle(manager_pointer self) {
 void done_starting(manager_pointer self) {
   --runs_of(self).starting;
   release_runs_if_idle(self);
+}
+
+/// A start the store refused: a drain (or a session hosting runs for another node) that only
+/// waited for it ends now, not at its deadline.
+void start_refused(manager_pointer self) {
+  finish_drain_if_idle(self);
+  finish_hosting_if_idle(self);
 }
 
 /// Makes sure a deadline check happens no later than `deadline`.
@@ -142,8 +151,9 @@ void on_users_thread(manager_pointer self, const std::string& thread_id,
   ++runs_of(self).starting;
   ask_store(self, q, [=](thread_reply& r) {
     done_starting(self);
-    if (!refused(self, r, reply_to))
-      start();
+    if (refused(self, r, reply_to))
+      return start_refused(self);
+    start();
   });
 }
 
@@ -196,12 +206,13 @@ void on_user_message(manager_pointer self, protocol::inbound_message& msg) {
   auto append_then_start = [=](thread_reply& created) {
     if (refused(self, created, msg.id)) {
       done_starting(self);
-      return;
+      return start_refused(self);
     }
     ask_store(self, q, [=](thread_reply& appended) {
       done_starting(self);
-      if (!refused(self, appended, msg.id))
-        start_run(self, *agent, q.thread_id, msg.payload, msg.id);
+      if (refused(self, appended, msg.id))
+        return start_refused(self);
+      start_run(self, *agent, q.thread_id, msg.payload, msg.id);
     });
   };
   if (msg.thread_id) {
@@ -375,7 +386,64 @@ void finish_hosting_if_idle(manager_pointer self) {
     self->quit(caf::exit_reason::user_shutdown);
 }
 
+/// How long past a remote run's deadline its final event may still be on its way.
+constexpr auto remote_run_grace = std::chrono::seconds{2};
+
+void arm_remote_run_check(manager_pointer self) {
+  auto& st = self->state;
+  if (!st.moves || st.moves->remote_runs.empty())
+    return;
+  auto next = std::chrono::steady_clock::time_point::max();
+  for (auto& run : st.moves->remote_runs)
+    next = std::min(next, run.deadline);
+  if (next == std::chrono::steady_clock::time_point::max())
+    return; // no deadline known (an older node): only a final event or a gone note ends them
+  auto now = std::chrono::steady_clock::now();
+  auto wait = std::max<std::chrono::steady_clock::duration>(next + remote_run_grace - now,
+                                                            std::chrono::steady_clock::duration::zero());
+  self->delayed_send(self, wait, deadline_atom::value);
+}
+
+namespace {
+
+/// Remote runs past their deadline and the grace: the node running them would have timed
+/// them out and sent the final event; it did not (it died, or the note was lost). The session
+/// held here answers for them; a session given away to another node only forgets them (that
+/// node has them too, and answers).
+void expire_remote_runs(manager_pointer self) {
+  auto& st = self->state;
+  if (!st.moves || st.moves->remote_runs.empty())
+    return;
+  auto now = std::chrono::steady_clock::now();
+  auto& remote = st.moves->remote_runs;
+  auto expired = std::stable_partition(remote.begin(), remote.end(), [&](const offered_run& r) {
+    return r.deadline == std::chrono::steady_clock::time_point::max()
+           || now < r.deadline + remote_run_grace;
+  });
+  if (expired == remote.end())
+    return;
+  std::vector<offered_run> lost(std::make_move_iterator(expired),
+                                std::make_move_iterator(remote.end()));
+  remote.erase(expired, remote.end());
+  if (st.moves->state == session_moves::away::none)
+    for (auto& run : lost) {
+      protocol::outbound_event ev;
+      ev.type = "agent_error";
+      ev.run_id = run.run_id;
+      ev.thread_id = run.thread_id;
+      ev.reply_to = run.reply_to;
+      ev.data = json{{"message", "the run was lost: the node running it sent no final event "
+                                 "by the run's deadline"}};
+      emit(self, ev);
+    }
+  finish_drain_if_idle(self);
+  finish_hosting_if_idle(self);
+}
+
+} // namespace
+
 void on_run_deadlines(manager_pointer self) {
+  expire_remote_runs(self);
   auto* runs = self->state.runs.get();
   if (!runs)
     return; // every run ended before its deadline

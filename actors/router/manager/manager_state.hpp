@@ -173,6 +173,9 @@ void on_run_deadlines(manager_pointer self);
 void finish_drain_if_idle(manager_pointer self);
 /// Hosting runs for a session that moved to another node: ends once none is left.
 void finish_hosting_if_idle(manager_pointer self);
+/// Arms a deadline check for the earliest remote run's deadline (plus a grace for its final
+/// event to arrive): a node that died sends none.
+void arm_remote_run_check(manager_pointer self);
 
 // connection_manager.cpp
 void on_shutdown(manager_pointer self, std::uint16_t code);

@@ -8,6 +8,7 @@
 // them as its own), takes their stop_agent requests from it, and ends when they have ended
 // or the adopted session ends. The routers carry these steps through the cluster bus.
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -21,11 +22,15 @@
 namespace er::actors {
 
 /// A run that stays on the owner's node: what the adopter needs to answer for it (an
-/// agent_error with these ids if that node ends it without a final event).
+/// agent_error with these ids if that node ends it without a final event, or sends none by
+/// the run's deadline: a node that died says nothing).
 struct offered_run {
   std::string run_id;
   std::optional<std::string> thread_id;
   std::optional<std::string> reply_to;
+  /// When the run times out on the node running it, on this process's steady clock (a note
+  /// carries the time left); max(): not known.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
 
 struct session_offer {

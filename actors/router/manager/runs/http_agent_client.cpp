@@ -1,6 +1,7 @@
 #include "actors/router/manager/runs/http_agent_client.hpp"
 
 #include <array>
+#include <atomic>
 #include <deque>
 #include <limits>
 #include <mutex>
@@ -118,7 +119,12 @@ private:
   std::array<char, read_chunk_bytes> chunk_;
   bool reused_ = false;
   bool head_seen_ = false;
-  bool finished_ = false; ///< on_end or on_error was called, or it was aborted (on the strand)
+  /// on_end or on_error was called, or it was aborted. Atomic: an abort runs on the strand of
+  /// the connection it found, which a retry may have replaced meanwhile.
+  std::atomic<bool> finished_{false};
+  /// The slot went back to the pool: once only, whichever of an abort and the hand-over of
+  /// the slot (begin) comes first.
+  std::atomic<bool> released_{false};
   /// Guards the hand-over from the pool's queue to a connection against abort().
   std::mutex start_mutex_;
   bool aborted_before_start_ = false;
@@ -268,13 +274,12 @@ void exchange::abort() {
     pool_->drop_waiter(this, false);
     return;
   }
-  auto strand = connection_->strand();
+  auto connection = connection_;
   lock.unlock();
-  asio::dispatch(strand, [self] {
-    if (self->finished_)
+  asio::dispatch(connection->strand(), [self, connection] {
+    if (self->finished_.exchange(true))
       return;
-    self->finished_ = true;
-    self->connection_->close(); // the pending operation ends with an error, unreported
+    connection->close(); // the pending operation ends with an error, unreported
     self->release(false);
   });
 }
@@ -424,6 +429,8 @@ void exchange::fail(const std::string& what, error_code ec) {
 }
 
 void exchange::release(bool reusable) {
+  if (released_.exchange(true))
+    return; // an abort and the hand-over of the slot raced: the first one gave it back
   connection_ptr connection;
   {
     std::lock_guard lock{start_mutex_};
