@@ -144,6 +144,32 @@ TEST_CASE("past router.replay-budget-bytes detached sessions end oldest first, t
   }
 }
 
+TEST_CASE("a replay budget too small for what its connected sessions keep is met all the same "
+          "(their buffers capped down to nothing), and the router stops trimming") {
+  auto settings = bounded_settings();
+  settings.replay_budget_bytes = 64 * 1024;
+  test_router router{settings};
+  // Eight connections, each keeping more than its share of 64 KiB in frames of 3 KB: every
+  // buffer is busy (its chunks hold some of the last frames, whatever the cap).
+  std::vector<connection> clients;
+  for (int u = 0; u < 8; ++u) {
+    auto user = "busy" + std::to_string(u);
+    clients.push_back(connect_user(router, user));
+    fill(router, clients.back(), user, 12, 3000);
+  }
+  CHECK(eventually([&] {
+    return replay_bytes(router) <= static_cast<std::size_t>(settings.replay_budget_bytes);
+  }, 10s));
+  CHECK(metric(router, "router_replay_caps_total") >= 1);
+  // Met: the rounds have ended (each round counts a cap).
+  auto caps = metric(router, "router_replay_caps_total");
+  std::this_thread::sleep_for(500ms);
+  CHECK(metric(router, "router_replay_caps_total") == caps);
+  // The connections go on (replay lost, never the live stream).
+  for (int u = 0; u < 8; ++u)
+    fill(router, clients[static_cast<std::size_t>(u)], "busy" + std::to_string(u), 1, 3000);
+}
+
 TEST_CASE("the trimmer asks for a trim only when idle memory passes both the threshold and the "
           "heap in use") {
   using er::app::heap_trimmer;

@@ -1,6 +1,7 @@
 // replay_buffer against a model (a deque of strings with the same two bounds): random frame
 // sizes span chunks and evict by count and by bytes.
 
+#include <algorithm>
 #include <deque>
 #include <random>
 #include <string>
@@ -148,4 +149,30 @@ TEST_CASE("a replay_budget counts every chunk a buffer holds, and caps what it k
     CHECK(after(b, 0).back().first == 501);
   }
   CHECK(budget.used() == 0); // a destroyed buffer gives everything back
+}
+
+TEST_CASE("a buffer trimmed to nothing holds no chunk, and under a budget cap its chunks stay "
+          "near the cap") {
+  er::actors::replay_budget budget{1 << 30};
+  replay_buffer b{10000, 1 << 20, {}, &budget};
+  for (std::uint64_t id = 1; id <= 200; ++id) // grows to 16 KiB chunks
+    b.push(id, std::string(300, 'x'));
+  b.shrink_to(0);
+  CHECK(b.size() == 0);
+  CHECK(b.capacity() == 0);
+  CHECK(budget.used() == 0);
+  budget.set_buffer_cap(4096);
+  std::size_t most = 0;
+  for (std::uint64_t id = 201; id <= 1200; ++id) {
+    b.push(id, std::string(300, 'y'));
+    most = std::max(most, b.capacity());
+    CHECK(b.bytes() <= 4096);
+  }
+  CHECK(most <= 2 * 4096); // the frames' bytes plus one partly used chunk, each at most the cap
+  CHECK(budget.used() == b.capacity());
+  budget.set_buffer_cap(0); // no replay at all
+  b.push(1201, "z");
+  CHECK(b.size() == 0);
+  CHECK(b.capacity() == 0);
+  CHECK(budget.used() == 0);
 }

@@ -18,8 +18,10 @@ constexpr auto resume_timeout = std::chrono::seconds{5};
 /// Longer than the bus's own wait for an offer (cluster_bus.cpp), which answers first.
 constexpr auto adopt_request_timeout = std::chrono::seconds{8};
 constexpr auto evict_timeout = std::chrono::seconds{5};
-/// Under the replay budget, connected sessions keep at least this much each.
-constexpr std::size_t min_buffer_cap = 4096;
+/// Under the replay budget a connected session's buffer is capped tighter each round it is
+/// not enough; below this the cap is zero (no replay), so that even a budget too small for
+/// the connections' frames is met, and the rounds end.
+constexpr std::size_t min_buffer_cap = 512;
 /// How long trimmed buffers get before the budget is looked at again.
 constexpr auto budget_settle_time = std::chrono::milliseconds{100};
 
@@ -320,7 +322,7 @@ void enforce_budget(router_pointer self) {
   auto cap = std::min(budget.buffer_cap(), static_cast<std::size_t>(share));
   if (cap == budget.buffer_cap()) // this cap has been tried: tighten it
     cap = cap / 4 * 3;
-  budget.set_buffer_cap(std::max(min_buffer_cap, cap));
+  budget.set_buffer_cap(cap < min_buffer_cap ? 0 : cap);
   for (auto& [addr, rec] : st.managers)
     if (rec.attached)
       self->send(rec.handle, trim_atom::value);

@@ -10,6 +10,7 @@ namespace er::actors {
 namespace {
 
 constexpr std::size_t first_chunk = 2048;
+constexpr std::size_t smallest_chunk = 256;
 
 } // namespace
 
@@ -29,10 +30,20 @@ void replay_buffer::clear() {
   release_chunks();
 }
 
+void replay_buffer::release_all_if_empty() {
+  if (!slots_.empty())
+    return;
+  if (budget_)
+    budget_->freed(capacity());
+  chunks_.clear(); // the next frame begins a fresh chain at end_
+}
+
 void replay_buffer::push(std::uint64_t id, std::string_view frame, clock::time_point now) {
   auto limit = budget_ ? std::min(max_bytes_, budget_->buffer_cap()) : max_bytes_;
-  if (max_frames_ == 0 || frame.size() > limit)
-    return clear(); // kept frames followed by a gap could not serve a resume: none is better
+  if (max_frames_ == 0 || frame.size() > limit) {
+    clear(); // kept frames followed by a gap could not serve a resume: none is better
+    return release_all_if_empty();
+  }
   expire(now);
   while (!slots_.empty() && (slots_.size() >= max_frames_ || bytes() + frame.size() > limit))
     drop_oldest();
@@ -41,6 +52,9 @@ void replay_buffer::push(std::uint64_t id, std::string_view frame, clock::time_p
   while (!frame.empty()) {
     if (chunks_.empty() || end_ == chunks_.back().start + chunks_.back().size) {
       auto size = chunks_.empty() ? first_chunk : std::min(chunks_.back().size * 2, max_chunk);
+      // A buffer capped by the budget keeps its chunks near the cap: a 16 KiB chunk holding a
+      // 4 KiB cap's frames would hold the rest of it in the budget for nothing.
+      size = std::min(size, std::max(limit, smallest_chunk));
       chunks_.push_back(chunk{end_, size, std::unique_ptr<char[]>(new char[size])});
       if (budget_)
         budget_->allocated(size);
@@ -74,12 +88,14 @@ void replay_buffer::expire(clock::time_point now) {
   while (!slots_.empty() && slots_.front().at < oldest_kept)
     drop_oldest();
   release_chunks();
+  release_all_if_empty();
 }
 
 void replay_buffer::shrink_to(std::size_t bytes_kept) {
   while (!slots_.empty() && bytes() > bytes_kept)
     drop_oldest();
   release_chunks();
+  release_all_if_empty();
 }
 
 void replay_buffer::drop_oldest() {

@@ -13,7 +13,8 @@
 // free of memory nobody has touched since. Chunks rather than one growing ring, which would
 // regrow by copying itself (past glibc's mmap threshold an mmap, page faults and an munmap
 // per growth, in step on every busy connection). Memory: the frames' bytes plus at most two
-// partly used chunks.
+// partly used chunks, none larger than the budget's cap when one applies, and none at all
+// once trimmed or expired to empty.
 
 #include <chrono>
 #include <cstddef>
@@ -89,6 +90,9 @@ private:
   void drop_oldest();
   void clear();
   void release_chunks(); // frees the chunks before begin_
+  /// An empty buffer holds no chunk either (after a trim or expiry; not within a push, where
+  /// the frame goes into the chunk kept).
+  void release_all_if_empty();
   std::string read(const slot& s) const;
 
   std::size_t max_frames_;
