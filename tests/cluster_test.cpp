@@ -628,6 +628,42 @@ TEST_CASE("a run left on a node that dies after its session moved away ends with
   CHECK(again["event_id"] == next_id);
 }
 
+TEST_CASE("a session moved while its user_message waits for the old node's thread store gets "
+          "that run on the new node: the offer waits for the start") {
+  redis_server redis;
+  auto busy_store = std::vector<std::string>{"--router.messages-per-second=100000",
+                                             "--router.messages-burst=100000",
+                                             "--router.max-threads-per-user=100000"};
+  node n1{redis.address(), "n1", busy_store}, n2{redis.address(), "n2", busy_store};
+  // Bob keeps n1's thread store busy: alice's append waits behind his thread creations while
+  // her session moves to n2.
+  auto bob = n1.connect("bob");
+  for (int i = 0; i < 4000; ++i)
+    bob->send_text(R"({"type":"create_thread","id":"t)" + std::to_string(i) + R"(","payload":{}})");
+  CHECK(next_json(*bob, 10s)["type"] == "thread_created"); // the store is at it
+  auto c = n1.try_connect("alice");
+  auto greeting = next_json(*c);
+  c->send_text(R"({"type":"user_message","id":"hello","payload":{"text":"hi"}})");
+  c->reset(); // at once: the append is still queued on n1
+  auto [on2, g2] = resume_on(n2, "alice", greeting, 0);
+  REQUIRE(g2["data"]["recovered"] == true);
+  // The run started on n1 once the store answered; its events reach alice on n2, each once,
+  // in order, the first one answering her message.
+  std::vector<std::string> types;
+  std::uint64_t next_id = 1;
+  for (bool final = false; !final;) {
+    auto f = next_json(*on2, 15s);
+    CHECK(f["user_id"] == "alice");
+    CHECK(f["event_id"] == next_id++);
+    if (types.empty())
+      CHECK(f["reply_to"] == "hello");
+    types.push_back(f["type"].get<std::string>());
+    final = is_final(f);
+  }
+  CHECK(types.front() == "agent_started");
+  CHECK(types.back() == "agent_completed");
+}
+
 TEST_CASE("stop_agent on the node a session moved to stops the run left on the old node") {
   redis_server redis;
   auto slow_demo = std::vector<std::string>{"--agents.demo-steps=50", "--agents.demo-step-delay-ms=100"};

@@ -171,6 +171,49 @@ session_offer on_offer(manager_pointer self, std::uint64_t last_event_id) {
   return offer;
 }
 
+/// Requests in progress here whose outcome the client is owed: a start waiting for the
+/// thread store, a request the thread handler has not answered.
+bool busy_with_requests(const manager_state& st) {
+  return (st.runs && st.runs->starting > 0) || !st.handler_pending.empty();
+}
+
+/// How long an offer may wait for the requests in progress (the adopter waits 3 s for it).
+constexpr auto offer_wait_limit = std::chrono::milliseconds{1000};
+
+/// Another node asks for this session: the offer at once, or once the requests in progress
+/// here have their outcome (a run started, a reply emitted), so that they go with it instead
+/// of ending after it, for nobody.
+caf::result<session_offer> ask_offer(manager_pointer self, std::uint64_t last_event_id) {
+  auto& st = self->state;
+  if (st.moves && st.moves->offer_waiting)
+    return session_offer{}; // asked twice at once: the first one goes on
+  if (!busy_with_requests(st) || st.shutting_down)
+    return on_offer(self, last_event_id);
+  if (!st.moves)
+    st.moves = std::make_unique<session_moves>();
+  auto promise = self->make_response_promise<session_offer>();
+  st.moves->offer_waiting = session_moves::waiting_offer{
+    promise, last_event_id, std::chrono::steady_clock::now() + offer_wait_limit};
+  self->delayed_send(self, offer_wait_limit, deadline_atom::value); // offer_when_ready then
+  return promise;
+}
+
+} // namespace
+
+void offer_when_ready(manager_pointer self) {
+  auto& st = self->state;
+  if (!st.moves || !st.moves->offer_waiting)
+    return;
+  if (busy_with_requests(st) && std::chrono::steady_clock::now() < st.moves->offer_waiting->until
+      && !st.shutting_down)
+    return;
+  auto waiting = std::move(*st.moves->offer_waiting);
+  st.moves->offer_waiting.reset();
+  waiting.promise.deliver(on_offer(self, waiting.last_event_id));
+}
+
+namespace {
+
 /// The adopter took the offer (its events flow to it from now on), or did not (the session
 /// ends here: never two live copies of it).
 void on_handover(manager_pointer self, bool accepted) {
@@ -415,7 +458,7 @@ manager_actor::behavior_type shared_behavior() {
       if (st.replay && st.settings->budget)
         st.replay->shrink_to(st.settings->budget->buffer_cap());
     },
-    [](offer_atom, std::uint64_t last) { return on_offer(running_manager(), last); },
+    [](offer_atom, std::uint64_t last) { return ask_offer(running_manager(), last); },
     [](handover_atom, bool accepted) { on_handover(running_manager(), accepted); },
     [](remotereq_atom, protocol::inbound_message& msg) {
       if (msg.type == "stop_agent") // the adopter asks only this of the runs hosted here
@@ -461,6 +504,8 @@ public:
   // the next handlers add theirs and the last one of the turn sends them all.
   caf::invoke_message_result consume(caf::mailbox_element& x) override {
     auto result = super::consume(x);
+    if (state.moves && state.moves->offer_waiting) // after the message that ended the wait
+      offer_when_ready(this);
     if (mailbox().empty() && !(std::exchange(state.hold_outbox, false) && hold_for_children()))
       state.flush_outbox();
     return result;

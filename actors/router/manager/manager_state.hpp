@@ -2,12 +2,15 @@
 // Internal to the connection manager: its state, shared by connection_manager.cpp (socket,
 // protocol, dispatch) and manager_runs.cpp (agent runs).
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
+
+#include <caf/typed_response_promise.hpp>
 
 #include "actors/router/manager/connection_manager.hpp"
 #include "actors/router/manager/replay_buffer.hpp"
@@ -84,6 +87,15 @@ struct session_moves {
   std::vector<protocol::outbound_event> held;
   /// The adopter's side: the runs still going on the node the session came from.
   std::vector<offered_run> remote_runs;
+  /// The owner's side, before its offer: another node asked for the session while a start
+  /// (waiting for the thread store) or a thread request was still in progress here. The
+  /// offer waits for it, so that it lists that run and carries that reply.
+  struct waiting_offer {
+    caf::typed_response_promise<session_offer> promise;
+    std::uint64_t last_event_id = 0;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::optional<waiting_offer> offer_waiting;
 };
 
 struct manager_state {
@@ -173,6 +185,9 @@ void on_run_deadlines(manager_pointer self);
 void finish_drain_if_idle(manager_pointer self);
 /// Hosting runs for a session that moved to another node: ends once none is left.
 void finish_hosting_if_idle(manager_pointer self);
+/// A waiting offer (session_moves::offer_waiting) goes once nothing it waits for is in
+/// progress, or its time is up.
+void offer_when_ready(manager_pointer self);
 /// Arms a deadline check for the earliest remote run's deadline (plus a grace for its final
 /// event to arrive): a node that died sends none.
 void arm_remote_run_check(manager_pointer self);
