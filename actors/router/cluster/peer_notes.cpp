@@ -96,6 +96,8 @@ json encode_offer(const session_offer& offer) {
           {"runs", std::move(runs)}};
 }
 
+constexpr std::int64_t week_ms = 7LL * 24 * 3600 * 1000;
+
 /// Throws (nlohmann's type errors) on a malformed offer: decode_peer_note refuses the note.
 session_offer decode_offer(const json& doc) {
   session_offer offer;
@@ -110,8 +112,9 @@ session_offer decode_offer(const json& doc) {
   for (auto& run : doc.at("runs")) {
     offered_run r{run.at("run_id").get<std::string>(), text_of(run, "thread_id"),
                   text_of(run, "reply_to")};
-    if (auto left = run.find("left_ms"); left != run.end())
-      r.deadline = now + std::chrono::milliseconds{left->get<std::int64_t>()};
+    if (auto left = run.find("left_ms"); left != run.end()) // within a week: no overflow
+      r.deadline = now + std::chrono::milliseconds{
+                           std::clamp<std::int64_t>(left->get<std::int64_t>(), 0, week_ms)};
     offer.runs.push_back(std::move(r));
   }
   return offer;
