@@ -72,8 +72,10 @@ std::optional<net::http_reply> console_reply(std::string_view path, const std::s
   if (!source_dir.empty()) {
     // Working on the console: any console or client file on disk, including files added
     // since the binary was built, read on every request.
+    if (path.empty() || path.front() != '/') // a target such as "?x" has an empty path
+      return std::nullopt;
     auto name = path == "/" ? std::string_view{"index.html"} : path.substr(1);
-    if (path.empty() || path.front() != '/' || !plain_file_name(name))
+    if (!plain_file_name(name))
       return std::nullopt;
     auto type = content_type_of(name);
     if (!type)

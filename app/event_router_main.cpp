@@ -16,19 +16,27 @@ constexpr const char* demo_user = "demo-user";
 
 void print_banner(const er::app::loaded_config& cfg, unsigned short port) {
   auto& s = cfg.settings;
-  auto token = er::context::mint_token(er::app::jwt_settings_of(s), demo_user,
-                                       std::chrono::seconds{s.demo_token_ttl_s});
   auto url = "ws://" + s.host + ":" + std::to_string(port) + "/ws";
   std::cout << "event-router listening on " << url << " (server-id " << s.server_id << ", "
             << (cfg.config_file.empty() ? "embedded defaults" : "config " + cfg.config_file)
-            << ")\n"
-            << "demo token for user '" << demo_user << "' (valid " << s.demo_token_ttl_s
-            << " s):\n  " << token << "\n"
-            << "try it:   ./build/router-client --url=" << url << " --token=" << token
-            << "   (then type {\"type\":\"ping\"})\n"
-            << "browser:  new WebSocket(\"" << url << "\", [\"router.v1\", \"jwt." << token
-            << "\"])\n"
-            << "console:  http://" << s.host << ":" << port << "/\n"
+            << ")\n";
+  // A token signed with a real secret must not reach a log (DESIGN §3): the banner carries
+  // one only for a development setup (the shipped secret on loopback), as the console does.
+  if (er::app::dev_tokens_allowed(s)) {
+    auto token = er::context::mint_token(er::app::jwt_settings_of(s), demo_user,
+                                         std::chrono::seconds{s.demo_token_ttl_s});
+    std::cout << "demo token for user '" << demo_user << "' (valid " << s.demo_token_ttl_s
+              << " s):\n  " << token << "\n"
+              << "try it:   ./build/router-client --url=" << url << " --token=" << token
+              << "   (then type {\"type\":\"ping\"})\n"
+              << "browser:  new WebSocket(\"" << url << "\", [\"router.v1\", \"jwt." << token
+              << "\"])\n";
+  } else {
+    std::cout << "tokens:   signed by your backend with router.jwt-secret, or for a test: "
+                 "event-router --mint-token=USER"
+              << (cfg.config_file.empty() ? "" : " --config-file=" + cfg.config_file) << "\n";
+  }
+  std::cout << "console:  http://" << s.host << ":" << port << "/\n"
             << "stop with Ctrl-C (SIGINT) or SIGTERM" << std::endl;
 }
 

@@ -330,13 +330,19 @@ std::string render_event(const outbound_event& event, std::uint64_t event_id,
   return event_renderer{user_id}.render(event, event_id, at);
 }
 
+std::string_view utf8_prefix(std::string_view text, std::size_t max_bytes) {
+  if (text.size() <= max_bytes)
+    return text;
+  auto cut = max_bytes;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
+    --cut; // text[cut] continues a character: cut before that character
+  return text.substr(0, cut);
+}
+
 std::string quote_excerpt(std::string_view text) {
   if (text.size() <= max_echo_bytes)
     return "\"" + std::string{text} + "\"";
-  auto cut = max_echo_bytes;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80)
-    --cut; // text[cut] continues a character: cut before that character
-  return "\"" + std::string{text.substr(0, cut)} + "...\"";
+  return "\"" + std::string{utf8_prefix(text, max_echo_bytes)} + "...\"";
 }
 
 outbound_event make_error(const protocol_error& error) {

@@ -92,6 +92,9 @@ std::string render_event(const outbound_event& event, std::uint64_t event_id,
 
 outbound_event make_error(const protocol_error& error);
 
+/// At most `max_bytes` of `text`, cut at a character boundary (UTF-8 `text`).
+std::string_view utf8_prefix(std::string_view text, std::size_t max_bytes);
+
 /// A client's text as an error message quotes it: in double quotes, at most
 /// `max_echo_bytes` of it, cut at a character boundary and marked with "..." when cut.
 inline constexpr std::size_t max_echo_bytes = 64;

@@ -14,6 +14,7 @@
 #include <doctest/doctest.h>
 
 #include "protocol/bounded_json.hpp"
+#include "tests/raw_socket.hpp"
 #include "tests/support.hpp"
 #include "tests/temp_dir.hpp"
 
@@ -339,6 +340,22 @@ TEST_CASE("with router.console-dir the console is read from disk on every reques
     CAPTURE(path);
     CHECK(get(path).status == 404);
   }
+}
+
+TEST_CASE("with router.console-dir a request target without a path (\"?x\") is answered 404, and "
+          "the router goes on") {
+  temp_dir clients;
+  std::filesystem::create_directories(clients.path() / "console");
+  std::ofstream{clients.file("console/index.html"), std::ios::binary} << "<p>up</p>";
+  auto settings = test_settings();
+  settings.console_dir = clients.path().string();
+  test_router router{settings};
+  {
+    raw_socket s{router.port()};
+    s.send("GET ?x HTTP/1.1\r\nHost: a\r\n\r\n");
+    CHECK(s.read_until("\r\n\r\n", 5s).rfind("HTTP/1.1 404", 0) == 0);
+  }
+  CHECK(er::client::http_request("127.0.0.1", router.port(), "GET", "/").body == "<p>up</p>");
 }
 
 TEST_CASE("the console's demo tokens are minted only with the dev secret on loopback") {

@@ -58,6 +58,23 @@ TEST_CASE("the binary starts from the shipped config, accepts its demo token, an
   CHECK(router.wait() == 0);
 }
 
+TEST_CASE("with a real secret the banner prints no token (it would reach the logs), only how "
+          "to mint one") {
+  child_process router{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=0",
+                        "--router.store-path=:memory:",
+                        "--router.jwt-secret=a-real-secret-of-this-deployment-0123456789"}};
+  listening_port(router);
+  std::string banner;
+  for (std::string line; (line = router.read_line(5s)).rfind("stop with", 0) != 0;) {
+    REQUIRE_FALSE(line.empty()); // the banner ends with "stop with ..."
+    banner += line + "\n";
+  }
+  CHECK(banner.find("eyJ") == std::string::npos); // no JWT (a token's header starts so)
+  CHECK(banner.find("--mint-token=USER") != std::string::npos);
+  router.signal(SIGTERM);
+  CHECK(router.wait() == 0);
+}
+
 TEST_CASE("the binary exits 0 on SIGINT") {
   child_process router{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=0",
                         "--router.store-path=:memory:"}};

@@ -82,6 +82,19 @@ TEST_CASE("user_message appends the text and the agent's result to its thread, a
   CHECK(list["data"]["threads"][0]["message_count"] == 4);
 }
 
+TEST_CASE("a thread created by user_message is titled with the text's start, cut between "
+          "characters") {
+  test_router router{agent_settings()};
+  auto c = connect_user(router, "alice");
+  // 59 ASCII bytes, then two-byte characters: byte 60 falls inside the first of them.
+  std::string text = std::string(59, 'a') + "\xc3\xa9\xc3\xa9 and more";
+  c.client->send_text(json{{"type", "user_message"}, {"id", "m"}, {"payload", {{"text", text}}}}.dump());
+  read_until(*c.client, [](const json& f) { return is_final(f); });
+  auto list = request(*c.client, {{"type", "list_threads"}, {"id", "l"}});
+  REQUIRE(list["data"]["threads"].size() == 1);
+  CHECK(list["data"]["threads"][0]["title"] == std::string(59, 'a'));
+}
+
 TEST_CASE("the store file is created on first start in WAL mode") {
   temp_dir dir;
   auto settings = agent_settings();

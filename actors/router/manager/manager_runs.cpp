@@ -221,7 +221,8 @@ void on_user_message(manager_pointer self, protocol::inbound_message& msg) {
   }
   thread_query create = q;
   create.op = thread_op::create;
-  create.title = text->get<std::string>().substr(0, thread_title_bytes);
+  create.title = std::string{protocol::utf8_prefix(text->get_ref<const std::string&>(),
+                                                  thread_title_bytes)};
   ask_store(self, create, append_then_start);
 }
 
