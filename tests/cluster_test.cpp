@@ -643,25 +643,44 @@ TEST_CASE("a session moved while its user_message waits for the old node's threa
   CHECK(next_json(*bob, 10s)["type"] == "thread_created"); // the store is at it
   auto c = n1.try_connect("alice");
   auto greeting = next_json(*c);
+  // A backend publishes to alice without pause meanwhile: what n1 gets after its stream mark
+  // (while its offer waits) is n2's to deliver, not n1's as well.
+  std::atomic<bool> stop{false};
+  std::atomic<int> published{0};
+  std::thread backend([&] {
+    while (!stop)
+      if (n1.publish("alice", {{"n", published.load()}}).status == 202)
+        ++published;
+  });
   c->send_text(R"({"type":"user_message","id":"hello","payload":{"text":"hi"}})");
   c->reset(); // at once: the append is still queued on n1
   auto [on2, g2] = resume_on(n2, "alice", greeting, 0);
   REQUIRE(g2["data"]["recovered"] == true);
   // The run started on n1 once the store answered; its events reach alice on n2, each once,
-  // in order, the first one answering her message.
+  // in order, the first one answering her message; every publish reaches her once, in order.
   std::vector<std::string> types;
+  std::vector<int> news;
   std::uint64_t next_id = 1;
-  for (bool final = false; !final;) {
+  auto read_one = [&] {
     auto f = next_json(*on2, 15s);
     CHECK(f["user_id"] == "alice");
     CHECK(f["event_id"] == next_id++);
+    if (f["type"] == "news")
+      return news.push_back(f["data"]["n"].get<int>());
     if (types.empty())
       CHECK(f["reply_to"] == "hello");
     types.push_back(f["type"].get<std::string>());
-    final = is_final(f);
-  }
+  };
+  while (types.empty() || types.back() != "agent_completed")
+    read_one();
+  CHECK(eventually([&] { return published >= 50; }, 10s));
+  stop = true;
+  backend.join();
+  while (static_cast<int>(news.size()) < published.load())
+    read_one();
   CHECK(types.front() == "agent_started");
-  CHECK(types.back() == "agent_completed");
+  CHECK(news == upto(published.load()));
+  CHECK(on2->read(300ms).what == er::client::frame::kind::timeout); // nothing twice
 }
 
 TEST_CASE("stop_agent on the node a session moved to stops the run left on the old node") {

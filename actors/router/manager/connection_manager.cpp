@@ -442,7 +442,15 @@ manager_actor::behavior_type shared_behavior() {
     },
     [](deadline_atom) { on_run_deadlines(running_manager()); },
     [](flush_atom) {}, // manager_impl::consume sends the outbox once the mailbox is empty
-    [](publish_atom, const protocol::outbound_event& event) { emit(running_manager(), event); },
+    [](publish_atom, const protocol::outbound_event& event) {
+      auto self = running_manager();
+      // Asked for its offer, the session is moving: what is published from now on comes after
+      // the owner's stream mark, which the adopting node delivers itself (cluster_bus).
+      if (auto& moves = self->state.moves;
+          moves && (moves->offer_waiting || moves->state != session_moves::away::none))
+        return;
+      emit(self, event);
+    },
     [](resume_atom, connection_ptr& c, std::uint64_t last,
        const context::user_execution_context& ctx) {
       return on_resume(running_manager(), c, last, ctx);
