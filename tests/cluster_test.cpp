@@ -299,6 +299,19 @@ TEST_CASE("router.max-connections-per-user holds across nodes, and a killed node
   CHECK(next_json(*again)["reply_to"] == "p");
 }
 
+TEST_CASE("a limit script that gets no answer from Redis (here: an ACL without EVAL) admits "
+          "connections by the node's own count instead of refusing them") {
+  redis_server redis{{"--user", "default", "on", "nopass", "~*", "&*", "+@all", "-eval"}};
+  node n1{redis.address(), "n1", {"--router.max-connections-per-user=2"}};
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "up"; }, 10s));
+  auto a = n1.connect("alice"); // admitted: an error is not a refusal
+  auto b = n1.connect("alice");
+  a->send_text(R"({"type":"ping","id":"p"})");
+  CHECK(next_json(*a)["reply_to"] == "p");
+  auto refused = n1.try_connect("alice"); // the node's own count still holds the limit
+  expect_close(*refused, 4503);
+}
+
 TEST_CASE("a publish right after a user's first connection on a node reaches it, even before that "
           "node's subscription to the user does") {
   redis_server redis;

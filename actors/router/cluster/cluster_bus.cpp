@@ -747,19 +747,26 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           }
           std::string lua = std::string{"local CONNS = KEYS[1]\n"} + cluster_scripts::live_count_lua
                             + cluster_scripts::acquire_lua;
-          run_script<bool>(
-            self, user, std::move(lua),
-            {user_key(self, user, ":conns"), user_key(self, user, ":seq"),
-             settings_of(self).prefix + "epoch"},
-            {settings_of(self).prefix, node_field(self), std::to_string(limit)},
-            [self, user](redis_reply& r) {
-              bool admitted = !r.is_error() && !r.elements.empty() && r.elements[0].integer == 1;
-              if (admitted && r.elements.size() == 3)
-                note_baseline(self, user, r.elements[2].text,
-                              std::strtoull(r.elements[1].text.c_str(), nullptr, 10));
-              return admitted;
-            },
-            rp);
+          auto& s = settings_of(self);
+          call(self, shard_for(self, user),
+               {"EVAL", std::move(lua), "3", user_key(self, user, ":conns"),
+                user_key(self, user, ":seq"), s.prefix + "epoch", s.prefix, node_field(self),
+                std::to_string(limit)},
+               [self, user, rp](redis_reply& r) mutable {
+                 count_metric(self, &router_metrics::cluster_message_out);
+                 // No answer from the script (Redis loading, out of memory, an ACL, the link
+                 // lost) is not a refusal: the router falls back to this node's own count.
+                 if (r.is_error() || r.elements.empty()) {
+                   rp.deliver(caf::make_error(caf::sec::runtime_error,
+                                              "the limit script failed: " + r.text));
+                   return;
+                 }
+                 bool admitted = r.elements[0].integer == 1;
+                 if (admitted && r.elements.size() == 3)
+                   note_baseline(self, user, r.elements[2].text,
+                                 std::strtoull(r.elements[1].text.c_str(), nullptr, 10));
+                 rp.deliver(admitted);
+               });
           return rp;
         },
         [=](cpublish_atom, const std::string& user, const protocol::outbound_event& ev) {
