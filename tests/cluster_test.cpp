@@ -434,6 +434,45 @@ TEST_CASE("nodes authenticate with cluster.redis-password, one with a wrong pass
   CHECK(wrong.read_all_stderr().find("refused AUTH") != std::string::npos);
 }
 
+TEST_CASE("a node whose password Redis refuses after a restart of its links keeps trying, and "
+          "is back once the password is again the one it has") {
+  redis_server redis{{"--user", "default", "on", ">pass-1", "~*", "&*", "+@all"}};
+  auto as_admin = [&](const std::string& command) { // AUTH, then the command: its answer
+    raw_socket s{redis.port()};
+    s.send("AUTH pass-1\r\n" + command + "\r\nPING\r\n");
+    return s.read_until("+PONG\r\n", 2s);
+  };
+  node n1{redis.address(), "n1", {"--cluster.redis-password=pass-1"}};
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "up"; }, 10s));
+  // The password changes and the node's links are cut: they reconnect, and are refused.
+  CHECK(as_admin("ACL SETUSER admin on >admin-pass ~* &* +@all").find("+OK") != std::string::npos);
+  {
+    raw_socket s{redis.port()};
+    s.send("AUTH admin admin-pass\r\nACL SETUSER default resetpass >pass-2\r\n"
+           "CLIENT KILL USER default\r\nPING\r\n");
+    CHECK(s.read_until("+PONG\r\n", 2s).find("+OK") != std::string::npos);
+  }
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "down"; }, 10s));
+  CHECK(n1.publish("alice", {{"n", 0}}).status == 503);
+  // Redis logs each refused AUTH: the node has tried again, with its password, and failed.
+  CHECK(eventually([&] {
+    raw_socket s{redis.port()};
+    s.send("AUTH admin admin-pass\r\nACL LOG\r\nPING\r\n");
+    return s.read_until("+PONG\r\n", 2s).find("auth") != std::string::npos;
+  }, 10s));
+  std::this_thread::sleep_for(1s); // and again, maybe: each attempt must be able to end
+  // Back to the node's password: it reconnects by itself.
+  {
+    raw_socket s{redis.port()};
+    s.send("AUTH admin admin-pass\r\nACL SETUSER default resetpass >pass-1\r\nPING\r\n");
+    CHECK(s.read_until("+PONG\r\n", 2s).find("+OK") != std::string::npos);
+  }
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "up"; }, 10s));
+  auto a1 = n1.connect("alice");
+  CHECK(eventually([&] { return n1.publish("alice", {{"n", 1}}).status == 202; }, 5s));
+  CHECK(read_published(*a1, "alice", 1) == std::vector<int>{1});
+}
+
 TEST_CASE("users are spread over two Redis shards, and each publish reaches its user") {
   redis_server s1, s2;
   auto shards = s1.address() + "," + s2.address();

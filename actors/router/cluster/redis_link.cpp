@@ -129,11 +129,24 @@ private:
     }
     if (password_.empty())
       return name_self();
-    send({"AUTH", password_}, [this](redis_reply r) {
-      if (r.is_error())
-        return lost("redis " + address_.text() + " refused AUTH: " + r.text);
-      name_self();
-    });
+    const char* args[] = {"AUTH", password_.c_str()};
+    std::size_t lengths[] = {4, password_.size()};
+    redisAsyncCommandArgv(
+      ac_,
+      [](redisAsyncContext* ac, void* reply, void*) {
+        if (reply == nullptr)
+          return; // the connection went first: on_disconnect says so
+        auto* self = static_cast<link_impl*>(ac->data);
+        auto* r = static_cast<redisReply*>(reply);
+        if (r->type != REDIS_REPLY_ERROR)
+          return self->name_self();
+        // Redis keeps a connection that failed AUTH open: it is ended here, so that the next
+        // connect() starts anew (a password changed back, or rotated in the configuration).
+        self->refusal_ = "redis " + self->address_.text() + " refused AUTH: "
+                         + std::string{r->str, r->len};
+        redisAsyncDisconnect(ac); // after this callback; on_disconnect reports the refusal
+      },
+      nullptr, 2, args, lengths);
   }
 
   /// CLIENT SETNAME, then up. A refusal (an ACL without CLIENT) leaves the link unnamed and up;
@@ -160,6 +173,8 @@ private:
 
   void on_disconnect(const char* why) {
     ac_ = nullptr; // freed by hiredis after this callback
+    if (!refusal_.empty())
+      return lost(std::exchange(refusal_, {}));
     lost("lost redis " + address_.text() + (why && *why ? std::string{": "} + why : ""));
   }
 
@@ -256,6 +271,7 @@ private:
   redis_address address_;
   std::string password_;
   std::string client_name_;
+  std::string refusal_; ///< why Redis refused AUTH, reported as the link goes down
   events cb_;
   redisAsyncContext* ac_ = nullptr;
   std::unique_ptr<asio::posix::stream_descriptor> socket_;
