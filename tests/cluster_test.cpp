@@ -375,6 +375,30 @@ TEST_CASE("while Redis is down local traffic goes on and publish answers 503, wh
   CHECK(read_published(*a2, "alice", 2) == std::vector<int>{1, 2}); // the same connection
 }
 
+TEST_CASE("after Redis comes back empty, what was published before a node's subscription was "
+          "back reaches that node's connections, from the new history") {
+  redis_server redis;
+  node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};
+  auto a1 = n1.connect("alice");
+  REQUIRE(n2.publish("alice", {{"n", 0}}).status == 202); // n1 follows alice's first epoch
+  CHECK(read_published(*a1, "alice", 1) == upto(1));
+  redis.stop();
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "down"; }, 5s));
+  redis.start(); // empty: a new epoch, offsets from 1 again
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "up"; }, 10s));
+  CHECK(eventually([&] { return n2.health()["cluster"]["redis"] == "up"; }, 10s));
+  // n1's subscriber link is cut again: the new epoch's first publishes happen without it.
+  auto n1_pubsub = redis_client_id(redis.port(), "er:node:n1:pubsub");
+  REQUIRE(!n1_pubsub.empty());
+  CHECK(redis_command(redis.port(), "CLIENT KILL ID " + n1_pubsub) == ":1\r\n");
+  for (int i = 1; i <= 3; ++i)
+    REQUIRE(n2.publish("alice", {{"n", i}}).status == 202);
+  CHECK(read_published(*a1, "alice", 3) == std::vector<int>{1, 2, 3});
+  REQUIRE(n2.publish("alice", {{"n", 4}}).status == 202);
+  CHECK(read_published(*a1, "alice", 1) == std::vector<int>{4});
+  CHECK(a1->read(300ms).what == er::client::frame::kind::timeout); // each once
+}
+
 TEST_CASE("what a node missed while its subscription was cut is filled from the user's history") {
   redis_server redis;
   node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};

@@ -257,13 +257,14 @@ void process(bus_pointer self, const std::string& user, channel_message msg) {
   auto& u = self->state.users[user];
   if (u.filling)
     return u.waiting.push_back(std::move(msg));
-  if (!u.known || (!u.epoch.empty() && msg.epoch != u.epoch)) {
-    // the first one here without a baseline, or Redis started anew
+  if (!u.known) { // the first one here without a baseline: the user's stream starts here
     u.known = true;
     u.epoch = msg.epoch;
     u.last = msg.offset;
     return deliver(self, user, msg.event);
   }
+  if (!u.epoch.empty() && msg.epoch != u.epoch)
+    u.last = 0; // Redis started anew, empty: what it had before this one is owed here too
   u.epoch = msg.epoch; // the same, or none yet: a baseline read before the first publish
   if (msg.offset <= u.last)
     return; // seen already (a gap fill delivered it)
@@ -324,10 +325,9 @@ void recover(bus_pointer self, const std::string& user) {
          auto& epoch = r.elements[1].text;
          if (!u.known || u.filling || epoch.empty())
            return; // no start yet (the next message sets it), or nothing published when read
-         if (!u.epoch.empty() && epoch != u.epoch) { // Redis started anew: follow it from here
-           u.epoch = epoch;
-           u.last = seq;
-           return;
+         if (!u.epoch.empty() && epoch != u.epoch) { // Redis started anew, empty: its new
+           u.epoch = epoch;                          // history is whole from offset 1
+           u.last = 0;
          }
          u.epoch = epoch; // the same, or none yet
          if (seq > u.last)
