@@ -399,6 +399,27 @@ TEST_CASE("after Redis comes back empty, what was published before a node's subs
   CHECK(a1->read(300ms).what == er::client::frame::kind::timeout); // each once
 }
 
+TEST_CASE("a user's count written while a node's command link was down reaches Redis once it "
+          "is back: a connection that closed meanwhile no longer counts against the limit") {
+  redis_server redis;
+  auto limit = std::vector<std::string>{"--router.max-connections-per-user=1"};
+  node n1{redis.address(), "n1", limit}, n2{redis.address(), "n2", limit};
+  {
+    auto a1 = n1.connect("alice");
+    CHECK(redis_command(redis.port(), "HLEN er:u:alice:conns") == ":1\r\n");
+    auto commands = redis_client_id(redis.port(), "er:node:n1:commands");
+    REQUIRE(!commands.empty());
+    CHECK(redis_command(redis.port(), "CLIENT KILL ID " + commands) == ":1\r\n");
+    a1->close(1000); // while n1 cannot write its count
+  }
+  CHECK(eventually([&] { return n1.health()["connections"] == 0; }, 5s));
+  CHECK(eventually([&] { return redis_command(redis.port(), "HLEN er:u:alice:conns") == ":0\r\n"; },
+                   10s));
+  auto again = n2.connect("alice"); // within the limit of one: the old count is gone
+  again->send_text(R"({"type":"ping","id":"p"})");
+  CHECK(next_json(*again)["reply_to"] == "p");
+}
+
 TEST_CASE("what a node missed while its subscription was cut is filled from the user's history") {
   redis_server redis;
   node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};

@@ -5,6 +5,7 @@
 #include <optional>
 #include <random>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <caf/actor_cast.hpp>
 #include <caf/send.hpp>
@@ -98,6 +99,10 @@ struct bus_state {
   std::unordered_map<std::string, adoption> adoptions; ///< by hand-over id
   std::unordered_map<std::string, stream_mark> marks;  ///< by hand-over id: requests answered here
   std::unordered_map<std::uint64_t, reply_handler> pending;
+  /// Users whose count on this node Redis may not have (written while the shard's commands
+  /// link was down, or the write failed): written again once it is up. A user who left
+  /// meanwhile gets an HDEL; without it the old count would hold the user's limit for good.
+  std::unordered_set<std::string> unsynced;
   std::uint64_t next_request = 0;
   cluster_status status;
   static inline const char* name = "cluster_bus";
@@ -338,15 +343,24 @@ void recover(bus_pointer self, const std::string& user) {
 // -- counts, liveness, links -----------------------------------------------------------
 
 void sync_count(bus_pointer self, const std::string& user) {
+  auto& st = self->state;
   auto index = shard_for(self, user);
-  if (!self->state.shards[index].commands_up)
-    return; // re-synced when the shard is back
-  auto local = self->state.users[user].local;
+  if (!st.shards[index].commands_up) {
+    st.unsynced.insert(user); // written when the shard is back
+    return;
+  }
+  st.unsynced.erase(user);
+  auto it = st.users.find(user);
+  auto local = it == st.users.end() ? 0 : it->second.local;
   auto key = user_key(self, user, ":conns");
+  auto retry = [self, user](redis_reply& r) {
+    if (r.is_error()) // the link broke first: again once it is back
+      self->state.unsynced.insert(user);
+  };
   if (local > 0)
-    call(self, index, {"HSET", key, node_field(self), std::to_string(local)}, [](redis_reply&) {});
+    call(self, index, {"HSET", key, node_field(self), std::to_string(local)}, retry);
   else
-    call(self, index, {"HDEL", key, node_field(self)}, [](redis_reply&) {});
+    call(self, index, {"HDEL", key, node_field(self)}, retry);
 }
 
 void refresh_liveness(bus_pointer self, std::size_t index) {
@@ -391,9 +405,20 @@ void on_link(bus_pointer self, std::uint64_t index, bool pubsub, bool up) {
   (pubsub ? sh.pubsub_up : sh.commands_up) = up;
   if (up && !pubsub) { // registered again, with this node's counts
     refresh_liveness(self, index);
-    for (auto& [user, u] : self->state.users)
+    auto& st = self->state;
+    std::vector<std::string> to_sync;
+    for (auto& [user, u] : st.users)
       if (shard_for(self, user) == index && u.local > 0)
-        sync_count(self, user);
+        to_sync.push_back(user);
+    for (auto& user : st.unsynced)
+      if (shard_for(self, user) == index && st.users.count(user) == 0)
+        to_sync.push_back(user); // left meanwhile: its count goes
+    for (auto& user : to_sync)
+      sync_count(self, user);
+    // A subscription confirmed while this link was down could not read what it missed.
+    for (auto& [user, u] : st.users)
+      if (shard_for(self, user) == index && sh.pubsub_up)
+        recover(self, user);
   }
   if (up && pubsub)
     sh.pubsub->subscribe(node_channel(self, settings_of(self).node_id));
