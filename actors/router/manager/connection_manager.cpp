@@ -249,15 +249,8 @@ void on_upstream_gone(manager_pointer self) {
   auto& st = self->state;
   if (!st.moves)
     return;
-  for (auto& run : std::exchange(st.moves->remote_runs, {})) {
-    protocol::outbound_event ev;
-    ev.type = "agent_error";
-    ev.run_id = run.run_id;
-    ev.thread_id = run.thread_id;
-    ev.reply_to = run.reply_to;
-    ev.data = json{{"message", "the run was lost: the node running it ended it"}};
-    emit(self, ev);
-  }
+  for (auto& run : std::exchange(st.moves->remote_runs, {}))
+    emit_lost_run(self, run, "the run was lost: the node running it ended it");
   finish_drain_if_idle(self);
   finish_hosting_if_idle(self);
 }

@@ -387,6 +387,16 @@ void finish_hosting_if_idle(manager_pointer self) {
     self->quit(caf::exit_reason::user_shutdown);
 }
 
+void emit_lost_run(manager_pointer self, const offered_run& run, std::string message) {
+  protocol::outbound_event ev;
+  ev.type = "agent_error";
+  ev.run_id = run.run_id;
+  ev.thread_id = run.thread_id;
+  ev.reply_to = run.reply_to;
+  ev.data = json{{"message", std::move(message)}};
+  emit(self, std::move(ev));
+}
+
 /// How long past a remote run's deadline its final event may still be on its way.
 constexpr auto remote_run_grace = std::chrono::seconds{2};
 
@@ -427,16 +437,9 @@ void expire_remote_runs(manager_pointer self) {
                                 std::make_move_iterator(remote.end()));
   remote.erase(expired, remote.end());
   if (st.moves->state == session_moves::away::none)
-    for (auto& run : lost) {
-      protocol::outbound_event ev;
-      ev.type = "agent_error";
-      ev.run_id = run.run_id;
-      ev.thread_id = run.thread_id;
-      ev.reply_to = run.reply_to;
-      ev.data = json{{"message", "the run was lost: the node running it sent no final event "
-                                 "by the run's deadline"}};
-      emit(self, ev);
-    }
+    for (auto& run : lost)
+      emit_lost_run(self, run, "the run was lost: the node running it sent no final event by "
+                               "the run's deadline");
   finish_drain_if_idle(self);
   finish_hosting_if_idle(self);
 }

@@ -191,6 +191,9 @@ void offer_when_ready(manager_pointer self);
 /// Arms a deadline check for the earliest remote run's deadline (plus a grace for its final
 /// event to arrive): a node that died sends none.
 void arm_remote_run_check(manager_pointer self);
+/// A remote run's one final event when the node running it cannot send it: agent_error with
+/// the run's ids and `message`.
+void emit_lost_run(manager_pointer self, const offered_run& run, std::string message);
 
 // connection_manager.cpp
 void on_shutdown(manager_pointer self, std::uint16_t code);

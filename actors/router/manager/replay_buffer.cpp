@@ -27,7 +27,7 @@ replay_buffer::~replay_buffer() {
 void replay_buffer::clear() {
   slots_.clear();
   begin_ = end_;
-  release_chunks();
+  release_all_if_empty();
 }
 
 void replay_buffer::release_all_if_empty() {
@@ -40,10 +40,8 @@ void replay_buffer::release_all_if_empty() {
 
 void replay_buffer::push(std::uint64_t id, std::string_view frame, clock::time_point now) {
   auto limit = budget_ ? std::min(max_bytes_, budget_->buffer_cap()) : max_bytes_;
-  if (max_frames_ == 0 || frame.size() > limit) {
-    clear(); // kept frames followed by a gap could not serve a resume: none is better
-    return release_all_if_empty();
-  }
+  if (max_frames_ == 0 || frame.size() > limit)
+    return clear(); // kept frames followed by a gap could not serve a resume: none is better
   expire(now);
   while (!slots_.empty() && (slots_.size() >= max_frames_ || bytes() + frame.size() > limit))
     drop_oldest();
