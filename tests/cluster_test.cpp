@@ -763,7 +763,11 @@ TEST_CASE("a session moved while its user_message waits for the old node's threa
   redis_server redis;
   auto busy_store = std::vector<std::string>{"--router.messages-per-second=100000",
                                              "--router.messages-burst=100000",
-                                             "--router.max-threads-per-user=100000"};
+                                             "--router.max-threads-per-user=100000",
+                                             // the publishes made while the offer waits (up to
+                                             // 1 s) all stay in the session's replay buffer
+                                             "--router.resume-buffer-events=1000000",
+                                             "--router.resume-buffer-bytes=268435456"};
   node n1{redis.address(), "n1", busy_store}, n2{redis.address(), "n2", busy_store};
   // Bob keeps n1's thread store busy: alice's append waits behind his thread creations while
   // her session moves to n2.
