@@ -13,6 +13,8 @@
 #include <string>
 
 using er::actors::append_result;
+using er::actors::history_page;
+using er::actors::page_bounds;
 using er::actors::store_quotas;
 using er::actors::thread_db;
 using er::actors::thread_db_error;
@@ -270,6 +272,53 @@ TEST_CASE("history returns the latest messages up to the limit, oldest first") {
   REQUIRE(none.has_value());
   CHECK(none->empty());
   CHECK(db.history("alice", "t1", 100)->size() == 5);
+}
+
+TEST_CASE("a history page ends before before_seq, holds at most its limit and its bytes (the "
+          "newest message always), and says whether older messages remain") {
+  thread_db db(":memory:");
+  db.create_thread("alice", "t1", "long", 0);
+  for (int i = 1; i <= 6; ++i) // contents of 1,000 bytes, the fifth of 10,000
+    REQUIRE(db.append_message("alice", "t1", "user", "",
+                              nlohmann::json(std::string(i == 5 ? 9998 : 998, 'x')).dump(), i)
+            == append_result::appended);
+  auto seqs = [](const history_page& page) {
+    std::vector<std::int64_t> out;
+    for (auto& m : page.messages)
+      out.push_back(m.seq);
+    return out;
+  };
+  auto page = [&](std::size_t limit, std::int64_t before, std::size_t bytes) {
+    auto p = db.history("alice", "t1", page_bounds{limit, before, bytes});
+    REQUIRE(p.has_value());
+    return *p;
+  };
+  auto all = page(100, 0, 1 << 20);
+  CHECK(seqs(all) == std::vector<std::int64_t>{1, 2, 3, 4, 5, 6});
+  CHECK_FALSE(all.has_more);
+  auto by_count = page(2, 0, 1 << 20);
+  CHECK(seqs(by_count) == std::vector<std::int64_t>{5, 6});
+  CHECK(by_count.has_more);
+  auto before = page(2, 5, 1 << 20);
+  CHECK(seqs(before) == std::vector<std::int64_t>{3, 4});
+  CHECK(before.has_more);
+  auto first = page(2, 3, 1 << 20);
+  CHECK(seqs(first) == std::vector<std::int64_t>{1, 2});
+  CHECK_FALSE(first.has_more);
+  CHECK(page(2, 1, 1 << 20).messages.empty());
+  // 2,500 bytes: two of the small ones fit, the large one ends the page.
+  auto by_bytes = page(100, 0, 2500);
+  CHECK(seqs(by_bytes) == std::vector<std::int64_t>{6});
+  CHECK(by_bytes.has_more);
+  // The large one alone is over the bound and still comes: a page is never empty while
+  // older messages remain.
+  auto large = page(100, 6, 2500);
+  CHECK(seqs(large) == std::vector<std::int64_t>{5});
+  CHECK(large.has_more);
+  auto rest = page(100, 5, 4000);
+  CHECK(seqs(rest) == std::vector<std::int64_t>{2, 3, 4});
+  CHECK(rest.has_more);
+  CHECK_FALSE(db.history("bob", "t1", page_bounds{}).has_value()); // not bob's thread
 }
 
 TEST_CASE("content, ids and titles with quotes, unicode and SQL metacharacters round-trip intact") {

@@ -95,6 +95,75 @@ TEST_CASE("a thread created by user_message is titled with the text's start, cut
   CHECK(list["data"]["threads"][0]["title"] == std::string(59, 'a'));
 }
 
+TEST_CASE("a thread's history comes in pages that fit the outbound queue, paged back with "
+          "before_seq down to its first message") {
+  auto settings = agent_settings();
+  settings.outbound_queue_bytes = 64 * 1024; // a history page holds at most 16 KiB
+  test_router router{settings};
+  auto c = connect_user(router, "alice");
+  // Twelve 6,000-byte messages and the agent's twelve answers: 74 KB, more than the queue
+  // holds. In one frame they would end the connection with 4008.
+  std::string thread_id;
+  auto text = [](int i) { return std::string(6000, static_cast<char>('a' + i)); };
+  for (int i = 0; i < 12; ++i) {
+    json msg{{"type", "user_message"}, {"id", "m" + std::to_string(i)}, {"payload", {{"text", text(i)}}}};
+    if (!thread_id.empty())
+      msg["thread_id"] = thread_id;
+    auto frames = run_to_end(*c.client, msg);
+    REQUIRE(frames.back()["type"] == "agent_completed");
+    thread_id = frames.front()["thread_id"];
+  }
+  // The newest page first, then each older one: no page over 16 KiB, every message once.
+  std::vector<json> all;
+  json payload = json::object();
+  for (int pages = 0;; ++pages) {
+    REQUIRE(pages < 24);
+    auto page = request(*c.client, {{"type", "get_thread_history"}, {"id", "h"}, {"thread_id", thread_id},
+                                    {"payload", payload}});
+    REQUIRE(page["type"] == "thread_history");
+    auto& messages = page["data"]["messages"];
+    REQUIRE(!messages.empty());
+    CHECK(page["data"].dump().size() < 16 * 1024 + 1024);
+    all.insert(all.begin(), messages.begin(), messages.end());
+    if (!page["data"]["has_more"].get<bool>())
+      break;
+    CHECK(messages.size() < 24);
+    payload["before_seq"] = messages[0]["seq"];
+  }
+  REQUIRE(all.size() == 24);
+  for (int i = 0; i < 24; ++i) {
+    CHECK(all[i]["seq"] == i + 1);
+    CHECK(all[i]["role"] == (i % 2 == 0 ? "user" : "agent"));
+    if (i % 2 == 0)
+      CHECK(all[i]["content"]["text"] == text(i / 2));
+  }
+  // A limit pages by count as well: the three before seq 10, then the three before those.
+  auto three = request(*c.client, {{"type", "get_thread_history"}, {"id", "l"}, {"thread_id", thread_id},
+                                   {"payload", {{"limit", 3}, {"before_seq", 10}}}});
+  REQUIRE(three["data"]["messages"].size() == 2); // two: their 6 KB each fill the page
+  CHECK(three["data"]["messages"][0]["seq"] == 8);
+  CHECK(three["data"]["messages"][1]["seq"] == 9);
+  auto small = request(*c.client, {{"type", "get_thread_history"}, {"id", "s"}, {"thread_id", thread_id},
+                                   {"payload", {{"limit", 2}, {"before_seq", 3}}}});
+  REQUIRE(small["data"]["messages"].size() == 2);
+  CHECK(small["data"]["messages"][0]["seq"] == 1);
+  CHECK(small["data"]["has_more"] == false);
+  // A before_seq past the newest reads from the newest; one that is not a positive integer is
+  // refused, and the connection goes on.
+  auto past = request(*c.client, {{"type", "get_thread_history"}, {"id", "p"}, {"thread_id", thread_id},
+                                  {"payload", {{"limit", 1}, {"before_seq", 1000}}}});
+  REQUIRE(past["data"]["messages"].size() == 1);
+  CHECK(past["data"]["messages"][0]["seq"] == 24);
+  CHECK(past["data"]["has_more"] == true);
+  for (auto bad : {json(0), json(-3), json("5"), json(2.5)}) {
+    auto refused = request(*c.client, {{"type", "get_thread_history"}, {"id", "b"}, {"thread_id", thread_id},
+                                       {"payload", {{"before_seq", bad}}}});
+    CHECK(refused["data"]["code"] == "invalid_message");
+    CHECK(refused["reply_to"] == "b");
+  }
+  CHECK(request(*c.client, {{"type", "ping"}, {"id", "still"}})["type"] == "pong");
+}
+
 TEST_CASE("the store file is created on first start in WAL mode") {
   temp_dir dir;
   auto settings = agent_settings();

@@ -77,6 +77,10 @@ std::string describe(const std::string& path, const std::string& what,
   throw thread_db_error(describe(path, what, db));
 }
 
+/// What a history message takes in a reply beyond its content and run id: its keys, seq,
+/// role and time.
+constexpr std::size_t message_overhead_bytes = 96;
+
 std::int64_t clamp_limit(std::size_t limit) {
   constexpr auto max = static_cast<std::uint64_t>(
     std::numeric_limits<std::int64_t>::max());
@@ -304,7 +308,7 @@ void thread_db::prepare_statements() {
     " WHERE user_id = ? AND thread_id = ?");
   select_messages_ = prepare(
     "SELECT seq, role, run_id, content, created_at_ms FROM messages"
-    " WHERE user_id = ? AND thread_id = ? ORDER BY seq DESC LIMIT ?");
+    " WHERE user_id = ? AND thread_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?");
   select_usage_ = prepare("SELECT threads, bytes FROM user_usage WHERE user_id = ?");
   add_usage_ = prepare(
     "INSERT INTO user_usage (user_id, threads, bytes) VALUES (?, ?, ?)"
@@ -375,24 +379,49 @@ bool thread_db::thread_exists(const std::string& user_id,
 std::optional<std::vector<thread_message>>
 thread_db::history(const std::string& user_id, const std::string& thread_id,
                    std::size_t limit) {
+  page_bounds bounds;
+  bounds.limit = limit;
+  auto page = history(user_id, thread_id, bounds);
+  if (!page)
+    return std::nullopt;
+  return std::move(page->messages);
+}
+
+std::optional<history_page>
+thread_db::history(const std::string& user_id, const std::string& thread_id,
+                   const page_bounds& bounds) {
   // One read snapshot, so the ownership check and the rows agree even if
   // another process appends in between.
   transaction tx(begin_deferred_.get(), commit_.get(), rollback_.get(), path_);
   if (!thread_exists(user_id, thread_id))
     return std::nullopt;
-  std::vector<thread_message> result;
+  history_page page;
+  if (bounds.limit == 0)
+    return page;
   {
+    constexpr auto no_bound = std::numeric_limits<std::int64_t>::max();
+    auto limit = clamp_limit(bounds.limit);
     statement_use select(select_messages_.get(), path_);
-    select.text(user_id).text(thread_id).integer(clamp_limit(limit));
-    while (select.step())
-      result.push_back(thread_message{select.integer_at(0), select.text_at(1),
-                                      select.text_at(2), select.text_at(3),
-                                      select.integer_at(4)});
+    select.text(user_id).text(thread_id)
+      .integer(bounds.before_seq > 0 ? bounds.before_seq : no_bound)
+      .integer(limit < no_bound ? limit + 1 : limit); // one more: do older ones remain?
+    std::size_t bytes = 0;
+    while (select.step()) {
+      thread_message m{select.integer_at(0), select.text_at(1), select.text_at(2),
+                       select.text_at(3), select.integer_at(4)};
+      bytes += m.content.size() + m.run_id.size() + message_overhead_bytes;
+      if (page.messages.size() == bounds.limit
+          || (bytes > bounds.max_bytes && !page.messages.empty())) {
+        page.has_more = true;
+        break;
+      }
+      page.messages.push_back(std::move(m));
+    }
   }
   tx.commit();
-  // Selected newest first so LIMIT keeps the latest; callers want append order.
-  std::reverse(result.begin(), result.end());
-  return result;
+  // Selected newest first so the page ends at the latest; callers want append order.
+  std::reverse(page.messages.begin(), page.messages.end());
+  return page;
 }
 
 append_result thread_db::append_message(const std::string& user_id,

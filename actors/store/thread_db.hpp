@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -34,6 +35,20 @@ struct thread_message {
   std::string run_id; // empty for user messages
   std::string content; // JSON text, byte-for-byte as appended
   std::int64_t created_at_ms;
+};
+
+/// Which page of a thread's history: the newest messages before `before_seq` (0: before
+/// none), at most `limit` of them and at most `max_bytes` of their content and ids, of which
+/// the newest message is always part however large.
+struct page_bounds {
+  std::size_t limit = 100;
+  std::int64_t before_seq = 0;
+  std::size_t max_bytes = std::numeric_limits<std::size_t>::max();
+};
+
+struct history_page {
+  std::vector<thread_message> messages; // oldest first
+  bool has_more = false;                // messages older than the first one remain
 };
 
 /// Per-user storage quotas (router.max-threads-per-user, router.max-user-store-bytes). A write
@@ -93,6 +108,13 @@ public:
   std::optional<std::vector<thread_message>>
   history(const std::string& user_id, const std::string& thread_id,
           std::size_t limit);
+
+  // nullopt when the thread is not this user's. Otherwise the newest messages
+  // within `bounds` (before its before_seq, at most its limit and max_bytes),
+  // oldest first, and whether older ones remain.
+  std::optional<history_page>
+  history(const std::string& user_id, const std::string& thread_id,
+          const page_bounds& bounds);
 
   // not_found when the thread is not this user's, quota_exceeded when the content
   // would take the user past max_bytes (nothing written either way). Otherwise

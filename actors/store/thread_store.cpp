@@ -27,10 +27,12 @@ thread_reply run_query(thread_db& db, const std::string& user, const thread_quer
       r.threads = db.list_threads(user, q.limit);
       break;
     case thread_op::history:
-      if (auto messages = db.history(user, q.thread_id, q.limit))
-        r.messages = std::move(*messages);
-      else
+      if (auto page = db.history(user, q.thread_id, page_bounds{q.limit, q.before_seq, q.max_bytes})) {
+        r.messages = std::move(page->messages);
+        r.has_more = page->has_more;
+      } else {
         r.found = false;
+      }
       break;
     case thread_op::append:
       switch (db.append_message(user, q.thread_id, q.role, q.run_id, q.content, now_ms())) {

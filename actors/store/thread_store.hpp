@@ -3,6 +3,8 @@
 // blocks). Its only clients are connection managers, which put their own context's user_id
 // into every query: handlers ask their manager, never the store.
 
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -27,6 +29,8 @@ struct thread_query {
   std::string run_id;  ///< append
   std::string content; ///< append: JSON text
   std::size_t limit = 100;
+  std::int64_t before_seq = 0; ///< history: only older messages; 0: from the newest
+  std::size_t max_bytes = std::numeric_limits<std::size_t>::max(); ///< history: a page's bytes
 };
 
 struct thread_reply {
@@ -36,6 +40,7 @@ struct thread_reply {
   thread_info thread{};   ///< create
   std::vector<thread_info> threads;
   std::vector<thread_message> messages;
+  bool has_more = false;  ///< history: messages older than the page's first remain
 };
 
 using thread_store_actor = caf::typed_actor<

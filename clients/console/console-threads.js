@@ -3,6 +3,8 @@ import { $, el, timeEl, compactJson, showError, errorText } from './console-dom.
 import { ui } from './console-state.js';
 
 const threadTitles = new Map(); // thread_id -> title, from the last thread_list
+/** The history shown: its thread, its oldest message's seq, whether older ones remain. */
+const shown = { threadId: null, firstSeq: null, hasMore: false };
 
 /** Shows a thread_list frame: each thread with its History and Use for agents buttons. */
 export function renderThreads(frame) {
@@ -36,25 +38,50 @@ function messageContent(content) {
   return compactJson(content, 2000);
 }
 
-/** Shows a thread_history frame. */
+/**
+ * Shows a thread_history frame: a page older than the one shown, of the same thread, goes
+ * above it; any other page replaces it. While older messages remain, "Older messages" asks for
+ * the page before.
+ */
 export function renderHistory(frame) {
   const messages = frame.data && Array.isArray(frame.data.messages) ? frame.data.messages : [];
   const id = frame.thread_id ?? '';
   const title = threadTitles.get(id);
   $('thread-history-h').textContent = `History of ${title ? `“${title}” ` : ''}${id}`;
   const list = $('thread-history');
-  list.replaceChildren();
-  $('thread-history-empty').hidden = messages.length > 0;
-  $('thread-history-empty').textContent = 'This thread has no messages.';
-  for (const m of messages) {
+  const older = shown.threadId === id && shown.firstSeq !== null && messages.length > 0
+    && messages[messages.length - 1].seq < shown.firstSeq;
+  if (!older) list.replaceChildren();
+  const items = messages.map((m) => {
     const at = typeof m.created_at_ms === 'number' ? new Date(m.created_at_ms) : null;
-    list.append(el('li', { class: `msg msg-${m.role === 'agent' ? 'agent' : 'user'}`, dataset: { role: String(m.role), seq: String(m.seq) } },
+    return el('li', { class: `msg msg-${m.role === 'agent' ? 'agent' : 'user'}`, dataset: { role: String(m.role), seq: String(m.seq) } },
       el('div', { class: 'msg-head' },
         el('span', { class: 'msg-role', text: String(m.role) }), ' ',
         el('span', { class: 'msg-seq', text: `#${m.seq}` }),
         at ? ' ' : null, at ? timeEl(at) : null,
         m.run_id ? ' ' : null, m.run_id ? el('code', { class: 'msg-run', text: String(m.run_id) }) : null),
-      el('p', { class: 'msg-content', text: messageContent(m.content) })));
+      el('p', { class: 'msg-content', text: messageContent(m.content) }));
+  });
+  list.prepend(...items);
+  if (!older || messages.length > 0) {
+    shown.threadId = id;
+    shown.firstSeq = messages.length > 0 ? messages[0].seq : null;
+    shown.hasMore = frame.data?.has_more === true;
+  }
+  $('thread-history-empty').hidden = list.children.length > 0;
+  $('thread-history-empty').textContent = 'This thread has no messages.';
+  $('thread-history-older').hidden = !shown.hasMore;
+}
+
+/** Asks for the page before the oldest message shown. */
+export async function loadOlderHistory() {
+  showError($('threads-error'), '');
+  if (!ui.client || ui.client.state === 'closed') { showError($('threads-error'), 'Connect first.'); return; }
+  if (!shown.threadId || shown.firstSeq === null) return;
+  try {
+    await ui.client.getThreadHistory(shown.threadId, { beforeSeq: shown.firstSeq });
+  } catch (err) {
+    showError($('threads-error'), `get_thread_history failed: ${errorText(err)}`);
   }
 }
 

@@ -382,7 +382,8 @@ export class RouterClient {
   ping(options?: RequestOptions): Promise<number>;
   createThread(title?: string | null, options?: RequestOptions): Promise<ServerFrame<Thread>>;
   listThreads(options?: RequestOptions & { limit?: number }): Promise<ServerFrame<{ threads: Thread[] }>>;
-  getThreadHistory(threadId: string, options?: Omit<RequestOptions, 'threadId'> & { limit?: number }): Promise<ServerFrame<{ messages: ThreadMessage[] }>>;
+  /** A page of the thread, oldest first; while `has_more`, page back with `beforeSeq` = the first message's `seq`. */
+  getThreadHistory(threadId: string, options?: Omit<RequestOptions, 'threadId'> & { limit?: number; beforeSeq?: number }): Promise<ServerFrame<{ messages: ThreadMessage[]; has_more: boolean }>>;
   startAgent(agent: string, input?: unknown, options?: RunOptions): AgentRun;
   userMessage(text: string, options?: RunOptions): AgentRun;
   stopAgent(runId: string, options?: RequestOptions): Promise<ServerFrame>;

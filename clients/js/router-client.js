@@ -141,9 +141,15 @@ export class RouterClient extends RouterConnection {
     return this.request('list_threads', options.limit == null ? {} : { limit: options.limit }, options);
   }
 
-  /** get_thread_history -> the thread_history frame (data.messages). */
+  /**
+   * get_thread_history -> the thread_history frame: data.messages (oldest first), and
+   * data.has_more when older ones remain; page back with options.beforeSeq = the first seq.
+   */
   getThreadHistory(threadId, options = {}) {
-    return this.request('get_thread_history', options.limit == null ? {} : { limit: options.limit }, { ...options, threadId });
+    const payload = {};
+    if (options.limit != null) payload.limit = options.limit;
+    if (options.beforeSeq != null) payload.before_seq = options.beforeSeq;
+    return this.request('get_thread_history', payload, { ...options, threadId });
   }
 
   /** start_agent: returns an AgentRun. */

@@ -307,6 +307,7 @@ void on_message(manager_pointer self, protocol::inbound_message& msg) {
     auto& st = self->state;
     if (!st.threads)
       st.threads = spawn_thread_handler(self, caf::actor_cast<handler_parent>(self),
+                                        st.settings->session.outbound_queue_bytes / 4,
                                         st.settings->test_faults);
     st.handler_pending.push_back(msg.id);
     return self->send(st.threads, handle_atom::value, std::move(msg));

@@ -193,6 +193,18 @@ test('the console loads under the CSP without errors, mints a token, connects an
     assert.equal(history[0].role, 'user');
     assert.equal(history[0].text, 'Hello <b>from</b> the console');
     assert.equal(history[1].role, 'agent');
+    assert.equal(await page.isHidden('#thread-history-older'), true, 'the whole thread is shown');
+    // A page of one message, asked for from the editor: "Older messages" brings the one before
+    // it above it.
+    const threadId = await page.$eval('#thread-list .thread', (t) => t.dataset.threadId);
+    await page.fill('#message', JSON.stringify({ type: 'get_thread_history', id: 'h-1', thread_id: threadId, payload: { limit: 1 } }));
+    await page.click('#send-message');
+    await waitFor(async () => (await page.$$eval('#thread-history .msg', (ms) => ms.length)) === 1, { what: 'a page of one' });
+    assert.equal(await page.isVisible('#thread-history-older'), true);
+    await page.click('#thread-history-older');
+    await waitFor(async () => (await page.$$eval('#thread-history .msg', (ms) => ms.length)) === 2, { what: 'the older page' });
+    assert.deepEqual(await page.$$eval('#thread-history .msg', (ms) => ms.map((m) => m.dataset.seq)), ['1', '2']);
+    assert.equal(await page.isHidden('#thread-history-older'), true, 'nothing older remains');
 
     // The filter of the frame log.
     await page.fill('#log-filter', 'agent_completed');

@@ -137,6 +137,13 @@ test('userMessage() runs the default agent on a new thread and stores the messag
   const history = await c.getThreadHistory(run.threadId);
   assert.deepEqual(history.data.messages.map((m) => m.role), ['user', 'agent']);
   assert.deepEqual(history.data.messages[0].content, { text: 'hello agent' });
+  assert.equal(history.data.has_more, false);
+  const newest = await c.getThreadHistory(run.threadId, { limit: 1 });
+  assert.deepEqual(newest.data.messages.map((m) => m.seq), [2]);
+  assert.equal(newest.data.has_more, true);
+  const older = await c.getThreadHistory(run.threadId, { beforeSeq: 2 });
+  assert.deepEqual(older.data.messages.map((m) => m.role), ['user']);
+  assert.equal(older.data.has_more, false);
 });
 
 test('close() ends the client for good: pending requests reject, nothing reconnects', TIMEOUT, async () => {

@@ -353,11 +353,27 @@ class RouterClient(RouterConnection):
 
     async def get_thread_history(self, thread_id: str, limit: Optional[int] = None,
                                  timeout: Any = CLIENT_DEFAULT) -> List[dict]:
-        """The messages of one of this user's threads (``seq``, ``role``, ``content``...)."""
-        payload = {"limit": limit} if limit is not None else {}
+        """The newest page of one of this user's threads (``seq``, ``role``, ``content``...),
+        oldest first. Older pages: :meth:`get_thread_history_page`."""
+        page = await self.get_thread_history_page(thread_id, limit, timeout=timeout)
+        return page["messages"]
+
+    async def get_thread_history_page(self, thread_id: str, limit: Optional[int] = None,
+                                      before_seq: Optional[int] = None,
+                                      timeout: Any = CLIENT_DEFAULT) -> dict:
+        """One page of a thread: ``{"messages": [...], "has_more": bool}``, the messages
+        before ``before_seq`` (from the newest when None), oldest first. While ``has_more``,
+        the page before starts at ``before_seq=page["messages"][0]["seq"]``."""
+        payload: dict = {}
+        if limit is not None:
+            payload["limit"] = limit
+        if before_seq is not None:
+            payload["before_seq"] = before_seq
         reply = await self.request("get_thread_history", payload, thread_id=thread_id,
                                    timeout=timeout)
-        return list((reply.get("data") or {}).get("messages") or [])
+        data = reply.get("data") or {}
+        return {"messages": list(data.get("messages") or []),
+                "has_more": bool(data.get("has_more"))}
 
     def events(self) -> Subscription:
         """Events published by backends (HTTP API) from now on, in order."""

@@ -95,6 +95,12 @@ class RequestTest(RouterTestCase):
         self.assertEqual([m["role"] for m in history], ["user", "agent"])
         self.assertEqual(history[0]["content"], {"text": "hello there"})
         self.assertEqual(history[1]["run_id"], run.run_id)
+        newest = await self.client.get_thread_history_page(run.thread_id, limit=1)
+        self.assertEqual([m["seq"] for m in newest["messages"]], [2])
+        self.assertTrue(newest["has_more"])
+        older = await self.client.get_thread_history_page(run.thread_id, before_seq=2)
+        self.assertEqual([m["role"] for m in older["messages"]], ["user"])
+        self.assertFalse(older["has_more"])
         threads = await self.client.list_threads()
         self.assertEqual([t["thread_id"] for t in threads], [run.thread_id])
 

@@ -46,8 +46,10 @@ std::optional<std::size_t> limit_of(const json& payload, std::int64_t fallback) 
   return it->get<std::size_t>();
 }
 
-/// The store query for `msg`, or the error that refuses it.
-std::variant<thread_query, protocol::protocol_error> query_for(const protocol::inbound_message& msg) {
+/// The store query for `msg`, or the error that refuses it. A history page holds at most
+/// `page_bytes` of messages.
+std::variant<thread_query, protocol::protocol_error> query_for(const protocol::inbound_message& msg,
+                                                               std::size_t page_bytes) {
   thread_query q;
   auto refuse = [&](std::string why) {
     return protocol::protocol_error{error_code::invalid_message, std::move(why), msg.id};
@@ -76,6 +78,12 @@ std::variant<thread_query, protocol::protocol_error> query_for(const protocol::i
     return refuse("thread_id is required");
   q.op = thread_op::history;
   q.thread_id = *msg.thread_id;
+  q.max_bytes = page_bytes;
+  if (auto before = msg.payload.find("before_seq"); before != msg.payload.end()) {
+    if (!before->is_number_integer() || before->get<std::int64_t>() < 1)
+      return refuse("payload.before_seq must be a positive integer");
+    q.before_seq = before->get<std::int64_t>();
+  }
   return q;
 }
 
@@ -108,7 +116,7 @@ protocol::outbound_event reply_for(const protocol::inbound_message& msg, const t
       auto messages = json::array();
       for (auto& m : r.messages)
         messages.push_back(message_json(m));
-      ev.data = json{{"messages", std::move(messages)}};
+      ev.data = json{{"messages", std::move(messages)}, {"has_more", r.has_more}};
       break;
     }
   }
@@ -116,12 +124,12 @@ protocol::outbound_event reply_for(const protocol::inbound_message& msg, const t
 }
 
 thread_handler_actor::behavior_type handler_behavior(handler_pointer self, handler_parent manager,
-                                                     bool test_faults) {
+                                                     std::size_t page_bytes, bool test_faults) {
   return {
     [=](handle_atom, const protocol::inbound_message& msg) {
       if (test_faults && msg.type == "test_fault")
         throw std::runtime_error("fault injected into a handler");
-      auto query = query_for(msg);
+      auto query = query_for(msg, page_bytes);
       if (auto* refused = std::get_if<protocol::protocol_error>(&query))
         return self->send(manager, emit_atom::value, protocol::make_error(*refused));
       auto q = std::get<thread_query>(query);
@@ -144,8 +152,8 @@ bool is_thread_message(const std::string& type) {
 }
 
 thread_handler_actor spawn_thread_handler(caf::local_actor* spawner, handler_parent parent,
-                                          bool test_faults) {
-  return spawner->spawn<caf::linked>(handler_behavior, std::move(parent), test_faults);
+                                          std::size_t page_bytes, bool test_faults) {
+  return spawner->spawn<caf::linked>(handler_behavior, std::move(parent), page_bytes, test_faults);
 }
 
 } // namespace er::actors

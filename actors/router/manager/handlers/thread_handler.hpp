@@ -19,8 +19,10 @@ using thread_handler_actor =
 bool is_thread_message(const std::string& type);
 
 /// Spawned as a child of `spawner` (the manager), linked to it; it answers through `parent`.
-/// With `test_faults`, a `test_fault` message makes it throw (fault-isolation tests).
+/// A history page holds at most `page_bytes` of messages (a quarter of the connection's
+/// outbound queue: a page never ends the connection with 4008). With `test_faults`, a
+/// `test_fault` message makes it throw (fault-isolation tests).
 thread_handler_actor spawn_thread_handler(caf::local_actor* spawner, handler_parent parent,
-                                          bool test_faults = false);
+                                          std::size_t page_bytes, bool test_faults = false);
 
 } // namespace er::actors
