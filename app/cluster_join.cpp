@@ -39,25 +39,37 @@ reply_ptr command(redisContext* c, const std::vector<std::string>& argv) {
 } // namespace
 
 void claim_node_id(const actors::cluster_settings& cluster) {
+  auto ms = cluster.redis_timeout.count();
+  timeval timeout{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
   for (auto& shard : cluster.shards) {
-    // Start-up, before any io thread serves: a blocking client is the simple tool here.
-    std::unique_ptr<redisContext, context_free> c{
-      redisConnectWithTimeout(shard.host.c_str(), shard.port, timeval{2, 0})};
-    if (!c || c->err) {
-      std::cerr << "event-router: redis " << shard.text() << " does not answer ("
-                << (c ? c->errstr : "out of memory")
+    auto unanswered = [&](const char* why) {
+      std::cerr << "event-router: redis " << shard.text() << " does not answer (" << why
                 << "): this node registers there once it does" << std::endl;
+    };
+    // Start-up, before any io thread serves: a blocking client is the simple tool here, with
+    // cluster.redis-timeout-ms on every step (a stopped Redis accepts and answers nothing).
+    std::unique_ptr<redisContext, context_free> c{
+      redisConnectWithTimeout(shard.host.c_str(), shard.port, timeout)};
+    if (!c || c->err) {
+      unanswered(c ? c->errstr : "out of memory");
       continue;
     }
+    redisSetTimeout(c.get(), timeout);
     if (!cluster.password.empty()) {
       auto auth = command(c.get(), {"AUTH", cluster.password});
-      if (!auth || auth->type == REDIS_REPLY_ERROR)
+      if (!auth) {
+        unanswered(c->errstr);
+        continue;
+      }
+      if (auth->type == REDIS_REPLY_ERROR)
         throw config_error("cluster.redis-password: redis " + shard.text() + " refused AUTH");
     }
     auto key = cluster.prefix + "node:" + cluster.node_id;
     auto set = command(c.get(), {"SET", key, cluster.incarnation, "PX",
                                  std::to_string(cluster.node_ttl.count()), "NX"});
-    if (set && set->type == REDIS_REPLY_NIL)
+    if (!set)
+      unanswered(c->errstr);
+    else if (set->type == REDIS_REPLY_NIL)
       throw config_error("router.server-id \"" + cluster.node_id
                          + "\" is the id of a live node of the cluster (redis " + shard.text()
                          + "): every node needs its own");

@@ -100,6 +100,8 @@ const option_spec options[] = {
   {"cluster.prefix", &router_settings::cluster_prefix, 0, 0, "prefix of the cluster's Redis keys"},
   {"cluster.node-ttl-ms", &router_settings::cluster_node_ttl_ms, 300, 600000,
    "a node that has not refreshed its liveness within this is dead"},
+  {"cluster.redis-timeout-ms", &router_settings::cluster_redis_timeout_ms, 50, 600000,
+   "a Redis connection that is not up, or does not answer, within this is ended and made anew"},
   {"cluster.history-size", &router_settings::cluster_history_size, 1, 10000000,
    "publishes kept per user for gap recovery"},
   {"agents.demo-steps", &router_settings::demo_steps, 0, 1000, "demo agent thinking steps"},

@@ -84,6 +84,7 @@ struct router_settings {
   std::string cluster_redis_password;
   std::string cluster_prefix = "er:";
   std::int64_t cluster_node_ttl_ms = 5000;
+  std::int64_t cluster_redis_timeout_ms = 2000;
   std::int64_t cluster_history_size = 1000;
 };
 

@@ -17,6 +17,7 @@
 
 #include "tests/raw_socket.hpp"
 #include "tests/support.hpp"
+#include "tests/tcp_proxy.hpp"
 #include "tests/temp_dir.hpp"
 
 using namespace er::test;
@@ -89,9 +90,17 @@ public:
       return answer.rfind("+PONG", 0) == 0 || answer.rfind("-NOAUTH", 0) == 0;
     }, 10s));
   }
+  /// SIGSTOP: Redis keeps its connections and its port and answers nothing.
+  void pause() {
+    process_->signal(SIGSTOP);
+  }
+  void resume() {
+    process_->signal(SIGCONT);
+  }
   void stop() {
     if (!process_)
       return;
+    process_->signal(SIGCONT); // a stopped process would not act on the SIGTERM
     process_->signal(SIGTERM);
     process_->wait();
     process_.reset();
@@ -450,6 +459,51 @@ TEST_CASE("what a node missed while its subscription was cut is filled from the 
   CHECK(metric(n1_metrics, "router_cluster_gaps_filled_total") == 0); // n1 missed nothing
   CHECK(a1->read(200ms).what == er::client::frame::kind::timeout); // each once
   CHECK(a2->read(200ms).what == er::client::frame::kind::timeout);
+}
+
+TEST_CASE("a node whose links to Redis go silent behind a partition (no FIN and no RST) notices "
+          "within cluster.redis-timeout-ms and connects anew and fills in what it missed") {
+  redis_server redis;
+  tcp_proxy partition{redis.port()}; // n1 reaches Redis only through it
+  node n1{partition.address(), "n1", {"--cluster.redis-timeout-ms=500"}};
+  node n2{redis.address(), "n2"};
+  auto a1 = n1.connect("alice");
+  REQUIRE(n2.publish("alice", {{"n", 0}}).status == 202);
+  CHECK(read_published(*a1, "alice", 1) == upto(1));
+  int before = partition.accepted();
+  // Both of n1's links now lead nowhere and look open: the subscriber link, which never
+  // writes, would wait on its socket forever.
+  partition.freeze_open_connections();
+  for (int i = 1; i < 4; ++i)
+    REQUIRE(n2.publish("alice", {{"n", i}}).status == 202);
+  // Noticed by its probes within 1.5 x 500 ms, connected anew (two new links), and the
+  // publishes made meanwhile come from the user's history, each once, in order.
+  CHECK(read_published(*a1, "alice", 3) == std::vector<int>{1, 2, 3});
+  CHECK(partition.accepted() >= before + 2);
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "up"; }, 5s));
+  REQUIRE(n2.publish("alice", {{"n", 4}}).status == 202);
+  CHECK(read_published(*a1, "alice", 1) == std::vector<int>{4});
+  CHECK(a1->read(200ms).what == er::client::frame::kind::timeout);
+}
+
+TEST_CASE("a node reports Redis down while Redis is stopped with SIGSTOP and up once it goes on, and "
+          "a node started while Redis is stopped starts and joins once it answers") {
+  redis_server redis;
+  node n1{redis.address(), "n1", {"--cluster.redis-timeout-ms=300"}};
+  auto a1 = n1.connect("alice");
+  REQUIRE(eventually([&] { return n1.health()["cluster"]["redis"] == "up"; }, 5s));
+  redis.pause();
+  // The links' probes go unanswered: /healthz says so instead of "up" on a Redis that
+  // answers nothing.
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "down"; }, 5s));
+  // The blocking start-up claim of the node id waits for Redis no longer than the timeout.
+  node n2{redis.address(), "n2", {"--cluster.redis-timeout-ms=300"}};
+  CHECK(n2.health()["cluster"]["redis"] == "down");
+  redis.resume();
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "up"; }, 10s));
+  CHECK(eventually([&] { return n2.health()["cluster"]["nodes"] == 2; }, 10s));
+  REQUIRE(eventually([&] { return n2.publish("alice", {{"n", 0}}).status == 202; }, 5s));
+  CHECK(read_published(*a1, "alice", 1) == upto(1));
 }
 
 TEST_CASE("nodes authenticate with cluster.redis-password, one with a wrong password refuses to "

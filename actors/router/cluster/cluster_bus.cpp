@@ -466,9 +466,9 @@ void make_links(bus_pointer self) {
     // Named for CLIENT LIST: which node each connection is, and which of its two links.
     auto name = s.prefix + "node:" + s.node_id;
     sh.commands = redis_link::create(*s.io, s.shards[i], s.password, name + ":commands",
-                                     events_for(false));
+                                     s.redis_timeout, events_for(false));
     sh.pubsub = redis_link::create(*s.io, s.shards[i], s.password, name + ":pubsub",
-                                   events_for(true));
+                                   s.redis_timeout, events_for(true));
     self->state.shards.push_back(std::move(sh));
   }
 }

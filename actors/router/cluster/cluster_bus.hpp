@@ -59,6 +59,7 @@ struct cluster_settings {
   std::string password;              ///< cluster.redis-password
   std::string prefix = "er:";        ///< cluster.prefix
   std::chrono::milliseconds node_ttl{5000};
+  std::chrono::milliseconds redis_timeout{2000}; ///< cluster.redis-timeout-ms (redis_link.hpp)
   std::size_t history_size = 1000;
   std::string node_id;     ///< router.server-id
   std::string incarnation; ///< random, per process start

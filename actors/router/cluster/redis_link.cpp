@@ -1,11 +1,15 @@
 #include "actors/router/cluster/redis_link.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
+#include <string_view>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
 extern "C" {
@@ -20,6 +24,7 @@ namespace {
 namespace asio = boost::asio;
 using strand_type = asio::strand<asio::io_context::executor_type>;
 using reply_fn = std::function<void(redis_reply)>;
+using clock_type = std::chrono::steady_clock;
 
 redis_reply convert(const redisReply* r) {
   redis_reply out;
@@ -50,12 +55,14 @@ redis_reply convert(const redisReply* r) {
 class link_impl final : public redis_link, public std::enable_shared_from_this<link_impl> {
 public:
   link_impl(asio::io_context& io, redis_address address, std::string password,
-            std::string client_name, events cb)
+            std::string client_name, std::chrono::milliseconds timeout, events cb)
     : strand_(asio::make_strand(io)), address_(std::move(address)),
-      password_(std::move(password)), client_name_(std::move(client_name)), cb_(std::move(cb)) {
+      password_(std::move(password)), client_name_(std::move(client_name)), cb_(std::move(cb)),
+      timeout_(std::max(timeout, std::chrono::milliseconds{1})), timer_(strand_) {
     for (auto& c : client_name_)
       if (c < '!' || c > '~')
         c = '_';
+    probe_channel_ = (client_name_.empty() ? std::string{"redis-link"} : client_name_) + ":probe";
   }
 
   ~link_impl() override {
@@ -65,7 +72,13 @@ public:
   }
 
   void connect() override {
-    asio::post(strand_, [self = shared_from_this()] { self->open(); });
+    asio::post(strand_, [self = shared_from_this()] {
+      self->open();
+      if (!self->ticking_) {
+        self->ticking_ = true;
+        self->tick();
+      }
+    });
   }
 
   void command(std::vector<std::string> argv, reply_fn done) override {
@@ -88,6 +101,7 @@ public:
   void close() override {
     asio::post(strand_, [self = shared_from_this()] {
       self->closed_ = true;
+      self->timer_.cancel();
       if (self->ac_)
         redisAsyncFree(std::exchange(self->ac_, nullptr));
     });
@@ -99,6 +113,7 @@ private:
   void open() {
     if (ac_ || closed_)
       return;
+    connect_started_ = clock_type::now();
     ac_ = redisAsyncConnect(address_.host.c_str(), address_.port);
     if (!ac_ || ac_->err) {
       std::string why = ac_ ? ac_->errstr : "out of memory";
@@ -138,6 +153,7 @@ private:
           return; // the connection went first: on_disconnect says so
         auto* self = static_cast<link_impl*>(ac->data);
         auto* r = static_cast<redisReply*>(reply);
+        self->heard();
         if (r->type != REDIS_REPLY_ERROR)
           return self->name_self();
         // Redis keeps a connection that failed AUTH open: it is ended here, so that the next
@@ -167,6 +183,7 @@ private:
 
   void ready() {
     up_ = true;
+    heard();
     if (cb_.on_up)
       cb_.on_up();
   }
@@ -180,6 +197,7 @@ private:
 
   void lost(std::string why) {
     up_ = false;
+    probe_sent_.reset();
     if (!closed_ && cb_.on_down)
       cb_.on_down(std::move(why));
   }
@@ -194,8 +212,10 @@ private:
     auto* fn = new reply_fn(std::move(done));
     auto sent = redisAsyncCommandArgv(
       ac_,
-      [](redisAsyncContext*, void* r, void* privdata) {
+      [](redisAsyncContext* ac, void* r, void* privdata) {
         std::unique_ptr<reply_fn> fn{static_cast<reply_fn*>(privdata)};
+        if (r)
+          static_cast<link_impl*>(ac->data)->heard();
         (*fn)(r ? convert(static_cast<redisReply*>(r))
                 : redis_reply::failure("the redis connection was lost"));
       },
@@ -219,15 +239,72 @@ private:
 
   static void on_pubsub_reply(redisAsyncContext*, void* r, void* privdata) {
     auto* reply = static_cast<redisReply*>(r);
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+    if (!reply)
+      return;
+    auto* self = static_cast<link_impl*>(privdata);
+    self->heard();
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
       return;
     std::string kind{reply->element[0]->str, reply->element[0]->len};
-    auto* self = static_cast<link_impl*>(privdata);
+    if (reply->element[1]->str
+        && std::string_view{reply->element[1]->str, reply->element[1]->len} == self->probe_channel_)
+      return; // the answer to a probe: nothing for the owner
     if (kind == "message" && self->cb_.on_message)
       self->cb_.on_message({reply->element[1]->str, reply->element[1]->len},
                            {reply->element[2]->str, reply->element[2]->len});
     else if (kind == "subscribe" && self->cb_.on_subscribed && reply->element[1]->str)
       self->cb_.on_subscribed({reply->element[1]->str, reply->element[1]->len});
+  }
+
+  // -- the deadline ------------------------------------------------------------
+
+  /// Redis answered something: the link is alive, no probe is owed.
+  void heard() {
+    last_heard_ = clock_type::now();
+    probe_sent_.reset();
+  }
+
+  /// Every quarter of the timeout: a connect or a probe past the timeout ends the connection;
+  /// a link silent for half of it sends a probe.
+  void tick() {
+    auto now = clock_type::now();
+    if (ac_ && !up_ && now - connect_started_ >= timeout_)
+      drop("redis " + address_.text() + " did not accept the link within "
+           + std::to_string(timeout_.count()) + " ms");
+    else if (up_ && probe_sent_ && now - *probe_sent_ >= timeout_)
+      drop("redis " + address_.text() + " did not answer for "
+           + std::to_string(timeout_.count()) + " ms");
+    else if (up_ && !probe_sent_ && now - last_heard_ >= timeout_ / 2)
+      probe();
+    timer_.expires_after(std::max(timeout_ / 4, std::chrono::milliseconds{1}));
+    timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (!ec && self && !self->closed_)
+        self->tick();
+    });
+  }
+
+  void probe() {
+    probe_sent_ = clock_type::now();
+    if (cb_.on_message) { // a subscriber link: its probe channel's confirmation is the answer
+      const char* args[] = {"SUBSCRIBE", probe_channel_.c_str()};
+      std::size_t lengths[] = {9, probe_channel_.size()};
+      redisAsyncCommandArgv(ac_, &link_impl::on_pubsub_reply, this, 2, args, lengths);
+      return;
+    }
+    send({"PING"}, [](redis_reply) {}); // its answer counts as heard
+  }
+
+  /// Ends the connection without waiting for Redis; on_down says `why`.
+  void drop(std::string why) {
+    refusal_ = std::move(why);
+    // hiredis fails the pending callbacks, then calls on_disconnect (which reports refusal_)
+    // if the connection was made; before that it calls nothing.
+    redisAsyncFree(ac_);
+    if (ac_) {
+      ac_ = nullptr;
+      lost(std::exchange(refusal_, {}));
+    }
   }
 
   // -- the socket under hiredis -------------------------------------------------
@@ -271,8 +348,15 @@ private:
   redis_address address_;
   std::string password_;
   std::string client_name_;
-  std::string refusal_; ///< why Redis refused AUTH, reported as the link goes down
+  std::string refusal_; ///< why the link goes down (AUTH refused, no answer), reported then
+  std::string probe_channel_; ///< subscriber links: SUBSCRIBEd to as a probe
   events cb_;
+  std::chrono::milliseconds timeout_;
+  asio::steady_timer timer_;
+  bool ticking_ = false;
+  clock_type::time_point connect_started_{};
+  clock_type::time_point last_heard_{};
+  std::optional<clock_type::time_point> probe_sent_; ///< a probe awaits its answer
   redisAsyncContext* ac_ = nullptr;
   std::unique_ptr<asio::posix::stream_descriptor> socket_;
   bool wanted_[2] = {false, false};
@@ -285,9 +369,10 @@ private:
 
 std::shared_ptr<redis_link> redis_link::create(asio::io_context& io, redis_address address,
                                                std::string password, std::string client_name,
+                                               std::chrono::milliseconds timeout,
                                                events callbacks) {
   return std::make_shared<link_impl>(io, std::move(address), std::move(password),
-                                     std::move(client_name), std::move(callbacks));
+                                     std::move(client_name), timeout, std::move(callbacks));
 }
 
 } // namespace er::actors

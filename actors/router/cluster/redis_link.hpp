@@ -5,6 +5,7 @@
 // on the link's strand, and every callback runs there too. A link in subscriber mode delivers
 // the messages of the channels it subscribed to.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -58,9 +59,16 @@ public:
   /// for the connection, set after every connect; characters Redis does not take in a name
   /// (spaces, controls, non-ASCII) become '_'; a Redis that refuses CLIENT SETNAME (an ACL
   /// without it) leaves the link unnamed and up.
+  ///
+  /// `timeout`: a connect that is not up within it, or a Redis that answers nothing for it
+  /// while asked, ends the connection (on_down). A link that heard nothing from Redis for half
+  /// of it asks: PING on a command link, on a subscriber link (where hiredis cannot match a
+  /// PING's answer) a SUBSCRIBE of its own probe channel. So a partition, a stopped Redis or a
+  /// connection lost without a FIN is noticed within one and a half times `timeout`, even on a
+  /// subscriber link that never writes.
   static std::shared_ptr<redis_link> create(boost::asio::io_context& io, redis_address address,
                                             std::string password, std::string client_name,
-                                            events callbacks);
+                                            std::chrono::milliseconds timeout, events callbacks);
   virtual ~redis_link() = default;
 
   /// Connects; on_up or on_down follows. Again after on_down to reconnect.

@@ -1,0 +1,118 @@
+#pragma once
+// A TCP proxy on loopback, for partitions: every connection to it is forwarded to a target
+// port, both ways, until the test freezes the connections open at that moment. A frozen
+// connection forwards nothing more and stays open, as a connection across a partition looks
+// to both of its ends (no FIN, no RST); connections made afterwards forward again.
+
+#include <array>
+#include <atomic>
+#include <future>
+#include <list>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+
+namespace er::test {
+
+class tcp_proxy {
+public:
+  explicit tcp_proxy(unsigned short target_port)
+    : target_{boost::asio::ip::make_address("127.0.0.1"), target_port},
+      acceptor_{io_, {boost::asio::ip::make_address("127.0.0.1"), 0}} {
+    accept();
+    thread_ = std::thread{[this] { io_.run(); }};
+  }
+  ~tcp_proxy() {
+    io_.stop();
+    thread_.join();
+  }
+  tcp_proxy(const tcp_proxy&) = delete;
+  tcp_proxy& operator=(const tcp_proxy&) = delete;
+
+  unsigned short port() const {
+    return acceptor_.local_endpoint().port();
+  }
+  /// "127.0.0.1:<port>", for cluster.redis.
+  std::string address() const {
+    return "127.0.0.1:" + std::to_string(port());
+  }
+  /// Connections accepted so far.
+  int accepted() const {
+    return accepted_;
+  }
+  /// The connections open now forward nothing from here on and are never closed.
+  void freeze_open_connections() {
+    std::promise<void> done;
+    boost::asio::post(io_, [&] {
+      for (auto& p : pipes_)
+        p->frozen = true;
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+private:
+  using tcp = boost::asio::ip::tcp;
+
+  struct pipe {
+    explicit pipe(boost::asio::io_context& io) : client{io}, server{io} {
+    }
+    tcp::socket client;
+    tcp::socket server;
+    std::array<char, 16384> up{};   ///< client -> server
+    std::array<char, 16384> down{}; ///< server -> client
+    bool frozen = false;
+  };
+
+  void accept() {
+    auto p = std::make_shared<pipe>(io_);
+    acceptor_.async_accept(p->client, [this, p](boost::system::error_code ec) {
+      if (ec)
+        return;
+      ++accepted_;
+      boost::system::error_code connect_error;
+      p->server.connect(target_, connect_error);
+      if (!connect_error) {
+        pipes_.push_back(p);
+        pump(p, p->client, p->server, p->up);
+        pump(p, p->server, p->client, p->down);
+      }
+      accept();
+    });
+  }
+
+  /// Forwards what `from` reads to `to`, until either closes or the pipe is frozen (what was
+  /// read then is dropped, as a partition drops it).
+  static void pump(std::shared_ptr<pipe> p, tcp::socket& from, tcp::socket& to,
+                   std::array<char, 16384>& buffer) {
+    from.async_read_some(boost::asio::buffer(buffer), [p, &from, &to, &buffer](
+                                                        boost::system::error_code ec, std::size_t n) {
+      if (p->frozen)
+        return;
+      if (ec) {
+        boost::system::error_code ignored;
+        to.shutdown(tcp::socket::shutdown_send, ignored);
+        return;
+      }
+      boost::asio::async_write(to, boost::asio::buffer(buffer.data(), n),
+                               [p, &from, &to, &buffer](boost::system::error_code ec, std::size_t) {
+                                 if (!ec && !p->frozen)
+                                   pump(p, from, to, buffer);
+                               });
+    });
+  }
+
+  boost::asio::io_context io_;
+  tcp::endpoint target_;
+  tcp::acceptor acceptor_;
+  std::list<std::shared_ptr<pipe>> pipes_; ///< every connection, kept open to the end
+  std::atomic<int> accepted_{0};
+  std::thread thread_;
+};
+
+} // namespace er::test
