@@ -506,6 +506,34 @@ TEST_CASE("a node reports Redis down while Redis is stopped with SIGSTOP and up 
   CHECK(read_published(*a1, "alice", 1) == upto(1));
 }
 
+TEST_CASE("a history read Redis fails is made again until Redis answers it: the gap is filled "
+          "instead of closing the user's sessions with 4010") {
+  redis_server redis;
+  node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};
+  auto a1 = n1.connect("alice");
+  auto a2 = n2.connect("alice");
+  auto n2_pubsub = redis_client_id(redis.port(), "er:node:n2:pubsub");
+  REQUIRE(!n2_pubsub.empty());
+  REQUIRE(n1.publish("alice", {{"n", 0}}).status == 202);
+  CHECK(read_published(*a2, "alice", 1) == upto(1));
+  // The nodes' user may no longer read streams: n2's read of what it missed gets an error,
+  // as it does when its command link is lost under it.
+  REQUIRE(redis_command(redis.port(), "ACL SETUSER default -xrange") == "+OK\r\n");
+  CHECK(redis_command(redis.port(), "CLIENT KILL ID " + n2_pubsub) == ":1\r\n");
+  for (int i = 1; i < 6; ++i) // published while n2 is not subscribed
+    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
+  CHECK(read_published(*a1, "alice", 6) == upto(6));
+  CHECK(eventually([&] { return !redis_client_id(redis.port(), "er:node:n2:pubsub").empty(); },
+                   5s)); // subscribed again: the gap is known, its read refused
+  std::this_thread::sleep_for(1500ms); // reads refused at each tick
+  CHECK(a2->read(100ms).what == er::client::frame::kind::timeout); // waiting, not closed
+  REQUIRE(redis_command(redis.port(), "ACL SETUSER default +xrange") == "+OK\r\n");
+  CHECK(read_published(*a2, "alice", 5) == std::vector<int>{1, 2, 3, 4, 5});
+  auto metrics = er::client::http_request("127.0.0.1", n2.port(), "GET", "/metrics").body;
+  CHECK(metric(metrics, "router_cluster_gaps_filled_total") >= 1);
+  CHECK(metric(metrics, "router_cluster_gaps_lost_total") == 0);
+}
+
 TEST_CASE("nodes authenticate with cluster.redis-password, one with a wrong password refuses to "
           "start, and an ACL that refuses CLIENT SETNAME leaves the links unnamed and working") {
   // The default user asks for a password and may not use CLIENT (the links name themselves

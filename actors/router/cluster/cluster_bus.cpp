@@ -38,6 +38,18 @@ struct channel_message {
   std::string event; ///< JSON {"type", "data"}
 };
 
+/// What a history read brought: `complete` when every offset asked for was there.
+using history_done = std::function<void(bool complete, std::vector<std::string> events)>;
+
+/// A history read Redis did not answer (the link went, an error reply), made again while the
+/// user's channel waits, until `give_up_at`.
+struct failed_read {
+  std::uint64_t from = 0;
+  std::uint64_t to = 0;
+  history_done done;
+  std::chrono::steady_clock::time_point give_up_at;
+};
+
 struct user_state {
   std::int64_t local = 0; ///< this node's open connections of the user
   /// `last` holds: from the node's first admitted connection of the user (its baseline) or,
@@ -50,6 +62,7 @@ struct user_state {
   /// Work that needs the stream at rest (an adopted session catching up), run before the
   /// messages that wait once the read in progress ends.
   std::deque<std::function<void()>> deferred;
+  std::optional<failed_read> retry; ///< made again on the next tick with the shard's link up
 };
 
 /// Where a user's channel starts for this node: the offset published last before the node's
@@ -206,16 +219,29 @@ void go_on(bus_pointer self, const std::string& user) {
   }
 }
 
+/// How long a history read Redis does not answer is made again before its offsets count as
+/// lost (4010): five times cluster.redis-timeout-ms, time for a lost link to come back.
+std::chrono::steady_clock::time_point read_deadline(bus_pointer self) {
+  return std::chrono::steady_clock::now() + 5 * settings_of(self).redis_timeout;
+}
+
 /// Reads offsets `from`..`to` of the user's history while the user's channel waits here;
 /// `done` gets the events (complete: all of them were there), also when the user's state
-/// went meanwhile; then the channel goes on.
+/// went meanwhile; then the channel goes on. A read Redis fails (the link went, an error
+/// reply) is made again each tick until `give_up_at`, then counts as incomplete.
 void read_history(bus_pointer self, const std::string& user, std::uint64_t from, std::uint64_t to,
-                  std::function<void(bool complete, std::vector<std::string> events)> done) {
+                  history_done done, std::chrono::steady_clock::time_point give_up_at) {
   self->state.users[user].filling = true;
   call(self, shard_for(self, user),
        {"XRANGE", user_key(self, user, ":hist"), std::to_string(from) + "-0",
         std::to_string(to) + "-0"},
-       [self, user, from, to, done](redis_reply& r) {
+       [self, user, from, to, done, give_up_at](redis_reply& r) {
+         auto it = self->state.users.find(user);
+         if (r.is_error() && it != self->state.users.end()
+             && std::chrono::steady_clock::now() < give_up_at) {
+           it->second.retry = failed_read{from, to, done, give_up_at};
+           return; // the channel waits on
+         }
          bool complete = !r.is_error() && r.elements.size() == to - from + 1;
          std::vector<std::string> events;
          if (complete)
@@ -255,7 +281,18 @@ void fill_gap(bus_pointer self, const std::string& user, std::uint64_t from, std
                [self, user, to, then](bool complete, std::vector<std::string> events) {
                  if (hand_on_history(self, user, to, complete, events))
                    then();
-               });
+               },
+               read_deadline(self));
+}
+
+/// The history reads Redis failed, made again where the shard's command link is up.
+void retry_reads(bus_pointer self) {
+  std::vector<std::pair<std::string, failed_read>> due;
+  for (auto& [user, u] : self->state.users)
+    if (u.retry && self->state.shards[shard_for(self, user)].commands_up)
+      due.emplace_back(user, *std::exchange(u.retry, std::nullopt));
+  for (auto& [user, read] : due)
+    read_history(self, user, read.from, read.to, std::move(read.done), read.give_up_at);
 }
 
 void process(bus_pointer self, const std::string& user, channel_message msg) {
@@ -583,7 +620,8 @@ void catch_up(bus_pointer self, peer_note note, caf::typed_response_promise<peer
                                                             std::vector<std::string> events) mutable {
                           hand_on_history(self, note.user, note.stream_offset, complete, events);
                           hand_offer(self, std::move(note), std::move(rp));
-                        });
+                        },
+                        read_deadline(self));
   read_history(self, user, mark + 1, u.last,
                [self, note = std::move(note), rp](bool complete,
                                                    std::vector<std::string> events) mutable {
@@ -599,7 +637,8 @@ void catch_up(bus_pointer self, peer_note note, caf::typed_response_promise<peer
                      note.offer.published.push_back(std::move(*ev));
                  count_metric(self, &router_metrics::cluster_gap_filled);
                  hand_offer(self, std::move(note), std::move(rp));
-               });
+               },
+               read_deadline(self));
 }
 
 /// The owner's answer to a resume asked from here: to the router, which confirms an ok one.
@@ -665,9 +704,12 @@ void on_presence(bus_pointer self, const std::string& user, std::int64_t local) 
     it->second.local = 0;
     sync_count(self, user);
     auto deferred = std::move(it->second.deferred); // adoptions: now the user's first session
+    auto retry = std::move(it->second.retry);
     st.users.erase(it);
     if (st.shards[index].pubsub_up)
       st.shards[index].pubsub->unsubscribe(channel_of(self, user));
+    if (retry) // told, as a read in flight would be once it ends
+      retry->done(false, {});
     for (auto& work : deferred)
       work();
     return;
@@ -886,6 +928,7 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           for (std::size_t i = 0; i < self->state.shards.size(); ++i)
             if (self->state.shards[i].commands_up)
               refresh_liveness(self, i);
+          retry_reads(self);
           publish_status(self);
           self->delayed_send(self, tick, tick_atom::value);
         },
