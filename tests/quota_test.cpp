@@ -51,6 +51,31 @@ TEST_CASE("create_thread past router.max-threads-per-user is quota_exceeded, and
   CHECK(ask(*bob.client, {{"type", "create_thread"}, {"id", "b"}})["type"] == "thread_created");
 }
 
+TEST_CASE("a user_message without a thread whose text is past the byte quota leaves no thread "
+          "behind: the thread and its first message are stored together or not at all") {
+  temp_dir dir;
+  auto settings = quota_settings(dir);
+  settings.max_user_store_bytes = 4096;
+  test_router router{settings};
+  auto c = connect_user(router, "alice");
+  // The title (the text's first 60 bytes) fits; the text does not.
+  auto refused = ask(*c.client, {{"type", "user_message"}, {"id", "m"},
+                                 {"payload", {{"text", std::string(5000, 'x')}}}});
+  CHECK(refused["data"]["code"] == "quota_exceeded");
+  CHECK(refused["reply_to"] == "m");
+  CHECK(c.client->read(300ms).what == er::client::frame::kind::timeout); // no agent_started
+  auto list = ask(*c.client, {{"type", "list_threads"}, {"id", "l"}});
+  CHECK(list["data"]["threads"].empty());
+  // Nor does the refusal use up any quota: a message that fits creates its thread.
+  auto ok = ask(*c.client, {{"type", "user_message"}, {"id", "m2"},
+                            {"payload", {{"text", std::string(1000, 'y')}}}});
+  CHECK(ok["type"] == "agent_started");
+  read_until(*c.client, [](const json& f) { return is_final(f); });
+  auto after = ask(*c.client, {{"type", "list_threads"}, {"id", "l2"}});
+  REQUIRE(after["data"]["threads"].size() == 1);
+  CHECK(after["data"]["threads"][0]["thread_id"] == ok["thread_id"]);
+}
+
 TEST_CASE("past router.max-user-store-bytes a user_message is refused without a run, a run's "
           "result completes with stored: false, and the store file stays bounded") {
   temp_dir dir;

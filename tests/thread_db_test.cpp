@@ -274,6 +274,36 @@ TEST_CASE("history returns the latest messages up to the limit, oldest first") {
   CHECK(db.history("alice", "t1", 100)->size() == 5);
 }
 
+TEST_CASE("a thread created with its first message is stored whole or not at all") {
+  thread_db db(":memory:", store_quotas{2, 1000});
+  auto created = db.create_thread_with_message("alice", "t1", "title", "user", "",
+                                               R"({"text":"hello"})", 7);
+  REQUIRE(created.has_value());
+  CHECK(created->message_count == 1);
+  auto history = db.history("alice", "t1", 10);
+  REQUIRE(history.has_value());
+  REQUIRE(history->size() == 1);
+  CHECK((*history)[0].seq == 1);
+  CHECK((*history)[0].content == R"({"text":"hello"})");
+  CHECK(db.usage("alice").threads == 1);
+  // A message past the byte quota: no thread either, and no usage counted.
+  auto before = db.usage("alice");
+  CHECK_FALSE(db.create_thread_with_message("alice", "t2", "title", "user", "",
+                                            nlohmann::json(std::string(1000, 'x')).dump(), 8)
+                .has_value());
+  CHECK_FALSE(db.thread_exists("alice", "t2"));
+  CHECK(db.usage("alice").threads == before.threads);
+  CHECK(db.usage("alice").bytes == before.bytes);
+  CHECK(db.list_threads("alice", 10).size() == 1);
+  // Past the thread quota too.
+  REQUIRE(db.create_thread("alice", "t3", "", 9).has_value());
+  CHECK_FALSE(db.create_thread_with_message("alice", "t4", "", "user", "", "{}", 10).has_value());
+  CHECK_THROWS_AS(db.create_thread_with_message("alice", "t1", "", "user", "", "{}", 11),
+                  thread_db_error);
+  CHECK_THROWS_AS(db.create_thread_with_message("alice", "t5", "", "user", "", "not json", 11),
+                  std::invalid_argument);
+}
+
 TEST_CASE("a history page ends before before_seq, holds at most its limit and its bytes (the "
           "newest message always), and says whether older messages remain") {
   thread_db db(":memory:");

@@ -185,6 +185,16 @@ void require_non_empty(const std::string& value, const char* name) {
                                 + " must not be empty");
 }
 
+void check_message(const std::string& role, const std::string& content) {
+  if (role != "user" && role != "agent")
+    throw std::invalid_argument("thread_db: role must be \"user\" or \"agent\", got \""
+                                + role + "\"");
+  // Content is later spliced into outgoing JSON frames; reject it here
+  // rather than let one bad row break every future history reply.
+  if (!nlohmann::json::accept(content))
+    throw std::invalid_argument("thread_db: message content is not valid JSON");
+}
+
 } // namespace
 
 void thread_db::db_closer::operator()(sqlite3* db) const noexcept {
@@ -333,6 +343,16 @@ void thread_db::add_usage(const std::string& user_id, std::uint64_t threads,
   upsert.step();
 }
 
+void thread_db::insert_thread(const std::string& user_id, const std::string& thread_id,
+                              const std::string& title, std::int64_t now_ms) {
+  {
+    statement_use insert(insert_thread_.get(), path_);
+    insert.text(user_id).text(thread_id).text(title).integer(now_ms).integer(now_ms);
+    insert.step();
+  }
+  add_usage(user_id, 1, title.size());
+}
+
 std::optional<thread_info> thread_db::create_thread(const std::string& user_id,
                                                     const std::string& thread_id,
                                                     const std::string& title,
@@ -347,14 +367,30 @@ std::optional<thread_info> thread_db::create_thread(const std::string& user_id,
   auto used = usage(user_id);
   if (used.threads + 1 > quotas_.max_threads || used.bytes + title.size() > quotas_.max_bytes)
     return std::nullopt;
-  {
-    statement_use insert(insert_thread_.get(), path_);
-    insert.text(user_id).text(thread_id).text(title).integer(now_ms).integer(now_ms);
-    insert.step();
-  }
-  add_usage(user_id, 1, title.size());
+  insert_thread(user_id, thread_id, title, now_ms);
   tx.commit();
   return thread_info{thread_id, title, now_ms, now_ms, 0};
+}
+
+std::optional<thread_info> thread_db::create_thread_with_message(
+  const std::string& user_id, const std::string& thread_id, const std::string& title,
+  const std::string& role, const std::string& run_id, const std::string& content,
+  std::int64_t now_ms) {
+  require_non_empty(user_id, "user_id");
+  require_non_empty(thread_id, "thread_id");
+  check_message(role, content);
+  transaction tx(begin_immediate_.get(), commit_.get(), rollback_.get(), path_);
+  if (thread_exists(user_id, thread_id))
+    raise(path_, "thread '" + thread_id + "' already exists for this user",
+          nullptr);
+  auto used = usage(user_id);
+  if (used.threads + 1 > quotas_.max_threads
+      || used.bytes + title.size() + content.size() > quotas_.max_bytes)
+    return std::nullopt;
+  insert_thread(user_id, thread_id, title, now_ms);
+  insert_message(user_id, thread_id, role, run_id, content, now_ms);
+  tx.commit();
+  return thread_info{thread_id, title, now_ms, now_ms, 1};
 }
 
 std::vector<thread_info> thread_db::list_threads(const std::string& user_id,
@@ -424,29 +460,16 @@ thread_db::history(const std::string& user_id, const std::string& thread_id,
   return page;
 }
 
-append_result thread_db::append_message(const std::string& user_id,
-                                        const std::string& thread_id,
-                                        const std::string& role,
-                                        const std::string& run_id,
-                                        const std::string& content,
-                                        std::int64_t now_ms) {
-  if (role != "user" && role != "agent")
-    throw std::invalid_argument("thread_db: role must be \"user\" or \"agent\", got \""
-                                + role + "\"");
-  // Content is later spliced into outgoing JSON frames; reject it here
-  // rather than let one bad row break every future history reply.
-  if (!nlohmann::json::accept(content))
-    throw std::invalid_argument("thread_db: message content is not valid JSON");
-  transaction tx(begin_immediate_.get(), commit_.get(), rollback_.get(), path_);
+bool thread_db::insert_message(const std::string& user_id, const std::string& thread_id,
+                               const std::string& role, const std::string& run_id,
+                               const std::string& content, std::int64_t now_ms) {
   {
     statement_use bump(bump_thread_.get(), path_);
     bump.integer(now_ms).text(user_id).text(thread_id);
     bump.step();
   }
   if (sqlite3_changes(db_.get()) == 0)
-    return append_result::not_found; // not this user's thread; nothing written
-  if (usage(user_id).bytes + content.size() > quotas_.max_bytes)
-    return append_result::quota_exceeded; // tx rolls back the bump
+    return false; // not this user's thread
   {
     statement_use insert(insert_message_.get(), path_);
     insert.text(role).text(run_id).text(content).integer(now_ms)
@@ -454,6 +477,22 @@ append_result thread_db::append_message(const std::string& user_id,
     insert.step();
   }
   add_usage(user_id, 0, content.size());
+  return true;
+}
+
+append_result thread_db::append_message(const std::string& user_id,
+                                        const std::string& thread_id,
+                                        const std::string& role,
+                                        const std::string& run_id,
+                                        const std::string& content,
+                                        std::int64_t now_ms) {
+  check_message(role, content);
+  transaction tx(begin_immediate_.get(), commit_.get(), rollback_.get(), path_);
+  if (!thread_exists(user_id, thread_id))
+    return append_result::not_found; // not this user's thread; nothing written
+  if (usage(user_id).bytes + content.size() > quotas_.max_bytes)
+    return append_result::quota_exceeded;
+  insert_message(user_id, thread_id, role, run_id, content, now_ms);
   tx.commit();
   return append_result::appended;
 }

@@ -97,6 +97,17 @@ public:
                                            const std::string& thread_id,
                                            const std::string& title, std::int64_t now_ms);
 
+  // create_thread and append_message of its first message in one transaction: nullopt
+  // (nothing written, no empty thread left behind) when the thread or the message would
+  // exceed the user's quotas. Throws as both of them do.
+  std::optional<thread_info> create_thread_with_message(const std::string& user_id,
+                                                        const std::string& thread_id,
+                                                        const std::string& title,
+                                                        const std::string& role,
+                                                        const std::string& run_id,
+                                                        const std::string& content,
+                                                        std::int64_t now_ms);
+
   // Most recently updated first (ties: thread_id ascending), at most `limit`.
   std::vector<thread_info> list_threads(const std::string& user_id,
                                         std::size_t limit);
@@ -145,6 +156,14 @@ private:
   void migrate();
   void prepare_statements();
   void add_usage(const std::string& user_id, std::uint64_t threads, std::uint64_t bytes);
+  // Inside a write transaction: the thread's row (and its usage), with no check.
+  void insert_thread(const std::string& user_id, const std::string& thread_id,
+                     const std::string& title, std::int64_t now_ms);
+  // Inside a write transaction: the message with the thread's next seq (and its usage);
+  // false when the thread is not this user's (nothing written).
+  bool insert_message(const std::string& user_id, const std::string& thread_id,
+                      const std::string& role, const std::string& run_id,
+                      const std::string& content, std::int64_t now_ms);
 
   std::string path_;
   store_quotas quotas_;

@@ -23,6 +23,13 @@ thread_reply run_query(thread_db& db, const std::string& user, const thread_quer
       else
         r.quota_exceeded = true;
       break;
+    case thread_op::create_with_message:
+      if (auto created = db.create_thread_with_message(user, q.thread_id, q.title, q.role,
+                                                       q.run_id, q.content, now_ms()))
+        r.thread = std::move(*created);
+      else
+        r.quota_exceeded = true;
+      break;
     case thread_op::list:
       r.threads = db.list_threads(user, q.limit);
       break;

@@ -19,12 +19,14 @@ namespace er::actors {
 
 using store_atom = caf::atom_constant<caf::atom("store")>;
 
-enum class thread_op { create, list, history, append, exists };
+/// create_with_message: a new thread and its first message (role, content) in one
+/// transaction, neither stored when either would pass a quota.
+enum class thread_op { create, create_with_message, list, history, append, exists };
 
 struct thread_query {
   thread_op op = thread_op::exists;
   std::string thread_id;
-  std::string title;   ///< create
+  std::string title;   ///< create, create_with_message
   std::string role;    ///< append: "user" or "agent"
   std::string run_id;  ///< append
   std::string content; ///< append: JSON text

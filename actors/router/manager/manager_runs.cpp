@@ -198,32 +198,23 @@ void on_user_message(manager_pointer self, protocol::inbound_message& msg) {
   if (refuse_over_limit(self, msg))
     return;
   thread_query q;
-  q.op = thread_op::append; // appending to an existing thread is also its ownership check
   q.thread_id = msg.thread_id.value_or(context::random_id(context::id_prefix::thread));
   q.role = "user";
   q.content = json{{"text", *text}}.dump();
-  ++runs_of(self).starting;
-  auto append_then_start = [=](thread_reply& created) {
-    if (refused(self, created, msg.id)) {
-      done_starting(self);
-      return start_refused(self);
-    }
-    ask_store(self, q, [=](thread_reply& appended) {
-      done_starting(self);
-      if (refused(self, appended, msg.id))
-        return start_refused(self);
-      start_run(self, *agent, q.thread_id, msg.payload, msg.id);
-    });
-  };
   if (msg.thread_id) {
-    thread_reply exists; // found: go straight to the append
-    return append_then_start(exists);
+    q.op = thread_op::append; // appending to an existing thread is also its ownership check
+  } else { // a new thread, titled by the text, and the text in it: both or neither
+    q.op = thread_op::create_with_message;
+    q.title = std::string{protocol::utf8_prefix(text->get_ref<const std::string&>(),
+                                                thread_title_bytes)};
   }
-  thread_query create = q;
-  create.op = thread_op::create;
-  create.title = std::string{protocol::utf8_prefix(text->get_ref<const std::string&>(),
-                                                  thread_title_bytes)};
-  ask_store(self, create, append_then_start);
+  ++runs_of(self).starting;
+  ask_store(self, q, [=](thread_reply& stored) {
+    done_starting(self);
+    if (refused(self, stored, msg.id))
+      return start_refused(self);
+    start_run(self, *agent, q.thread_id, msg.payload, msg.id);
+  });
 }
 
 /// A stop_agent for a run still going on the node this session came from goes there; its
