@@ -1,5 +1,8 @@
 #include "net/listener.hpp"
 
+#include <atomic>
+#include <iostream>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -24,6 +27,17 @@ std::string json_error(std::string_view reason) {
 }
 
 namespace {
+
+/// The message of the exception being handled.
+std::string what_of_current() {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception of unknown type";
+  }
+}
 
 constexpr std::size_t max_request_body_bytes = 1 << 20;
 constexpr std::size_t max_request_head_bytes = 16 * 1024;
@@ -98,12 +112,25 @@ private:
                            std::string_view{req[http::field::authorization]},
                            std::string_view{req.body()}};
     bool keep_alive = req.keep_alive();
-    auto respond = [self = shared_from_this(), keep_alive](http_reply r) {
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    auto respond = [self = shared_from_this(), keep_alive, answered](http_reply r) {
+      if (answered->exchange(true))
+        return; // a handler that threw after answering: its answer stands
       asio::post(self->stream_.get_executor(), [self, keep_alive, r = std::move(r)]() mutable {
         self->reply(std::move(r), keep_alive);
       });
     };
-    settings_->hooks.on_request(view, std::move(respond));
+    // A handler's exception must not leave the io thread (it would end the process): the
+    // request gets 500 unless it was answered already, and the connection goes on. The path
+    // is logged without its query, which may hold a token.
+    try {
+      settings_->hooks.on_request(view, respond);
+    } catch (...) {
+      std::cerr << "event-router: the handler of " << view.method << ' '
+                << context::target_path(view.target) << " failed: " << what_of_current()
+                << std::endl;
+      respond(http_reply{500, json_error("internal error")});
+    }
   }
 
   void authenticate_upgrade() {

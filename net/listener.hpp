@@ -50,8 +50,9 @@ struct upgrade {
 struct listener_hooks {
   /// An authenticated upgrade request: the callee owns the connection and must start() it.
   std::function<void(upgrade)> on_upgrade;
-  /// Plain HTTP other than /ws. `respond` may be called from any thread, exactly once.
-  /// Without this hook every such request gets 404.
+  /// Plain HTTP other than /ws. `respond` may be called from any thread, once (later calls
+  /// are ignored). An exception out of the hook answers 500 {"error": "internal error"}
+  /// unless the request was answered already. Without this hook every such request gets 404.
   std::function<void(const http_request_view&, std::function<void(http_reply)> respond)>
     on_request;
   /// Called for every refused upgrade (metrics); never given the token.

@@ -1,8 +1,14 @@
 // The edges of the HTTP exchange before an upgrade (DESIGN §7): every refusal has a status
 // line and a JSON body, and nothing a client sends right behind its upgrade is lost.
 
+#include <stdexcept>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <doctest/doctest.h>
 
+#include "net/listener.hpp"
 #include "tests/raw_socket.hpp"
 #include "tests/support.hpp"
 
@@ -112,4 +118,51 @@ TEST_CASE("frames a client pipelines right behind its upgrade request are not lo
   REQUIRE(second != std::string::npos);
   CHECK(greeting < first);
   CHECK(first < second);
+}
+
+TEST_CASE("an exception out of an HTTP handler answers 500 and the listener and the connection "
+          "go on") {
+  boost::asio::io_context io;
+  auto work = boost::asio::make_work_guard(io);
+  er::context::jwt_settings jwt;
+  jwt.secret = test_secret;
+  er::context::jwt_verifier verifier{jwt};
+  er::net::listener_hooks hooks;
+  hooks.on_request = [](const er::net::http_request_view& req, auto respond) {
+    if (req.target == "/boom")
+      throw std::runtime_error("a handler bug");
+    if (req.target == "/answered-then-boom") {
+      respond(er::net::http_reply{202, R"({"first":true})"});
+      throw 42; // not even a std::exception
+    }
+    respond(er::net::http_reply{200, R"({"ok":true})"});
+  };
+  er::net::listener front{io, "127.0.0.1", 0, verifier, {},
+                          std::make_shared<er::net::connection_budget>(16), hooks};
+  front.start();
+  std::thread runner{[&] { io.run(); }};
+  {
+    // One keep-alive connection: 500, then the answer already given, then a plain answer.
+    raw_socket s{front.port()};
+    s.send("GET /boom HTTP/1.1\r\nHost: x\r\n\r\n"
+           "GET /answered-then-boom HTTP/1.1\r\nHost: x\r\n\r\n"
+           "GET /fine HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto text = s.read_until(R"({"ok":true})", 5s);
+    auto first = text.find("HTTP/1.1 500");
+    auto second = text.find("HTTP/1.1 202");
+    auto third = text.find("HTTP/1.1 200");
+    CHECK(first != std::string::npos);
+    CHECK(text.find(R"({"error":"internal error"})") != std::string::npos);
+    CHECK(second != std::string::npos);
+    CHECK(third != std::string::npos);
+    CHECK(first < second);
+    CHECK(second < third);
+    CHECK(text.find("HTTP/1.1", second + 1) == third); // one answer to the second request
+  }
+  // The listener still accepts.
+  CHECK(er::client::http_request("127.0.0.1", front.port(), "GET", "/again").status == 200);
+  front.stop();
+  work.reset();
+  io.stop();
+  runner.join();
 }
