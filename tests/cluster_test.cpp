@@ -486,6 +486,31 @@ TEST_CASE("a node whose links to Redis go silent behind a partition (no FIN and 
   CHECK(a1->read(200ms).what == er::client::frame::kind::timeout);
 }
 
+TEST_CASE("a disconnect a node missed while its links were silent reaches its sessions from the "
+          "history once they are back: in order with the publishes around it") {
+  redis_server redis;
+  tcp_proxy partition{redis.port()};
+  node n1{redis.address(), "n1"};
+  node n2{partition.address(), "n2", {"--cluster.redis-timeout-ms=500"}};
+  auto a1 = n1.connect("alice");
+  auto a2 = n2.connect("alice");
+  auto b2 = n2.connect("bob");
+  REQUIRE(n1.publish("alice", {{"n", 0}}).status == 202);
+  CHECK(read_published(*a2, "alice", 1) == upto(1));
+  partition.freeze_open_connections(); // n2 hears nothing of what follows, for now
+  REQUIRE(n1.publish("alice", {{"n", 1}}).status == 202);
+  auto r = n1.disconnect("alice");
+  REQUIRE(r.status == 200);
+  CHECK(json::parse(r.body)["disconnected"] >= 1);
+  CHECK(read_published(*a1, "alice", 2) == upto(2));
+  expect_close(*a1, 4511);
+  // n2 connects anew and reads the gap: the publish before the disconnect, then the close.
+  CHECK(read_published(*a2, "alice", 1) == std::vector<int>{1});
+  expect_close(*a2, 4511);
+  b2->send_text(R"({"type":"ping","id":"still"})"); // another user's session is untouched
+  CHECK(next_json(*b2, 10s)["reply_to"] == "still");
+}
+
 TEST_CASE("a node reports Redis down while Redis is stopped with SIGSTOP and up once it goes on, and "
           "a node started while Redis is stopped starts and joins once it answers") {
   redis_server redis;

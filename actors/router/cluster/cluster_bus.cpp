@@ -186,7 +186,17 @@ std::optional<protocol::outbound_event> published_event(const std::string& event
   return ev;
 }
 
+/// A disconnect's entry in a user's stream (channel and history), where events are JSON.
+constexpr std::string_view disconnect_entry = "disconnect";
+
+/// An entry of the user's stream for the user's sessions here: an event, or a disconnect
+/// (closes them with 4511).
 void deliver(bus_pointer self, const std::string& user, const std::string& event_json) {
+  if (event_json == disconnect_entry) {
+    self->send(self->state.router, lost_atom::value, user,
+               close_code::disconnected_by_backend.code);
+    return;
+  }
   if (auto ev = published_event(event_json))
     self->send(self->state.router, remote_atom::value, user, std::move(*ev));
 }
@@ -322,7 +332,7 @@ void process(bus_pointer self, const std::string& user, channel_message msg) {
            });
 }
 
-/// "<epoch> <offset> <event JSON>" or "<epoch> 0 disconnect" on a user's channel.
+/// "<epoch> <offset> <event JSON>" or "<epoch> <offset> disconnect" on a user's channel.
 void on_node_message(bus_pointer self, const std::string& payload);
 
 void note_baseline(bus_pointer self, const std::string& user, std::string epoch,
@@ -344,8 +354,8 @@ void on_message(bus_pointer self, const std::string& channel, const std::string&
     return;
   auto offset = std::strtoull(payload.c_str() + first + 1, nullptr, 10);
   auto rest = payload.substr(second + 1);
-  if (offset == 0) {
-    if (rest == "disconnect")
+  if (offset == 0) { // a node before disconnects were in the stream
+    if (rest == disconnect_entry)
       self->send(self->state.router, lost_atom::value, user,
                  close_code::disconnected_by_backend.code);
     return;
@@ -871,7 +881,9 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           auto& s = settings_of(self);
           run_script<cluster_result>(
             self, user, std::move(lua),
-            {user_key(self, user, ":conns"), s.prefix + "epoch"}, {s.prefix, channel_of(self, user)},
+            {user_key(self, user, ":conns"), s.prefix + "epoch", user_key(self, user, ":seq"),
+             user_key(self, user, ":hist")},
+            {s.prefix, channel_of(self, user), std::to_string(s.history_size), random_epoch()},
             [](redis_reply& r) {
               if (r.is_error())
                 return cluster_result{false, 0};

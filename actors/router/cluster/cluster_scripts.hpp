@@ -8,10 +8,11 @@
 //   <p>nodes              sorted set: node id -> when its liveness ends (ms), for counting nodes
 //   <p>epoch              this shard's epoch: new when Redis comes back empty
 //   <p>u:<user>:seq       the user's last publish offset
-//   <p>u:<user>:hist      the user's history stream (entries "<offset>-0", field e: the event)
+//   <p>u:<user>:hist      the user's history stream (entries "<offset>-0", field e: the event,
+//                         or "disconnect")
 //   <p>u:<user>:conns     hash "<node>|<incarnation>" -> the node's open connections of the user
 //   <p>u:<user>           the user's channel: "<epoch> <offset> <event JSON>", or
-//                         "<epoch> 0 disconnect"
+//                         "<epoch> <offset> disconnect" (offset 0: from a node before 2026-11-30)
 
 namespace er::actors::cluster_scripts {
 
@@ -49,10 +50,20 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'e', ARGV[3]
 redis.call('PUBLISH', ARGV[2], epoch .. ' ' .. offset .. ' ' .. ARGV[3])
 )lua";
 
-/// Disconnect: tells every node to close the user's connections. KEYS[1] conns, KEYS[2]
-/// epoch. ARGV[1] prefix, ARGV[2] channel. Returns the user's connections on live nodes.
+/// Disconnect: tells every node to close the user's connections, in the user's stream like a
+/// publish, so that a node that misses the message finds it in the history. KEYS[1] conns,
+/// KEYS[2] epoch, KEYS[3] seq, KEYS[4] hist. ARGV[1] prefix, ARGV[2] channel, ARGV[3] history
+/// size, ARGV[4] an epoch to use if the shard has none. Returns the user's connections on live
+/// nodes.
 inline constexpr const char* disconnect_lua = R"lua(
-redis.call('PUBLISH', ARGV[2], (redis.call('GET', KEYS[2]) or '-') .. ' 0 disconnect')
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[2], epoch)
+end
+local offset = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'e', 'disconnect')
+redis.call('PUBLISH', ARGV[2], epoch .. ' ' .. offset .. ' disconnect')
 )lua";
 
 /// A new connection of the user on this node, if the user has fewer than the limit on live
