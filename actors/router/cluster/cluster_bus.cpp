@@ -764,18 +764,29 @@ void on_subscribed(bus_pointer self, const std::string& channel) {
     recover(self, user);
 }
 
-template <class Result, class Make>
-void run_script(bus_pointer self, const std::string& user, std::string lua,
-                std::vector<std::string> keys, std::vector<std::string> args, Make make,
-                caf::typed_response_promise<Result> rp) {
+/// A publish (`entry` the event's JSON) or a disconnect (`entry` disconnect_entry) into the
+/// user's stream (cluster_scripts::publish_lua): `rp` gets the user's connections on live
+/// nodes, or unavailable when the shard's command link is down or the script fails.
+void append_to_stream(bus_pointer self, const std::string& user, std::string entry,
+                      caf::typed_response_promise<cluster_result> rp) {
   auto index = shard_for(self, user);
-  std::vector<std::string> argv{"EVAL", std::move(lua), std::to_string(keys.size())};
-  argv.insert(argv.end(), keys.begin(), keys.end());
-  argv.insert(argv.end(), args.begin(), args.end());
-  call(self, index, std::move(argv), [self, rp, make](redis_reply& r) mutable {
-    rp.deliver(make(r));
-    count_metric(self, &router_metrics::cluster_message_out);
-  });
+  if (!self->state.shards[index].commands_up) {
+    rp.deliver(cluster_result{false, 0});
+    return;
+  }
+  auto& s = settings_of(self);
+  call(self, index,
+       {"EVAL",
+        std::string{"local CONNS = KEYS[3]\n"} + cluster_scripts::live_count_lua
+          + cluster_scripts::publish_lua + "return {offset, total}",
+        "4", user_key(self, user, ":seq"), user_key(self, user, ":hist"),
+        user_key(self, user, ":conns"), s.prefix + "epoch", s.prefix, channel_of(self, user),
+        std::move(entry), std::to_string(s.history_size), random_epoch()},
+       [self, rp](redis_reply& r) mutable {
+         count_metric(self, &router_metrics::cluster_message_out);
+         bool ok = !r.is_error() && r.elements.size() == 2;
+         rp.deliver(cluster_result{ok, ok ? static_cast<std::uint64_t>(r.elements[1].integer) : 0});
+       });
 }
 
 } // namespace
@@ -848,48 +859,12 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
         },
         [=](cpublish_atom, const std::string& user, const protocol::outbound_event& ev) {
           auto rp = self->make_response_promise<cluster_result>();
-          if (!self->state.shards[shard_for(self, user)].commands_up) {
-            rp.deliver(cluster_result{false, 0});
-            return rp;
-          }
-          auto event = json{{"type", ev.type}, {"data", ev.data}}.dump();
-          std::string lua = std::string{"local CONNS = KEYS[3]\n"} + cluster_scripts::live_count_lua
-                            + cluster_scripts::publish_lua + "return {offset, total}";
-          auto& s = settings_of(self);
-          run_script<cluster_result>(
-            self, user, std::move(lua),
-            {user_key(self, user, ":seq"), user_key(self, user, ":hist"),
-             user_key(self, user, ":conns"), s.prefix + "epoch"},
-            {s.prefix, channel_of(self, user), event, std::to_string(s.history_size),
-             random_epoch()},
-            [](redis_reply& r) {
-              if (r.is_error() || r.elements.size() != 2)
-                return cluster_result{false, 0};
-              return cluster_result{true, static_cast<std::uint64_t>(r.elements[1].integer)};
-            },
-            rp);
+          append_to_stream(self, user, json{{"type", ev.type}, {"data", ev.data}}.dump(), rp);
           return rp;
         },
         [=](cdisconn_atom, const std::string& user) {
           auto rp = self->make_response_promise<cluster_result>();
-          if (!self->state.shards[shard_for(self, user)].commands_up) {
-            rp.deliver(cluster_result{false, 0});
-            return rp;
-          }
-          std::string lua = std::string{"local CONNS = KEYS[1]\n"} + cluster_scripts::live_count_lua
-                            + cluster_scripts::disconnect_lua + "return total";
-          auto& s = settings_of(self);
-          run_script<cluster_result>(
-            self, user, std::move(lua),
-            {user_key(self, user, ":conns"), s.prefix + "epoch", user_key(self, user, ":seq"),
-             user_key(self, user, ":hist")},
-            {s.prefix, channel_of(self, user), std::to_string(s.history_size), random_epoch()},
-            [](redis_reply& r) {
-              if (r.is_error())
-                return cluster_result{false, 0};
-              return cluster_result{true, static_cast<std::uint64_t>(r.integer)};
-            },
-            rp);
+          append_to_stream(self, user, std::string{disconnect_entry}, rp);
           return rp;
         },
         [=](adopt_atom, std::string& node, std::string& user, std::string& token,

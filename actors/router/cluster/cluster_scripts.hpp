@@ -35,10 +35,12 @@ for i = 1, #entries, 2 do
 end
 )lua";
 
-/// Publish: the user's next offset, the event appended to its history, then published.
+/// Publish, and disconnect: the user's next offset, the entry appended to its history, then
+/// published. The entry is the event's JSON, or "disconnect" (a disconnect is in the user's
+/// stream like a publish, so that a node that misses the message finds it in the history).
 /// KEYS[1] seq, KEYS[2] hist, KEYS[3] conns, KEYS[4] epoch. ARGV[1] prefix, ARGV[2] channel,
-/// ARGV[3] event JSON, ARGV[4] history size, ARGV[5] an epoch to use if the shard has none.
-/// Returns {offset, connections of the user on live nodes}.
+/// ARGV[3] the entry, ARGV[4] history size, ARGV[5] an epoch to use if the shard has none.
+/// Leaves `offset`, and `total` (connections of the user on live nodes) for the caller's return.
 inline constexpr const char* publish_lua = R"lua(
 local epoch = redis.call('GET', KEYS[4])
 if not epoch then
@@ -48,22 +50,6 @@ end
 local offset = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'e', ARGV[3])
 redis.call('PUBLISH', ARGV[2], epoch .. ' ' .. offset .. ' ' .. ARGV[3])
-)lua";
-
-/// Disconnect: tells every node to close the user's connections, in the user's stream like a
-/// publish, so that a node that misses the message finds it in the history. KEYS[1] conns,
-/// KEYS[2] epoch, KEYS[3] seq, KEYS[4] hist. ARGV[1] prefix, ARGV[2] channel, ARGV[3] history
-/// size, ARGV[4] an epoch to use if the shard has none. Returns the user's connections on live
-/// nodes.
-inline constexpr const char* disconnect_lua = R"lua(
-local epoch = redis.call('GET', KEYS[2])
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('SET', KEYS[2], epoch)
-end
-local offset = redis.call('INCR', KEYS[3])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], offset .. '-0', 'e', 'disconnect')
-redis.call('PUBLISH', ARGV[2], epoch .. ' ' .. offset .. ' disconnect')
 )lua";
 
 /// A new connection of the user on this node, if the user has fewer than the limit on live
