@@ -511,6 +511,31 @@ TEST_CASE("a disconnect a node missed while its links were silent reaches its se
   CHECK(next_json(*b2, 10s)["reply_to"] == "still");
 }
 
+TEST_CASE("a Redis that restarts from a snapshot starts a new epoch: its users get the "
+          "publishes made after the restart once and nothing from before it again") {
+  redis_server redis;
+  node n1{redis.address(), "n1"};
+  auto a1 = n1.connect("alice");
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
+  CHECK(read_published(*a1, "alice", 3) == upto(3));
+  REQUIRE(redis_command(redis.port(), "SAVE") == "+OK\r\n"); // the snapshot: offset 3
+  for (int i = 3; i < 6; ++i)
+    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
+  CHECK(read_published(*a1, "alice", 3) == std::vector<int>{3, 4, 5});
+  // Redis restarts and loads the snapshot: the user's offset is 3 again, where n1 stood at 6.
+  redis.stop();
+  redis.start();
+  REQUIRE(eventually([&] { return n1.publish("alice", {{"n", 6}}).status == 202; }, 10s));
+  for (int i = 7; i < 9; ++i)
+    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
+  // Offsets 4 to 6 once more, in a new epoch: delivered, not taken for the old ones.
+  CHECK(read_published(*a1, "alice", 3) == std::vector<int>{6, 7, 8});
+  CHECK(a1->read(300ms).what == er::client::frame::kind::timeout); // nothing twice
+  auto metrics = er::client::http_request("127.0.0.1", n1.port(), "GET", "/metrics").body;
+  CHECK(metric(metrics, "router_cluster_gaps_lost_total") == 0);
+}
+
 TEST_CASE("a node reports Redis down while Redis is stopped with SIGSTOP and up once it goes on, and "
           "a node started while Redis is stopped starts and joins once it answers") {
   redis_server redis;

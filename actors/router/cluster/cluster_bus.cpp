@@ -41,11 +41,20 @@ struct channel_message {
 /// What a history read brought: `complete` when every offset asked for was there.
 using history_done = std::function<void(bool complete, std::vector<std::string> events)>;
 
+/// Offsets `from`..`to` of a user's stream in `epoch`. `fresh`: the epoch is new here (Redis
+/// started anew), so it began somewhere in the history at an offset not known here; what the
+/// history holds of earlier epochs before that is not for the sessions.
+struct history_span {
+  std::uint64_t from = 0;
+  std::uint64_t to = 0;
+  std::string epoch;
+  bool fresh = false;
+};
+
 /// A history read Redis did not answer (the link went, an error reply), made again while the
 /// user's channel waits, until `give_up_at`.
 struct failed_read {
-  std::uint64_t from = 0;
-  std::uint64_t to = 0;
+  history_span span;
   history_done done;
   std::chrono::steady_clock::time_point give_up_at;
 };
@@ -235,30 +244,85 @@ std::chrono::steady_clock::time_point read_deadline(bus_pointer self) {
   return std::chrono::steady_clock::now() + 5 * settings_of(self).redis_timeout;
 }
 
-/// Reads offsets `from`..`to` of the user's history while the user's channel waits here;
-/// `done` gets the events (complete: all of them were there), also when the user's state
-/// went meanwhile; then the channel goes on. A read Redis fails (the link went, an error
-/// reply) is made again each tick until `give_up_at`, then counts as incomplete.
-void read_history(bus_pointer self, const std::string& user, std::uint64_t from, std::uint64_t to,
+/// One entry of a user's history: its offset, the epoch it was published in (empty: by a
+/// node from before entries had one), the event or disconnect_entry.
+struct history_entry {
+  std::uint64_t offset = 0;
+  std::string epoch;
+  std::string entry;
+};
+
+std::vector<history_entry> entries_of(redis_reply& r) {
+  std::vector<history_entry> out;
+  for (auto& item : r.elements) {
+    if (item.elements.size() != 2)
+      continue;
+    history_entry e;
+    e.offset = std::strtoull(item.elements[0].text.c_str(), nullptr, 10);
+    auto& fields = item.elements[1].elements;
+    for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
+      if (fields[i].text == "e")
+        e.entry = std::move(fields[i + 1].text);
+      else if (fields[i].text == "p")
+        e.epoch = std::move(fields[i + 1].text);
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+/// The entries of `span` among `entries` (the history's, from span.from to span.to), or
+/// nullopt when the history no longer holds all of them. In a fresh epoch they are those
+/// after the last entry of an earlier epoch (from span.from when there is none), which must
+/// follow it without a gap up to span.to.
+std::optional<std::vector<std::string>> span_entries(std::vector<history_entry>& entries,
+                                                     const history_span& span) {
+  std::size_t first = 0;
+  std::uint64_t start = span.from;
+  if (span.fresh) {
+    first = entries.size();
+    while (first > 0 && entries[first - 1].epoch == span.epoch)
+      --first;
+    if (first > 0)
+      start = entries[first - 1].offset + 1;
+  }
+  if (span.to + 1 < start || entries.size() - first != span.to + 1 - start)
+    return std::nullopt;
+  std::vector<std::string> out;
+  for (auto i = first; i < entries.size(); ++i) {
+    auto& e = entries[i];
+    if (e.offset != start + (i - first)) // a gap
+      return std::nullopt;
+    if (!span.fresh && !e.epoch.empty() && e.epoch != span.epoch) // another epoch's offsets
+      return std::nullopt;
+    out.push_back(std::move(e.entry));
+  }
+  return out;
+}
+
+/// Reads the span of the user's history while the user's channel waits here; `done` gets the
+/// entries (complete: all of them were there), also when the user's state went meanwhile; then
+/// the channel goes on. A read Redis fails (the link went, an error reply) is made again each
+/// tick until `give_up_at`, then counts as incomplete.
+void read_history(bus_pointer self, const std::string& user, history_span span,
                   history_done done, std::chrono::steady_clock::time_point give_up_at) {
   self->state.users[user].filling = true;
   call(self, shard_for(self, user),
-       {"XRANGE", user_key(self, user, ":hist"), std::to_string(from) + "-0",
-        std::to_string(to) + "-0"},
-       [self, user, from, to, done, give_up_at](redis_reply& r) {
+       {"XRANGE", user_key(self, user, ":hist"), std::to_string(span.from) + "-0",
+        std::to_string(span.to) + "-0"},
+       [self, user, span, done, give_up_at](redis_reply& r) {
          auto it = self->state.users.find(user);
          if (r.is_error() && it != self->state.users.end()
              && std::chrono::steady_clock::now() < give_up_at) {
-           it->second.retry = failed_read{from, to, done, give_up_at};
+           it->second.retry = failed_read{span, done, give_up_at};
            return; // the channel waits on
          }
-         bool complete = !r.is_error() && r.elements.size() == to - from + 1;
-         std::vector<std::string> events;
-         if (complete)
-           for (auto& entry : r.elements)
-             if (entry.elements.size() == 2 && entry.elements[1].elements.size() == 2)
-               events.push_back(std::move(entry.elements[1].elements[1].text));
-         done(complete, std::move(events));
+         std::optional<std::vector<std::string>> events;
+         if (!r.is_error()) {
+           auto entries = entries_of(r);
+           events = span_entries(entries, span);
+         }
+         done(events.has_value(), events ? std::move(*events) : std::vector<std::string>{});
          go_on(self, user);
        });
 }
@@ -282,12 +346,13 @@ bool hand_on_history(bus_pointer self, const std::string& user, std::uint64_t to
   return true;
 }
 
-/// Offsets `from`..`to` are missing: fetched from the user's history, or the user's sessions
-/// here lose their state (4010). `then` goes on with the channel (not when the user's state
-/// went meanwhile).
-void fill_gap(bus_pointer self, const std::string& user, std::uint64_t from, std::uint64_t to,
+/// The span is missing here: fetched from the user's history, or the user's sessions here
+/// lose their state (4010). `then` goes on with the channel (not when the user's state went
+/// meanwhile).
+void fill_gap(bus_pointer self, const std::string& user, history_span span,
               std::function<void()> then) {
-  read_history(self, user, from, to,
+  auto to = span.to;
+  read_history(self, user, std::move(span),
                [self, user, to, then](bool complete, std::vector<std::string> events) {
                  if (hand_on_history(self, user, to, complete, events))
                    then();
@@ -302,7 +367,7 @@ void retry_reads(bus_pointer self) {
     if (u.retry && self->state.shards[shard_for(self, user)].commands_up)
       due.emplace_back(user, *std::exchange(u.retry, std::nullopt));
   for (auto& [user, read] : due)
-    read_history(self, user, read.from, read.to, std::move(read.done), read.give_up_at);
+    read_history(self, user, std::move(read.span), std::move(read.done), read.give_up_at);
 }
 
 void process(bus_pointer self, const std::string& user, channel_message msg) {
@@ -315,8 +380,10 @@ void process(bus_pointer self, const std::string& user, channel_message msg) {
     u.last = msg.offset;
     return deliver(self, user, msg.event);
   }
-  if (!u.epoch.empty() && msg.epoch != u.epoch)
-    u.last = 0; // Redis started anew, empty: what it had before this one is owed here too
+  // Redis started anew: what its new epoch has before this one is owed here too.
+  bool fresh = !u.epoch.empty() && msg.epoch != u.epoch;
+  if (fresh)
+    u.last = 0;
   u.epoch = msg.epoch; // the same, or none yet: a baseline read before the first publish
   if (msg.offset <= u.last)
     return; // seen already (a gap fill delivered it)
@@ -324,7 +391,7 @@ void process(bus_pointer self, const std::string& user, channel_message msg) {
     u.last = msg.offset;
     return deliver(self, user, msg.event);
   }
-  fill_gap(self, user, u.last + 1, msg.offset - 1,
+  fill_gap(self, user, history_span{u.last + 1, msg.offset - 1, u.epoch, fresh},
            [self, user, msg] {
              auto& v = self->state.users[user];
              v.last = msg.offset;
@@ -377,13 +444,12 @@ void recover(bus_pointer self, const std::string& user) {
          auto& epoch = r.elements[1].text;
          if (!u.known || u.filling || epoch.empty())
            return; // no start yet (the next message sets it), or nothing published when read
-         if (!u.epoch.empty() && epoch != u.epoch) { // Redis started anew, empty: its new
-           u.epoch = epoch;                          // history is whole from offset 1
+         bool fresh = !u.epoch.empty() && epoch != u.epoch; // Redis started anew
+         if (fresh)
            u.last = 0;
-         }
          u.epoch = epoch; // the same, or none yet
          if (seq > u.last)
-           fill_gap(self, user, u.last + 1, seq, [] {});
+           fill_gap(self, user, history_span{u.last + 1, seq, u.epoch, fresh}, [] {});
        });
 }
 
@@ -446,10 +512,20 @@ void publish_status(bus_pointer self) {
   self->send(st.router, status_atom::value, st.status);
 }
 
-void on_link(bus_pointer self, std::uint64_t index, bool pubsub, bool up) {
+void on_link(bus_pointer self, std::uint64_t index, bool pubsub, bool up,
+             const std::string& run_id) {
   auto& sh = self->state.shards[index];
   (pubsub ? sh.pubsub_connecting : sh.commands_connecting) = false;
   (pubsub ? sh.pubsub_up : sh.commands_up) = up;
+  if (up && !pubsub && !run_id.empty()) {
+    // First on the link, so before anything this node publishes or reads there: a Redis
+    // started anew gets a new epoch, also when it loaded its keys from a snapshot.
+    auto& s = settings_of(self);
+    call(self, index,
+         {"EVAL", cluster_scripts::renew_epoch_lua, "2", s.prefix + "run_id", s.prefix + "epoch",
+          run_id, random_epoch()},
+         [](redis_reply&) {});
+  }
   if (up && !pubsub) { // registered again, with this node's counts
     refresh_liveness(self, index);
     auto& st = self->state;
@@ -495,9 +571,11 @@ void make_links(bus_pointer self) {
   for (std::uint64_t i = 0; i < s.shards.size(); ++i) {
     auto events_for = [me, i](bool pubsub) {
       redis_link::events ev;
-      ev.on_up = [me, i, pubsub] { caf::anon_send(me, link_atom::value, i, pubsub, true); };
+      ev.on_up = [me, i, pubsub](std::string run_id) {
+        caf::anon_send(me, link_atom::value, i, pubsub, true, std::move(run_id));
+      };
       ev.on_down = [me, i, pubsub](std::string) {
-        caf::anon_send(me, link_atom::value, i, pubsub, false);
+        caf::anon_send(me, link_atom::value, i, pubsub, false, std::string{});
       };
       if (pubsub) {
         ev.on_message = [me, i](std::string channel, std::string message) {
@@ -625,14 +703,14 @@ void catch_up(bus_pointer self, peer_note note, caf::typed_response_promise<peer
     return hand_offer(self, std::move(note), std::move(rp));
   auto user = note.user;
   if (mark > u.last)
-    return read_history(self, user, u.last + 1, mark,
+    return read_history(self, user, history_span{u.last + 1, mark, u.epoch, false},
                         [self, note = std::move(note), rp](bool complete,
                                                             std::vector<std::string> events) mutable {
                           hand_on_history(self, note.user, note.stream_offset, complete, events);
                           hand_offer(self, std::move(note), std::move(rp));
                         },
                         read_deadline(self));
-  read_history(self, user, mark + 1, u.last,
+  read_history(self, user, history_span{mark + 1, u.last, u.epoch, false},
                [self, note = std::move(note), rp](bool complete,
                                                    std::vector<std::string> events) mutable {
                  if (!complete) {
@@ -890,8 +968,8 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           send_note(self, note);
         },
         [=](hotimeout_atom, const std::string& handover) { on_adoption_timeout(self, handover); },
-        [=](link_atom, std::uint64_t index, bool pubsub, bool up) {
-          on_link(self, index, pubsub, up);
+        [=](link_atom, std::uint64_t index, bool pubsub, bool up, const std::string& run_id) {
+          on_link(self, index, pubsub, up, run_id);
         },
         [=](message_atom, std::uint64_t, const std::string& channel, const std::string& payload) {
           on_message(self, channel, payload);

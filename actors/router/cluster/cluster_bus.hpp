@@ -107,7 +107,8 @@ using cluster_bus_actor = caf::typed_actor<
   caf::reacts_to<peer_atom, peer_note>,
   // internal: a redis link went up (true) or down; a message on a channel; a subscription
   // confirmed; a command's reply; the timer
-  caf::reacts_to<link_atom, std::uint64_t, bool, bool>,
+  // a link of a shard is up (with the server's run_id) or down
+  caf::reacts_to<link_atom, std::uint64_t, bool, bool, std::string>,
   caf::reacts_to<message_atom, std::uint64_t, std::string, std::string>,
   caf::reacts_to<subscribed_atom, std::uint64_t, std::string>,
   caf::reacts_to<reply_atom, std::uint64_t, redis_reply>,

@@ -6,10 +6,12 @@
 //
 //   <p>node:<id>          a live node: its incarnation (a random id per process start), PX node-ttl
 //   <p>nodes              sorted set: node id -> when its liveness ends (ms), for counting nodes
-//   <p>epoch              this shard's epoch: new when Redis comes back empty
+//   <p>epoch              this shard's epoch: new when Redis starts anew (empty, or from a
+//                         snapshot)
+//   <p>run_id             the run_id of the Redis process the epoch belongs to
 //   <p>u:<user>:seq       the user's last publish offset
 //   <p>u:<user>:hist      the user's history stream (entries "<offset>-0", field e: the event,
-//                         or "disconnect")
+//                         or "disconnect"; field p: the epoch it was published in)
 //   <p>u:<user>:conns     hash "<node>|<incarnation>" -> the node's open connections of the user
 //   <p>u:<user>           the user's channel: "<epoch> <offset> <event JSON>", or
 //                         "<epoch> <offset> disconnect" (offset 0: from a node before 2026-11-30)
@@ -48,8 +50,21 @@ if not epoch then
   redis.call('SET', KEYS[4], epoch)
 end
 local offset = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'e', ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'e', ARGV[3], 'p', epoch)
 redis.call('PUBLISH', ARGV[2], epoch .. ' ' .. offset .. ' ' .. ARGV[3])
+)lua";
+
+/// A new epoch when Redis started anew: run first on every command link that comes up, with
+/// that Redis's run_id. A Redis that loaded a snapshot has the keys of an older process,
+/// the epoch among them, with offsets from before the ones the nodes have seen: its users'
+/// streams go on in a new epoch, whose first offset is the one after the restored one. An
+/// empty Redis has no epoch: the first publish makes one. KEYS[1] run_id, KEYS[2] epoch.
+/// ARGV[1] this Redis's run_id, ARGV[2] a new epoch.
+inline constexpr const char* renew_epoch_lua = R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1])
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('SET', KEYS[2], ARGV[2]) end
+end
 )lua";
 
 /// A new connection of the user on this node, if the user has fewer than the limit on live

@@ -165,27 +165,51 @@ private:
       nullptr, 2, args, lengths);
   }
 
-  /// CLIENT SETNAME, then up. A refusal (an ACL without CLIENT) leaves the link unnamed and up;
-  /// no reply at all means the connection went first, which on_disconnect reports.
+  /// CLIENT SETNAME, then the run_id. A refusal (an ACL without CLIENT) leaves the link unnamed
+  /// and up; no reply at all means the connection went first, which on_disconnect reports.
   void name_self() {
     if (client_name_.empty())
-      return ready();
+      return ask_run_id();
     const char* args[] = {"CLIENT", "SETNAME", client_name_.c_str()};
     std::size_t lengths[] = {6, 7, client_name_.size()};
     redisAsyncCommandArgv(
       ac_,
       [](redisAsyncContext* ac, void* reply, void*) {
         if (reply != nullptr)
-          static_cast<link_impl*>(ac->data)->ready();
+          static_cast<link_impl*>(ac->data)->ask_run_id();
       },
       nullptr, 3, args, lengths);
   }
 
-  void ready() {
+  /// INFO server's run_id, then up (with an empty run_id when Redis refuses INFO).
+  void ask_run_id() {
+    const char* args[] = {"INFO", "server"};
+    std::size_t lengths[] = {4, 6};
+    redisAsyncCommandArgv(
+      ac_,
+      [](redisAsyncContext* ac, void* reply, void*) {
+        if (reply == nullptr)
+          return;
+        auto* r = static_cast<redisReply*>(reply);
+        std::string run_id;
+        if (r->type == REDIS_REPLY_STRING) {
+          std::string_view info{r->str, r->len};
+          constexpr std::string_view key = "run_id:";
+          if (auto at = info.find(key); at != std::string_view::npos) {
+            auto value = info.substr(at + key.size());
+            run_id = std::string{value.substr(0, value.find_first_of("\r\n"))};
+          }
+        }
+        static_cast<link_impl*>(ac->data)->ready(std::move(run_id));
+      },
+      nullptr, 2, args, lengths);
+  }
+
+  void ready(std::string run_id) {
     up_ = true;
     heard();
     if (cb_.on_up)
-      cb_.on_up();
+      cb_.on_up(std::move(run_id));
   }
 
   void on_disconnect(const char* why) {

@@ -47,7 +47,9 @@ struct redis_address {
 class redis_link {
 public:
   struct events {
-    std::function<void()> on_up;                   ///< connected (and authenticated)
+    /// Connected (and authenticated); the server's run_id (INFO server), new with every start
+    /// of Redis, or empty when Redis does not tell (an ACL without INFO).
+    std::function<void(std::string run_id)> on_up;
     std::function<void(std::string why)> on_down;  ///< a connect failed or the link broke
     /// Subscriber links: a message on a subscribed channel.
     std::function<void(std::string channel, std::string message)> on_message;
