@@ -293,7 +293,9 @@ std::optional<std::vector<std::string>> span_entries(std::vector<history_entry>&
     auto& e = entries[i];
     if (e.offset != start + (i - first)) // a gap
       return std::nullopt;
-    if (!span.fresh && !e.epoch.empty() && e.epoch != span.epoch) // another epoch's offsets
+    // Another epoch's offsets. An empty epoch on either side says nothing: an entry from a
+    // node before entries had one, or a node whose baseline was read before any publish.
+    if (!span.fresh && !e.epoch.empty() && !span.epoch.empty() && e.epoch != span.epoch)
       return std::nullopt;
     out.push_back(std::move(e.entry));
   }
