@@ -388,6 +388,7 @@ std::optional<thread_info> thread_db::create_thread_with_message(
       || used.bytes + title.size() + content.size() > quotas_.max_bytes)
     return std::nullopt;
   insert_thread(user_id, thread_id, title, now_ms);
+  bump_thread(user_id, thread_id, now_ms);
   insert_message(user_id, thread_id, role, run_id, content, now_ms);
   tx.commit();
   return thread_info{thread_id, title, now_ms, now_ms, 1};
@@ -460,16 +461,19 @@ thread_db::history(const std::string& user_id, const std::string& thread_id,
   return page;
 }
 
-bool thread_db::insert_message(const std::string& user_id, const std::string& thread_id,
-                               const std::string& role, const std::string& run_id,
-                               const std::string& content, std::int64_t now_ms) {
+bool thread_db::bump_thread(const std::string& user_id, const std::string& thread_id,
+                            std::int64_t now_ms) {
   {
     statement_use bump(bump_thread_.get(), path_);
     bump.integer(now_ms).text(user_id).text(thread_id);
     bump.step();
   }
-  if (sqlite3_changes(db_.get()) == 0)
-    return false; // not this user's thread
+  return sqlite3_changes(db_.get()) != 0;
+}
+
+void thread_db::insert_message(const std::string& user_id, const std::string& thread_id,
+                               const std::string& role, const std::string& run_id,
+                               const std::string& content, std::int64_t now_ms) {
   {
     statement_use insert(insert_message_.get(), path_);
     insert.text(role).text(run_id).text(content).integer(now_ms)
@@ -477,7 +481,6 @@ bool thread_db::insert_message(const std::string& user_id, const std::string& th
     insert.step();
   }
   add_usage(user_id, 0, content.size());
-  return true;
 }
 
 append_result thread_db::append_message(const std::string& user_id,
@@ -488,10 +491,10 @@ append_result thread_db::append_message(const std::string& user_id,
                                         std::int64_t now_ms) {
   check_message(role, content);
   transaction tx(begin_immediate_.get(), commit_.get(), rollback_.get(), path_);
-  if (!thread_exists(user_id, thread_id))
+  if (!bump_thread(user_id, thread_id, now_ms))
     return append_result::not_found; // not this user's thread; nothing written
   if (usage(user_id).bytes + content.size() > quotas_.max_bytes)
-    return append_result::quota_exceeded;
+    return append_result::quota_exceeded; // tx rolls back the bump
   insert_message(user_id, thread_id, role, run_id, content, now_ms);
   tx.commit();
   return append_result::appended;

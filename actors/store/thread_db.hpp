@@ -159,9 +159,11 @@ private:
   // Inside a write transaction: the thread's row (and its usage), with no check.
   void insert_thread(const std::string& user_id, const std::string& thread_id,
                      const std::string& title, std::int64_t now_ms);
-  // Inside a write transaction: the message with the thread's next seq (and its usage);
-  // false when the thread is not this user's (nothing written).
-  bool insert_message(const std::string& user_id, const std::string& thread_id,
+  // Inside a write transaction: the thread's message count (the next message's seq) and
+  // time go up; false when the thread is not this user's (nothing written).
+  bool bump_thread(const std::string& user_id, const std::string& thread_id, std::int64_t now_ms);
+  // Inside a write transaction, after bump_thread: the message with that seq (and its usage).
+  void insert_message(const std::string& user_id, const std::string& thread_id,
                       const std::string& role, const std::string& run_id,
                       const std::string& content, std::int64_t now_ms);
 
