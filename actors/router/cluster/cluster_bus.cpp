@@ -329,6 +329,12 @@ void read_history(bus_pointer self, const std::string& user, history_span span,
        });
 }
 
+/// read_history with the deadline of a first read.
+void read_history(bus_pointer self, const std::string& user, history_span span,
+                  history_done done) {
+  read_history(self, user, std::move(span), std::move(done), read_deadline(self));
+}
+
 /// What a history read brought for the user's sessions here (up to `to`), or, if the history
 /// no longer held all of it, their lost state (4010). False when the user's state went.
 bool hand_on_history(bus_pointer self, const std::string& user, std::uint64_t to, bool complete,
@@ -358,8 +364,7 @@ void fill_gap(bus_pointer self, const std::string& user, history_span span,
                [self, user, to, then](bool complete, std::vector<std::string> events) {
                  if (hand_on_history(self, user, to, complete, events))
                    then();
-               },
-               read_deadline(self));
+               });
 }
 
 /// The history reads Redis failed, made again where the shard's command link is up.
@@ -425,8 +430,7 @@ void on_message(bus_pointer self, const std::string& channel, const std::string&
   auto rest = payload.substr(second + 1);
   if (offset == 0) { // a node before disconnects were in the stream
     if (rest == disconnect_entry)
-      self->send(self->state.router, lost_atom::value, user,
-                 close_code::disconnected_by_backend.code);
+      deliver(self, user, rest);
     return;
   }
   process(self, user, channel_message{payload.substr(0, first), offset, std::move(rest)});
@@ -519,16 +523,17 @@ void on_link(bus_pointer self, std::uint64_t index, bool pubsub, bool up,
   auto& sh = self->state.shards[index];
   (pubsub ? sh.pubsub_connecting : sh.commands_connecting) = false;
   (pubsub ? sh.pubsub_up : sh.commands_up) = up;
-  if (up && !pubsub && !run_id.empty()) {
+  if (up && !pubsub) {
     // First on the link, so before anything this node publishes or reads there: a Redis
     // started anew gets a new epoch, also when it loaded its keys from a snapshot.
-    auto& s = settings_of(self);
-    call(self, index,
-         {"EVAL", cluster_scripts::renew_epoch_lua, "2", s.prefix + "run_id", s.prefix + "epoch",
-          run_id, random_epoch()},
-         [](redis_reply&) {});
-  }
-  if (up && !pubsub) { // registered again, with this node's counts
+    if (!run_id.empty()) {
+      auto& s = settings_of(self);
+      call(self, index,
+           {"EVAL", cluster_scripts::renew_epoch_lua, "2", s.prefix + "run_id",
+            s.prefix + "epoch", run_id, random_epoch()},
+           [](redis_reply&) {});
+    }
+    // Registered again, with this node's counts.
     refresh_liveness(self, index);
     auto& st = self->state;
     std::vector<std::string> to_sync;
@@ -710,8 +715,7 @@ void catch_up(bus_pointer self, peer_note note, caf::typed_response_promise<peer
                                                             std::vector<std::string> events) mutable {
                           hand_on_history(self, note.user, note.stream_offset, complete, events);
                           hand_offer(self, std::move(note), std::move(rp));
-                        },
-                        read_deadline(self));
+                        });
   read_history(self, user, history_span{mark + 1, u.last, u.epoch, false},
                [self, note = std::move(note), rp](bool complete,
                                                    std::vector<std::string> events) mutable {
@@ -727,8 +731,7 @@ void catch_up(bus_pointer self, peer_note note, caf::typed_response_promise<peer
                      note.offer.published.push_back(std::move(*ev));
                  count_metric(self, &router_metrics::cluster_gap_filled);
                  hand_offer(self, std::move(note), std::move(rp));
-               },
-               read_deadline(self));
+               });
 }
 
 /// The owner's answer to a resume asked from here: to the router, which confirms an ok one.

@@ -158,7 +158,7 @@ private:
           return self->name_self();
         // Redis keeps a connection that failed AUTH open: it is ended here, so that the next
         // connect() starts anew (a password changed back, or rotated in the configuration).
-        self->refusal_ = "redis " + self->address_.text() + " refused AUTH: "
+        self->down_reason_ = "redis " + self->address_.text() + " refused AUTH: "
                          + std::string{r->str, r->len};
         redisAsyncDisconnect(ac); // after this callback; on_disconnect reports the refusal
       },
@@ -214,8 +214,8 @@ private:
 
   void on_disconnect(const char* why) {
     ac_ = nullptr; // freed by hiredis after this callback
-    if (!refusal_.empty())
-      return lost(std::exchange(refusal_, {}));
+    if (!down_reason_.empty())
+      return lost(std::exchange(down_reason_, {}));
     lost("lost redis " + address_.text() + (why && *why ? std::string{": "} + why : ""));
   }
 
@@ -310,24 +310,20 @@ private:
 
   void probe() {
     probe_sent_ = clock_type::now();
-    if (cb_.on_message) { // a subscriber link: its probe channel's confirmation is the answer
-      const char* args[] = {"SUBSCRIBE", probe_channel_.c_str()};
-      std::size_t lengths[] = {9, probe_channel_.size()};
-      redisAsyncCommandArgv(ac_, &link_impl::on_pubsub_reply, this, 2, args, lengths);
-      return;
-    }
+    if (cb_.on_message) // a subscriber link: its probe channel's confirmation is the answer
+      return pubsub("SUBSCRIBE", probe_channel_);
     send({"PING"}, [](redis_reply) {}); // its answer counts as heard
   }
 
   /// Ends the connection without waiting for Redis; on_down says `why`.
   void drop(std::string why) {
-    refusal_ = std::move(why);
-    // hiredis fails the pending callbacks, then calls on_disconnect (which reports refusal_)
+    down_reason_ = std::move(why);
+    // hiredis fails the pending callbacks, then calls on_disconnect (which reports down_reason_)
     // if the connection was made; before that it calls nothing.
     redisAsyncFree(ac_);
     if (ac_) {
       ac_ = nullptr;
-      lost(std::exchange(refusal_, {}));
+      lost(std::exchange(down_reason_, {}));
     }
   }
 
@@ -372,7 +368,7 @@ private:
   redis_address address_;
   std::string password_;
   std::string client_name_;
-  std::string refusal_; ///< why the link goes down (AUTH refused, no answer), reported then
+  std::string down_reason_; ///< why the link goes down (AUTH refused, no answer), reported then
   std::string probe_channel_; ///< subscriber links: SUBSCRIBEd to as a probe
   events cb_;
   std::chrono::milliseconds timeout_;
