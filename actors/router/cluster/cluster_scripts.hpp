@@ -14,7 +14,7 @@
 //                         or "disconnect"; field p: the epoch it was published in)
 //   <p>u:<user>:conns     hash "<node>|<incarnation>" -> the node's open connections of the user
 //   <p>u:<user>           the user's channel: "<epoch> <offset> <event JSON>", or
-//                         "<epoch> <offset> disconnect" (offset 0: from a node before 2026-11-30)
+//                         "<epoch> <offset> disconnect" ("<epoch> 0 disconnect" from older nodes)
 
 namespace er::actors::cluster_scripts {
 
