@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <future>
 #include <map>
 #include <random>
 #include <regex>
@@ -844,6 +845,54 @@ TEST_CASE("a session moved to a node that holds another session of its user miss
     expected.push_back(n);
   CHECK(read_published(*other1, "alice", first + second) == expected);
   CHECK(read_published(*other2, "alice", first + second) == expected);
+}
+
+TEST_CASE("a disconnect published after the owner's mark but before its offer reaches the "
+          "adopting node ends the moving session there too: the resume gets a fresh session") {
+  redis_server redis;
+  tcp_proxy late{redis.port()}; // n1's writes to Redis can be held back while it still hears
+  node n1{late.address(), "n1", {"--cluster.redis-timeout-ms=20000"}};
+  node n2{redis.address(), "n2"};
+  auto a2 = n2.connect("alice"); // n2 follows alice's stream
+  auto c = n1.try_connect("alice");
+  auto greeting = next_json(*c);
+  REQUIRE(n2.publish("alice", {{"n", 0}}).status == 202);
+  CHECK(read_published(*c, "alice", 1) == upto(1));
+  CHECK(read_published(*a2, "alice", 1) == upto(1));
+  c->reset(); // the session waits on n1 for a resume
+  std::this_thread::sleep_for(100ms);
+  auto out = [&] {
+    return metric(er::client::http_request("127.0.0.1", n1.port(), "GET", "/metrics").body,
+                  "router_cluster_bus_messages_out_total");
+  };
+  auto sent = out();
+  late.hold_sends();
+  // n1 hears n2's request, marks alice's stream at offset 1 and offers the session; the offer
+  // waits in the proxy.
+  // n2 answers the upgrade once the hand-over is settled.
+  auto resumed = std::async(std::launch::async, [&] {
+    return n2.try_connect("alice", "/ws?resume=" + greeting["data"]["resume_token"].get<std::string>()
+                                     + "&last_event_id=1");
+  });
+  REQUIRE(eventually([&] { return out() > sent; }, 2s));
+  // Meanwhile the backend disconnects alice (offset 2): her session on n2 closes, and a new one
+  // there follows the stream past it (offset 3) when the offer arrives.
+  REQUIRE(n2.disconnect("alice").status == 200);
+  expect_close(*a2, 4511);
+  auto a3 = n2.connect("alice");
+  REQUIRE(n2.publish("alice", {{"n", 1}}).status == 202);
+  CHECK(read_published(*a3, "alice", 1) == std::vector<int>{1});
+  late.release_sends();
+  auto moved = resumed.get();
+  // The session was ended by that disconnect, as a waiting session is on a single node.
+  auto hello = next_json(*moved, 10s);
+
+  REQUIRE(hello["type"] == "connection_established");
+  CHECK(hello["data"]["recovered"] == false);
+  CHECK(hello["data"]["session_id"] != greeting["data"]["session_id"]);
+  REQUIRE(n2.publish("alice", {{"n", 2}}).status == 202);
+  CHECK(read_published(*moved, "alice", 1) == std::vector<int>{2}); // nothing from before it
+  CHECK(read_published(*a3, "alice", 1) == std::vector<int>{2});
 }
 
 TEST_CASE("a run left on a node that dies after its session moved away ends with one "

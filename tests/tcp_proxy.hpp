@@ -2,7 +2,9 @@
 // A TCP proxy on loopback, for partitions: every connection to it is forwarded to a target
 // port, both ways, until the test freezes the connections open at that moment. A frozen
 // connection forwards nothing more and stays open, as a connection across a partition looks
-// to both of its ends (no FIN, no RST); connections made afterwards forward again.
+// to both of its ends (no FIN, no RST); connections made afterwards forward again. Or the test
+// holds what the clients send, on every connection, until it releases it: a client whose
+// writes are late while it still hears the server.
 
 #include <array>
 #include <atomic>
@@ -11,6 +13,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -47,17 +50,38 @@ public:
   }
   /// The connections open now forward nothing from here on and are never closed.
   void freeze_open_connections() {
-    std::promise<void> done;
-    boost::asio::post(io_, [&] {
+    on_io([this] {
       for (auto& p : pipes_)
         p->frozen = true;
-      done.set_value();
     });
-    done.get_future().wait();
+  }
+
+  /// What the clients send from here on waits in the proxy, in order, until release_sends();
+  /// the server's side still flows.
+  void hold_sends() {
+    on_io([this] { holding_ = true; });
+  }
+  void release_sends() {
+    on_io([this] {
+      holding_ = false;
+      for (auto& p : pipes_)
+        if (auto n = std::exchange(p->held, 0))
+          forward(p, true, n);
+    });
   }
 
 private:
   using tcp = boost::asio::ip::tcp;
+
+  template <class F>
+  void on_io(F f) {
+    std::promise<void> done;
+    boost::asio::post(io_, [&] {
+      f();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
 
   struct pipe {
     explicit pipe(boost::asio::io_context& io) : client{io}, server{io} {
@@ -67,6 +91,7 @@ private:
     std::array<char, 16384> up{};   ///< client -> server
     std::array<char, 16384> down{}; ///< server -> client
     bool frozen = false;
+    std::size_t held = 0; ///< bytes in `up` held back (hold_sends)
   };
 
   void accept() {
@@ -79,38 +104,51 @@ private:
       p->server.connect(target_, connect_error);
       if (!connect_error) {
         pipes_.push_back(p);
-        pump(p, p->client, p->server, p->up);
-        pump(p, p->server, p->client, p->down);
+        pump(p, true);
+        pump(p, false);
       }
       accept();
     });
   }
 
-  /// Forwards what `from` reads to `to`, until either closes or the pipe is frozen (what was
-  /// read then is dropped, as a partition drops it).
-  static void pump(std::shared_ptr<pipe> p, tcp::socket& from, tcp::socket& to,
-                   std::array<char, 16384>& buffer) {
-    from.async_read_some(boost::asio::buffer(buffer), [p, &from, &to, &buffer](
-                                                        boost::system::error_code ec, std::size_t n) {
+  /// Forwards what one side reads (`upward`: the client) to the other, until either closes or
+  /// the pipe is frozen (what was read then is dropped, as a partition drops it). While sends
+  /// are held, what the client sent waits in the buffer and the client is not read further.
+  void pump(std::shared_ptr<pipe> p, bool upward) {
+    auto& from = upward ? p->client : p->server;
+    auto& buffer = upward ? p->up : p->down;
+    from.async_read_some(boost::asio::buffer(buffer), [this, p, upward](boost::system::error_code ec,
+                                                                        std::size_t n) {
       if (p->frozen)
         return;
       if (ec) {
         boost::system::error_code ignored;
-        to.shutdown(tcp::socket::shutdown_send, ignored);
+        (upward ? p->server : p->client).shutdown(tcp::socket::shutdown_send, ignored);
         return;
       }
-      boost::asio::async_write(to, boost::asio::buffer(buffer.data(), n),
-                               [p, &from, &to, &buffer](boost::system::error_code ec, std::size_t) {
-                                 if (!ec && !p->frozen)
-                                   pump(p, from, to, buffer);
-                               });
+      if (upward && holding_) {
+        p->held = n;
+        return;
+      }
+      forward(p, upward, n);
     });
+  }
+
+  void forward(std::shared_ptr<pipe> p, bool upward, std::size_t n) {
+    auto& to = upward ? p->server : p->client;
+    auto& buffer = upward ? p->up : p->down;
+    boost::asio::async_write(to, boost::asio::buffer(buffer.data(), n),
+                             [this, p, upward](boost::system::error_code ec, std::size_t) {
+                               if (!ec && !p->frozen)
+                                 pump(p, upward);
+                             });
   }
 
   boost::asio::io_context io_;
   tcp::endpoint target_;
   tcp::acceptor acceptor_;
   std::list<std::shared_ptr<pipe>> pipes_; ///< every connection, kept open to the end
+  bool holding_ = false;                   ///< hold_sends() (on the io thread)
   std::atomic<int> accepted_{0};
   std::thread thread_;
 };

@@ -675,6 +675,15 @@ void hand_offer(bus_pointer self, peer_note note, caf::typed_response_promise<pe
     rp.deliver(std::move(note));
 }
 
+/// Ends a hand-over that the stream rules out: the owner ends the session, the resume goes on
+/// as a fresh session (recovered: false).
+void end_handover(bus_pointer self, const peer_note& note,
+                  caf::typed_response_promise<peer_note>& rp) {
+  if (self->state.adoptions.erase(note.handover) > 0)
+    decline(self, note.handover, note.node, note.user);
+  rp.deliver(no_offer());
+}
+
 /// An adopted session's stream goes on from the owner's mark. When the session is the user's
 /// first here, the mark is the node's baseline for the user: what was published after it comes
 /// from the history once this node's subscription is confirmed (on_presence, recover), as for
@@ -684,9 +693,11 @@ void hand_offer(bus_pointer self, peer_note note, caf::typed_response_promise<pe
 /// alone, and goes with the offer (`published`), which the router takes before anything newer
 /// from here. Behind the mark (messages missed while the link was down, not yet recovered), it
 /// reads up to the mark from the history and hands that on to its other sessions first (the
-/// adopted one has it in its frames). Either way the user's channel waits meanwhile; a history
-/// that no longer holds what the session is owed ends the hand-over (the client gets a fresh
-/// session, recovered: false).
+/// adopted one has it in its frames). Either way the user's channel waits meanwhile. Two things
+/// end the hand-over (the client gets a fresh session, recovered: false): a history that no
+/// longer holds what the session is owed, and a disconnect among it. The backend ended the
+/// user's sessions after the owner's mark, this one with them, as a session waiting for its
+/// resume ends on a single node; the owner did not see it in time (it offered first).
 void catch_up(bus_pointer self, peer_note note, caf::typed_response_promise<peer_note> rp) {
   auto it = self->state.users.find(note.user);
   if (it == self->state.users.end()) {
@@ -721,14 +732,14 @@ void catch_up(bus_pointer self, peer_note note, caf::typed_response_promise<peer
                                                    std::vector<std::string> events) mutable {
                  if (!complete) {
                    count_metric(self, &router_metrics::cluster_gap_lost);
-                   if (self->state.adoptions.erase(note.handover) > 0)
-                     decline(self, note.handover, note.node, note.user);
-                   rp.deliver(no_offer());
-                   return;
+                   return end_handover(self, note, rp);
                  }
-                 for (auto& event : events)
+                 for (auto& event : events) {
+                   if (event == disconnect_entry)
+                     return end_handover(self, note, rp);
                    if (auto ev = published_event(event))
                      note.offer.published.push_back(std::move(*ev));
+                 }
                  count_metric(self, &router_metrics::cluster_gap_filled);
                  hand_offer(self, std::move(note), std::move(rp));
                });
