@@ -14,6 +14,7 @@
 
 using er::actors::append_result;
 using er::actors::history_page;
+using er::actors::list_bounds;
 using er::actors::page_bounds;
 using er::actors::store_quotas;
 using er::actors::thread_db;
@@ -253,6 +254,54 @@ TEST_CASE("threads are listed most recently updated first, up to the limit") {
 
   CHECK(db.list_threads("alice", 0).empty());
   CHECK(db.list_threads("nobody", 10).empty());
+}
+
+TEST_CASE("a page of the thread list starts after its position, holds at most its limit and "
+          "its bytes (the first thread always), and says whether more follow") {
+  thread_db db(":memory:");
+  // t0..t4 updated at the same millisecond (ordered by id), t5 later, t6 earlier; bob's own.
+  for (int i = 0; i < 5; ++i)
+    db.create_thread("alice", "t" + std::to_string(i), std::string(100, 'a'), 200);
+  db.create_thread("alice", "t5", "late", 300);
+  db.create_thread("alice", "t6", "early", 100);
+  db.create_thread("bob", "t3", "not alice's", 200);
+  auto ids = [](const er::actors::thread_page& p) {
+    std::vector<std::string> out;
+    for (auto& t : p.threads)
+      out.push_back(t.thread_id);
+    return out;
+  };
+  list_bounds b;
+  b.limit = 3;
+  auto first = db.list_threads("alice", b);
+  CHECK(ids(first) == std::vector<std::string>{"t5", "t0", "t1"});
+  CHECK(first.has_more);
+  b.after = list_bounds::position{200, "t1"}; // within the tie
+  auto second = db.list_threads("alice", b);
+  CHECK(ids(second) == std::vector<std::string>{"t2", "t3", "t4"});
+  CHECK(second.has_more);
+  b.after = list_bounds::position{200, "t4"};
+  auto last = db.list_threads("alice", b);
+  CHECK(ids(last) == std::vector<std::string>{"t6"});
+  CHECK_FALSE(last.has_more);
+  b.after = list_bounds::position{100, "t6"};
+  CHECK(db.list_threads("alice", b).threads.empty());
+  // Bytes: two 100-byte titles do not fit in 300 bytes with their ids and keys, one does; a
+  // bound below even one thread still gives the first.
+  list_bounds by_bytes;
+  by_bytes.limit = 100;
+  by_bytes.after = list_bounds::position{300, "t5"};
+  by_bytes.max_bytes = 300;
+  auto one = db.list_threads("alice", by_bytes);
+  CHECK(ids(one) == std::vector<std::string>{"t0"});
+  CHECK(one.has_more);
+  by_bytes.max_bytes = 1;
+  CHECK(ids(db.list_threads("alice", by_bytes)) == std::vector<std::string>{"t0"});
+  by_bytes.max_bytes = 2000;
+  by_bytes.limit = 5;
+  auto exact = db.list_threads("alice", by_bytes); // exactly the rest but t6: more follow
+  CHECK(ids(exact) == std::vector<std::string>{"t0", "t1", "t2", "t3", "t4"});
+  CHECK(exact.has_more);
 }
 
 TEST_CASE("history returns the latest messages up to the limit, oldest first") {

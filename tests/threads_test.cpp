@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 
 #include <doctest/doctest.h>
 
@@ -158,6 +159,72 @@ TEST_CASE("a thread's history comes in pages that fit the outbound queue, paged 
   for (auto bad : {json(0), json(-3), json("5"), json(2.5)}) {
     auto refused = request(*c.client, {{"type", "get_thread_history"}, {"id", "b"}, {"thread_id", thread_id},
                                        {"payload", {{"before_seq", bad}}}});
+    CHECK(refused["data"]["code"] == "invalid_message");
+    CHECK(refused["reply_to"] == "b");
+  }
+  CHECK(request(*c.client, {{"type", "ping"}, {"id", "still"}})["type"] == "pong");
+}
+
+TEST_CASE("the thread list comes in pages that fit the outbound queue, paged on with after "
+          "down to the first thread created") {
+  auto settings = agent_settings();
+  settings.outbound_queue_bytes = 16 * 1024; // a page of the list holds at most 4 KiB
+  test_router router{settings};
+  auto c = connect_user(router, "alice");
+  // Sixty threads with 200-byte titles: over 20 KB listed, more than the queue holds. In one
+  // frame they would end the connection with 4008. Many are created within one millisecond:
+  // the list orders those by thread_id, and the pages must not lose or repeat one of them.
+  std::set<std::string> created;
+  for (int i = 0; i < 60; ++i) {
+    auto title = std::to_string(i) + std::string(200 - std::to_string(i).size(), 'x');
+    auto t = request(*c.client, {{"type", "create_thread"}, {"id", "c"}, {"payload", {{"title", title}}}});
+    REQUIRE(t["type"] == "thread_created");
+    created.insert(t["thread_id"].get<std::string>());
+  }
+  std::vector<json> listed;
+  json payload{{"limit", 1000}};
+  for (int pages = 0;; ++pages) {
+    REQUIRE(pages < 60);
+    auto page = request(*c.client, {{"type", "list_threads"}, {"id", "l"}, {"payload", payload}});
+    REQUIRE(page["type"] == "thread_list");
+    auto& threads = page["data"]["threads"];
+    REQUIRE(!threads.empty());
+    CHECK(page["data"].dump().size() < 4 * 1024 + 512);
+    listed.insert(listed.end(), threads.begin(), threads.end());
+    if (!page["data"]["has_more"].get<bool>())
+      break;
+    payload["after"] = threads.back(); // the whole thread object will do
+  }
+  REQUIRE(listed.size() == 60);
+  std::set<std::string> ids;
+  for (std::size_t i = 0; i < listed.size(); ++i) {
+    ids.insert(listed[i]["thread_id"].get<std::string>());
+    if (i == 0)
+      continue;
+    auto& prev = listed[i - 1];
+    auto& cur = listed[i];
+    bool ordered = prev["updated_at_ms"] > cur["updated_at_ms"]
+                   || (prev["updated_at_ms"] == cur["updated_at_ms"] && prev["thread_id"] < cur["thread_id"]);
+    CHECK(ordered);
+  }
+  CHECK(ids == created); // each thread once
+  // The limit pages by count as well; a page after the last thread is empty.
+  auto two = request(*c.client, {{"type", "list_threads"}, {"id", "t"}, {"payload", {{"limit", 2}}}});
+  REQUIRE(two["data"]["threads"].size() == 2);
+  CHECK(two["data"]["threads"][0] == listed[0]);
+  CHECK(two["data"]["has_more"] == true);
+  auto next = request(*c.client, {{"type", "list_threads"}, {"id", "t"},
+                                  {"payload", {{"limit", 2}, {"after", two["data"]["threads"][1]}}}});
+  REQUIRE(next["data"]["threads"].size() == 2);
+  CHECK(next["data"]["threads"][0] == listed[2]);
+  auto end = request(*c.client, {{"type", "list_threads"}, {"id", "e"}, {"payload", {{"after", listed.back()}}}});
+  CHECK(end["data"]["threads"].empty());
+  CHECK(end["data"]["has_more"] == false);
+  // An after that is not a listed thread's position is refused, and the connection goes on.
+  for (auto bad : {json(5), json("t-1"), json{{"thread_id", "t-1"}}, json{{"updated_at_ms", 5}},
+                   json{{"updated_at_ms", "5"}, {"thread_id", "t-1"}},
+                   json{{"updated_at_ms", 5}, {"thread_id", 7}}}) {
+    auto refused = request(*c.client, {{"type", "list_threads"}, {"id", "b"}, {"payload", {{"after", bad}}}});
     CHECK(refused["data"]["code"] == "invalid_message");
     CHECK(refused["reply_to"] == "b");
   }

@@ -81,6 +81,9 @@ std::string describe(const std::string& path, const std::string& what,
 /// role and time.
 constexpr std::size_t message_overhead_bytes = 96;
 
+/// What a listed thread takes in a reply beyond its title and id: its keys, times and count.
+constexpr std::size_t thread_overhead_bytes = 128;
+
 std::int64_t clamp_limit(std::size_t limit) {
   constexpr auto max = static_cast<std::uint64_t>(
     std::numeric_limits<std::int64_t>::max());
@@ -304,6 +307,11 @@ void thread_db::prepare_statements() {
     "SELECT thread_id, title, created_at_ms, updated_at_ms, message_count"
     " FROM threads WHERE user_id = ?"
     " ORDER BY updated_at_ms DESC, thread_id ASC LIMIT ?");
+  select_threads_after_ = prepare(
+    "SELECT thread_id, title, created_at_ms, updated_at_ms, message_count"
+    " FROM threads WHERE user_id = ?1"
+    " AND (updated_at_ms < ?2 OR (updated_at_ms = ?2 AND thread_id > ?3))"
+    " ORDER BY updated_at_ms DESC, thread_id ASC LIMIT ?4");
   select_thread_exists_ = prepare(
     "SELECT 1 FROM threads WHERE user_id = ? AND thread_id = ?");
   bump_thread_ = prepare(
@@ -396,14 +404,36 @@ std::optional<thread_info> thread_db::create_thread_with_message(
 
 std::vector<thread_info> thread_db::list_threads(const std::string& user_id,
                                                  std::size_t limit) {
-  std::vector<thread_info> result;
-  statement_use select(select_threads_.get(), path_);
-  select.text(user_id).integer(clamp_limit(limit));
-  while (select.step())
-    result.push_back(thread_info{select.text_at(0), select.text_at(1),
-                                 select.integer_at(2), select.integer_at(3),
-                                 select.integer_at(4)});
-  return result;
+  list_bounds bounds;
+  bounds.limit = limit;
+  return list_threads(user_id, bounds).threads;
+}
+
+thread_page thread_db::list_threads(const std::string& user_id, const list_bounds& bounds) {
+  thread_page page;
+  if (bounds.limit == 0)
+    return page;
+  constexpr auto no_bound = std::numeric_limits<std::int64_t>::max();
+  auto limit = clamp_limit(bounds.limit);
+  limit = limit < no_bound ? limit + 1 : limit; // one more: do others follow?
+  statement_use select(bounds.after ? select_threads_after_.get() : select_threads_.get(), path_);
+  select.text(user_id);
+  if (bounds.after)
+    select.integer(bounds.after->updated_at_ms).text(bounds.after->thread_id);
+  select.integer(limit);
+  std::size_t bytes = 0;
+  while (select.step()) {
+    thread_info t{select.text_at(0), select.text_at(1), select.integer_at(2),
+                  select.integer_at(3), select.integer_at(4)};
+    bytes += t.thread_id.size() + t.title.size() + thread_overhead_bytes;
+    if (page.threads.size() == bounds.limit
+        || (bytes > bounds.max_bytes && !page.threads.empty())) {
+      page.has_more = true;
+      break;
+    }
+    page.threads.push_back(std::move(t));
+  }
+  return page;
 }
 
 bool thread_db::thread_exists(const std::string& user_id,

@@ -51,6 +51,24 @@ struct history_page {
   bool has_more = false;                // messages older than the first one remain
 };
 
+/// Which page of a user's thread list: the threads listed after `after` (most recently
+/// updated first; `after` empty: from the first), at most `limit` of them and at most
+/// `max_bytes` of their titles and ids, of which the first is always part.
+struct list_bounds {
+  std::size_t limit = 50;
+  struct position {
+    std::int64_t updated_at_ms = 0;
+    std::string thread_id;
+  };
+  std::optional<position> after;
+  std::size_t max_bytes = std::numeric_limits<std::size_t>::max();
+};
+
+struct thread_page {
+  std::vector<thread_info> threads; // most recently updated first
+  bool has_more = false;            // threads after the last one remain
+};
+
 /// Per-user storage quotas (router.max-threads-per-user, router.max-user-store-bytes). A write
 /// past them is refused; nothing stored is ever deleted by a quota.
 struct store_quotas {
@@ -111,6 +129,8 @@ public:
   // Most recently updated first (ties: thread_id ascending), at most `limit`.
   std::vector<thread_info> list_threads(const std::string& user_id,
                                         std::size_t limit);
+  // One page within `bounds`, in the same order, and whether more threads follow.
+  thread_page list_threads(const std::string& user_id, const list_bounds& bounds);
 
   bool thread_exists(const std::string& user_id, const std::string& thread_id);
 
@@ -178,6 +198,7 @@ private:
   stmt_ptr rollback_;
   stmt_ptr insert_thread_;
   stmt_ptr select_threads_;
+  stmt_ptr select_threads_after_;
   stmt_ptr select_thread_exists_;
   stmt_ptr bump_thread_;
   stmt_ptr insert_message_;

@@ -30,9 +30,16 @@ thread_reply run_query(thread_db& db, const std::string& user, const thread_quer
       else
         r.quota_exceeded = true;
       break;
-    case thread_op::list:
-      r.threads = db.list_threads(user, q.limit);
+    case thread_op::list: {
+      list_bounds bounds;
+      bounds.limit = q.limit;
+      bounds.after = q.after;
+      bounds.max_bytes = q.max_bytes;
+      auto page = db.list_threads(user, bounds);
+      r.threads = std::move(page.threads);
+      r.has_more = page.has_more;
       break;
+    }
     case thread_op::history:
       if (auto page = db.history(user, q.thread_id, page_bounds{q.limit, q.before_seq, q.max_bytes})) {
         r.messages = std::move(page->messages);

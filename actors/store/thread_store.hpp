@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,8 @@ struct thread_query {
   std::string content; ///< append: JSON text
   std::size_t limit = 100;
   std::int64_t before_seq = 0; ///< history: only older messages; 0: from the newest
-  std::size_t max_bytes = std::numeric_limits<std::size_t>::max(); ///< history: a page's bytes
+  std::optional<list_bounds::position> after; ///< list: only threads listed after this one
+  std::size_t max_bytes = std::numeric_limits<std::size_t>::max(); ///< list, history: a page's bytes
 };
 
 struct thread_reply {
@@ -42,7 +44,8 @@ struct thread_reply {
   thread_info thread{};   ///< create
   std::vector<thread_info> threads;
   std::vector<thread_message> messages;
-  bool has_more = false;  ///< history: messages older than the page's first remain
+  bool has_more = false;  ///< list, history: threads after the page's last, messages older
+                          ///< than its first remain
 };
 
 using thread_store_actor = caf::typed_actor<

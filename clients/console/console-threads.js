@@ -6,12 +6,31 @@ const threadTitles = new Map(); // thread_id -> title, from the last thread_list
 /** The history shown: its thread, its oldest message's seq, whether older ones remain. */
 const shown = { threadId: null, firstSeq: null, hasMore: false };
 
-/** Shows a thread_list frame: each thread with its History and Use for agents buttons. */
+/** The list shown: its last thread (the position of the page after it), whether more follow. */
+const listed = { last: null, hasMore: false };
+
+/** Whether thread `a` comes after thread `b` in the list (most recently updated first). */
+function listedAfter(a, b) {
+  return a.updated_at_ms < b.updated_at_ms
+    || (a.updated_at_ms === b.updated_at_ms && String(a.thread_id) > String(b.thread_id));
+}
+
+/**
+ * Shows a thread_list frame, each thread with its History and Use for agents buttons: a page
+ * that follows the one shown goes below it; any other page replaces it. While more threads
+ * follow, "More threads" asks for the page after the last one shown.
+ */
 export function renderThreads(frame) {
   const threads = frame.data && Array.isArray(frame.data.threads) ? frame.data.threads : [];
   const list = $('thread-list');
-  list.replaceChildren();
-  $('threads-empty').hidden = threads.length > 0;
+  const next = listed.last !== null && threads.length > 0 && listedAfter(threads[0], listed.last);
+  if (!next) list.replaceChildren();
+  if (!next || threads.length > 0) {
+    listed.last = threads.length > 0 ? threads[threads.length - 1] : null;
+    listed.hasMore = frame.data?.has_more === true;
+  }
+  $('thread-list-more').hidden = !listed.hasMore;
+  $('threads-empty').hidden = list.children.length + threads.length > 0;
   $('threads-empty').textContent = 'No threads yet (user_message and create_thread make them).';
   for (const t of threads) {
     const id = String(t.thread_id ?? '');
@@ -82,6 +101,18 @@ export async function loadOlderHistory() {
     await ui.client.getThreadHistory(shown.threadId, { beforeSeq: shown.firstSeq });
   } catch (err) {
     showError($('threads-error'), `get_thread_history failed: ${errorText(err)}`);
+  }
+}
+
+/** Asks for the page after the last thread shown. */
+export async function loadMoreThreads() {
+  showError($('threads-error'), '');
+  if (!ui.client || ui.client.state === 'closed') { showError($('threads-error'), 'Connect first.'); return; }
+  if (listed.last === null) return;
+  try {
+    await ui.client.listThreads({ after: listed.last });
+  } catch (err) {
+    showError($('threads-error'), `list_threads failed: ${errorText(err)}`);
   }
 }
 

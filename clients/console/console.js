@@ -22,7 +22,7 @@ import { connect, disconnect, reconnectNow } from './console-connection.js';
 import { setStatus, setButtons, updateSessionInfo } from './console-status.js';
 import { describeToken, mintFromForm, probeDevTokens } from './console-tokens.js';
 import { startAgent } from './console-runs.js';
-import { listThreads, loadOlderHistory } from './console-threads.js';
+import { listThreads, loadMoreThreads, loadOlderHistory } from './console-threads.js';
 import { useTemplate, sendMessage } from './console-editor.js';
 import { filterLog, clearLog } from './console-frame-log.js';
 
@@ -41,6 +41,7 @@ function init() {
     if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) sendMessage(ev);
   });
   $('list-threads').addEventListener('click', listThreads);
+  $('thread-list-more').addEventListener('click', loadMoreThreads);
   $('thread-history-older').addEventListener('click', loadOlderHistory);
   $('log-filter').addEventListener('input', filterLog);
   $('log-clear').addEventListener('click', clearLog);

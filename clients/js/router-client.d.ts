@@ -381,7 +381,8 @@ export class RouterClient {
   /** ping -> pong; resolves with the round trip in ms. */
   ping(options?: RequestOptions): Promise<number>;
   createThread(title?: string | null, options?: RequestOptions): Promise<ServerFrame<Thread>>;
-  listThreads(options?: RequestOptions & { limit?: number }): Promise<ServerFrame<{ threads: Thread[] }>>;
+  /** A page of the threads, most recently updated first; while `has_more`, page on with `after` = the last thread. */
+  listThreads(options?: RequestOptions & { limit?: number; after?: Pick<Thread, 'updated_at_ms' | 'thread_id'> }): Promise<ServerFrame<{ threads: Thread[]; has_more: boolean }>>;
   /** A page of the thread, oldest first; while `has_more`, page back with `beforeSeq` = the first message's `seq`. */
   getThreadHistory(threadId: string, options?: Omit<RequestOptions, 'threadId'> & { limit?: number; beforeSeq?: number }): Promise<ServerFrame<{ messages: ThreadMessage[]; has_more: boolean }>>;
   startAgent(agent: string, input?: unknown, options?: RunOptions): AgentRun;

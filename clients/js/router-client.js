@@ -136,9 +136,17 @@ export class RouterClient extends RouterConnection {
     return this.request('create_thread', title == null ? {} : { title }, options);
   }
 
-  /** list_threads -> the thread_list frame (data.threads). */
+  /**
+   * list_threads -> the thread_list frame: data.threads (most recently updated first), and
+   * data.has_more when more follow; page on with options.after = the last thread listed.
+   */
   listThreads(options = {}) {
-    return this.request('list_threads', options.limit == null ? {} : { limit: options.limit }, options);
+    const payload = {};
+    if (options.limit != null) payload.limit = options.limit;
+    if (options.after != null) {
+      payload.after = { updated_at_ms: options.after.updated_at_ms, thread_id: options.after.thread_id };
+    }
+    return this.request('list_threads', payload, options);
   }
 
   /**

@@ -205,6 +205,22 @@ test('the console loads under the CSP without errors, mints a token, connects an
     await waitFor(async () => (await page.$$eval('#thread-history .msg', (ms) => ms.length)) === 2, { what: 'the older page' });
     assert.deepEqual(await page.$$eval('#thread-history .msg', (ms) => ms.map((m) => m.dataset.seq)), ['1', '2']);
     assert.equal(await page.isHidden('#thread-history-older'), true, 'nothing older remains');
+    // A second thread, and a list page of one asked for from the editor: "More threads" brings
+    // the one after it below it.
+    await page.fill('#message', JSON.stringify({ type: 'create_thread', id: 'ct-2', payload: { title: 'Second' } }));
+    await page.click('#send-message');
+    await waitFor(async () => (await loggedFrames(page)).some((f) => f.frame && f.frame.type === 'thread_created'),
+      { what: 'the second thread' });
+    await page.fill('#message', JSON.stringify({ type: 'list_threads', id: 'l-1', payload: { limit: 1 } }));
+    await page.click('#send-message');
+    await waitFor(async () => (await page.$$eval('#thread-list .thread-title', (ts) => ts.map((t) => t.textContent))).join() === 'Second',
+      { what: 'a list page of one' });
+    assert.equal(await page.isVisible('#thread-list-more'), true);
+    await page.click('#thread-list-more');
+    await waitFor(async () => (await page.$$eval('#thread-list .thread', (ts) => ts.length)) === 2, { what: 'the next page' });
+    assert.equal(await page.$$eval('#thread-list .thread', (ts) => ts[1].dataset.threadId), threadId);
+    assert.equal(await page.$$eval('#thread-list .thread-title', (ts) => ts[1].textContent), 'Hello <b>from</b> the console');
+    assert.equal(await page.isHidden('#thread-list-more'), true, 'no more threads');
 
     // The filter of the frame log.
     await page.fill('#log-filter', 'agent_completed');

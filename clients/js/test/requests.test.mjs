@@ -144,6 +144,14 @@ test('userMessage() runs the default agent on a new thread and stores the messag
   const older = await c.getThreadHistory(run.threadId, { beforeSeq: 2 });
   assert.deepEqual(older.data.messages.map((m) => m.role), ['user']);
   assert.equal(older.data.has_more, false);
+  // The thread list pages on in the same way, after the last thread listed.
+  const second = await c.createThread('second');
+  const firstPage = await c.listThreads({ limit: 1 });
+  assert.deepEqual(firstPage.data.threads.map((t) => t.thread_id), [second.thread_id]);
+  assert.equal(firstPage.data.has_more, true);
+  const nextPage = await c.listThreads({ limit: 1, after: firstPage.data.threads.at(-1) });
+  assert.deepEqual(nextPage.data.threads.map((t) => t.thread_id), [run.threadId]);
+  assert.equal(typeof nextPage.data.has_more, 'boolean'); // the user's other tests' threads may follow
 });
 
 test('close() ends the client for good: pending requests reject, nothing reconnects', TIMEOUT, async () => {

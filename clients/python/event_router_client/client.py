@@ -346,10 +346,26 @@ class RouterClient(RouterConnection):
         return reply.get("data") or {}
 
     async def list_threads(self, limit: Optional[int] = None, timeout: Any = CLIENT_DEFAULT) -> List[dict]:
-        """This user's threads, most recently updated first."""
-        payload = {"limit": limit} if limit is not None else {}
+        """The first page of this user's threads, most recently updated first. Later pages:
+        :meth:`list_threads_page`."""
+        page = await self.list_threads_page(limit, timeout=timeout)
+        return page["threads"]
+
+    async def list_threads_page(self, limit: Optional[int] = None, after: Optional[dict] = None,
+                                timeout: Any = CLIENT_DEFAULT) -> dict:
+        """One page of this user's threads: ``{"threads": [...], "has_more": bool}``, those
+        listed after the thread ``after`` (from the first when None). While ``has_more``, the
+        next page starts at ``after=page["threads"][-1]``."""
+        payload: dict = {}
+        if limit is not None:
+            payload["limit"] = limit
+        if after is not None:
+            payload["after"] = {"updated_at_ms": after.get("updated_at_ms"),
+                                "thread_id": after.get("thread_id")}
         reply = await self.request("list_threads", payload, timeout=timeout)
-        return list((reply.get("data") or {}).get("threads") or [])
+        data = reply.get("data") or {}
+        return {"threads": list(data.get("threads") or []),
+                "has_more": bool(data.get("has_more"))}
 
     async def get_thread_history(self, thread_id: str, limit: Optional[int] = None,
                                  timeout: Any = CLIENT_DEFAULT) -> List[dict]:

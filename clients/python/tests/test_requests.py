@@ -103,6 +103,13 @@ class RequestTest(RouterTestCase):
         self.assertFalse(older["has_more"])
         threads = await self.client.list_threads()
         self.assertEqual([t["thread_id"] for t in threads], [run.thread_id])
+        second = await self.client.create_thread("second")
+        first_page = await self.client.list_threads_page(limit=1)
+        self.assertEqual([t["thread_id"] for t in first_page["threads"]], [second["thread_id"]])
+        self.assertTrue(first_page["has_more"])
+        next_page = await self.client.list_threads_page(limit=1, after=first_page["threads"][-1])
+        self.assertEqual([t["thread_id"] for t in next_page["threads"]], [run.thread_id])
+        self.assertFalse(next_page["has_more"])
 
 
 class RunTest(RouterTestCase):

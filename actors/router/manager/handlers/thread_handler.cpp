@@ -46,8 +46,8 @@ std::optional<std::size_t> limit_of(const json& payload, std::int64_t fallback) 
   return it->get<std::size_t>();
 }
 
-/// The store query for `msg`, or the error that refuses it. A history page holds at most
-/// `page_bytes` of messages.
+/// The store query for `msg`, or the error that refuses it. A page of the thread list or of a
+/// history holds at most `page_bytes` of threads or messages.
 std::variant<thread_query, protocol::protocol_error> query_for(const protocol::inbound_message& msg,
                                                                std::size_t page_bytes) {
   thread_query q;
@@ -70,15 +70,24 @@ std::variant<thread_query, protocol::protocol_error> query_for(const protocol::i
   if (!limit)
     return refuse("payload.limit must be an integer from 1 to 1000");
   q.limit = *limit;
+  q.max_bytes = page_bytes;
   if (msg.type == "list_threads") {
     q.op = thread_op::list;
+    if (auto after = msg.payload.find("after"); after != msg.payload.end()) {
+      auto updated = after->is_object() ? after->find("updated_at_ms") : after->end();
+      auto id = after->is_object() ? after->find("thread_id") : after->end();
+      if (updated == after->end() || !updated->is_number_integer() || id == after->end()
+          || !id->is_string())
+        return refuse("payload.after must be a listed thread: an object with updated_at_ms "
+                      "(an integer) and thread_id (a string)");
+      q.after = list_bounds::position{updated->get<std::int64_t>(), id->get<std::string>()};
+    }
     return q;
   }
   if (!msg.thread_id)
     return refuse("thread_id is required");
   q.op = thread_op::history;
   q.thread_id = *msg.thread_id;
-  q.max_bytes = page_bytes;
   if (auto before = msg.payload.find("before_seq"); before != msg.payload.end()) {
     if (!before->is_number_integer() || before->get<std::int64_t>() < 1)
       return refuse("payload.before_seq must be a positive integer");
@@ -107,7 +116,7 @@ protocol::outbound_event reply_for(const protocol::inbound_message& msg, const t
       auto list = json::array();
       for (auto& t : r.threads)
         list.push_back(thread_json(t));
-      ev.data = json{{"threads", std::move(list)}};
+      ev.data = json{{"threads", std::move(list)}, {"has_more", r.has_more}};
       break;
     }
     default: {
