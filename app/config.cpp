@@ -104,6 +104,8 @@ const option_spec options[] = {
    "a Redis connection that is not up, or does not answer, within this is ended and made anew"},
   {"cluster.history-size", &router_settings::cluster_history_size, 1, 10000000,
    "publishes kept per user for gap recovery"},
+  {"cluster.history-ttl-ms", &router_settings::cluster_history_ttl_ms, 1000, 604800000,
+   "a user's history is dropped this long after the user's last publish"},
   {"agents.demo-steps", &router_settings::demo_steps, 0, 1000, "demo agent thinking steps"},
   {"agents.demo-step-delay-ms", &router_settings::demo_step_delay_ms, 0, 600000,
    "demo agent pause between events"},

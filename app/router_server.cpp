@@ -118,6 +118,7 @@ cluster_of(const router_settings& s, asio::io_context& io,
   cluster->node_ttl = std::chrono::milliseconds{s.cluster_node_ttl_ms};
   cluster->redis_timeout = std::chrono::milliseconds{s.cluster_redis_timeout_ms};
   cluster->history_size = static_cast<std::size_t>(s.cluster_history_size);
+  cluster->history_ttl = std::chrono::milliseconds{s.cluster_history_ttl_ms};
   cluster->node_id = s.server_id;
   cluster->incarnation = context::random_id(context::id_prefix::session);
   cluster->io = &io;

@@ -86,6 +86,7 @@ struct router_settings {
   std::int64_t cluster_node_ttl_ms = 5000;
   std::int64_t cluster_redis_timeout_ms = 2000;
   std::int64_t cluster_history_size = 1000;
+  std::int64_t cluster_history_ttl_ms = 600000;
 };
 
 inline bool is_loopback_host(const std::string& host) {

@@ -512,6 +512,33 @@ TEST_CASE("a disconnect a node missed while its links were silent reaches its se
   CHECK(next_json(*b2, 10s)["reply_to"] == "still");
 }
 
+TEST_CASE("a user's history in Redis expires cluster.history-ttl-ms after the last publish, "
+          "and the user's offsets go on after it") {
+  redis_server redis;
+  node n1{redis.address(), "n1", {"--cluster.history-ttl-ms=1000"}};
+  auto a1 = n1.connect("alice");
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
+  CHECK(read_published(*a1, "alice", 3) == upto(3));
+  auto ms = [&](const std::string& key) {
+    auto answer = redis_command(redis.port(), "PTTL " + key); // ":<ms>", -1 never, -2 gone
+    REQUIRE(answer.rfind(":", 0) == 0);
+    return std::stol(answer.substr(1));
+  };
+  auto ttl = ms("er:u:alice:hist");
+  CHECK(ttl > 0);
+  CHECK(ttl <= 1000);
+  CHECK(ms("er:u:alice:seq") == -1); // the offset stays
+  CHECK(eventually([&] { return ms("er:u:alice:hist") == -2; }, 5s));
+  CHECK(redis_command(redis.port(), "INCRBY er:u:alice:seq 0") == ":3\r\n"); // read as a number
+  // The next publish is offset 4, in order for the node that stood at 3: delivered, no gap.
+  REQUIRE(n1.publish("alice", {{"n", 3}}).status == 202);
+  CHECK(read_published(*a1, "alice", 1) == std::vector<int>{3});
+  CHECK(ms("er:u:alice:hist") > 0); // a new history, with its expiry
+  auto metrics = er::client::http_request("127.0.0.1", n1.port(), "GET", "/metrics").body;
+  CHECK(metric(metrics, "router_cluster_gaps_lost_total") == 0);
+}
+
 TEST_CASE("a Redis that restarts from a snapshot starts a new epoch: its users get the "
           "publishes made after the restart once and nothing from before it again") {
   redis_server redis;

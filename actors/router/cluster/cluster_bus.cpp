@@ -875,7 +875,8 @@ void append_to_stream(bus_pointer self, const std::string& user, std::string ent
           + cluster_scripts::publish_lua + "return {offset, total}",
         "4", user_key(self, user, ":seq"), user_key(self, user, ":hist"),
         user_key(self, user, ":conns"), s.prefix + "epoch", s.prefix, channel_of(self, user),
-        std::move(entry), std::to_string(s.history_size), random_epoch()},
+        std::move(entry), std::to_string(s.history_size), random_epoch(),
+        std::to_string(s.history_ttl.count())},
        [self, rp](redis_reply& r) mutable {
          count_metric(self, &router_metrics::cluster_message_out);
          bool ok = !r.is_error() && r.elements.size() == 2;

@@ -60,7 +60,8 @@ struct cluster_settings {
   std::string prefix = "er:";        ///< cluster.prefix
   std::chrono::milliseconds node_ttl{5000};
   std::chrono::milliseconds redis_timeout{2000}; ///< cluster.redis-timeout-ms (redis_link.hpp)
-  std::size_t history_size = 1000;
+  std::size_t history_size = 1000;          ///< cluster.history-size
+  std::chrono::milliseconds history_ttl{600000}; ///< cluster.history-ttl-ms
   std::string node_id;     ///< router.server-id
   std::string incarnation; ///< random, per process start
   boost::asio::io_context* io = nullptr;

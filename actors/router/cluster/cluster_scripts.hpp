@@ -11,7 +11,8 @@
 //   <p>run_id             the run_id of the Redis process the epoch belongs to
 //   <p>u:<user>:seq       the user's last publish offset
 //   <p>u:<user>:hist      the user's history stream (entries "<offset>-0", field e: the event,
-//                         or "disconnect"; field p: the epoch it was published in)
+//                         or "disconnect"; field p: the epoch it was published in), PX
+//                         history-ttl from the last entry
 //   <p>u:<user>:conns     hash "<node>|<incarnation>" -> the node's open connections of the user
 //   <p>u:<user>           the user's channel: "<epoch> <offset> <event JSON>", or
 //                         "<epoch> <offset> disconnect" ("<epoch> 0 disconnect" from older nodes)
@@ -40,9 +41,14 @@ end
 /// Publish, and disconnect: the user's next offset, the entry appended to its history, then
 /// published. The entry is the event's JSON, or "disconnect" (a disconnect is in the user's
 /// stream like a publish, so that a node that misses the message finds it in the history).
+/// The history lives for the history TTL after the user's last entry: it serves gaps of
+/// seconds (a lost link, a hand-over), and a user who is no longer published to must not hold
+/// memory for good. The offset stays (a few bytes): were it to start again from 1, nodes
+/// that stand further on would take the new entries for ones they had.
 /// KEYS[1] seq, KEYS[2] hist, KEYS[3] conns, KEYS[4] epoch. ARGV[1] prefix, ARGV[2] channel,
-/// ARGV[3] the entry, ARGV[4] history size, ARGV[5] an epoch to use if the shard has none.
-/// Leaves `offset`, and `total` (connections of the user on live nodes) for the caller's return.
+/// ARGV[3] the entry, ARGV[4] history size, ARGV[5] an epoch to use if the shard has none,
+/// ARGV[6] the history TTL (ms). Leaves `offset`, and `total` (connections of the user on
+/// live nodes) for the caller's return.
 inline constexpr const char* publish_lua = R"lua(
 local epoch = redis.call('GET', KEYS[4])
 if not epoch then
@@ -51,6 +57,7 @@ if not epoch then
 end
 local offset = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'e', ARGV[3], 'p', epoch)
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
 redis.call('PUBLISH', ARGV[2], epoch .. ' ' .. offset .. ' ' .. ARGV[3])
 )lua";
 
