@@ -6,8 +6,11 @@ const threadTitles = new Map(); // thread_id -> title, from the last thread_list
 /** The history shown: its thread, its oldest message's seq, whether older ones remain. */
 const shown = { threadId: null, firstSeq: null, hasMore: false };
 
-/** The list shown: its last thread (the position of the page after it), whether more follow. */
-const listed = { last: null, hasMore: false };
+/**
+ * The list shown: its last thread (the position of the page after it), whether more follow,
+ * and the id of the "More threads" request whose answer goes below it.
+ */
+const listed = { last: null, hasMore: false, moreId: null, asked: 0 };
 
 /** Whether thread `a` comes after thread `b` in the list (most recently updated first). */
 function listedAfter(a, b) {
@@ -16,14 +19,16 @@ function listedAfter(a, b) {
 }
 
 /**
- * Shows a thread_list frame, each thread with its History and Use for agents buttons: a page
- * that follows the one shown goes below it; any other page replaces it. While more threads
- * follow, "More threads" asks for the page after the last one shown.
+ * Shows a thread_list frame, each thread with its History and Use for agents buttons: the
+ * answer to "More threads" goes below the list shown when it follows it; any other page
+ * replaces it. While more threads follow, "More threads" asks for the page after the last one
+ * shown.
  */
 export function renderThreads(frame) {
   const threads = frame.data && Array.isArray(frame.data.threads) ? frame.data.threads : [];
   const list = $('thread-list');
-  const next = listed.last !== null && threads.length > 0 && listedAfter(threads[0], listed.last);
+  const next = frame.reply_to != null && frame.reply_to === listed.moreId && listed.last !== null
+    && threads.length > 0 && listedAfter(threads[0], listed.last);
   if (!next) list.replaceChildren();
   if (!next || threads.length > 0) {
     listed.last = threads.length > 0 ? threads[threads.length - 1] : null;
@@ -110,7 +115,8 @@ export async function loadMoreThreads() {
   if (!ui.client || ui.client.state === 'closed') { showError($('threads-error'), 'Connect first.'); return; }
   if (listed.last === null) return;
   try {
-    await ui.client.listThreads({ after: listed.last });
+    listed.moreId = `more-threads-${++listed.asked}`;
+    await ui.client.listThreads({ after: listed.last, id: listed.moreId });
   } catch (err) {
     showError($('threads-error'), `list_threads failed: ${errorText(err)}`);
   }
