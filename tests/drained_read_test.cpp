@@ -173,9 +173,10 @@ TEST_CASE("a request-reply connection reads each request with one recvmsg, and a
     MESSAGE("empty reads: asio's own " << plain << ", drained " << drained);
 #ifdef ER_NET_DRAINED_READS
     // asio 1.74 tries a read as soon as the next is asked for, before the client could have
-    // sent anything: nearly every round trip pays a failed read (fewer on a busy host, where
-    // the client's next request sometimes arrives first).
-    CHECK(plain >= rounds / 10);
+    // sent anything: nearly every round trip pays a failed read on a quiet host. On a busy one
+    // the client's next request often arrives first (17 of 400 seen with the suite running
+    // beside it), so only "more than drained" holds everywhere.
+    CHECK(plain > drained);
     // A drained read is tried only after epoll reported new bytes.
     CHECK(drained <= rounds / 100);
 #else
