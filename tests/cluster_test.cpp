@@ -123,7 +123,10 @@ private:
 /// An event-router process in the cluster.
 class node {
 public:
-  node(const std::string& redis, const std::string& id, std::vector<std::string> extra = {})
+  /// Started, and (unless `wait_for_redis` is false) with its links to Redis up: they come up
+  /// after the node listens, and a publish before that is refused with 503.
+  node(const std::string& redis, const std::string& id, std::vector<std::string> extra = {},
+       bool wait_for_redis = true)
     : id_(id) {
     std::vector<std::string> argv{ER_ROUTER_BINARY, "--router.port=0", "--router.store-path=:memory:",
                                   std::string{"--router.jwt-secret="} + test_secret,
@@ -139,6 +142,8 @@ public:
         port_ = static_cast<unsigned short>(std::stoi(m[1]));
     }
     REQUIRE_MESSAGE(port_ != 0, "node " << id << " did not start: " << process_->read_all_stderr(1s));
+    if (wait_for_redis)
+      REQUIRE(eventually([&] { return health()["cluster"]["redis"] == "up"; }, 10s));
   }
   ~node() {
     if (process_) {
@@ -575,7 +580,7 @@ TEST_CASE("a node reports Redis down while Redis is stopped with SIGSTOP and up 
   // answers nothing.
   CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "down"; }, 5s));
   // The blocking start-up claim of the node id waits for Redis no longer than the timeout.
-  node n2{redis.address(), "n2", {"--cluster.redis-timeout-ms=300"}};
+  node n2{redis.address(), "n2", {"--cluster.redis-timeout-ms=300"}, false};
   CHECK(n2.health()["cluster"]["redis"] == "down");
   redis.resume();
   CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "up"; }, 10s));
@@ -920,6 +925,39 @@ TEST_CASE("a disconnect published after the owner's mark but before its offer re
   REQUIRE(n2.publish("alice", {{"n", 2}}).status == 202);
   CHECK(read_published(*moved, "alice", 1) == std::vector<int>{2}); // nothing from before it
   CHECK(read_published(*a3, "alice", 1) == std::vector<int>{2});
+}
+
+TEST_CASE("a new connection of a user its node already follows gets every publish counted for "
+          "it, also one whose message reaches the node before the node's admission does") {
+  redis_server redis;
+  tcp_proxy late{redis.port()}; // what Redis answers n1's commands can be held back
+  node n1{late.address(), "n1", {"--cluster.redis-timeout-ms=20000"}};
+  node n2{redis.address(), "n2"};
+  auto a1 = n1.connect("alice"); // n1 follows alice's stream
+  REQUIRE(n2.publish("alice", {{"n", 0}}).status == 202);
+  CHECK(read_published(*a1, "alice", 1) == upto(1));
+  // A second connection of alice on n1: Redis counts it, but its answer waits in the proxy.
+  late.hold_replies_to("er:node:n1:commands");
+  auto connecting = std::async(std::launch::async, [&] { return n1.try_connect("alice"); });
+  auto alice_connections = [&] {
+    return redis_command(redis.port(), "EVAL \"local t = 0 for _, v in ipairs(redis.call('HVALS', "
+                                       "KEYS[1])) do t = t + tonumber(v) end return t\" 1 "
+                                       "er:u:alice:conns");
+  };
+  REQUIRE(eventually([&] { return alice_connections() == ":2\r\n"; }, 5s));
+  // A publish now counts it, and reaches n1 on its subscriber link, which is not held.
+  auto r = n2.publish("alice", {{"n", 1}});
+  REQUIRE(r.status == 202);
+  CHECK(json::parse(r.body)["delivered"] == 2);
+  CHECK(read_published(*a1, "alice", 1) == std::vector<int>{1});
+  late.release_replies();
+  auto a2 = connecting.get();
+  CHECK(next_json(*a2)["type"] == "connection_established");
+  REQUIRE(n2.publish("alice", {{"n", 2}}).status == 202);
+  // The publish counted for it first, then the next: each once, in order.
+  CHECK(read_published(*a2, "alice", 2) == std::vector<int>{1, 2});
+  CHECK(read_published(*a1, "alice", 1) == std::vector<int>{2});
+  CHECK(a2->read(300ms).what == er::client::frame::kind::timeout);
 }
 
 TEST_CASE("a run left on a node that dies after its session moved away ends with one "

@@ -4,13 +4,16 @@
 // connection forwards nothing more and stays open, as a connection across a partition looks
 // to both of its ends (no FIN, no RST); connections made afterwards forward again. Or the test
 // holds what the clients send, on every connection, until it releases it: a client whose
-// writes are late while it still hears the server.
+// writes are late while it still hears the server. Or it holds what the server sends on the
+// connections whose client sent a given text (a connection's name): one connection late.
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <future>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -69,6 +72,19 @@ public:
           forward(p, true, n);
     });
   }
+  /// What the server sends from here on, on connections whose client has sent `marker` (in
+  /// its first 4 KiB), waits in the proxy until release_replies().
+  void hold_replies_to(std::string marker) {
+    on_io([this, marker = std::move(marker)] { replies_marker_ = marker; });
+  }
+  void release_replies() {
+    on_io([this] {
+      replies_marker_.reset();
+      for (auto& p : pipes_)
+        if (auto n = std::exchange(p->held_down, 0))
+          forward(p, false, n);
+    });
+  }
 
 private:
   using tcp = boost::asio::ip::tcp;
@@ -91,7 +107,9 @@ private:
     std::array<char, 16384> up{};   ///< client -> server
     std::array<char, 16384> down{}; ///< server -> client
     bool frozen = false;
-    std::size_t held = 0; ///< bytes in `up` held back (hold_sends)
+    std::size_t held = 0;      ///< bytes in `up` held back (hold_sends)
+    std::size_t held_down = 0; ///< bytes in `down` held back (hold_replies_to)
+    std::string sent;          ///< the client's first bytes, for hold_replies_to
   };
 
   void accept() {
@@ -126,8 +144,14 @@ private:
         (upward ? p->server : p->client).shutdown(tcp::socket::shutdown_send, ignored);
         return;
       }
+      if (upward && p->sent.size() < 4096)
+        p->sent.append(p->up.data(), std::min(n, 4096 - p->sent.size()));
       if (upward && holding_) {
         p->held = n;
+        return;
+      }
+      if (!upward && replies_marker_ && p->sent.find(*replies_marker_) != std::string::npos) {
+        p->held_down = n;
         return;
       }
       forward(p, upward, n);
@@ -149,6 +173,7 @@ private:
   tcp::acceptor acceptor_;
   std::list<std::shared_ptr<pipe>> pipes_; ///< every connection, kept open to the end
   bool holding_ = false;                   ///< hold_sends() (on the io thread)
+  std::optional<std::string> replies_marker_; ///< hold_replies_to() (on the io thread)
   std::atomic<int> accepted_{0};
   std::thread thread_;
 };

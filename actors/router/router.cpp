@@ -158,10 +158,16 @@ void spawn_manager(router_pointer self, connection_ptr connection,
   auto user = ctx.user_id();
   self->request(st.bus, resume_timeout, acquire_atom::value, user, static_cast<std::uint64_t>(limit))
     .then(
-      [=](bool admitted) mutable {
-        if (!admitted)
+      [=](admission& a) mutable {
+        if (!a.admitted)
           return refuse_over_limit(self, connection, ctx);
-        spawn_admitted(self, std::move(connection), std::move(ctx));
+        auto manager = spawn_admitted(self, std::move(connection), std::move(ctx)).handle;
+        for (auto& event : a.owed) // before anything newer from the bus, which comes after
+          self->send(manager, publish_atom::value, std::move(event));
+        if (a.disconnected || a.lost)
+          self->send(manager, shutdown_atom::value,
+                     a.disconnected ? close_code::disconnected_by_backend.code
+                                    : close_code::state_lost.code);
       },
       [=](caf::error&) mutable { // Redis is unreachable: this node's own count
         if (attached_of(self, ctx.user_id()) >= limit)

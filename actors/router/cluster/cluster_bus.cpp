@@ -849,6 +849,50 @@ void note_baseline(bus_pointer self, const std::string& user, std::string epoch,
     b.seq = std::min(b.seq, seq);
 }
 
+/// An admitted connection (acquire counted it from offset `seq` of `epoch` on): when the user's
+/// stream here already stands past `seq`, what was handed on since is read from the history,
+/// while the channel waits, and goes with the admission (see admission). A connection that is
+/// the user's first here starts from its baseline instead (on_presence, recover).
+void admit(bus_pointer self, const std::string& user, std::string epoch, std::uint64_t seq,
+           caf::typed_response_promise<admission> rp) {
+  admission a;
+  a.admitted = true;
+  auto it = self->state.users.find(user);
+  if (it == self->state.users.end() || !it->second.known) {
+    rp.deliver(std::move(a));
+    return;
+  }
+  auto& u = it->second;
+  if (u.filling) // where the stream stands is known once the read in progress ends
+    return u.deferred.push_back([self, user, epoch = std::move(epoch), seq, rp]() mutable {
+      admit(self, user, std::move(epoch), seq, std::move(rp));
+    });
+  bool same_epoch = u.epoch == epoch || u.epoch.empty() || epoch.empty();
+  if (!same_epoch || u.last <= seq) {
+    rp.deliver(std::move(a));
+    return;
+  }
+  read_history(self, user, history_span{seq + 1, u.last, u.epoch, false},
+               [self, a, rp](bool complete, std::vector<std::string> events) mutable {
+                 if (!complete) {
+                   count_metric(self, &router_metrics::cluster_gap_lost);
+                   a.lost = true;
+                   rp.deliver(std::move(a));
+                   return;
+                 }
+                 for (auto& event : events) {
+                   if (event == disconnect_entry) {
+                     a.disconnected = true;
+                     break;
+                   }
+                   if (auto ev = published_event(event))
+                     a.owed.push_back(std::move(*ev));
+                 }
+                 count_metric(self, &router_metrics::cluster_gap_filled);
+                 rp.deliver(std::move(a));
+               });
+}
+
 void on_subscribed(bus_pointer self, const std::string& channel) {
   auto prefix = settings_of(self).prefix + "u:";
   if (channel.rfind(prefix, 0) != 0)
@@ -923,7 +967,7 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           on_presence(self, user, local);
         },
         [=](acquire_atom, const std::string& user, std::uint64_t limit) {
-          auto rp = self->make_response_promise<bool>();
+          auto rp = self->make_response_promise<admission>();
           if (!self->state.shards[shard_for(self, user)].commands_up) {
             rp.deliver(caf::make_error(caf::sec::request_receiver_down));
             return rp;
@@ -944,11 +988,13 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
                                               "the limit script failed: " + r.text));
                    return;
                  }
-                 bool admitted = r.elements[0].integer == 1;
-                 if (admitted && r.elements.size() == 3)
-                   note_baseline(self, user, r.elements[2].text,
-                                 std::strtoull(r.elements[1].text.c_str(), nullptr, 10));
-                 rp.deliver(admitted);
+                 if (r.elements[0].integer != 1 || r.elements.size() != 3) {
+                   rp.deliver(admission{});
+                   return;
+                 }
+                 auto seq = std::strtoull(r.elements[1].text.c_str(), nullptr, 10);
+                 note_baseline(self, user, r.elements[2].text, seq);
+                 admit(self, user, r.elements[2].text, seq, rp);
                });
           return rp;
         },

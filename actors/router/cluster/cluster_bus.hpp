@@ -81,6 +81,19 @@ struct cluster_result {
   std::uint64_t connections = 0;
 };
 
+/// The answer to acquire. An admitted connection of a user this node already follows is owed
+/// what the node handed its router after the connection was counted and before the answer
+/// (the answer comes on the command link, the user's channel on the subscriber link, in
+/// either order): those events, `owed`, go to its manager before anything newer. Among them a
+/// disconnect (`disconnected`: it closes with 4511 after them), or a history that no longer
+/// held them (`lost`: it closes with 4010).
+struct admission {
+  bool admitted = false;
+  std::vector<protocol::outbound_event> owed;
+  bool disconnected = false;
+  bool lost = false;
+};
+
 /// What the bus tells the router.
 using cluster_feedback = caf::typed_actor<
   // a backend's event for the user's sessions on this node, in the user's offset order
@@ -96,7 +109,7 @@ using cluster_bus_actor = caf::typed_actor<
   // -1: no session of the user left here): keeps the counts and the subscription
   caf::reacts_to<presence_atom, std::string, std::int64_t>,
   // may this node open one more connection of the user under the limit? (counted if so)
-  caf::replies_to<acquire_atom, std::string, std::uint64_t>::with<bool>,
+  caf::replies_to<acquire_atom, std::string, std::uint64_t>::with<admission>,
   caf::replies_to<cpublish_atom, std::string, protocol::outbound_event>::with<cluster_result>,
   caf::replies_to<cdisconn_atom, std::string>::with<cluster_result>,
   // a resume of a session that node `node` holds: its offer, or one that is not ok (that node
@@ -127,4 +140,5 @@ std::size_t shard_of(const std::string& user_id, std::size_t shards);
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(er::actors::cluster_status)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(er::actors::cluster_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(er::actors::admission)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(er::actors::redis_reply)
