@@ -91,6 +91,19 @@ std::int64_t clamp_limit(std::size_t limit) {
     std::min<std::uint64_t>(static_cast<std::uint64_t>(limit), max));
 }
 
+/// A page's row count to select: one more than its limit, to tell whether others follow.
+std::int64_t limit_with_probe(std::size_t limit) {
+  constexpr auto no_bound = std::numeric_limits<std::int64_t>::max();
+  auto clamped = clamp_limit(limit);
+  return clamped < no_bound ? clamped + 1 : clamped;
+}
+
+/// Whether a page of `rows` rows is full before the next one, with which it would take `bytes`
+/// (its first row always goes in, however large).
+bool page_full(std::size_t rows, std::size_t bytes, std::size_t limit, std::size_t max_bytes) {
+  return rows == limit || (bytes > max_bytes && rows > 0);
+}
+
 // One use of a cached statement. Binds parameters in order and, when the use
 // ends, resets it and drops the bindings: a cached statement left mid-step
 // would keep a read snapshot open, and SQLITE_STATIC bindings must not
@@ -413,21 +426,17 @@ thread_page thread_db::list_threads(const std::string& user_id, const list_bound
   thread_page page;
   if (bounds.limit == 0)
     return page;
-  constexpr auto no_bound = std::numeric_limits<std::int64_t>::max();
-  auto limit = clamp_limit(bounds.limit);
-  limit = limit < no_bound ? limit + 1 : limit; // one more: do others follow?
   statement_use select(bounds.after ? select_threads_after_.get() : select_threads_.get(), path_);
   select.text(user_id);
   if (bounds.after)
     select.integer(bounds.after->updated_at_ms).text(bounds.after->thread_id);
-  select.integer(limit);
+  select.integer(limit_with_probe(bounds.limit));
   std::size_t bytes = 0;
   while (select.step()) {
     thread_info t{select.text_at(0), select.text_at(1), select.integer_at(2),
                   select.integer_at(3), select.integer_at(4)};
     bytes += t.thread_id.size() + t.title.size() + thread_overhead_bytes;
-    if (page.threads.size() == bounds.limit
-        || (bytes > bounds.max_bytes && !page.threads.empty())) {
+    if (page_full(page.threads.size(), bytes, bounds.limit, bounds.max_bytes)) {
       page.has_more = true;
       break;
     }
@@ -466,19 +475,17 @@ thread_db::history(const std::string& user_id, const std::string& thread_id,
   if (bounds.limit == 0)
     return page;
   {
-    constexpr auto no_bound = std::numeric_limits<std::int64_t>::max();
-    auto limit = clamp_limit(bounds.limit);
     statement_use select(select_messages_.get(), path_);
     select.text(user_id).text(thread_id)
-      .integer(bounds.before_seq > 0 ? bounds.before_seq : no_bound)
-      .integer(limit < no_bound ? limit + 1 : limit); // one more: do older ones remain?
+      .integer(bounds.before_seq > 0 ? bounds.before_seq
+                                     : std::numeric_limits<std::int64_t>::max())
+      .integer(limit_with_probe(bounds.limit));
     std::size_t bytes = 0;
     while (select.step()) {
       thread_message m{select.integer_at(0), select.text_at(1), select.text_at(2),
                        select.text_at(3), select.integer_at(4)};
       bytes += m.content.size() + m.run_id.size() + message_overhead_bytes;
-      if (page.messages.size() == bounds.limit
-          || (bytes > bounds.max_bytes && !page.messages.empty())) {
+      if (page_full(page.messages.size(), bytes, bounds.limit, bounds.max_bytes)) {
         page.has_more = true;
         break;
       }
