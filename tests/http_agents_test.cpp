@@ -238,14 +238,19 @@ TEST_CASE("keep-alive connections are reused between runs, a broken one never is
     CHECK(run_final(c, "count")["type"] == "agent_completed");
   // A run's agent_completed is forwarded as soon as its line arrives, before the router has
   // read the end of the response and put the connection back: the next run may find it still
-  // busy and open a second one. From then on both are idle between runs and reused.
-  CHECK(server.stats()["connections_accepted"] <= 2);
+  // busy and open another one (a second one usually, on a busy host now and then a third).
+  auto opened = server.stats()["connections_accepted"].get<int>();
+  CHECK(opened < 5);
   CHECK(server.stats()["requests"] == 5);
+  // Once the responses' ends are read, a run takes an idle connection and opens none.
+  std::this_thread::sleep_for(300ms);
+  CHECK(run_final(c, "count")["type"] == "agent_completed");
+  CHECK(server.stats()["connections_accepted"] == opened);
   // The server drops each connection after answering, without saying so: the next run's
   // request fails on the dead connection and is retried on a fresh one, unseen by the client.
   for (int i = 0; i < 3; ++i)
     CHECK(run_final(c, "dropping")["type"] == "agent_completed");
-  CHECK(server.stats()["requests"] == 8);
+  CHECK(server.stats()["requests"] == 9);
 }
 
 TEST_CASE("200 concurrent runs share a pool of at most max-in-flight connections") {
