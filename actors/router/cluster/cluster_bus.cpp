@@ -212,6 +212,19 @@ void deliver(bus_pointer self, const std::string& user, const std::string& event
 
 void process(bus_pointer self, const std::string& user, channel_message msg);
 
+/// The published events among a history read's entries, up to the first disconnect; true
+/// when a disconnect ended them.
+bool events_before_disconnect(const std::vector<std::string>& entries,
+                              std::vector<protocol::outbound_event>& out) {
+  for (auto& entry : entries) {
+    if (entry == disconnect_entry)
+      return true;
+    if (auto ev = published_event(entry))
+      out.push_back(std::move(*ev));
+  }
+  return false;
+}
+
 /// The user's channel after a history read: the deferred work, then the messages that waited,
 /// in order, until one of them begins another read.
 void go_on(bus_pointer self, const std::string& user) {
@@ -734,12 +747,8 @@ void catch_up(bus_pointer self, peer_note note, caf::typed_response_promise<peer
                    count_metric(self, &router_metrics::cluster_gap_lost);
                    return end_handover(self, note, rp);
                  }
-                 for (auto& event : events) {
-                   if (event == disconnect_entry)
-                     return end_handover(self, note, rp);
-                   if (auto ev = published_event(event))
-                     note.offer.published.push_back(std::move(*ev));
-                 }
+                 if (events_before_disconnect(events, note.offer.published))
+                   return end_handover(self, note, rp);
                  count_metric(self, &router_metrics::cluster_gap_filled);
                  hand_offer(self, std::move(note), std::move(rp));
                });
@@ -880,14 +889,7 @@ void admit(bus_pointer self, const std::string& user, std::string epoch, std::ui
                    rp.deliver(std::move(a));
                    return;
                  }
-                 for (auto& event : events) {
-                   if (event == disconnect_entry) {
-                     a.disconnected = true;
-                     break;
-                   }
-                   if (auto ev = published_event(event))
-                     a.owed.push_back(std::move(*ev));
-                 }
+                 a.disconnected = events_before_disconnect(events, a.owed);
                  count_metric(self, &router_metrics::cluster_gap_filled);
                  rp.deliver(std::move(a));
                });
