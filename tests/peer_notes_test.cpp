@@ -73,6 +73,9 @@ TEST_CASE("every kind of peer note reads back as it was written") {
   CHECK(o.runs[0].deadline <= in_a_minute + round_trip_took);
   CHECK(o.runs[0].deadline > in_a_minute - std::chrono::seconds{5});
   CHECK(o.runs[1].deadline == std::chrono::steady_clock::time_point::max());
+  CHECK_FALSE(o.owner_busy);
+  offer.offer.owner_busy = true;
+  CHECK(round_trip(offer).offer.owner_busy);
   auto refusal = round_trip(note_of(peer_note::kind::offer));
   CHECK_FALSE(refusal.offer.ok);
   CHECK_FALSE(refusal.stream_known); // the owner did not know where the stream stood

@@ -27,8 +27,11 @@ namespace er::test {
 
 class tcp_proxy {
 public:
-  explicit tcp_proxy(unsigned short target_port)
-    : target_{boost::asio::ip::make_address("127.0.0.1"), target_port},
+  /// `server_receive_buffer`: SO_RCVBUF of the proxy's sockets to the server (0: the
+  /// system's), small to make the server's writes block soon while replies are held.
+  explicit tcp_proxy(unsigned short target_port, int server_receive_buffer = 0)
+    : server_receive_buffer_(server_receive_buffer),
+      target_{boost::asio::ip::make_address("127.0.0.1"), target_port},
       acceptor_{io_, {boost::asio::ip::make_address("127.0.0.1"), 0}} {
     accept();
     thread_ = std::thread{[this] { io_.run(); }};
@@ -119,7 +122,12 @@ private:
         return;
       ++accepted_;
       boost::system::error_code connect_error;
-      p->server.connect(target_, connect_error);
+      p->server.open(target_.protocol(), connect_error);
+      if (server_receive_buffer_ > 0 && !connect_error) // before connect: it sets the window
+        p->server.set_option(boost::asio::socket_base::receive_buffer_size{server_receive_buffer_},
+                             connect_error);
+      if (!connect_error)
+        p->server.connect(target_, connect_error);
       if (!connect_error) {
         pipes_.push_back(p);
         pump(p, true);
@@ -168,6 +176,7 @@ private:
                              });
   }
 
+  int server_receive_buffer_;
   boost::asio::io_context io_;
   tcp::endpoint target_;
   tcp::acceptor acceptor_;

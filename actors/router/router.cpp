@@ -204,7 +204,7 @@ void adopt_from(router_pointer self, const std::string& owner, attach_request& u
         }
         // A resume is not a new connection for the per-user limit, here as on one node.
         auto upstream = peer_link{offer.node, offer.handover};
-        bool hosts_runs = !offer.offer.runs.empty();
+        bool hosts_runs = !offer.offer.runs.empty() || offer.offer.owner_busy;
         auto& rec = spawn_admitted(self, connection, ctx, std::move(offer));
         if (hosts_runs) {
           rec.peers = std::make_unique<record_peers>();

@@ -89,11 +89,14 @@ json encode_offer(const session_offer& offer) {
         0, std::chrono::duration_cast<std::chrono::milliseconds>(run.deadline - now).count());
     runs.push_back(std::move(entry));
   }
-  return {{"ok", offer.ok},
-          {"frames", std::move(frames)},
-          {"next_event_id", offer.next_event_id},
-          {"session_id", offer.session_id},
-          {"runs", std::move(runs)}};
+  json doc{{"ok", offer.ok},
+           {"frames", std::move(frames)},
+           {"next_event_id", offer.next_event_id},
+           {"session_id", offer.session_id},
+           {"runs", std::move(runs)}};
+  if (offer.owner_busy)
+    doc["owner_busy"] = true;
+  return doc;
 }
 
 constexpr std::int64_t week_ms = 7LL * 24 * 3600 * 1000;
@@ -117,6 +120,7 @@ session_offer decode_offer(const json& doc) {
                            std::clamp<std::int64_t>(left->get<std::int64_t>(), 0, week_ms)};
     offer.runs.push_back(std::move(r));
   }
+  offer.owner_busy = doc.value("owner_busy", false); // absent from older nodes
   return offer;
 }
 

@@ -134,10 +134,17 @@ bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t l
   return true;
 }
 
+/// Requests in progress here whose outcome the client is owed: a start waiting for the
+/// thread store, a request the thread handler has not answered.
+bool busy_with_requests(const manager_state& st) {
+  return (st.runs && st.runs->starting > 0) || !st.handler_pending.empty();
+}
+
 /// Another node adopts this session (session_handover.hpp): what the client missed after
 /// `last_event_id`, the ids to go on with and the runs that stay here. From now on this
-/// manager only hosts those runs: its events are held until the adopter takes the offer, and
-/// it ends if that does not happen within handover_accept_timeout.
+/// manager only hosts those runs, and those that the requests still in progress here or
+/// still read from the old socket start: its events are held until the adopter takes the
+/// offer, and it ends if that does not happen within handover_accept_timeout.
 session_offer on_offer(manager_pointer self, std::uint64_t last_event_id) {
   auto& st = self->state;
   if (st.replay)
@@ -145,10 +152,15 @@ session_offer on_offer(manager_pointer self, std::uint64_t last_event_id) {
   if (st.shutting_down || (st.moves && st.moves->state != session_moves::away::none)
       || !can_replay(st, last_event_id))
     return {};
-  if (st.connection)
+  if (!st.moves)
+    st.moves = std::make_unique<session_moves>();
+  if (st.connection) {
+    st.moves->old_socket = st.generation;
     move_away_from_connection(self);
+  }
   session_offer offer;
   offer.ok = true;
+  offer.owner_busy = st.moves->old_socket.has_value() || busy_with_requests(st);
   if (st.replay)
     st.replay->for_each_after(last_event_id, [&](std::uint64_t id, std::string frame) {
       offer.frames.emplace_back(id, std::move(frame));
@@ -160,8 +172,6 @@ session_offer on_offer(manager_pointer self, std::uint64_t last_event_id) {
       if (entry.active())
         offer.runs.push_back(
           offered_run{entry.run_id, entry.thread_id, entry.reply_to, entry.deadline});
-  if (!st.moves)
-    st.moves = std::make_unique<session_moves>();
   for (auto& remote : st.moves->remote_runs) // hosted for us elsewhere: the adopter's now
     offer.runs.push_back(remote);
   st.moves->state = session_moves::away::offered;
@@ -171,18 +181,13 @@ session_offer on_offer(manager_pointer self, std::uint64_t last_event_id) {
   return offer;
 }
 
-/// Requests in progress here whose outcome the client is owed: a start waiting for the
-/// thread store, a request the thread handler has not answered.
-bool busy_with_requests(const manager_state& st) {
-  return (st.runs && st.runs->starting > 0) || !st.handler_pending.empty();
-}
-
 /// How long an offer may wait for the requests in progress (the adopter waits 3 s for it).
 constexpr auto offer_wait_limit = std::chrono::milliseconds{1000};
 
 /// Another node asks for this session: the offer at once, or once the requests in progress
-/// here have their outcome (a run started, a reply emitted), so that they go with it instead
-/// of ending after it, for nobody.
+/// here have their outcome (a run started, a reply emitted), so that they go with it (the
+/// run listed with its deadline, the reply among the frames). One that outlasts the wait is
+/// answered from here all the same (owner_busy).
 caf::result<session_offer> ask_offer(manager_pointer self, std::uint64_t last_event_id) {
   auto& st = self->state;
   if (st.moves && st.moves->offer_waiting)
@@ -232,11 +237,19 @@ void on_handover(manager_pointer self, bool accepted) {
 /// other; a final one ends that remote run.
 void on_upstream_event(manager_pointer self, protocol::outbound_event& event) {
   auto& st = self->state;
-  if (st.moves && event.run_id && protocol::is_final_agent_event(event.type)) {
+  auto same = [&](const offered_run& r) { return r.run_id == *event.run_id; };
+  if (event.run_id && protocol::is_final_agent_event(event.type) && st.moves) {
     auto& remote = st.moves->remote_runs;
-    remote.erase(std::remove_if(remote.begin(), remote.end(),
-                                [&](const offered_run& r) { return r.run_id == *event.run_id; }),
-                 remote.end());
+    remote.erase(std::remove_if(remote.begin(), remote.end(), same), remote.end());
+  } else if (event.run_id && event.type == "agent_started") {
+    // Started there after the offer (by a request the offer stopped waiting for, or one the
+    // old socket still brought): this session answers for it as for the runs the offer
+    // listed (a stop goes there; that node's end ends it), its deadline unknown here.
+    if (!st.moves)
+      st.moves = std::make_unique<session_moves>();
+    auto& remote = st.moves->remote_runs;
+    if (std::none_of(remote.begin(), remote.end(), same))
+      remote.push_back(offered_run{*event.run_id, event.thread_id, event.reply_to});
   }
   emit(self, event);
   finish_drain_if_idle(self);
@@ -266,8 +279,13 @@ bool resumable(const manager_state& st, std::uint16_t code, bool clean) {
 
 void on_closed(manager_pointer self, std::uint16_t code, bool clean, std::uint64_t generation) {
   auto& st = self->state;
-  if (generation != st.generation)
-    return; // a socket this session has moved away from
+  if (generation != st.generation) { // a socket this session has moved away from
+    if (st.moves && st.moves->old_socket == generation) { // to another node
+      st.moves->old_socket.reset();
+      finish_hosting_if_idle(self);
+    }
+    return;
+  }
   if (auto m = metrics_of(self)) {
     m->closed(code);
     m->connection_closed();
@@ -370,7 +388,7 @@ void on_exit_msg(manager_pointer self, caf::exit_msg& msg) {
     for (auto& id : st.handler_pending)
       reply_error(self, error_code::internal, "the request failed", id);
     st.handler_pending.clear();
-    return;
+    return finish_hosting_if_idle(self);
   }
   self->quit(msg.reason);
 }
@@ -426,6 +444,7 @@ manager_actor::behavior_type shared_behavior() {
       if (!pending.empty())
         pending.erase(pending.begin());
       emit(self, std::move(event));
+      finish_hosting_if_idle(self); // a host may have kept on only for this answer
     },
     [](run_event_atom, protocol::outbound_event& event) { on_run_event(running_manager(), event); },
     [](store_atom, thread_query& q) {

@@ -374,7 +374,8 @@ void finish_drain_if_idle(manager_pointer self) {
 void finish_hosting_if_idle(manager_pointer self) {
   auto& st = self->state;
   if (st.moves && st.moves->state == session_moves::away::hosting && active_runs(self) == 0
-      && (!st.runs || st.runs->by_actor.empty()))
+      && (!st.runs || st.runs->by_actor.empty()) && !st.moves->old_socket
+      && st.handler_pending.empty())
     self->quit(caf::exit_reason::user_shutdown);
 }
 

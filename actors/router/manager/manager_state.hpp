@@ -96,6 +96,11 @@ struct session_moves {
     std::chrono::steady_clock::time_point until;
   };
   std::optional<waiting_offer> offer_waiting;
+  /// The owner's side: the attachment generation of the socket the offer took the session
+  /// from, while that socket is still open. What the client sent on it before it saw the
+  /// move is still handled here (its answers and runs go to the adopter), so the manager stays
+  /// until that socket has closed.
+  std::optional<std::uint64_t> old_socket;
 };
 
 struct manager_state {

@@ -40,6 +40,11 @@ struct session_offer {
   std::uint64_t next_event_id = 1;
   std::string session_id;
   std::vector<offered_run> runs; ///< runs still active on the owner's side
+  /// The owner may still start runs or answer requests for the session, hosted like `runs`
+  /// (the adopter keeps its link to the owner for them): the client's socket there was still
+  /// open (what it sent before its close is still handled), or a request was still in
+  /// progress there when the offer stopped waiting for it.
+  bool owner_busy = false;
   /// Filled by the adopting node, never sent: events published to the user that it handed on
   /// to its other sessions of the user after the owner's stream mark, before the offer came.
   /// The new manager sends them after the frames, stamped as its own.
