@@ -17,6 +17,7 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include "tests/process_probe.hpp"
 #include "tests/raw_socket.hpp"
 #include "tests/support.hpp"
 #include "tests/tcp_proxy.hpp"
@@ -95,6 +96,7 @@ public:
   /// SIGSTOP: Redis keeps its connections and its port and answers nothing.
   void pause() {
     process_->signal(SIGSTOP);
+    REQUIRE(eventually([&] { return is_stopped(process_->pid()); }, 5s));
   }
   void resume() {
     process_->signal(SIGCONT);
@@ -163,8 +165,14 @@ public:
   const std::string& id() const {
     return id_;
   }
-  void signal(int sig) {
-    process_->signal(sig);
+  /// SIGSTOP, returning once every thread has stopped (see is_stopped): from then on the node
+  /// answers nothing, while Redis still takes it for alive until its liveness key expires.
+  void pause() {
+    process_->signal(SIGSTOP);
+    REQUIRE(eventually([&] { return is_stopped(process_->pid()); }, 5s));
+  }
+  void resume() {
+    process_->signal(SIGCONT);
   }
   json health() const {
     return json::parse(er::client::http_request("127.0.0.1", port_, "GET", "/healthz").body);
@@ -371,6 +379,34 @@ TEST_CASE("a publish after a node died with connections of the user drops the de
   CHECK(json::parse(r.body)["delivered"] == 1);
   CHECK(read_published(*a2, "alice", 1) == std::vector<int>{1});
   CHECK(redis_command(redis.port(), "HLEN er:u:alice:conns").rfind(":1\r\n", 0) == 0);
+}
+
+TEST_CASE("a node that stalled past node-ttl (taken for dead, its counts dropped) counts its "
+          "connections again once it goes on, and they miss nothing") {
+  redis_server redis;
+  node n1{redis.address(), "n1"}, n2{redis.address(), "n2"};
+  auto a1 = n1.connect("alice");
+  auto a2 = n2.connect("alice");
+  int published = 0;
+  auto publish_on_n2 = [&] {
+    auto r = n2.publish("alice", {{"n", published++}});
+    REQUIRE(r.status == 202);
+    return json::parse(r.body)["delivered"].get<int>();
+  };
+  CHECK(publish_on_n2() == 2);
+  n1.pause(); // its liveness key expires: to the others it is dead
+  CHECK(eventually([&] { return n2.health()["cluster"]["nodes"] == 1; }, 10s));
+  CHECK(publish_on_n2() == 1); // which drops n1's count from the user's hash
+  CHECK(redis_command(redis.port(), "HLEN er:u:alice:conns").rfind(":1\r\n", 0) == 0);
+  n1.resume();
+  // Registered again at its next tick, n1 writes its count again: publishes count a1 again
+  // (before the fix its connections stayed uncounted until alice's next change there).
+  CHECK(eventually([&] { return publish_on_n2() == 2; }, 10s));
+  CHECK(redis_command(redis.port(), "HLEN er:u:alice:conns").rfind(":2\r\n", 0) == 0);
+  // What was published while n1 stood still reaches a1 too, each once, in order.
+  CHECK(read_published(*a1, "alice", published) == upto(published));
+  CHECK(read_published(*a2, "alice", published) == upto(published));
+  CHECK(a1->read(300ms).what == er::client::frame::kind::timeout);
 }
 
 TEST_CASE("while Redis is down local traffic goes on and publish answers 503, when it returns "
@@ -1227,10 +1263,10 @@ TEST_CASE("a hand-over the owner answers too late ends as a fresh session there 
   CHECK(next_json(*c)["type"] == "agent_started");
   c->reset();
   CHECK(eventually([&] { return n1.health()["detached"] == 1; }, 5s));
-  n1.signal(SIGSTOP); // alive in Redis for a while yet, but answering nothing
+  n1.pause(); // alive in Redis for a while yet, but answering nothing
   auto [on2, g2] = resume_on(n2, "alice", greeting, 0);
   CHECK(g2["data"]["recovered"] == false); // after the bus's wait for an offer
-  n1.signal(SIGCONT); // now it reads the request, offers, and learns the offer was declined
+  n1.resume(); // now it reads the request, offers, and learns the offer was declined
   // The session ends there, its run with it: long before the run's own end (10 s of steps)
   // or the owner's wait for an acceptance (10 s).
   CHECK(eventually([&] { return n1.health()["runs"] == 0; }, 4s));

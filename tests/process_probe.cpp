@@ -21,9 +21,10 @@ struct proc_stat {
   pid_t pgid;
 };
 
-// /proc/<pid>/stat: "pid (comm) state ppid pgrp ...", comm may contain spaces.
-std::optional<proc_stat> read_stat(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+// /proc/<pid>/stat (or a thread's, /proc/<pid>/task/<tid>/stat): "pid (comm) state ppid pgrp
+// ...", comm may contain spaces.
+std::optional<proc_stat> read_stat_file(const std::string& path) {
+  std::ifstream in(path);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto close_paren = text.rfind(')');
   if (close_paren == std::string::npos)
@@ -34,6 +35,10 @@ std::optional<proc_stat> read_stat(pid_t pid) {
   if (!(rest >> st.state >> ppid >> st.pgid))
     return std::nullopt;
   return st;
+}
+
+std::optional<proc_stat> read_stat(pid_t pid) {
+  return read_stat_file("/proc/" + std::to_string(pid) + "/stat");
 }
 
 bool alive(const std::optional<proc_stat>& st) {
@@ -76,6 +81,26 @@ int running_members_of_group(pid_t pgid) {
       ++n;
   });
   return n;
+}
+
+bool is_stopped(pid_t pid) {
+  auto tasks = "/proc/" + std::to_string(pid) + "/task";
+  bool any = false;
+  bool all = true;
+  try {
+    each_entry(tasks.c_str(), [&](const char* name) {
+      if (name[0] == '.')
+        return;
+      auto st = read_stat_file(tasks + "/" + name + "/stat");
+      if (!st)
+        return; // the thread ended meanwhile
+      any = true;
+      all = all && (st->state == 'T' || st->state == 't');
+    });
+  } catch (const std::runtime_error&) {
+    return false; // no such process
+  }
+  return any && all;
 }
 
 int open_fd_count() {

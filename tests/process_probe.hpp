@@ -17,6 +17,11 @@ std::optional<pid_t> group_of(pid_t pid);
 /// Processes of group `pgid` that exist and are not zombies.
 int running_members_of_group(pid_t pgid);
 
+/// Whether every thread of `pid` is stopped. SIGSTOP stops a multi-threaded process one thread
+/// at a time, each as it next runs: on a busy host its threads can go on for milliseconds
+/// after kill() has returned, and answer what reaches them meanwhile.
+bool is_stopped(pid_t pid);
+
 /// Descriptors this process has open.
 int open_fd_count();
 

@@ -495,15 +495,38 @@ void sync_count(bus_pointer self, const std::string& user) {
     call(self, index, {"HDEL", key, node_field(self)}, retry);
 }
 
+/// Writes this node's count of every user of shard `index`, and drops the counts of users who
+/// left while they could not be written.
+void sync_counts(bus_pointer self, std::size_t index) {
+  auto& st = self->state;
+  std::vector<std::string> to_sync;
+  for (auto& [user, u] : st.users)
+    if (shard_for(self, user) == index && u.local > 0)
+      to_sync.push_back(user);
+  for (auto& user : st.unsynced)
+    if (shard_for(self, user) == index && st.users.count(user) == 0)
+      to_sync.push_back(user); // left meanwhile: its count goes
+  for (auto& user : to_sync)
+    sync_count(self, user);
+}
+
 void refresh_liveness(bus_pointer self, std::size_t index) {
   auto& s = settings_of(self);
   auto key = s.prefix + "node:" + s.node_id;
   auto ttl = std::to_string(s.node_ttl.count());
   call(self, index, {"SET", key, s.incarnation, "PX", ttl, "XX"},
        [self, index, key, ttl](redis_reply& r) {
-         if (r.type == redis_reply::kind::nil) // expired meanwhile, or Redis started anew
-           call(self, index, {"SET", key, settings_of(self).incarnation, "PX", ttl, "NX"},
-                [](redis_reply&) {});
+         if (r.type != redis_reply::kind::nil)
+           return;
+         // Expired meanwhile (this node stalled for longer than node-ttl), or Redis started
+         // anew. Other nodes took this node for dead and dropped its counts (live_count_lua):
+         // registered again, it writes them again, or its connections would stop counting
+         // for publish and for the per-user limit until their users' next change here.
+         call(self, index, {"SET", key, settings_of(self).incarnation, "PX", ttl, "NX"},
+              [self, index](redis_reply& again) {
+                if (again.type == redis_reply::kind::status)
+                  sync_counts(self, index);
+              });
        });
   auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch()).count();
@@ -548,16 +571,8 @@ void on_link(bus_pointer self, std::uint64_t index, bool pubsub, bool up,
     }
     // Registered again, with this node's counts.
     refresh_liveness(self, index);
+    sync_counts(self, index);
     auto& st = self->state;
-    std::vector<std::string> to_sync;
-    for (auto& [user, u] : st.users)
-      if (shard_for(self, user) == index && u.local > 0)
-        to_sync.push_back(user);
-    for (auto& user : st.unsynced)
-      if (shard_for(self, user) == index && st.users.count(user) == 0)
-        to_sync.push_back(user); // left meanwhile: its count goes
-    for (auto& user : to_sync)
-      sync_count(self, user);
     // A subscription confirmed while this link was down could not read what it missed.
     for (auto& [user, u] : st.users)
       if (shard_for(self, user) == index && sh.pubsub_up)
