@@ -87,6 +87,9 @@ TEST_CASE("past router.max-user-store-bytes a user_message is refused without a 
   std::string big(60 * 1000, 'x'); // 60 KB of text per message, as an abusive client sends
   int stored = 0;
   int refused = 0;
+  // A run's end waits for the store: under ThreadSanitizer beside other tests' SQLite files,
+  // once took longer than read_until's usual 10 s.
+  const auto run_timeout = 30s;
   for (int i = 0; i < 40; ++i) {
     auto id = "m" + std::to_string(i);
     c.client->send_text(json{{"type", "user_message"}, {"id", id}, {"thread_id", thread_id},
@@ -99,7 +102,7 @@ TEST_CASE("past router.max-user-store-bytes a user_message is refused without a 
       continue;
     }
     REQUIRE(first["type"] == "agent_started");
-    auto rest = read_until(*c.client, [](const json& f) { return is_final(f); });
+    auto rest = read_until(*c.client, [](const json& f) { return is_final(f); }, run_timeout);
     CHECK(rest.back()["type"] == "agent_completed");
     ++stored;
   }
@@ -115,7 +118,7 @@ TEST_CASE("past router.max-user-store-bytes a user_message is refused without a 
   CHECK(bytes <= static_cast<std::size_t>(settings.max_user_store_bytes));
   c.client->send_text(json{{"type", "start_agent"}, {"id", "r"}, {"thread_id", thread_id},
                            {"payload", {{"agent", "echo"}, {"input", big}}}}.dump());
-  auto run = read_until(*c.client, [](const json& f) { return is_final(f); });
+  auto run = read_until(*c.client, [](const json& f) { return is_final(f); }, run_timeout);
   CHECK(run.back()["type"] == "agent_completed");
   CHECK(run.back()["data"]["stored"] == false);
   CHECK(run.back()["data"]["output"] == big); // the client still gets the result
