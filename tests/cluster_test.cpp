@@ -17,7 +17,6 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
-#include "tests/process_probe.hpp"
 #include "tests/raw_socket.hpp"
 #include "tests/support.hpp"
 #include "tests/tcp_proxy.hpp"
@@ -95,11 +94,10 @@ public:
   }
   /// SIGSTOP: Redis keeps its connections and its port and answers nothing.
   void pause() {
-    process_->signal(SIGSTOP);
-    REQUIRE(eventually([&] { return is_stopped(process_->pid()); }, 5s));
+    process_->pause();
   }
   void resume() {
-    process_->signal(SIGCONT);
+    process_->resume();
   }
   void stop() {
     if (!process_)
@@ -165,14 +163,13 @@ public:
   const std::string& id() const {
     return id_;
   }
-  /// SIGSTOP, returning once every thread has stopped (see is_stopped): from then on the node
-  /// answers nothing, while Redis still takes it for alive until its liveness key expires.
+  /// The node answers nothing, while Redis still takes it for alive until its liveness key
+  /// expires (child_process::pause).
   void pause() {
-    process_->signal(SIGSTOP);
-    REQUIRE(eventually([&] { return is_stopped(process_->pid()); }, 5s));
+    process_->pause();
   }
   void resume() {
-    process_->signal(SIGCONT);
+    process_->resume();
   }
   json health() const {
     return json::parse(er::client::http_request("127.0.0.1", port_, "GET", "/healthz").body);

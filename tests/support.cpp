@@ -213,6 +213,11 @@ void child_process::signal(int sig) {
     kill(pid_, sig);
 }
 
+void child_process::pause() {
+  signal(SIGSTOP);
+  REQUIRE(eventually([&] { return is_stopped(pid_); }, 5s));
+}
+
 int child_process::wait(std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {

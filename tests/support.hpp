@@ -3,6 +3,7 @@
 // clients, token crafting, and a child-process helper for the binary tests.
 
 #include <chrono>
+#include <csignal>
 #include <functional>
 #include <memory>
 #include <string>
@@ -95,6 +96,10 @@ public:
   std::string read_line(std::chrono::milliseconds timeout = 10s);
   std::string read_all_stderr(std::chrono::milliseconds timeout = 10s);
   void signal(int sig);
+  /// SIGSTOP, returning once every thread has stopped (see is_stopped): from then on the
+  /// process answers nothing, its sockets and port still open.
+  void pause();
+  void resume() { signal(SIGCONT); }
   /// Exit status, or -1 when it did not exit within `timeout`.
   int wait(std::chrono::milliseconds timeout = 15s);
   pid_t pid() const { return pid_; }
