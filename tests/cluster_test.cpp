@@ -397,7 +397,7 @@ TEST_CASE("a node that stalled past node-ttl (taken for dead, its counts dropped
   CHECK(redis_command(redis.port(), "HLEN er:u:alice:conns").rfind(":1\r\n", 0) == 0);
   n1.resume();
   // Registered again at its next tick, n1 writes its count again: publishes count a1 again
-  // (before the fix its connections stayed uncounted until alice's next change there).
+  // (without that, its connections would stay uncounted until alice's next change there).
   CHECK(eventually([&] { return publish_on_n2() == 2; }, 10s));
   CHECK(redis_command(redis.port(), "HLEN er:u:alice:conns").rfind(":2\r\n", 0) == 0);
   // What was published while n1 stood still reaches a1 too, each once, in order.
