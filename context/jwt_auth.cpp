@@ -6,6 +6,7 @@
 #include <optional>
 
 #include <jwt/jwt.hpp>
+#include <openssl/crypto.h>
 
 #include "context/user_execution_context.hpp"
 
@@ -32,19 +33,22 @@ std::string header_algorithm(std::string_view header_part) {
   return header["alg"].get<std::string>();
 }
 
+// cpp-jwt's own check (HMACSign::verify) compares the encoded signatures with ==, which stops
+// at the first differing byte: the time a refusal takes would tell a forger how much of its
+// signature is right, one byte after another. cpp-jwt computes the HMAC here; the comparison
+// is OpenSSL's constant-time one, over the same canonical base64url encodings cpp-jwt compares
+// (so a signature written with other trailing bits is refused, as before).
 bool signature_valid(std::string_view token, const std::string& secret) {
-  auto first_dot = token.find('.');
   auto last_dot = token.rfind('.');
-  jwt::jwt_header header;
-  std::error_code ec;
-  header.decode(jwt::string_view{token.data(), first_dot}, ec);
-  if (ec)
+  auto presented = token.substr(last_dot + 1);
+  auto [mac, ec] = jwt::HMACSign<jwt::algo::HS256>::sign(secret, jwt::string_view{token.data(), last_dot});
+  if (ec || mac.empty())
     return false;
-  jwt::jwt_signature signature{secret};
-  auto signed_part = jwt::string_view{token.data(), last_dot};
-  auto sig = jwt::string_view{token.data() + last_dot + 1, token.size() - last_dot - 1};
-  auto result = signature.verify(header, signed_part, sig);
-  return !result.second && result.first;
+  auto expected = jwt::base64_encode(mac.data(), mac.size());
+  expected.resize(jwt::base64_uri_encode(expected.data(), expected.size()));
+  // The length of an HS256 signature is public (43 characters); only the bytes are secret.
+  return expected.size() == presented.size()
+         && CRYPTO_memcmp(expected.data(), presented.data(), expected.size()) == 0;
 }
 
 /// The largest time claim accepted: 2^53, where JSON numbers stop being exact in most clients.

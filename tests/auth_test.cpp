@@ -101,6 +101,47 @@ TEST_CASE("a subprotocol list without router.v1 is refused before authentication
   CHECK(h.status == 400);
 }
 
+TEST_CASE("only the exact signature is accepted: every near miss is invalid_signature") {
+  test_router router;
+  auto token = token_for(router, "alice");
+  auto dot = token.rfind('.');
+  auto head = token.substr(0, dot + 1);
+  auto sig = token.substr(dot + 1);
+  REQUIRE(sig.size() == 43); // 32 bytes of HMAC-SHA256, unpadded base64url
+  REQUIRE(offer(router, token).upgraded);
+  auto flip = [](char c) { return c == 'A' ? 'B' : 'A'; };
+  SUBCASE("one character changed, first, middle or last") {
+    for (std::size_t at : {std::size_t{0}, std::size_t{21}, std::size_t{42}}) {
+      auto changed = sig;
+      changed[at] = flip(changed[at]);
+      CAPTURE(at);
+      expect_refused(offer(router, head + changed), "invalid_signature");
+    }
+  }
+  SUBCASE("a prefix of the signature, or the signature with more after it") {
+    expect_refused(offer(router, head + sig.substr(0, 42)), "invalid_signature");
+    expect_refused(offer(router, head + sig.substr(0, 1)), "invalid_signature");
+    expect_refused(offer(router, head + sig + "A"), "invalid_signature");
+    expect_refused(offer(router, head + sig + sig), "invalid_signature");
+  }
+  SUBCASE("the same bytes written with other unused trailing bits") {
+    // 43 characters carry 258 bits for 256: the last character's low two bits are unused,
+    // and a decoder ignores them. Only the canonical encoding is the signature.
+    static const std::string alphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    auto value = alphabet.find(sig.back());
+    REQUIRE(value != std::string::npos);
+    REQUIRE(value % 4 == 0);
+    for (std::size_t low = 1; low < 4; ++low) {
+      auto variant = sig;
+      variant.back() = alphabet[value + low];
+      REQUIRE(jwt::base64_uri_decode(variant.data(), variant.size())
+              == jwt::base64_uri_decode(sig.data(), sig.size()));
+      expect_refused(offer(router, head + variant), "invalid_signature");
+    }
+  }
+}
+
 TEST_CASE("every kind of bad token is refused with its own reason") {
   test_router router;
   auto exp = now_s() + 600;
