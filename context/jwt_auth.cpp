@@ -41,7 +41,8 @@ std::string header_algorithm(std::string_view header_part) {
 bool signature_valid(std::string_view token, const std::string& secret) {
   auto last_dot = token.rfind('.');
   auto presented = token.substr(last_dot + 1);
-  auto [mac, ec] = jwt::HMACSign<jwt::algo::HS256>::sign(secret, jwt::string_view{token.data(), last_dot});
+  auto signed_part = jwt::string_view{token.data(), last_dot};
+  auto [mac, ec] = jwt::HMACSign<jwt::algo::HS256>::sign(secret, signed_part);
   if (ec || mac.empty())
     return false;
   auto expected = jwt::base64_encode(mac.data(), mac.size());
