@@ -37,7 +37,7 @@ std::string header_algorithm(std::string_view header_part) {
 // at the first differing byte: the time a refusal takes would tell a forger how much of its
 // signature is right, one byte after another. cpp-jwt computes the HMAC here; the comparison
 // is OpenSSL's constant-time one, over the same canonical base64url encodings cpp-jwt compares
-// (so a signature written with other trailing bits is refused, as before).
+// (a signature written with other unused trailing bits is refused).
 bool signature_valid(std::string_view token, const std::string& secret) {
   auto last_dot = token.rfind('.');
   auto presented = token.substr(last_dot + 1);

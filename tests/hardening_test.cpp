@@ -100,7 +100,7 @@ TEST_CASE("a client that answers the server's pings stays, one that does not is 
   // The silent client reads its close only after the loop below. The router waits this long
   // for its answer before it ends the TCP connection; were that gone first, the client's pong
   // to the ping still unread would meet a reset, and Beast would report the failed write
-  // (1006) instead of the close frame (seen under TSan beside CPU hogs, the loop past 2.4 s).
+  // (1006) instead of the close frame. Under TSan beside CPU hogs the loop can last past 2.4 s.
   settings.handshake_timeout_ms = 30000;
   test_router router{settings};
   auto silent = connect_user(router, "alice");
