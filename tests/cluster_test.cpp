@@ -963,6 +963,85 @@ TEST_CASE("a disconnect published after the owner's mark but before its offer re
   CHECK(read_published(*a3, "alice", 1) == std::vector<int>{2});
 }
 
+TEST_CASE("a hand-over whose history read outlives the user's state on the adopting node is "
+          "settled against the state there now: the moved session gets each publish once") {
+  redis_server redis;
+  tcp_proxy owner_out{redis.port()}; // n1's writes to Redis can be held back
+  tcp_proxy adopter_in{redis.port()}; // what Redis answers n2's commands can be held back
+  std::vector<std::string> slow_redis{"--cluster.redis-timeout-ms=20000",
+                                      "--cluster.node-ttl-ms=5000"};
+  node n1{owner_out.address(), "n1", slow_redis};
+  node n2{adopter_in.address(), "n2", slow_redis};
+  // Two sessions of alice on n1, to move to n2; n2 follows alice's stream for a third.
+  auto c1 = n1.try_connect("alice");
+  auto g1 = next_json(*c1);
+  auto c2 = n1.try_connect("alice");
+  auto g2 = next_json(*c2);
+  auto a = n2.connect("alice");
+  REQUIRE(n2.publish("alice", {{"n", 0}}).status == 202);
+  auto event_id_of_news = [](er::client::ws_client& c) {
+    auto f = next_json(c, 10s);
+    REQUIRE(f["type"] == "news");
+    return f["event_id"].get<std::uint64_t>();
+  };
+  auto last1 = event_id_of_news(*c1);
+  auto last2 = event_id_of_news(*c2);
+  CHECK(read_published(*a, "alice", 1) == upto(1));
+  c1->reset(); // both sessions wait on n1 for a resume
+  c2->reset();
+  std::this_thread::sleep_for(100ms);
+  auto n1_out = [&] {
+    return metric(er::client::http_request("127.0.0.1", n1.port(), "GET", "/metrics").body,
+                  "router_cluster_bus_messages_out_total");
+  };
+  auto n2_in = [&] {
+    return metric(er::client::http_request("127.0.0.1", n2.port(), "GET", "/metrics").body,
+                  "router_cluster_bus_messages_in_total");
+  };
+  auto resume = [&n2](const json& greeting, std::uint64_t last_event_id) {
+    auto target = "/ws?resume=" + greeting["data"]["resume_token"].get<std::string>()
+                  + "&last_event_id=" + std::to_string(last_event_id);
+    return std::async(std::launch::async, [&n2, target] { return n2.try_connect("alice", target); });
+  };
+  // n1 hears both requests, marks alice's stream at offset 1 for each and offers the sessions
+  // in that order; the offers wait in the proxy.
+  auto sent = n1_out();
+  owner_out.hold_sends();
+  auto moving1 = resume(g1, last1);
+  REQUIRE(eventually([&] { return n1_out() > sent; }, 5s));
+  auto moving2 = resume(g2, last2);
+  REQUIRE(eventually([&] { return n1_out() > sent + 1; }, 5s));
+  // n2 hands on a publish after the marks (offset 2): the first offer has to read it from the
+  // history, for the moving session alone.
+  REQUIRE(n2.publish("alice", {{"n", 1}}).status == 202);
+  CHECK(read_published(*a, "alice", 1) == std::vector<int>{1});
+  auto heard = n2_in();
+  adopter_in.hold_replies_to("er:node:n2:commands");
+  owner_out.release_sends();
+  // Both offers reach n2. The first one's read waits in the proxy, the second one for that read.
+  REQUIRE(eventually([&] { return n2_in() >= heard + 2; }, 5s));
+  // alice's last session on n2 ends, and n2 drops her state. The second offer then finds none:
+  // its session starts a new state from its mark (offset 1), which owes it offset 2.
+  a->close();
+  auto s2 = moving2.get();
+  auto hello2 = next_json(*s2, 10s);
+  REQUIRE(hello2["type"] == "connection_established");
+  CHECK(hello2["data"]["recovered"] == true);
+  // The first read's answer is for the dropped state. Settled against the new state, which
+  // stands at the mark, the first offer carries nothing: offset 2 reaches both sessions once
+  // the new state reads it.
+  adopter_in.release_replies();
+  auto s1 = moving1.get();
+  auto hello1 = next_json(*s1, 10s);
+  REQUIRE(hello1["type"] == "connection_established");
+  CHECK(hello1["data"]["recovered"] == true);
+  REQUIRE(n1.publish("alice", {{"n", 2}}).status == 202);
+  CHECK(read_published(*s1, "alice", 2) == std::vector<int>{1, 2});
+  CHECK(read_published(*s2, "alice", 2) == std::vector<int>{1, 2});
+  CHECK(s1->read(300ms).what == er::client::frame::kind::timeout);
+  CHECK(s2->read(300ms).what == er::client::frame::kind::timeout);
+}
+
 TEST_CASE("a new connection of a user its node already follows gets every publish counted for "
           "it, also one whose message reaches the node before the node's admission does") {
   redis_server redis;

@@ -38,8 +38,14 @@ struct channel_message {
   std::string event; ///< JSON {"type", "data"}
 };
 
-/// What a history read brought: `complete` when every offset asked for was there.
-using history_done = std::function<void(bool complete, std::vector<std::string> events)>;
+/// How a history read ended: every offset asked for was there, or not all of them were; or
+/// its answer came after the user's state it was made for had been dropped here (the user's
+/// last session here ended). Then it says nothing about the state there is now, if any: what
+/// the read was for is settled again against that.
+enum class read_end { complete, incomplete, superseded };
+
+/// What a history read brought (the events when complete).
+using history_done = std::function<void(read_end end, std::vector<std::string> events)>;
 
 /// Offsets `from`..`to` of a user's stream in `epoch`. `fresh`: the epoch is new here (Redis
 /// started anew), so it began somewhere in the history at an offset not known here; what the
@@ -60,6 +66,9 @@ struct failed_read {
 };
 
 struct user_state {
+  /// Tells this state from one made for the user after it was dropped (a read's answer can
+  /// arrive after both).
+  std::uint64_t generation = 0;
   std::int64_t local = 0; ///< this node's open connections of the user
   /// `last` holds: from the node's first admitted connection of the user (its baseline) or,
   /// without one, from the first message seen.
@@ -126,6 +135,7 @@ struct bus_state {
   /// meanwhile gets an HDEL; without it the old count would hold the user's limit for good.
   std::unordered_set<std::string> unsynced;
   std::uint64_t next_request = 0;
+  std::uint64_t user_generations = 0; ///< user_state::generation, the last one given
   cluster_status status;
   static inline const char* name = "cluster_bus";
 };
@@ -315,20 +325,23 @@ std::optional<std::vector<std::string>> span_entries(std::vector<history_entry>&
   return out;
 }
 
-/// Reads the span of the user's history while the user's channel waits here; `done` gets the
-/// entries (complete: all of them were there), also when the user's state went meanwhile; then
-/// the channel goes on. A read Redis fails (the link went, an error reply) is made again each
-/// tick until `give_up_at`, then counts as incomplete.
+/// Reads the span of the user's history while the user's channel (its state here, which must
+/// exist) waits; `done` gets the entries, then the channel goes on. When that state was dropped
+/// meanwhile, `done` is told superseded instead, and nothing goes on: a state made for the user
+/// since then does not wait for this read. A read Redis fails (the link went, an error reply)
+/// is made again each tick until `give_up_at`, then counts as incomplete.
 void read_history(bus_pointer self, const std::string& user, history_span span,
                   history_done done, std::chrono::steady_clock::time_point give_up_at) {
-  self->state.users[user].filling = true;
+  auto& u = self->state.users.at(user);
+  u.filling = true;
   call(self, shard_for(self, user),
        {"XRANGE", user_key(self, user, ":hist"), std::to_string(span.from) + "-0",
         std::to_string(span.to) + "-0"},
-       [self, user, span, done, give_up_at](redis_reply& r) {
+       [self, user, span, done, give_up_at, generation = u.generation](redis_reply& r) {
          auto it = self->state.users.find(user);
-         if (r.is_error() && it != self->state.users.end()
-             && std::chrono::steady_clock::now() < give_up_at) {
+         if (it == self->state.users.end() || it->second.generation != generation)
+           return done(read_end::superseded, {});
+         if (r.is_error() && std::chrono::steady_clock::now() < give_up_at) {
            it->second.retry = failed_read{span, done, give_up_at};
            return; // the channel waits on
          }
@@ -337,7 +350,8 @@ void read_history(bus_pointer self, const std::string& user, history_span span,
            auto entries = entries_of(r);
            events = span_entries(entries, span);
          }
-         done(events.has_value(), events ? std::move(*events) : std::vector<std::string>{});
+         done(events ? read_end::complete : read_end::incomplete,
+              events ? std::move(*events) : std::vector<std::string>{});
          go_on(self, user);
        });
 }
@@ -349,12 +363,9 @@ void read_history(bus_pointer self, const std::string& user, history_span span,
 }
 
 /// What a history read brought for the user's sessions here (up to `to`), or, if the history
-/// no longer held all of it, their lost state (4010). False when the user's state went.
-bool hand_on_history(bus_pointer self, const std::string& user, std::uint64_t to, bool complete,
+/// no longer held all of it, their lost state (4010). The read was not superseded.
+void hand_on_history(bus_pointer self, const std::string& user, std::uint64_t to, bool complete,
                      const std::vector<std::string>& events) {
-  auto it = self->state.users.find(user);
-  if (it == self->state.users.end())
-    return false;
   if (complete) {
     for (auto& event : events)
       deliver(self, user, event);
@@ -363,20 +374,21 @@ bool hand_on_history(bus_pointer self, const std::string& user, std::uint64_t to
     self->send(self->state.router, lost_atom::value, user, close_code::state_lost.code);
     count_metric(self, &router_metrics::cluster_gap_lost);
   }
-  it->second.last = to;
-  return true;
+  self->state.users.at(user).last = to;
 }
 
 /// The span is missing here: fetched from the user's history, or the user's sessions here
 /// lose their state (4010). `then` goes on with the channel (not when the user's state went
-/// meanwhile).
+/// meanwhile: the gap was that state's).
 void fill_gap(bus_pointer self, const std::string& user, history_span span,
               std::function<void()> then) {
   auto to = span.to;
   read_history(self, user, std::move(span),
-               [self, user, to, then](bool complete, std::vector<std::string> events) {
-                 if (hand_on_history(self, user, to, complete, events))
-                   then();
+               [self, user, to, then](read_end end, std::vector<std::string> events) {
+                 if (end == read_end::superseded)
+                   return;
+                 hand_on_history(self, user, to, end == read_end::complete, events);
+                 then();
                });
 }
 
@@ -748,17 +760,24 @@ void catch_up(bus_pointer self, peer_note note, caf::typed_response_promise<peer
   if (!same_epoch || mark == u.last) // level, or Redis started anew between them: this node leads
     return hand_offer(self, std::move(note), std::move(rp));
   auto user = note.user;
+  // A read that outlives the user's state here settles the hand-over again against the state
+  // there is then: none (the mark is the start), or one made since, at another offset.
   if (mark > u.last)
     return read_history(self, user, history_span{u.last + 1, mark, u.epoch, false},
-                        [self, note = std::move(note), rp](bool complete,
+                        [self, note = std::move(note), rp](read_end end,
                                                             std::vector<std::string> events) mutable {
-                          hand_on_history(self, note.user, note.stream_offset, complete, events);
+                          if (end == read_end::superseded)
+                            return catch_up(self, std::move(note), std::move(rp));
+                          hand_on_history(self, note.user, note.stream_offset,
+                                          end == read_end::complete, events);
                           hand_offer(self, std::move(note), std::move(rp));
                         });
   read_history(self, user, history_span{mark + 1, u.last, u.epoch, false},
-               [self, note = std::move(note), rp](bool complete,
+               [self, note = std::move(note), rp](read_end end,
                                                    std::vector<std::string> events) mutable {
-                 if (!complete) {
+                 if (end == read_end::superseded)
+                   return catch_up(self, std::move(note), std::move(rp));
+                 if (end == read_end::incomplete) {
                    count_metric(self, &router_metrics::cluster_gap_lost);
                    return end_handover(self, note, rp);
                  }
@@ -836,14 +855,16 @@ void on_presence(bus_pointer self, const std::string& user, std::int64_t local) 
     st.users.erase(it);
     if (st.shards[index].pubsub_up)
       st.shards[index].pubsub->unsubscribe(channel_of(self, user));
-    if (retry) // told, as a read in flight would be once it ends
-      retry->done(false, {});
+    if (retry) // told, as a read in flight is once it ends
+      retry->done(read_end::superseded, {});
     for (auto& work : deferred)
       work();
     return;
   }
   bool first = it == st.users.end();
   auto& u = st.users[user];
+  if (first)
+    u.generation = ++st.user_generations;
   u.local = local;
   if (auto b = st.baselines.find(user); b != st.baselines.end()) {
     if (first && std::chrono::steady_clock::now() - b->second.at <= baseline_life) {
@@ -896,9 +917,14 @@ void admit(bus_pointer self, const std::string& user, std::string epoch, std::ui
     rp.deliver(std::move(a));
     return;
   }
+  // A read that outlives the user's state here admits the connection again against the state
+  // there is then.
   read_history(self, user, history_span{seq + 1, u.last, u.epoch, false},
-               [self, a, rp](bool complete, std::vector<std::string> events) mutable {
-                 if (!complete) {
+               [self, user, epoch, seq, a, rp](read_end end,
+                                               std::vector<std::string> events) mutable {
+                 if (end == read_end::superseded)
+                   return admit(self, user, std::move(epoch), seq, std::move(rp));
+                 if (end == read_end::incomplete) {
                    count_metric(self, &router_metrics::cluster_gap_lost);
                    a.lost = true;
                    rp.deliver(std::move(a));
