@@ -963,6 +963,80 @@ TEST_CASE("a disconnect published after the owner's mark but before its offer re
   CHECK(read_published(*a3, "alice", 1) == std::vector<int>{2});
 }
 
+TEST_CASE("a node adopting a session while it stands behind the owner's mark (its subscription "
+          "cut, what it missed not yet recovered) hands the missed publish to its other session "
+          "first, and each session gets every publish once") {
+  redis_server redis;
+  tcp_proxy owner_out{redis.port()}; // n1's writes to Redis can be held back
+  tcp_proxy adopter_in{redis.port()}; // what Redis answers n2's links can be held back
+  node n1{owner_out.address(), "n1",
+          {"--cluster.redis-timeout-ms=20000", "--cluster.node-ttl-ms=5000"}};
+  node n2{adopter_in.address(), "n2",
+          {"--cluster.redis-timeout-ms=20000", "--cluster.node-ttl-ms=1500"}};
+  auto c = n1.try_connect("alice"); // to move to n2
+  auto greeting = next_json(*c);
+  auto a = n2.connect("alice");     // n2 follows alice's stream for it
+  REQUIRE(n1.publish("alice", {{"n", 0}}).status == 202);
+  auto f = next_json(*c, 10s);
+  REQUIRE(f["type"] == "news");
+  auto last_event_id = f["event_id"].get<std::uint64_t>();
+  CHECK(read_published(*a, "alice", 1) == upto(1));
+  c->reset(); // the session waits on n1 for a resume
+  std::this_thread::sleep_for(100ms);
+  // n2's subscriber link is cut, and the new one does not come up: Redis's answers to it wait
+  // in the proxy. A publish meanwhile reaches n1 (offset 2), not n2.
+  auto n2_pubsub = redis_client_id(redis.port(), "er:node:n2:pubsub");
+  REQUIRE(!n2_pubsub.empty());
+  adopter_in.hold_replies_to("er:node:n2:pubsub");
+  REQUIRE(redis_command(redis.port(), "CLIENT KILL ID " + n2_pubsub) == ":1\r\n");
+  REQUIRE(n1.publish("alice", {{"n", 1}}).status == 202);
+  // The resume on n2: n1 marks alice's stream at offset 2 and offers; the offer waits in the
+  // proxy until n2 hears its node channel again.
+  auto n1_out = [&] {
+    return metric(er::client::http_request("127.0.0.1", n1.port(), "GET", "/metrics").body,
+                  "router_cluster_bus_messages_out_total");
+  };
+  auto n2_metric = [&](const char* series) {
+    return metric(er::client::http_request("127.0.0.1", n2.port(), "GET", "/metrics").body,
+                  series);
+  };
+  auto sent = n1_out();
+  owner_out.hold_sends();
+  auto moving = std::async(std::launch::async, [&] {
+    return n2.try_connect("alice", "/ws?resume=" + greeting["data"]["resume_token"].get<std::string>()
+                                     + "&last_event_id=" + std::to_string(last_event_id));
+  });
+  REQUIRE(eventually([&] { return n1_out() > sent; }, 5s));
+  // n2's subscriber link comes up and subscribes again, but the read of what it missed waits:
+  // Redis's answers to n2's commands are held from here on.
+  adopter_in.hold_replies_to("er:node:n2:commands");
+  adopter_in.release_replies_to("er:node:n2:pubsub");
+  auto subscribers = [&](const std::string& channel) {
+    return redis_command(redis.port(), "EVAL \"return redis.call('PUBSUB', 'NUMSUB', KEYS[1])[2]\" "
+                                       "1 " + channel);
+  };
+  REQUIRE(eventually([&] {
+    return subscribers("er:n:n2") == ":1\r\n" && subscribers("er:u:alice") == ":2\r\n";
+  }, 10s));
+  CHECK(a->read(100ms).what == er::client::frame::kind::timeout); // n2 stands behind the mark
+  // The offer reaches n2, which reads up to the mark (its answer waits too).
+  auto heard = n2_metric("router_cluster_bus_messages_in_total");
+  owner_out.release_sends();
+  REQUIRE(eventually([&] { return n2_metric("router_cluster_bus_messages_in_total") > heard; }, 5s));
+  adopter_in.release_replies();
+  auto moved = moving.get();
+  auto hello = next_json(*moved, 10s);
+  REQUIRE(hello["type"] == "connection_established");
+  CHECK(hello["data"]["recovered"] == true);
+  REQUIRE(n1.publish("alice", {{"n", 2}}).status == 202);
+  // The moved session has offset 2 from its owner's frames, the other session from n2's read.
+  CHECK(read_published(*moved, "alice", 2) == std::vector<int>{1, 2});
+  CHECK(read_published(*a, "alice", 2) == std::vector<int>{1, 2});
+  CHECK(moved->read(300ms).what == er::client::frame::kind::timeout);
+  CHECK(a->read(300ms).what == er::client::frame::kind::timeout);
+  CHECK(n2_metric("router_cluster_gaps_filled_total") >= 1);
+}
+
 TEST_CASE("a hand-over whose history read outlives the user's state on the adopting node is "
           "settled against the state there now: the moved session gets each publish once") {
   redis_server redis;

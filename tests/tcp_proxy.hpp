@@ -5,7 +5,9 @@
 // to both of its ends (no FIN, no RST); connections made afterwards forward again. Or the test
 // holds what the clients send, on every connection, until it releases it: a client whose
 // writes are late while it still hears the server. Or it holds what the server sends on the
-// connections whose client sent a given text (a connection's name): one connection late.
+// connections whose client sent a given text (a connection's name): one connection late. A
+// connection held stays held, also when the test holds another one's replies next, until it
+// is released.
 
 #include <algorithm>
 #include <array>
@@ -86,6 +88,20 @@ public:
       for (auto& p : pipes_)
         if (auto n = std::exchange(p->held_down, 0))
           forward(p, false, n);
+    });
+  }
+
+  /// Lets through what waits on the connections whose client sent `marker`, and all the
+  /// server sends them from here on; other connections held stay held. (A hold_replies_to of
+  /// another marker since keeps holding its connections.)
+  void release_replies_to(std::string marker) {
+    on_io([this, marker = std::move(marker)] {
+      if (replies_marker_ == marker)
+        replies_marker_.reset();
+      for (auto& p : pipes_)
+        if (p->sent.find(marker) != std::string::npos)
+          if (auto n = std::exchange(p->held_down, 0))
+            forward(p, false, n);
     });
   }
 
