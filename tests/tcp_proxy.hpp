@@ -5,9 +5,9 @@
 // to both of its ends (no FIN, no RST); connections made afterwards forward again. Or the test
 // holds what the clients send, on every connection, until it releases it: a client whose
 // writes are late while it still hears the server. Or it holds what the server sends on the
-// connections whose client sent a given text (a connection's name): one connection late. A
-// connection held stays held, also when the test holds another one's replies next, until it
-// is released.
+// connections whose client sent a given text (a connection's name): one connection late; or
+// from the moment a client sends a given text (a command), from its answer on. A connection
+// held stays held, also when the test holds another one's replies next, until it is released.
 
 #include <algorithm>
 #include <array>
@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -82,26 +83,46 @@ public:
   void hold_replies_to(std::string marker) {
     on_io([this, marker = std::move(marker)] { replies_marker_ = marker; });
   }
+  /// From here on, a connection whose client sends `text` (within one read of what it sends:
+  /// one command) has all the server sends it from then on held, until release_replies(): the
+  /// answer to that command and to those after it wait, earlier answers do not.
+  void hold_replies_after(std::string text) {
+    on_io([this, text = std::move(text)] { replies_after_ = text; });
+  }
+  /// Bytes held for the clients (hold_replies_to, hold_replies_after) now.
+  std::size_t replies_held() {
+    std::size_t n = 0;
+    on_io([&] {
+      for (auto& p : pipes_)
+        n += p->held_down;
+    });
+    return n;
+  }
   void release_replies() {
     on_io([this] {
       replies_marker_.reset();
-      for (auto& p : pipes_)
+      replies_after_.reset();
+      for (auto& p : pipes_) {
+        p->holding_down = false;
         if (auto n = std::exchange(p->held_down, 0))
           forward(p, false, n);
+      }
     });
   }
 
-  /// Lets through what waits on the connections whose client sent `marker`, and all the
-  /// server sends them from here on; other connections held stay held. (A hold_replies_to of
-  /// another marker since keeps holding its connections.)
+  /// Lets through what waits on the connections whose client sent `marker`, and what the
+  /// server sends them from here on (until one sends hold_replies_after's text); other
+  /// connections held stay held.
   void release_replies_to(std::string marker) {
     on_io([this, marker = std::move(marker)] {
       if (replies_marker_ == marker)
         replies_marker_.reset();
       for (auto& p : pipes_)
-        if (p->sent.find(marker) != std::string::npos)
+        if (p->sent.find(marker) != std::string::npos) {
+          p->holding_down = false;
           if (auto n = std::exchange(p->held_down, 0))
             forward(p, false, n);
+        }
     });
   }
 
@@ -127,7 +148,8 @@ private:
     std::array<char, 16384> down{}; ///< server -> client
     bool frozen = false;
     std::size_t held = 0;      ///< bytes in `up` held back (hold_sends)
-    std::size_t held_down = 0; ///< bytes in `down` held back (hold_replies_to)
+    std::size_t held_down = 0; ///< bytes in `down` held back (hold_replies_to, _after)
+    bool holding_down = false; ///< the client sent hold_replies_after's text
     std::string sent;          ///< the client's first bytes, for hold_replies_to
   };
 
@@ -170,11 +192,16 @@ private:
       }
       if (upward && p->sent.size() < 4096)
         p->sent.append(p->up.data(), std::min(n, 4096 - p->sent.size()));
+      if (upward && replies_after_
+          && std::string_view{p->up.data(), n}.find(*replies_after_) != std::string_view::npos)
+        p->holding_down = true; // before the command goes on, so its answer is held
       if (upward && holding_) {
         p->held = n;
         return;
       }
-      if (!upward && replies_marker_ && p->sent.find(*replies_marker_) != std::string::npos) {
+      if (!upward
+          && (p->holding_down
+              || (replies_marker_ && p->sent.find(*replies_marker_) != std::string::npos))) {
         p->held_down = n;
         return;
       }
@@ -199,6 +226,7 @@ private:
   std::list<std::shared_ptr<pipe>> pipes_; ///< every connection, kept open to the end
   bool holding_ = false;                   ///< hold_sends() (on the io thread)
   std::optional<std::string> replies_marker_; ///< hold_replies_to() (on the io thread)
+  std::optional<std::string> replies_after_;  ///< hold_replies_after() (on the io thread)
   std::atomic<int> accepted_{0};
   std::thread thread_;
 };
