@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <jwt/jwt.hpp>
 #include <poll.h>
 #include <spawn.h>
@@ -134,6 +135,11 @@ long rss_kib() {
     if (line.rfind("VmRSS:", 0) == 0)
       return std::stol(line.substr(6));
   return -1;
+}
+
+long heap_in_use_kib() {
+  auto info = mallinfo2();
+  return static_cast<long>((info.uordblks + info.hblkhd) / 1024);
 }
 
 // -- child_process ------------------------------------------------------------

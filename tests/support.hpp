@@ -86,6 +86,9 @@ double metric(const test_router& router, const std::string& series);
 
 /// Resident set size of this process in KiB.
 long rss_kib();
+/// What this process's heap holds allocated, in KiB (glibc's mallinfo2 over every arena): unlike
+/// the RSS, not what the allocator keeps of freed memory in its arenas.
+long heap_in_use_kib();
 
 /// A child process with its stdout and stderr captured.
 class child_process {
