@@ -109,7 +109,6 @@ public:
       }
     });
   }
-
   /// Lets through what waits on the connections whose client sent `marker`, and what the
   /// server sends them from here on (until one sends hold_replies_after's text); other
   /// connections held stay held.
