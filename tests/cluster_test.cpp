@@ -269,6 +269,28 @@ std::vector<std::string> patient_links(int node_ttl_ms = 5000) {
   return {"--cluster.redis-timeout-ms=20000", "--cluster.node-ttl-ms=" + std::to_string(node_ttl_ms)};
 }
 
+/// A test's Redis and two nodes that reach it through proxies: n1, a session's owner, whose
+/// writes to Redis the test can hold in `owner_out`, and n2, the node the session moves to,
+/// whose answers from Redis it can hold in `adopter_in`. Both wait for held answers
+/// (patient_links).
+struct proxied_pair {
+  explicit proxied_pair(int adopter_ttl_ms = 5000)
+    : n1{owner_out.address(), "n1", patient_links()},
+      n2{adopter_in.address(), "n2", patient_links(adopter_ttl_ms)} {
+  }
+  redis_server redis;
+  tcp_proxy owner_out{redis.port()};
+  tcp_proxy adopter_in{redis.port()};
+  node n1;
+  node n2;
+};
+
+/// proxied_pair whose n2 ticks, and so reconnects a lost link, every 0.5 s.
+struct proxied_pair_quick_adopter : proxied_pair {
+  proxied_pair_quick_adopter() : proxied_pair{1500} {
+  }
+};
+
 /// A resume on `adopter` of the session `greeting` began (on `owner`), started once the
 /// owner's writes to Redis are held in `owner_out`, and returned once the owner has made its
 /// offer, which waits there: the owner marked the user's stream when it heard the request.
@@ -283,10 +305,11 @@ resume_offer_held(tcp_proxy& owner_out, const node& owner, const node& adopter,
   return moving;
 }
 
-/// The next frame on `c`, a published event: its event_id.
-std::uint64_t news_event_id(er::client::ws_client& c) {
+/// The next frame on `c`, the published event with data.n `n`: its event_id.
+std::uint64_t news_event_id(er::client::ws_client& c, int n) {
   auto f = next_json(c, 10s);
   REQUIRE(f["type"] == "news");
+  CHECK(f["data"]["n"] == n);
   return f["event_id"].get<std::uint64_t>();
 }
 
@@ -299,7 +322,7 @@ std::pair<json, std::uint64_t> session_left_waiting(const node& owner, const nod
   auto c = owner.try_connect(user);
   auto greeting = next_json(*c);
   REQUIRE(publisher.publish(user, {{"n", 0}}).status == 202);
-  auto last_event_id = news_event_id(*c);
+  auto last_event_id = news_event_id(*c, 0);
   CHECK(read_published(follower, user, 1) == upto(1));
   c->reset();
   std::this_thread::sleep_for(100ms); // the owner has seen the socket go
@@ -1005,16 +1028,10 @@ TEST_CASE("a disconnect published after the owner's mark but before its offer re
   node n1{late.address(), "n1", {"--cluster.redis-timeout-ms=20000"}};
   node n2{redis.address(), "n2"};
   auto a2 = n2.connect("alice"); // n2 follows alice's stream
-  auto c = n1.try_connect("alice");
-  auto greeting = next_json(*c);
-  REQUIRE(n2.publish("alice", {{"n", 0}}).status == 202);
-  CHECK(read_published(*c, "alice", 1) == upto(1));
-  CHECK(read_published(*a2, "alice", 1) == upto(1));
-  c->reset(); // the session waits on n1 for a resume
-  std::this_thread::sleep_for(100ms);
+  auto [greeting, last_event_id] = session_left_waiting(n1, n2, *a2, "alice"); // to move to n2
   // n1 hears n2's request, marks alice's stream at offset 1 and offers the session; the offer
   // waits in the proxy.
-  auto resumed = resume_offer_held(late, n1, n2, "alice", greeting, 1);
+  auto resumed = resume_offer_held(late, n1, n2, "alice", greeting, last_event_id);
   // Meanwhile the backend disconnects alice (offset 2): her session on n2 closes, and a new one
   // there follows the stream past it (offset 3) when the offer arrives.
   REQUIRE(n2.disconnect("alice").status == 200);
@@ -1035,14 +1052,10 @@ TEST_CASE("a disconnect published after the owner's mark but before its offer re
   CHECK(read_published(*a3, "alice", 1) == std::vector<int>{2});
 }
 
-TEST_CASE("a node adopting a session while it stands behind the owner's mark (its subscription "
-          "cut, what it missed not yet recovered) hands the missed publish to its other session "
-          "first, and each session gets every publish once") {
-  redis_server redis;
-  tcp_proxy owner_out{redis.port()}; // n1's writes to Redis can be held back
-  tcp_proxy adopter_in{redis.port()}; // what Redis answers n2's links can be held back
-  node n1{owner_out.address(), "n1", patient_links()};
-  node n2{adopter_in.address(), "n2", patient_links(1500)}; // ticks, and reconnects, each 0.5 s
+TEST_CASE_FIXTURE(proxied_pair_quick_adopter,
+                  "a node adopting a session while it stands behind the owner's mark (its "
+                  "subscription cut, what it missed not yet recovered) hands the missed publish "
+                  "to its other session first, and each session gets every publish once") {
   auto a = n2.connect("alice"); // n2 follows alice's stream for it
   auto [greeting, last_event_id] = session_left_waiting(n1, n1, *a, "alice"); // to move to n2
   // n2's subscriber link is cut, and the new one does not come up: Redis's answers to it wait
@@ -1081,13 +1094,10 @@ TEST_CASE("a node adopting a session while it stands behind the owner's mark (it
   CHECK(n2.metric_value("router_cluster_gaps_filled_total") >= 1);
 }
 
-TEST_CASE("a hand-over whose history read outlives the user's state on the adopting node is "
-          "settled against the state there now: the moved session gets each publish once") {
-  redis_server redis;
-  tcp_proxy owner_out{redis.port()}; // n1's writes to Redis can be held back
-  tcp_proxy adopter_in{redis.port()}; // what Redis answers n2's commands can be held back
-  node n1{owner_out.address(), "n1", patient_links()};
-  node n2{adopter_in.address(), "n2", patient_links()};
+TEST_CASE_FIXTURE(proxied_pair,
+                  "a hand-over whose history read outlives the user's state on the adopting node "
+                  "is settled against the state there now: the moved session gets each publish "
+                  "once") {
   // Two sessions of alice on n1, to move to n2; n2 follows alice's stream for a third.
   auto c1 = n1.try_connect("alice");
   auto g1 = next_json(*c1);
@@ -1095,8 +1105,8 @@ TEST_CASE("a hand-over whose history read outlives the user's state on the adopt
   auto g2 = next_json(*c2);
   auto a = n2.connect("alice");
   REQUIRE(n2.publish("alice", {{"n", 0}}).status == 202);
-  auto last1 = news_event_id(*c1);
-  auto last2 = news_event_id(*c2);
+  auto last1 = news_event_id(*c1, 0);
+  auto last2 = news_event_id(*c2, 0);
   CHECK(read_published(*a, "alice", 1) == upto(1));
   c1->reset(); // both sessions wait on n1 for a resume
   c2->reset();
@@ -1130,13 +1140,10 @@ TEST_CASE("a hand-over whose history read outlives the user's state on the adopt
   expect_each_once({s1.get(), s2.get()}, "alice", {1, 2});
 }
 
-TEST_CASE("an admission whose history read outlives the user's state on the node is settled "
-          "against the state there now: the new connection gets each publish once") {
-  redis_server redis;
-  tcp_proxy owner_out{redis.port()}; // n1's writes to Redis can be held back
-  tcp_proxy late{redis.port()};      // what Redis answers n2's commands can be held back
-  node n1{owner_out.address(), "n1", patient_links()};
-  node n2{late.address(), "n2", patient_links()};
+TEST_CASE_FIXTURE(proxied_pair,
+                  "an admission whose history read outlives the user's state on the node is "
+                  "settled against the state there now: the new connection gets each publish "
+                  "once") {
   node n3{redis.address(), "n3"}; // publishes
   auto a = n2.connect("alice"); // n2 follows alice's stream for it
   auto [greeting, last_event_id] = session_left_waiting(n1, n3, *a, "alice"); // to move to n2
@@ -1145,15 +1152,15 @@ TEST_CASE("an admission whose history read outlives the user's state on the node
   auto moving = resume_offer_held(owner_out, n1, n2, "alice", greeting, last_event_id);
   // A new connection of alice on n2: Redis counts it from offset 1, and its answer waits while
   // a publish (offset 2) reaches n2, which then stands past the connection's start.
-  late.hold_replies_to("er:node:n2:commands");
+  adopter_in.hold_replies_to("er:node:n2:commands");
   auto connecting = std::async(std::launch::async, [&] { return n2.try_connect("alice"); });
   REQUIRE(eventually([&] { return counted_connections(redis.port(), "alice") == ":2\r\n"; }, 5s));
   REQUIRE(n3.publish("alice", {{"n", 1}}).status == 202);
   CHECK(read_published(*a, "alice", 1) == std::vector<int>{1});
   // The admission reads offset 2 from the history, for the new connection; that answer waits.
-  late.hold_replies_after("XRANGE");
-  late.release_replies_to("er:node:n2:commands");
-  REQUIRE(eventually([&] { return late.replies_held() > 0; }, 5s));
+  adopter_in.hold_replies_after("XRANGE");
+  adopter_in.release_replies_to("er:node:n2:commands");
+  REQUIRE(eventually([&] { return adopter_in.replies_held() > 0; }, 5s));
   // alice's only session on n2 ends (the new connection is not one yet), and n2 drops her
   // state. The offer then finds none: the moved session starts a new state from its mark
   // (offset 1), which owes it offset 2.
@@ -1165,7 +1172,7 @@ TEST_CASE("an admission whose history read outlives the user's state on the node
   // The read's answer is for the dropped state. Admitted against the new state, which stands at
   // the connection's start, the connection is owed nothing: offset 2 reaches it, and the moved
   // session, once the new state reads it.
-  late.release_replies();
+  adopter_in.release_replies();
   auto b = connecting.get();
   CHECK(next_json(*b)["type"] == "connection_established");
   REQUIRE(n3.publish("alice", {{"n", 2}}).status == 202);
