@@ -211,7 +211,11 @@ void http_api::handle(const net::http_request_view& req, respond_fn respond) con
                           path.size() - users_prefix.size() - disconnect_suffix.size());
   if (user.find('/') != std::string_view::npos)
     return respond(error_reply(404, "not found"));
-  disconnect(*this, context::percent_decode(user), std::move(respond));
+  // A path segment: `+` is a plus (user ids are often e-mail addresses), `%2B` too.
+  auto user_id = context::percent_decode(user);
+  if (!context::is_valid_subject(user_id))
+    return respond(error_reply(400, "the path must name a user's id"));
+  disconnect(*this, std::move(user_id), std::move(respond));
 }
 
 } // namespace er::app

@@ -34,9 +34,7 @@ bool iequals_prefix(std::string_view s, std::string_view prefix) {
   return true;
 }
 
-} // namespace
-
-std::string percent_decode(std::string_view s) {
+std::string decode(std::string_view s, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
@@ -49,9 +47,19 @@ std::string percent_decode(std::string_view s) {
         continue;
       }
     }
-    out.push_back(s[i] == '+' ? ' ' : s[i]);
+    out.push_back(plus_is_space && s[i] == '+' ? ' ' : s[i]);
   }
   return out;
+}
+
+} // namespace
+
+std::string percent_decode(std::string_view s) {
+  return decode(s, false);
+}
+
+std::string form_decode(std::string_view s) {
+  return decode(s, true);
 }
 
 std::string_view target_path(std::string_view target) {
@@ -68,7 +76,7 @@ std::optional<std::string> query_parameter(std::string_view target, std::string_
     auto pair = query.substr(0, amp);
     auto eq = pair.find('=');
     if (pair.substr(0, eq) == name)
-      return eq == std::string_view::npos ? std::string{} : percent_decode(pair.substr(eq + 1));
+      return eq == std::string_view::npos ? std::string{} : form_decode(pair.substr(eq + 1));
     if (amp == std::string_view::npos)
       break;
     query.remove_prefix(amp + 1);

@@ -29,8 +29,12 @@ extracted_token extract_token(const token_request& request);
 /// Value of query parameter `name` in `target`, percent-decoded; nullopt when absent.
 std::optional<std::string> query_parameter(std::string_view target, std::string_view name);
 
-/// `%XX` sequences decoded, `+` read as a space.
+/// A path segment (RFC 3986): `%XX` sequences decoded; `+` stays a plus.
 std::string percent_decode(std::string_view s);
+
+/// A query component (application/x-www-form-urlencoded): `%XX` sequences decoded, `+` read
+/// as a space.
+std::string form_decode(std::string_view s);
 
 /// The path part of `target`, without the query.
 std::string_view target_path(std::string_view target);

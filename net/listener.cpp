@@ -41,6 +41,10 @@ std::string what_of_current() {
 
 constexpr std::size_t max_request_body_bytes = 1 << 20;
 constexpr std::size_t max_request_head_bytes = 16 * 1024;
+/// What a request may leave unparsed in the read buffer: its head (which the parser caps at
+/// max_request_head_bytes) or a chunked body's metadata, a chunk-size line with its extensions
+/// or the trailer fields, which Beast 1.74 leaves unbounded; bodies pass through in pieces.
+constexpr std::size_t max_buffered_request_bytes = 2 * max_request_head_bytes;
 constexpr std::string_view websocket_path = "/ws";
 
 struct shared_settings {
@@ -89,6 +93,9 @@ private:
       return reply(http_reply{413, json_error("request body too large")}, false);
     if (ec == http::error::header_limit)
       return reply(http_reply{431, json_error("request header fields too large")}, false);
+    if (ec == http::error::buffer_overflow) // see max_buffered_request_bytes
+      return reply(http_reply{431, json_error("chunk extensions or trailer fields too large")},
+                   false);
     if (ec && ec.category() == http::make_error_code(http::error::bad_target).category()
         && ec != http::error::end_of_stream && ec != http::error::partial_message)
       return reply(http_reply{400, json_error("malformed request")}, false);
@@ -222,7 +229,7 @@ private:
   }
 
   beast::tcp_stream stream_;
-  beast::flat_buffer buffer_;
+  beast::flat_buffer buffer_{max_buffered_request_bytes};
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<const shared_settings> settings_;
 };

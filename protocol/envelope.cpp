@@ -339,6 +339,11 @@ std::string_view utf8_prefix(std::string_view text, std::size_t max_bytes) {
   return text.substr(0, cut);
 }
 
+std::string valid_utf8(std::string_view text) {
+  auto quoted = json(std::string{text}).dump(-1, ' ', false, json::error_handler_t::replace);
+  return json::parse(quoted).get<std::string>();
+}
+
 std::string quote_excerpt(std::string_view text) {
   if (text.size() <= max_echo_bytes)
     return "\"" + std::string{text} + "\"";

@@ -95,6 +95,11 @@ outbound_event make_error(const protocol_error& error);
 /// At most `max_bytes` of `text`, cut at a character boundary (UTF-8 `text`).
 std::string_view utf8_prefix(std::string_view text, std::size_t max_bytes);
 
+/// `text` as valid UTF-8: each byte that is not part of a valid sequence becomes U+FFFD (by
+/// nlohmann's replace handler). For messages that quote bytes from outside (an agent's
+/// response body, a header), which every strict JSON writer downstream would refuse.
+std::string valid_utf8(std::string_view text);
+
 /// A client's text as an error message quotes it: in double quotes, at most
 /// `max_echo_bytes` of it, cut at a character boundary and marked with "..." when cut.
 inline constexpr std::size_t max_echo_bytes = 64;

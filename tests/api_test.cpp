@@ -150,6 +150,43 @@ TEST_CASE("the disconnect API closes exactly that user's connections with 4511")
   CHECK(eventually([&] { return router.server().stats().connections == 1; }));
 }
 
+TEST_CASE("the disconnect API reads its path as a path: a plus stays a plus, %XX is decoded, "
+          "an id no token could carry is 400") {
+  test_router router;
+  auto disconnect = [&](const std::string& path_user) {
+    return er::client::http_request("127.0.0.1", router.port(), "POST",
+                                    "/api/v1/users/" + path_user + "/disconnect", key);
+  };
+  auto answered_ping = [](connection& c) {
+    c.client->send_text(R"({"type":"ping","id":"p"})");
+    return next_json(*c.client)["reply_to"] == "p";
+  };
+  // E-mail addresses are common user ids; URI builders leave their `+` unescaped in a path.
+  auto plus = connect_user(router, "ann+test@example.com");
+  auto space = connect_user(router, "ann test@example.com");
+  auto r = disconnect("ann+test@example.com");
+  CHECK(r.status == 200);
+  CHECK(json::parse(r.body)["disconnected"] == 1);
+  expect_close(*plus.client, 4511);
+  CHECK(answered_ping(space)); // the user whose id has a space instead is not touched
+
+  auto plus_again = connect_user(router, "ann+test@example.com");
+  r = disconnect("ann%2Btest%40example.com");
+  CHECK(json::parse(r.body)["disconnected"] == 1);
+  expect_close(*plus_again.client, 4511);
+  CHECK(answered_ping(space));
+  r = disconnect("ann%20test%40example.com");
+  CHECK(json::parse(r.body)["disconnected"] == 1);
+  expect_close(*space.client, 4511);
+
+  for (std::string bad : {"anonymous", "%00", "a%0Ab"}) {
+    CAPTURE(bad);
+    r = disconnect(bad);
+    CHECK(r.status == 400);
+    CHECK(json::parse(r.body) == json{{"error", "the path must name a user's id"}});
+  }
+}
+
 TEST_CASE("healthz reports connections, users, runs and uptime") {
   test_router router{agent_settings()};
   auto a = connect_user(router, "alice");

@@ -72,6 +72,9 @@ TEST_CASE("token carriers are read in the documented order") {
 TEST_CASE("query parameters are percent-decoded and absent ones are nullopt") {
   CHECK(query_parameter("/ws?resume=rt-1&last_event_id=42", "last_event_id") == "42");
   CHECK(query_parameter("/ws?x=%41%42", "x") == "AB");
+  CHECK(query_parameter("/ws?x=a+b%2Bc", "x") == "a b+c"); // form encoding: + is a space
+  CHECK(percent_decode("a+b%2Bc%40d") == "a+b+c@d");        // a path: + is a plus
+  CHECK(percent_decode("%4") == "%4");                      // not an escape: kept
   CHECK_FALSE(query_parameter("/ws?x=1", "y").has_value());
   CHECK_FALSE(query_parameter("/ws", "x").has_value());
   CHECK(target_path("/ws?x=1") == "/ws");

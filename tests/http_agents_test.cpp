@@ -385,6 +385,39 @@ TEST_CASE("two users' HTTP agent runs at once: each frame and each backend reque
   }
 }
 
+TEST_CASE("interim responses (1xx) are read past: the run gets its final response, and the "
+          "next run on the pooled connection its own") {
+  // Beast reads a 1xx head as a whole message. Before, the run failed with "HTTP 102" and its
+  // connection went back to the pool with the real response still coming: the next run,
+  // another user's, then forwarded that response as its own.
+  agent_server server;
+  test_router router{settings_with({http_agent("interim", server.url("/interim?n=3&delay_ms=50"))})};
+  auto alice = connect_user(router, "alice");
+  auto bob = connect_user(router, "bob");
+  for (auto [c, user] : {std::pair{&alice, "alice"}, std::pair{&bob, "bob"}, std::pair{&alice, "alice"}}) {
+    CAPTURE(user);
+    auto frames = run_to_end(*c->client, start("interim", "i"), 20s);
+    REQUIRE(frames.size() == 4); // agent_started, two events, agent_completed
+    auto& last = frames.back();
+    REQUIRE(last["type"] == "agent_completed");
+    CHECK(last["data"]["user_id"] == user);
+    CHECK(last["data"]["run_id"] == frames.front()["run_id"]); // its own request's response
+  }
+  std::this_thread::sleep_for(200ms); // the last response's end read, its connection idle
+  CHECK(server.stats()["requests"] == 3);
+  CHECK(server.stats()["connections_accepted"].get<int>() < 3); // the connection was reused
+}
+
+TEST_CASE("the response's media type is matched without regard to case") {
+  agent_server server;
+  test_router router{settings_with(
+    {http_agent("upper", server.url("/ndjson?n=2&content_type=Application/X-NDJSON;%20charset=UTF-8")),
+     http_agent("sse-upper", server.url("/sse?n=2&content_type=Text/Event-Stream"))})};
+  auto c = connect_user(router, "alice");
+  CHECK(run_final(c, "upper")["type"] == "agent_completed");
+  CHECK(run_final(c, "sse-upper")["type"] == "agent_completed");
+}
+
 TEST_CASE("agents/http-agent-example.py works as an HTTP agent, in both formats") {
   child_process example{{"/usr/bin/python3", std::string{ER_SOURCE_DIR} + "/agents/http-agent-example.py",
                          "--port", "0", "--delay-ms", "1"}};

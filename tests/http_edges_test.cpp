@@ -49,6 +49,23 @@ TEST_CASE("a head just under 16 KiB is still read") {
   CHECK(body["status"] == "ok");
 }
 
+TEST_CASE("chunk metadata without an end (extensions, trailer fields) is answered 431 once "
+          "past 32 KiB, not buffered") {
+  test_router router;
+  const std::string chunked = "POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  // Beast 1.74's parser bounds neither: before the read buffer had a bound, all of these bytes
+  // were kept until the handshake timeout, which then closed the connection without an answer.
+  for (std::string head : {chunked + "1;ext=", chunked + "0\r\nX-Trailer: "}) {
+    CAPTURE(head);
+    raw_socket s{router.port()};
+    s.send(head + std::string(4 << 20, 'a')); // drained after the answer, never buffered
+    CHECK(s.read_to_end(5s));
+    auto [status, body] = answer_of(s.received());
+    CHECK(status == 431);
+    CHECK(body == json{{"error", "chunk extensions or trailer fields too large"}});
+  }
+}
+
 TEST_CASE("a malformed request is answered 400 with a JSON error, then closed") {
   test_router router;
   for (std::string bad : {"GARBAGE\r\n\r\n", "GET /ws HTTP/9.9\r\nHost: x\r\n\r\n",

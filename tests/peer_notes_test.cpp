@@ -107,6 +107,22 @@ TEST_CASE("every kind of peer note reads back as it was written") {
     round_trip(note_of(k));
 }
 
+TEST_CASE("an event whose data holds bytes that are not UTF-8 is written with U+FFFD, "
+          "never refused by the writer") {
+  // An agent's bytes quoted in its event (a response body cut inside a character, a stray
+  // 0xFF): nlohmann's strict writer threw here, which ended the cluster bus, and the router
+  // with it, while the session's runs were hosted for another node.
+  auto event = note_of(peer_note::kind::event);
+  event.event.type = "agent_error";
+  event.event.run_id = "r-1";
+  event.event.data = json{{"message", "HTTP 500: \xff and a cut \xe2\x82"}};
+  std::string written;
+  REQUIRE_NOTHROW(written = er::actors::encode_peer_note(event, "n1"));
+  auto back = er::actors::decode_peer_note(written);
+  REQUIRE(back);
+  CHECK(back->event.data["message"] == "HTTP 500: \xef\xbf\xbd and a cut \xef\xbf\xbd");
+}
+
 TEST_CASE("a malformed peer note is refused") {
   using er::actors::decode_peer_note;
   CHECK_FALSE(decode_peer_note("not json"));

@@ -240,6 +240,13 @@ TEST_CASE("an unknown type is echoed in its error as at most 64 bytes, cut betwe
   CHECK(protocol::quote_excerpt(std::string(64, 'z')) == "\"" + std::string(64, 'z') + "\"");
 }
 
+TEST_CASE("valid_utf8 keeps valid text as it is and replaces each stray byte with U+FFFD") {
+  CHECK(protocol::valid_utf8("plain, \xc3\xa9, \xe2\x82\xac") == "plain, \xc3\xa9, \xe2\x82\xac");
+  CHECK(protocol::valid_utf8("a\xff" "b") == "a\xef\xbf\xbd" "b");
+  CHECK(protocol::valid_utf8("cut \xe2\x82") == "cut \xef\xbf\xbd"); // a character cut short
+  CHECK(protocol::valid_utf8("") == "");
+}
+
 TEST_CASE("docs/asyncapi.yaml documents every message type and close code the router knows") {
   std::ifstream in{std::string{ER_SOURCE_DIR} + "/docs/asyncapi.yaml"};
   std::string doc{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};

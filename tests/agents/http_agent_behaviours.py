@@ -30,6 +30,8 @@ Agent paths (POST):
   /hang             200 NDJSON chunked: agent_thinking, then nothing until the client closes
                     the connection; the disconnect is recorded.
   /slow-headers     reads the request, never answers; the disconnect is recorded.
+  /interim          102 Processing, then 103 Early Hints (with a Link header), then after
+                    `?delay_ms=D` (default 0) the /ndjson stream (query options as there).
 
 Query options of /ndjson, /sse, /ndjson-close, /sse-close and /count:
   n=N          events in all, the last being agent_completed (default 3, at least 1)
@@ -198,6 +200,15 @@ def serve_hang(handler, query, request):
     wait_for_disconnect(handler)
 
 
+def serve_interim(handler, query, request):
+    """Interim responses first (102 Processing, then 103 Early Hints with a header), then the
+    /ndjson stream: an HTTP/1.1 client reads past 1xx heads to the final response."""
+    handler.write(b"HTTP/1.1 102 Processing\r\n\r\n"
+                  b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+    handler.pause(int_option(query, "delay_ms", 0, 0, 60_000) / 1000)
+    serve_stream(handler, query, request, NDJSON, True)
+
+
 def serve_slow_headers(handler, query, request):
     wait_for_disconnect(handler)
 
@@ -224,6 +235,7 @@ BEHAVIOURS = {  # path -> behaviour(handler, query, request)
     "/no-final": serve_no_final,
     "/hang": serve_hang,
     "/slow-headers": serve_slow_headers,
+    "/interim": serve_interim,
 }
 
 

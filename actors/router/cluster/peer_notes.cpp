@@ -150,7 +150,8 @@ std::string encode_peer_note(const peer_note& note, const std::string& from) {
     default:
       break;
   }
-  return doc.dump();
+  // Never throws: bytes that are not UTF-8 (an agent's, quoted in an event) become U+FFFD.
+  return doc.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::optional<peer_note> decode_peer_note(const std::string& text) {

@@ -363,6 +363,13 @@ void exchange::read_head() {
                             [self = shared_from_this()](error_code ec, std::size_t) {
                               if (ec)
                                 return self->fail("the agent did not answer", ec);
+                              // Beast reads a 1xx head as a whole message without a body:
+                              // the final response is still to come on this connection, so
+                              // an interim one is skipped (a connection given back to the pool
+                              // here would hand this run's response to the next run).
+                              auto status = self->parser_->get().result_int();
+                              if (status / 100 == 1 && status != 101)
+                                return self->read_head();
                               self->head_seen_ = true;
                               self->connection_->tcp().expires_never(); // the run's timeout
                               auto& res = self->parser_->get();
@@ -405,7 +412,10 @@ void exchange::on_read(error_code ec) {
 
 void exchange::succeed() {
   finished_ = true;
-  bool reusable = parser_->keep_alive();
+  // Not reused after a 101 (the connection speaks another protocol now), nor when bytes
+  // follow the response's end: they belong to no request this client made.
+  bool reusable = parser_->keep_alive() && parser_->get().result_int() != 101
+                  && buffer_.size() == 0;
   if (cb_.on_end)
     cb_.on_end();
   release(reusable);

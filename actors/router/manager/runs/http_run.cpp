@@ -5,6 +5,7 @@
 
 #include "actors/router/manager/runs/run_kinds.hpp"
 
+#include <cctype>
 #include <variant>
 
 #include <caf/event_based_actor.hpp>
@@ -90,13 +91,16 @@ void on_head(http_pointer self, const run_reporter& out, unsigned status,
   auto media = content_type.substr(0, content_type.find(';'));
   while (!media.empty() && media.back() == ' ')
     media.pop_back();
+  for (auto& c : media) // media types are case-insensitive (RFC 9110 §8.3.1)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (media == "application/x-ndjson")
     st.format = ndjson_stream{};
   else if (media == "text/event-stream")
     st.format = sse_decoder{max_line_bytes};
   else
     fail(self, out,
-         "the agent answered with Content-Type \"" + content_type.substr(0, 100)
+         "the agent answered with Content-Type \""
+           + std::string{protocol::utf8_prefix(content_type, 100)}
            + "\"; expected application/x-ndjson or text/event-stream");
 }
 
@@ -104,7 +108,7 @@ void fail_with_status(http_pointer self, const run_reporter& out) {
   auto& st = self->state;
   fail(self, out,
        "the agent answered HTTP " + std::to_string(st.status) + ": "
-         + st.error_body.substr(0, error_excerpt_bytes));
+         + std::string{protocol::utf8_prefix(st.error_body, error_excerpt_bytes)});
 }
 
 void on_body(http_pointer self, const run_reporter& out, const std::string& bytes) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/router/manager/parent_handles.hpp"
+#include "protocol/envelope.hpp"
 
 namespace er::actors {
 
@@ -36,9 +37,10 @@ public:
     send(std::move(ev));
   }
 
-  /// The run's one agent_error.
+  /// The run's one agent_error. The message may quote an agent's bytes: made valid UTF-8
+  /// here, so that no JSON writer on its way (a cluster's peer notes) has to refuse it.
   void fail(const std::string& message) const {
-    report("agent_error", nlohmann::json{{"message", message}});
+    report("agent_error", nlohmann::json{{"message", protocol::valid_utf8(message)}});
   }
 
 private:
