@@ -317,6 +317,12 @@ private:
       info.code = closing_ == closing::sent ? close_.code : peer_close_code();
     } else if (ec == websocket::error::message_too_big) {
       info.code = close_code::too_big.code; // Beast sent the close frame and drained the rest
+    } else if (ec == websocket::condition::protocol_violation && closing_ != closing::sent) {
+      // Beast failed the connection with its own close frame (ours had not gone out): 1007
+      // for text that is not UTF-8, 1002 for any other violation. Not a dropped connection:
+      // the session ends, it does not wait for a resume.
+      info.code = ec == websocket::error::bad_frame_payload ? close_code::invalid_payload.code
+                                                            : close_code::protocol_error.code;
     } else if (peer_closed_ && closing_ != closing::sent) {
       // The peer closed with a close frame; the teardown after Beast's answer failed (a reset,
       // or the peer took too long to end the connection): its close all the same.

@@ -174,6 +174,32 @@ TEST_CASE("a close with an invalid code closes with 1002, never with the code ec
   }
 }
 
+TEST_CASE("a connection Beast fails for a violation ends its session, counted with the code it "
+          "sent: not kept for a resume as a dropped one") {
+  auto settings = test_settings();
+  settings.resume_window_ms = 60000;
+  test_router router{settings};
+  // Before, each was reported as 1006 without a close frame: counted as 1006, and its session
+  // kept for a minute as if dropped, taking a router.max-detached-per-user slot.
+  const std::vector<std::pair<std::string, std::uint16_t>> violations{
+    {frame(text, "\xc3\x28"), 1007},          {frame(cont, "orphan"), 1002},
+    {frame(text, "x", true, 0x4), 1002},       {frame(0x3, "x"), 1002},
+    {frame(close_op, close_payload(999)), 1002}, {frame(ping, std::string(126, 'x')), 1002}};
+  for (const auto& violation : violations) {
+    CAPTURE(violation.second);
+    auto c = connect_user(router, "alice");
+    c.client->send_raw(violation.first);
+    expect_close(*c.client, violation.second);
+  }
+  CHECK(eventually([&] {
+    auto stats = router.server().stats();
+    return stats.connections == 0 && stats.detached == 0;
+  }));
+  CHECK(metric(router, "router_closes_total{code=\"1002\"}") == 5);
+  CHECK(metric(router, "router_closes_total{code=\"1007\"}") == 1);
+  CHECK(metric(router, "router_closes_total{code=\"1006\"}") == 0);
+}
+
 TEST_CASE("a frame header announcing more than max-message-bytes is closed with 1009 at once") {
   test_router router;
   auto bystander = connect_user(router, "bob");

@@ -39,6 +39,25 @@ std::string resume_target(const json& greeting, std::int64_t last_event_id) {
 
 } // namespace
 
+TEST_CASE("a connection the heartbeat finds gone (4009) waits for its resume like a dropped one") {
+  auto settings = resume_settings();
+  settings.resume_window_ms = 10000;
+  settings.heartbeat_interval_ms = 200;
+  settings.heartbeat_timeout_ms = 300;
+  settings.handshake_timeout_ms = 300; // the close frame's answer is not waited for long
+  test_router router{settings};
+  // A client whose network went away silently: it answers no ping (it never reads) and sends
+  // no close frame. Before, its session ended with the 4009, and the client, back on another
+  // network, got a fresh one with recovered: false.
+  auto c = connect_user(router, "alice");
+  CHECK(eventually([&] { return router.server().stats().detached == 1; }, 10s));
+  auto [client, greeting] = reconnect(router, "alice", resume_target(c.established, 0));
+  CHECK(greeting["data"]["recovered"] == true);
+  CHECK(greeting["data"]["session_id"] == c.established["data"]["session_id"]);
+  client->send_text(R"({"type":"ping","id":"back"})");
+  CHECK(next_json(*client)["reply_to"] == "back");
+}
+
 TEST_CASE("resuming in the middle of a running demo agent loses and duplicates nothing") {
   test_router router{resume_settings()};
   auto c = connect_user(router, "alice");

@@ -269,12 +269,14 @@ void on_upstream_gone(manager_pointer self) {
 }
 
 /// Whether a session whose socket closed this way waits for a resume (DESIGN §8): a
-/// connection lost without a close frame, or closed because its token expired (the client
-/// comes back with a fresh token).
+/// connection lost without a close frame, or found lost by the heartbeat (a peer whose network
+/// went away silently: 4009), or closed because its token expired (the client comes back
+/// with a fresh token).
 bool resumable(const manager_state& st, std::uint16_t code, bool clean) {
   if (st.shutting_down || st.settings->resume_window.count() == 0)
     return false;
-  return (!clean && code == 1006) || code == close_code::token_expired.code;
+  return (!clean && code == 1006) || code == close_code::heartbeat_timeout.code
+         || code == close_code::token_expired.code;
 }
 
 void on_closed(manager_pointer self, std::uint16_t code, bool clean, std::uint64_t generation) {
