@@ -7,8 +7,10 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <doctest/doctest.h>
+#include <sqlite3.h>
 
 #include "tests/support.hpp"
+#include "tests/temp_dir.hpp"
 
 using namespace er::test;
 
@@ -157,6 +159,37 @@ TEST_CASE("on shutdown, running agents finish within the drain timeout before 10
   CHECK(types.back() == "agent_completed");
 }
 
+TEST_CASE("on shutdown, a thread request the store has not answered yet gets its answer before "
+          "1001") {
+  temp_dir dir;
+  auto settings = agent_settings();
+  settings.store_path = dir.file("threads.db");
+  test_router router{settings};
+  auto c = connect_user(router, "alice");
+  auto idle = connect_user(router, "bob");
+  // Another connection holds the store's write lock: the thread's creation waits for it (the
+  // store's busy timeout is 5 s) while the drain begins.
+  sqlite3* lock = nullptr;
+  REQUIRE(sqlite3_open(settings.store_path.c_str(), &lock) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(lock, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  c.client->send_text(R"({"type":"create_thread","id":"t","payload":{"title":"late"}})");
+  c.client->send_text(R"({"type":"ping","id":"p"})");
+  CHECK(next_json(*c.client)["reply_to"] == "p"); // the request is with the store
+  std::thread stopper{[&] { router.server().shutdown(10s); }};
+  expect_close(*idle.client, 1001); // the drain has reached the managers
+  std::this_thread::sleep_for(100ms);
+  CHECK(sqlite3_exec(lock, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(lock);
+  // Before, a manager without runs closed with 1001 at once, and the answer was dropped.
+  json answer;
+  expect_close_after_text(*c.client, 1001, [&](const json& frame) {
+    if (frame["reply_to"] == "t")
+      answer = frame;
+  });
+  stopper.join();
+  CHECK(answer["type"] == "thread_created");
+}
+
 TEST_CASE("an exception in a connection's manager closes only that connection, with 1011") {
   test_router router{agent_settings()};
   auto victim = connect_user(router, "alice");
@@ -166,6 +199,10 @@ TEST_CASE("an exception in a connection's manager closes only that connection, w
   bystander.client->send_text(R"({"type":"ping","id":"b"})");
   CHECK(next_json(*bystander.client)["reply_to"] == "b");
   CHECK(eventually([&] { return router.server().stats().connections == 1; }));
+  // The gauge and the close counter too: the failed manager's socket is counted as it closes
+  // (before, its closed message found no manager and the gauge stayed one too high).
+  CHECK(eventually([&] { return metric(router, "router_connections") == 1; }));
+  CHECK(metric(router, "router_closes_total{code=\"1011\"}") == 1);
   auto fresh = connect_user(router, "alice");
   fresh.client->send_text(R"({"type":"ping","id":"f"})");
   CHECK(next_json(*fresh.client)["reply_to"] == "f");

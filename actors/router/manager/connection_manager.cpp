@@ -390,6 +390,7 @@ void on_exit_msg(manager_pointer self, caf::exit_msg& msg) {
     for (auto& id : st.handler_pending)
       reply_error(self, error_code::internal, "the request failed", id);
     st.handler_pending.clear();
+    finish_drain_if_idle(self);
     return finish_hosting_if_idle(self);
   }
   self->quit(msg.reason);
@@ -446,7 +447,8 @@ manager_actor::behavior_type shared_behavior() {
       if (!pending.empty())
         pending.erase(pending.begin());
       emit(self, std::move(event));
-      finish_hosting_if_idle(self); // a host may have kept on only for this answer
+      finish_drain_if_idle(self);   // a drain may have waited only for this answer,
+      finish_hosting_if_idle(self); // and a host may have kept on for it
     },
     [](run_event_atom, protocol::outbound_event& event) { on_run_event(running_manager(), event); },
     [](store_atom, thread_query& q) {

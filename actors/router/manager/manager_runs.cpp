@@ -367,7 +367,7 @@ bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf:
 void finish_drain_if_idle(manager_pointer self) {
   auto& st = self->state;
   if (st.draining && !st.shutting_down && active_runs(self) == 0
-      && (!st.runs || st.runs->by_actor.empty()))
+      && (!st.runs || st.runs->by_actor.empty()) && st.handler_pending.empty())
     on_shutdown(self, close_code::going_away.code);
 }
 

@@ -136,8 +136,14 @@ struct manager_state {
   /// The state dies with the actor, whatever ended it. Every orderly end has closed the
   /// socket already (or is closing it); a socket still here means the manager failed.
   ~manager_state() {
-    if (connection)
+    if (connection) {
       close_connection(close_code::internal_error);
+      // Its closed message will find no manager: the close is counted here.
+      if (settings && settings->metrics) {
+        settings->metrics->closed(close_code::internal_error.code);
+        settings->metrics->connection_closed();
+      }
+    }
     // Runs still active end with the session (their actors are linked): counted as stopped.
     if (runs && settings && settings->metrics)
       for (auto& [addr, entry] : runs->by_actor)
