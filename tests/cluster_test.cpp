@@ -152,6 +152,10 @@ public:
       process_->wait();
     }
   }
+  /// SIGTERM: the node drains (its runs may finish within router.drain-timeout-ms), then exits.
+  void terminate() {
+    process_->signal(SIGTERM);
+  }
   void kill_now() {
     process_->signal(SIGKILL);
     process_->wait();
@@ -1483,6 +1487,32 @@ TEST_CASE("a hand-over the owner answers too late ends as a fresh session there 
   CHECK(ga["data"]["recovered"] == false);
   on2->send_text(R"({"type":"ping","id":"p"})");
   CHECK(next_json(*on2)["reply_to"] == "p");
+}
+
+TEST_CASE("a connection whose admission Redis answers after its node began to drain is drained "
+          "too: 1001 at once, not left open for the drain's whole time") {
+  redis_server redis;
+  tcp_proxy in{redis.port()};
+  auto options = patient_links();
+  options.insert(options.end(), {"--router.drain-timeout-ms=30000", "--agents.demo-steps=200",
+                                 "--agents.demo-step-delay-ms=100"});
+  node n1{in.address(), "n1", options};
+  // bob's long run keeps the drain going.
+  auto bob = n1.connect("bob");
+  bob->send_text(R"({"type":"start_agent","id":"long","payload":{"agent":"demo"}})");
+  CHECK(next_json(*bob)["type"] == "agent_started");
+  // alice's admission: Redis counts her connection, and its answer waits in the proxy.
+  in.hold_replies_after("er:u:alice:conns");
+  auto connecting = std::async(std::launch::async, [&] { return n1.try_connect("alice"); });
+  REQUIRE(eventually([&] { return counted_connections(redis.port(), "alice") == ":1\r\n"; }, 5s));
+  n1.terminate();
+  std::this_thread::sleep_for(300ms); // the drain has reached the router and bob's manager
+  in.release_replies();
+  auto alice = connecting.get();
+  CHECK(next_json(*alice)["type"] == "connection_established");
+  // Before, her manager, made after the drain had been sent to the others, never got it: her
+  // connection stayed open until the drain timed out.
+  expect_close(*alice, 1001);
 }
 
 TEST_CASE("isolation across processes: 30 users on three nodes, publishes from any node and "

@@ -140,6 +140,10 @@ manager_record& spawn_admitted(router_pointer self, connection_ptr connection,
   rec.user_id = &user.first;
   auto& placed = st.managers.emplace(manager.address(), std::move(rec)).first->second;
   count(self, user.first, +1, 0);
+  // Admitted after the drain was sent to the others (its admission or a failed resume was
+  // still being answered): drained as well, or it would stay open for the drain's whole time.
+  if (st.shutting_down)
+    self->send(manager, drain_atom::value);
   return placed;
 }
 
