@@ -272,3 +272,35 @@ TEST_CASE("docs/asyncapi.yaml documents every message type and close code the ro
           != std::string::npos);
   }
 }
+
+TEST_CASE("router-client: messages typed on standard input are sent as they come, the frames "
+          "printed meanwhile, and it ends once the input has and the frames stop") {
+  test_router router;
+  auto token = token_for(router, "alice");
+  child_process client{{ER_ROUTER_CLIENT_BINARY,
+                        "--url=ws://127.0.0.1:" + std::to_string(router.port()) + "/ws",
+                        "--token=" + token, "--idle-ms=300"},
+                       true};
+  // Before, it read all of its input before it sent or printed anything: typed requests got
+  // no answer, and the server's pings none either.
+  auto greeting = json::parse(client.read_line(), nullptr, false);
+  CHECK(greeting["type"] == "connection_established");
+  client.write_stdin("{\"type\":\"ping\",\"id\":\"typed-1\"}\n");
+  CHECK(json::parse(client.read_line(), nullptr, false)["reply_to"] == "typed-1");
+  client.write_stdin("{\"type\":\"ping\",\"id\":\"typed-2\"}\r\n\n{\"type\":\"ping\",");
+  client.write_stdin("\"id\":\"typed-3\"}"); // the last line without its newline
+  CHECK(json::parse(client.read_line(), nullptr, false)["reply_to"] == "typed-2");
+  client.close_stdin();
+  CHECK(json::parse(client.read_line(), nullptr, false)["reply_to"] == "typed-3");
+  CHECK(client.wait(5s) == 0);
+}
+
+TEST_CASE("router-client: a malformed --url or --idle-ms is refused with exit status 2") {
+  for (std::string bad : {"--url=ws://127.0.0.1:x/ws", "--url=ws://127.0.0.1:70000/ws",
+                          "--idle-ms=soon", "--url=http://127.0.0.1:1/ws"}) {
+    CAPTURE(bad);
+    child_process client{{ER_ROUTER_CLIENT_BINARY, bad}};
+    CHECK(client.wait(5s) == 2);
+    CHECK(client.read_all_stderr().rfind("router-client: ", 0) == 0);
+  }
+}

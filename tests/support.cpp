@@ -144,12 +144,16 @@ long heap_in_use_kib() {
 
 // -- child_process ------------------------------------------------------------
 
-child_process::child_process(const std::vector<std::string>& argv) {
-  int out[2], err[2];
+child_process::child_process(const std::vector<std::string>& argv, bool piped_stdin) {
+  int in[2] = {-1, -1}, out[2], err[2];
+  if (piped_stdin)
+    REQUIRE(pipe2(in, O_CLOEXEC) == 0);
   REQUIRE(pipe2(out, O_CLOEXEC) == 0);
   REQUIRE(pipe2(err, O_CLOEXEC) == 0);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
+  if (piped_stdin)
+    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   posix_spawn_file_actions_adddup2(&actions, err[1], 2);
   std::vector<char*> args;
@@ -158,6 +162,10 @@ child_process::child_process(const std::vector<std::string>& argv) {
   args.push_back(nullptr);
   int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
+  if (piped_stdin) {
+    close(in[0]);
+    in_ = in[1];
+  }
   close(out[1]);
   close(err[1]);
   out_ = out[0];
@@ -170,8 +178,39 @@ child_process::~child_process() {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
   }
+  close_stdin();
   close(out_);
   close(err_);
+}
+
+void child_process::write_stdin(std::string_view text) {
+  REQUIRE(in_ >= 0);
+  // A child gone already makes the write fail with EPIPE; the SIGPIPE it raises is kept
+  // blocked on this thread and taken back, so that it never ends the test binary.
+  sigset_t pipe_only, old_mask;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &old_mask);
+  bool broken = false;
+  while (!text.empty() && !broken) {
+    auto n = ::write(in_, text.data(), text.size());
+    if (n < 0 && errno == EINTR)
+      continue;
+    broken = n <= 0;
+    if (!broken)
+      text.remove_prefix(static_cast<std::size_t>(n));
+  }
+  if (broken) {
+    timespec none{0, 0};
+    sigtimedwait(&pipe_only, nullptr, &none);
+  }
+  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  CHECK_MESSAGE(!broken, "the child's standard input is closed");
+}
+
+void child_process::close_stdin() {
+  if (in_ >= 0)
+    close(std::exchange(in_, -1));
 }
 
 std::string child_process::read_line(std::chrono::milliseconds timeout) {

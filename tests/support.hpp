@@ -90,11 +90,16 @@ long rss_kib();
 /// the RSS, not what the allocator keeps of freed memory in its arenas.
 long heap_in_use_kib();
 
-/// A child process with its stdout and stderr captured.
+/// A child process with its stdout and stderr captured; with `piped_stdin`, its standard input
+/// is a pipe the test writes (write_stdin) and closes (close_stdin), else the test's own.
 class child_process {
 public:
-  explicit child_process(const std::vector<std::string>& argv);
+  explicit child_process(const std::vector<std::string>& argv, bool piped_stdin = false);
   ~child_process();
+  /// Writes all of `text` to the child's standard input (piped_stdin only).
+  void write_stdin(std::string_view text);
+  /// The child reads the end of its standard input (piped_stdin only; idempotent).
+  void close_stdin();
   /// Next stdout line, empty on EOF or timeout.
   std::string read_line(std::chrono::milliseconds timeout = 10s);
   std::string read_all_stderr(std::chrono::milliseconds timeout = 10s);
@@ -109,6 +114,7 @@ public:
 
 private:
   pid_t pid_ = -1;
+  int in_ = -1;
   int out_ = -1;
   int err_ = -1;
   std::string out_buffer_;
