@@ -1,7 +1,10 @@
 #include "app/cluster_join.hpp"
 
+#include <chrono>
 #include <iostream>
 #include <memory>
+#include <thread>
+#include <utility>
 
 extern "C" {
 #include <hiredis/hiredis.h>
@@ -36,44 +39,84 @@ reply_ptr command(redisContext* c, const std::vector<std::string>& argv) {
     redisCommandArgv(c, static_cast<int>(args.size()), args.data(), lengths.data()))};
 }
 
+using context_ptr = std::unique_ptr<redisContext, context_free>;
+
+/// A blocking client of `shard`, authenticated, with cluster.redis-timeout-ms on every step (a
+/// stopped Redis accepts and answers nothing); null, after saying why, when it does not answer.
+/// Start-up and the end, when no io thread serves: a blocking client is the simple tool there.
+context_ptr connect_shard(const actors::cluster_settings& cluster,
+                          const actors::redis_address& shard, const char* consequence) {
+  auto ms = cluster.redis_timeout.count();
+  timeval timeout{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+  auto unanswered = [&](const char* why) {
+    std::cerr << "event-router: redis " << shard.text() << " does not answer (" << why << "): "
+              << consequence << std::endl;
+  };
+  context_ptr c{redisConnectWithTimeout(shard.host.c_str(), shard.port, timeout)};
+  if (!c || c->err) {
+    unanswered(c ? c->errstr : "out of memory");
+    return nullptr;
+  }
+  redisSetTimeout(c.get(), timeout);
+  if (!cluster.password.empty()) {
+    auto auth = command(c.get(), {"AUTH", cluster.password});
+    if (!auth) {
+      unanswered(c->errstr);
+      return nullptr;
+    }
+    if (auth->type == REDIS_REPLY_ERROR)
+      throw config_error("cluster.redis-password: redis " + shard.text() + " refused AUTH");
+  }
+  return c;
+}
+
+std::string node_key(const actors::cluster_settings& cluster) {
+  return cluster.prefix + "node:" + cluster.node_id;
+}
+
 } // namespace
 
 void claim_node_id(const actors::cluster_settings& cluster) {
-  auto ms = cluster.redis_timeout.count();
-  timeval timeout{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
+  // A node that ended a moment ago may still hold the key: one that stopped cleanly released
+  // it (release_node_id), one that crashed (a restart after a fault, by systemd) holds it until
+  // it expires, at most node-ttl-ms after its last refresh. A live node refreshes it long before
+  // that: so the claim is tried again until then, and refused only after.
+  auto deadline = std::chrono::steady_clock::now() + cluster.node_ttl + std::chrono::milliseconds{500};
   for (auto& shard : cluster.shards) {
-    auto unanswered = [&](const char* why) {
-      std::cerr << "event-router: redis " << shard.text() << " does not answer (" << why
-                << "): this node registers there once it does" << std::endl;
-    };
-    // Start-up, before any io thread serves: a blocking client is the simple tool here, with
-    // cluster.redis-timeout-ms on every step (a stopped Redis accepts and answers nothing).
-    std::unique_ptr<redisContext, context_free> c{
-      redisConnectWithTimeout(shard.host.c_str(), shard.port, timeout)};
-    if (!c || c->err) {
-      unanswered(c ? c->errstr : "out of memory");
+    auto c = connect_shard(cluster, shard, "this node registers there once it does");
+    if (!c)
       continue;
-    }
-    redisSetTimeout(c.get(), timeout);
-    if (!cluster.password.empty()) {
-      auto auth = command(c.get(), {"AUTH", cluster.password});
-      if (!auth) {
-        unanswered(c->errstr);
-        continue;
+    bool told = false;
+    for (;;) {
+      auto set = command(c.get(), {"SET", node_key(cluster), cluster.incarnation, "PX",
+                                   std::to_string(cluster.node_ttl.count()), "NX"});
+      if (!set) {
+        std::cerr << "event-router: redis " << shard.text() << " does not answer (" << c->errstr
+                  << "): this node registers there once it does" << std::endl;
+        break;
       }
-      if (auth->type == REDIS_REPLY_ERROR)
-        throw config_error("cluster.redis-password: redis " + shard.text() + " refused AUTH");
+      if (set->type != REDIS_REPLY_NIL)
+        break;
+      if (std::chrono::steady_clock::now() >= deadline)
+        throw config_error("router.server-id \"" + cluster.node_id
+                           + "\" is the id of a live node of the cluster (redis " + shard.text()
+                           + "): every node needs its own");
+      if (!std::exchange(told, true))
+        std::cerr << "event-router: router.server-id \"" << cluster.node_id << "\" is held on redis "
+                  << shard.text() << ": waiting up to " << cluster.node_ttl.count() + 500
+                  << " ms for it to expire (a node that just ended), else it is a live node's"
+                  << std::endl;
+      std::this_thread::sleep_for(std::chrono::milliseconds{100});
     }
-    auto key = cluster.prefix + "node:" + cluster.node_id;
-    auto set = command(c.get(), {"SET", key, cluster.incarnation, "PX",
-                                 std::to_string(cluster.node_ttl.count()), "NX"});
-    if (!set)
-      unanswered(c->errstr);
-    else if (set->type == REDIS_REPLY_NIL)
-      throw config_error("router.server-id \"" + cluster.node_id
-                         + "\" is the id of a live node of the cluster (redis " + shard.text()
-                         + "): every node needs its own");
   }
+}
+
+void release_node_id(const actors::cluster_settings& cluster) {
+  static constexpr const char* if_ours =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+  for (auto& shard : cluster.shards)
+    if (auto c = connect_shard(cluster, shard, "this node's id stays taken until it expires"))
+      command(c.get(), {"EVAL", if_ours, "1", node_key(cluster), cluster.incarnation});
 }
 
 } // namespace er::app

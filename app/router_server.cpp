@@ -166,10 +166,10 @@ struct router_server::impl {
       actors::store_quotas{static_cast<std::uint64_t>(s.max_threads_per_user),
                            static_cast<std::uint64_t>(s.max_user_store_bytes)});
     manager_cfg->store = store;
-    auto cluster = cluster_of(s, io, metrics);
+    cluster = cluster_of(s, io, metrics);
     if (cluster) // resume tokens name this node, for a resume that reaches another one
       manager_cfg->resume_token_suffix = actors::resume_token_suffix(cluster->node_id);
-    router = actors::spawn_router(system, std::move(manager_cfg), std::move(cluster));
+    router = actors::spawn_router(system, std::move(manager_cfg), cluster);
     std::optional<context::jwt_settings> dev_tokens;
     if (dev_tokens_allowed(s))
       dev_tokens = jwt_settings_of(s);
@@ -214,6 +214,7 @@ struct router_server::impl {
   asio::io_context& io;
   actors::thread_store_actor store;
   actors::router_actor router;
+  std::shared_ptr<const actors::cluster_settings> cluster; ///< null without cluster.redis
   std::unique_ptr<http_api> api;
   std::unique_ptr<net::listener> listener;
   std::unique_ptr<heap_trimmer> trimmer;
@@ -288,6 +289,10 @@ void router_server::shutdown(std::chrono::milliseconds drain) {
   // (listener, api) destroyed before the system.
   actors::io_scheduler_of(i.system).stop_io_threads();
   i.listener.reset();
+  // The cluster bus, which kept this node's liveness key alive, is gone: the key goes too, so
+  // that a restart (systemctl restart, an upgrade) claims the id at once.
+  if (i.cluster)
+    release_node_id(*i.cluster);
 }
 
 } // namespace er::app
