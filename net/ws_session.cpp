@@ -372,8 +372,10 @@ private:
 
   /// False once the queue holds more than the limit: the 4008 close has begun and the queue
   /// is dropped (a slow consumer loses what it did not read, never a frame in the middle).
+  /// One frame alone over the limit (a large event or reply) is sent: a slow consumer is one
+  /// whose frames pile up behind each other.
   bool within_queue_limit() {
-    if (queued_bytes_ <= limits_.outbound_queue_bytes)
+    if (queued_bytes_ <= limits_.outbound_queue_bytes || queue_.size() == 1)
       return true;
     begin_close(close_code::slow_consumer, true);
     return false;

@@ -95,6 +95,23 @@ TEST_CASE("a reader that stops reading is closed with 4008 while everyone else r
   }));
 }
 
+TEST_CASE("one frame alone over router.outbound-queue-bytes is sent to a reader that keeps up, "
+          "not taken for a slow consumer") {
+  auto settings = test_settings();
+  settings.outbound_queue_bytes = 16 * 1024;
+  test_router router{settings};
+  auto c = connect_user(router, "alice");
+  // A published event of 40 KB (the publish body may be up to 1 MiB): before, the frame alone
+  // passed the bound of an empty queue, and the connection closed with 4008 at once.
+  const std::string blob(40 * 1024, 'x');
+  CHECK(publish(router, publish_body("alice", "big", {{"blob", blob}})).status == 202);
+  auto f = next_json(*c.client);
+  CHECK(f["type"] == "big");
+  CHECK(f["data"]["blob"] == blob);
+  c.client->send_text(R"({"type":"ping","id":"after"})");
+  CHECK(next_json(*c.client)["reply_to"] == "after");
+}
+
 TEST_CASE("a client that answers the server's pings stays, one that does not is closed with 4009") {
   auto settings = test_settings();
   settings.heartbeat_interval_ms = 200;

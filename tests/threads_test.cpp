@@ -103,7 +103,7 @@ TEST_CASE("a thread's history comes in pages that fit the outbound queue, paged 
   test_router router{settings};
   auto c = connect_user(router, "alice");
   // Twelve 6,000-byte messages and the agent's twelve answers: 74 KB, more than the queue
-  // holds. In one frame they would end the connection with 4008.
+  // holds: in one frame, with anything queued behind it, they would end the connection with 4008.
   std::string thread_id;
   auto text = [](int i) { return std::string(6000, static_cast<char>('a' + i)); };
   for (int i = 0; i < 12; ++i) {
@@ -171,8 +171,8 @@ TEST_CASE("the thread list comes in pages that fit the outbound queue, paged on 
   settings.outbound_queue_bytes = 16 * 1024; // a page of the list holds at most 4 KiB
   test_router router{settings};
   auto c = connect_user(router, "alice");
-  // Sixty threads with 200-byte titles: over 20 KB listed, more than the queue holds. In one
-  // frame they would end the connection with 4008. Many are created within one millisecond:
+  // Sixty threads with 200-byte titles: over 20 KB listed, more than the queue holds (in one
+  // frame, with anything queued behind it, they would end the connection with 4008). Many are created within one millisecond:
   // the list orders those by thread_id, and the pages must not lose or repeat one of them.
   std::set<std::string> created;
   for (int i = 0; i < 60; ++i) {
