@@ -9,6 +9,7 @@
 #include <sstream>
 #include <variant>
 
+#include <boost/asio/ip/address.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/config_value.hpp>
 #include <caf/settings.hpp>
@@ -204,33 +205,6 @@ std::string resolve_against(const std::string& file, const std::string& path) {
   return slash == std::string::npos ? path : file.substr(0, slash + 1) + path;
 }
 
-command_agent_settings command_agent(const std::string& file, const std::string& name,
-                                     const caf::config_value::dictionary& entries) {
-  auto where = file + ": [agents." + name + "]";
-  command_agent_settings agent;
-  agent.name = name;
-  for (auto& [key, value] : entries) {
-    if (key == "executable" && caf::holds_alternative<std::string>(value)) {
-      agent.executable = resolve_against(file, caf::get<std::string>(value));
-    } else if (key == "timeout-ms" && caf::holds_alternative<caf::config_value::integer>(value)
-               && caf::get<caf::config_value::integer>(value) > 0) {
-      agent.timeout_ms = caf::get<caf::config_value::integer>(value);
-    } else if (key == "args" && caf::holds_alternative<caf::config_value::list>(value)) {
-      for (auto& arg : caf::get<caf::config_value::list>(value)) {
-        if (!caf::holds_alternative<std::string>(arg))
-          throw config_error(where + ": args must be a list of quoted strings");
-        agent.args.push_back(caf::get<std::string>(arg));
-      }
-    } else {
-      throw config_error(where + ": unexpected " + key + " = " + caf::to_string(value)
-                         + " (expected executable=\"...\", args=[\"...\"], timeout-ms=N>0)");
-    }
-  }
-  if (agent.executable.empty())
-    throw config_error(where + ": executable (a command agent) or url (an HTTP agent) is required");
-  return agent;
-}
-
 /// A positive integer of an agent's section, within [min, max].
 std::int64_t agent_integer(const std::string& where, const std::string& key,
                            const caf::config_value& value, std::int64_t min, std::int64_t max) {
@@ -240,6 +214,33 @@ std::int64_t agent_integer(const std::string& where, const std::string& key,
                        + std::to_string(min) + ", " + std::to_string(max) + "]");
   return *integer;
 }
+
+command_agent_settings command_agent(const std::string& file, const std::string& name,
+                                     const caf::config_value::dictionary& entries) {
+  auto where = file + ": [agents." + name + "]";
+  command_agent_settings agent;
+  agent.name = name;
+  for (auto& [key, value] : entries) {
+    if (key == "executable" && caf::holds_alternative<std::string>(value)) {
+      agent.executable = resolve_against(file, caf::get<std::string>(value));
+    } else if (key == "timeout-ms") { // bounded like every timeout: a deadline must not overflow
+      agent.timeout_ms = agent_integer(where, key, value, 1, big);
+    } else if (key == "args" && caf::holds_alternative<caf::config_value::list>(value)) {
+      for (auto& arg : caf::get<caf::config_value::list>(value)) {
+        if (!caf::holds_alternative<std::string>(arg))
+          throw config_error(where + ": args must be a list of quoted strings");
+        agent.args.push_back(caf::get<std::string>(arg));
+      }
+    } else {
+      throw config_error(where + ": unexpected " + key + " = " + caf::to_string(value)
+                         + " (expected executable=\"...\", args=[\"...\"], timeout-ms=N)");
+    }
+  }
+  if (agent.executable.empty())
+    throw config_error(where + ": executable (a command agent) or url (an HTTP agent) is required");
+  return agent;
+}
+
 
 std::string agent_string(const std::string& where, const std::string& key,
                          const caf::config_value& value) {
@@ -325,6 +326,17 @@ std::string host_name() {
 }
 
 // The shipped development secrets are public: fine on loopback, never on a reachable port.
+/// router.host is where the listener binds: an IP address (a name would need resolving, and
+/// "localhost" may mean either family).
+void check_host(const router_settings& s) {
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(s.host, ec);
+  if (ec)
+    throw config_error("router.host " + s.host
+                       + " is not an IP address (127.0.0.1 for this machine only, 0.0.0.0 or :: "
+                         "for every interface)");
+}
+
 void check_secrets(const router_settings& s) {
   if (s.jwt_secret.empty())
     throw config_error("router.jwt-secret must not be empty");
@@ -431,6 +443,7 @@ loaded_config load_config(const std::vector<std::string>& args) {
     assign_from_text(*find_option(key), value, result.settings, "command line");
   if (result.settings.server_id.empty())
     result.settings.server_id = host_name();
+  check_host(result.settings);
   check_secrets(result.settings);
   try {
     redis_shards(result.settings);

@@ -16,7 +16,8 @@ constexpr const char* demo_user = "demo-user";
 
 void print_banner(const er::app::loaded_config& cfg, unsigned short port) {
   auto& s = cfg.settings;
-  auto url = "ws://" + s.host + ":" + std::to_string(port) + "/ws";
+  auto host = s.host.find(':') == std::string::npos ? s.host : "[" + s.host + "]"; // IPv6
+  auto url = "ws://" + host + ":" + std::to_string(port) + "/ws";
   std::cout << "event-router listening on " << url << " (server-id " << s.server_id << ", "
             << (cfg.config_file.empty() ? "embedded defaults" : "config " + cfg.config_file)
             << ")\n";
@@ -36,7 +37,7 @@ void print_banner(const er::app::loaded_config& cfg, unsigned short port) {
                  "event-router --mint-token=USER"
               << (cfg.config_file.empty() ? "" : " --config-file=" + cfg.config_file) << "\n";
   }
-  std::cout << "console:  http://" << s.host << ":" << port << "/\n"
+  std::cout << "console:  http://" << host << ":" << port << "/\n"
             << "stop with Ctrl-C (SIGINT) or SIGTERM" << std::endl;
 }
 

@@ -81,7 +81,7 @@ std::shared_ptr<const actors::agent_catalog> catalog_of(const router_settings& s
       actors::http_agent_pool::create(io, std::move(options));
   }
   if (!catalog->find(s.default_agent))
-    throw std::runtime_error("agents.default = \"" + s.default_agent + "\" names no agent");
+    throw config_error("agents.default = \"" + s.default_agent + "\" names no agent");
   return catalog;
 }
 

@@ -91,6 +91,17 @@ TEST_CASE("the binary refuses a bad config value with a clear message and status
   CHECK(err.find("expects an integer") != std::string::npos);
 }
 
+TEST_CASE("agents.default naming no agent is a configuration error: status 2, the key named") {
+  // Found only once the agents are built; it ended the process with status 1, which the
+  // packaged unit restarts (status 2 it does not).
+  child_process router{{ER_ROUTER_BINARY, "--config-file=" + conf, "--router.port=0",
+                        "--router.store-path=:memory:", "--agents.default=nobody"}};
+  CHECK(router.wait() == 2);
+  CHECK(router.read_all_stderr(2s).find("configuration error: agents.default = \"nobody\" names "
+                                        "no agent")
+        != std::string::npos);
+}
+
 TEST_CASE("--mint-token prints a token the router accepts for that user") {
   child_process mint{{ER_ROUTER_BINARY, "--config-file=" + conf, "--mint-token=carol"}};
   auto token = mint.read_line();

@@ -108,6 +108,23 @@ TEST_CASE("the development secrets are refused on a non-loopback host") {
           .empty());
 }
 
+TEST_CASE("router.host must be an IP address: a name is refused at start, not when binding") {
+  CHECK(error_of({"--router.host=localhost"}).find("router.host localhost is not an IP address")
+        != std::string::npos);
+  CHECK(error_of({"--router.host=::1"}).empty());
+  CHECK(error_of({"--router.host=127.0.0.2"}).empty());
+}
+
+TEST_CASE("a command agent's timeout-ms is bounded like every timeout") {
+  // 10^13 ms overflowed the run's deadline (nanoseconds on the steady clock): every run of
+  // that agent timed out at once.
+  temp_file f{"[agents.forever]\nexecutable=\"/bin/cat\"\ntimeout-ms=10000000000000\n"};
+  CHECK(error_of({"--config-file=" + f.path}).find("timeout-ms = 10000000000000 is not an integer in [1, ")
+        != std::string::npos);
+  temp_file ok{"[agents.long]\nexecutable=\"/bin/cat\"\ntimeout-ms=86400000\n"};
+  CHECK(error_of({"--config-file=" + ok.path}).empty());
+}
+
 TEST_CASE("CAF's own options pass through to CAF, after a type check") {
   auto cfg = load_config({"--scheduler.max-throughput=50", "--logger.verbosity=quiet"});
   CHECK(cfg.caf_args.size() == 2);
