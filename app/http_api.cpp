@@ -109,13 +109,14 @@ void publish(const http_api& api, const net::http_request_view& req, respond_fn 
   if (auto* why = std::get_if<std::string>(&parsed))
     return respond(error_reply(400, *why));
   auto& [user, event] = std::get<0>(parsed);
-  if (api.metrics)
-    api.metrics->published();
   ask_router<actors::cluster_result>(
     api, std::move(respond),
-    [](const actors::cluster_result& r) {
-      return r.available ? reply(202, json{{"delivered", r.connections}})
-                         : error_reply(503, "cluster_unavailable");
+    [metrics = api.metrics](const actors::cluster_result& r) {
+      if (!r.available)
+        return error_reply(503, "cluster_unavailable");
+      if (metrics) // accepted: a refused publish (503) is not counted
+        metrics->published();
+      return reply(202, json{{"delivered", r.connections}});
     },
     actors::publish_atom::value, user, event);
 }

@@ -540,6 +540,8 @@ TEST_CASE("while Redis is down local traffic goes on and publish answers 503, wh
   auto down = n1.publish("alice", {{"n", 1}});
   CHECK(down.status == 503);
   CHECK(json::parse(down.body) == json{{"error", "cluster_unavailable"}});
+  // Only accepted publishes are counted (the refused one was, before).
+  CHECK(n1.metric_value("router_publishes_total") == 1);
   a2->send_text(R"({"type":"ping","id":"local"})");
   CHECK(next_json(*a2)["reply_to"] == "local");
   redis.start(); // empty: no persistence
