@@ -217,6 +217,15 @@ heap_account read_heap() {
   return heap;
 }
 
+void router_metrics::set_server_id(const std::string& server_id) {
+  BuildGauge()
+    .Name("router_info")
+    .Help("Always 1; its server_id label is this node's router.server-id")
+    .Register(*registry_)
+    .Add({{"server_id", server_id}})
+    .Set(1);
+}
+
 void router_metrics::sample_heap() {
   auto heap = read_heap();
   heap_in_use_.Set(static_cast<double>(heap.in_use));

@@ -53,6 +53,8 @@ public:
 
   /// Reads read_heap() into the heap gauges (once per scrape). In use against RSS tells a leak
   /// from memory the allocator keeps.
+  /// router_info{server_id="<id>"} 1: which node these metrics are from (DESIGN §10). Once.
+  void set_server_id(const std::string& server_id);
   void sample_heap();
   void heap_trimmed(); ///< app::heap_trimmer handed free pages back to the system
 

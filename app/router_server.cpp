@@ -145,6 +145,7 @@ struct router_server::impl {
       caf_config(with_io_scheduler(std::move(cfg), s)),
       system(*caf_config),
       io(actors::io_scheduler_of(system).io_context()) {
+    metrics->set_server_id(s.server_id);
     auto manager_cfg = std::make_shared<actors::manager_settings>();
     manager_cfg->server_id = s.server_id;
     manager_cfg->session = session_limits_of(s);

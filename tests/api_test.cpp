@@ -254,6 +254,8 @@ TEST_CASE("every line of /metrics is Prometheus text and the counters move with 
   moved("router_publishes_total", 1);
   CHECK(metric(after, "router_connections") == 0);
   CHECK(metric(after, "router_agent_runs_active") == 0);
+  // Which node these are from (router.server-id, as in connection_established).
+  CHECK(metric(after, "router_info{server_id=\"" + router.server().settings().server_id + "\"}") == 1);
   CHECK(metric(after, "router_event_delivery_latency_seconds_count")
         > metric(before, "router_event_delivery_latency_seconds_count"));
 }
