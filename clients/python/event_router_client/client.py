@@ -195,6 +195,8 @@ class RouterClient(RouterConnection):
                     pass
         self._finish(ClientClosedError("the client was closed"), code=1000,
                      reason="closed by the application")
+        # The async callbacks (the "closed" state's among them) end with the client.
+        await self._settle_callbacks(self.close_timeout)
 
     # ------------------------------------------------------------------ outbound
 

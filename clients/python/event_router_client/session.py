@@ -40,6 +40,9 @@ class RouterSession:
         self._in_flight = InFlight()
         self._frame_subs: set = set()
         self._event_subs: set = set()
+        #: the tasks of async callbacks still running: kept (asyncio holds only weak references
+        #: to tasks), their failures logged, and awaited or cancelled by close().
+        self._callback_tasks: set = set()
 
     def _connect_url(self) -> str:
         if not (self.resume and self.resume_token and self.session_id):
@@ -107,14 +110,32 @@ class RouterSession:
         self.state = change.state
         self._call(self.on_state, change)
 
-    @staticmethod
-    def _call(callback: Optional[Callable], arg: Any) -> None:
+    def _call(self, callback: Optional[Callable], arg: Any) -> None:
         if callback is None:
             return
         try:
             result = callback(arg)
             if inspect.isawaitable(result):
-                asyncio.ensure_future(result)
+                task = asyncio.ensure_future(result)
+                self._callback_tasks.add(task)
+                task.add_done_callback(self._callback_done)
         except Exception:  # noqa: BLE001 - an application callback must not kill the reader
             log.exception("event router client callback failed")
+
+    def _callback_done(self, task: "asyncio.Future") -> None:
+        self._callback_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("event router client callback failed", exc_info=task.exception())
+
+    async def _settle_callbacks(self, timeout: float) -> None:
+        """Gives the async callbacks still running `timeout` seconds, then cancels them (a
+        callback that is itself waiting in close() is left alone)."""
+        pending = {t for t in self._callback_tasks if t is not asyncio.current_task()}
+        if not pending:
+            return
+        _, late = await asyncio.wait(pending, timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
 

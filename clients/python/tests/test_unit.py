@@ -1,5 +1,6 @@
 """Pure unit tests (no router): close-code policy, backoff, JWT reading, URLs, redaction."""
 
+import asyncio
 import random
 import unittest
 
@@ -106,3 +107,44 @@ class UrlTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class AsyncCallbackTest(unittest.IsolatedAsyncioTestCase):
+    """Async callbacks run as tasks the client keeps: a failure is logged through the
+    package's logger, and close() lets them finish or cancels them."""
+
+    async def test_a_failing_async_callback_is_logged(self):
+        client = RouterClient("ws://127.0.0.1:1/ws", lambda: "t")
+
+        async def on_frame(frame):
+            await asyncio.sleep(0)
+            raise RuntimeError("callback broke")
+
+        with self.assertLogs("event_router_client", level="ERROR") as logs:
+            client._call(on_frame, {"type": "pong"})
+            await asyncio.sleep(0.05)
+        self.assertTrue(any("callback failed" in line for line in logs.output))
+        self.assertIn("callback broke", "\n".join(logs.output))
+        self.assertEqual(client._callback_tasks, set())
+
+    async def test_close_awaits_the_closed_state_callback_and_cancels_one_that_hangs(self):
+        client = RouterClient("ws://127.0.0.1:1/ws", lambda: "t", close_timeout=0.2)
+        states, hung = [], []
+
+        async def on_state(change):
+            await asyncio.sleep(0.01)
+            states.append(change.state)
+
+        async def hangs(frame):
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                hung.append("cancelled")
+                raise
+
+        client.on_state = on_state
+        client._call(hangs, {"type": "pong"})
+        await client.close()
+        self.assertEqual(states, ["closed"])
+        self.assertEqual(hung, ["cancelled"])
+        self.assertEqual(client._callback_tasks, set())
