@@ -374,9 +374,9 @@ export class RouterClient {
   reconnect(): void;
   /** Ends the client for good. */
   close(code?: number, reason?: string): Promise<void>;
-  /** Sends a raw message; queued until connection_established. Returns true when sent now. */
+  /** Sends a raw message; queued until connection_established. Returns true when sent now. Throws a RouterError `message_too_big` for a message over limits.max_message_bytes. */
   send(message: ClientMessage | string): boolean;
-  /** Sends {type, id, thread_id?, payload}; resolves with the frame whose reply_to is the id, rejects on `error`. */
+  /** Sends {type, id, thread_id?, payload}; resolves with the frame whose reply_to is the id, rejects on `error` (and with `message_too_big` for a message over limits.max_message_bytes, never sent). */
   request<D = any>(type: string, payload?: Record<string, unknown>, options?: RequestOptions): Promise<ServerFrame<D>>;
   /** ping -> pong; resolves with the round trip in ms. */
   ping(options?: RequestOptions): Promise<number>;

@@ -104,6 +104,7 @@ export class RouterClient extends RouterConnection {
   send(message) {
     this._checkNotClosed();
     const text = typeof message === 'string' ? message : JSON.stringify(message);
+    this._checkSize(text);
     return this._sendText(text, null);
   }
 
@@ -118,6 +119,11 @@ export class RouterClient extends RouterConnection {
     if (this._inFlight.uses(id)) return Promise.reject(new TypeError(`request id ${id} is in use`));
     const timeoutMs = options.timeoutMs ?? this.options.requestTimeoutMs;
     const text = JSON.stringify(this._message(type, id, options.threadId, payload ?? {}));
+    try {
+      this._checkSize(text);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     return new Promise((resolve, reject) => {
       const entry = this._inFlight.expectReply({ id, type, timeoutMs, resolve, reject });
       this._sendText(text, entry);
@@ -194,14 +200,27 @@ export class RouterClient extends RouterConnection {
     return message;
   }
 
+  // A message over the router's limit (limits.max_message_bytes of connection_established)
+  // would close the connection with 1009, failing everything else in flight: refused here.
+  _checkSize(text) {
+    const limit = this.limits?.max_message_bytes;
+    if (typeof limit !== 'number') return; // not connected yet: the router's 1009 decides
+    const size = new TextEncoder().encode(text).length;
+    if (size > limit) {
+      throw new RouterError('message_too_big', `the message is ${size} bytes; the router takes at most ${limit}`);
+    }
+  }
+
   _startRun(type, payload, agent, options) {
     this._checkNotClosed();
     const id = options.id ?? this._nextId();
+    const text = JSON.stringify(this._message(type, id, options.threadId, payload));
+    this._checkSize(text);
     const run = new AgentRun(this, id, agent, options.threadId);
     if (typeof options.onEvent === 'function') run.onEvent(options.onEvent);
     const timeoutMs = options.timeoutMs ?? this.options.requestTimeoutMs;
     const starting = this._inFlight.expectRunStart(run, type, timeoutMs);
-    this._sendText(JSON.stringify(this._message(type, id, options.threadId, payload)), starting);
+    this._sendText(text, starting);
     return run;
   }
 }

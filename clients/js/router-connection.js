@@ -197,6 +197,7 @@ export class RouterConnection extends Emitter {
     const previousSessionId = this.sessionId;
     const previousLastEventId = this.lastEventId;
     const resumed = this._resumeToken !== null;
+    this._resumed = resumed; // what this connection asked for: connect() when open reports it
     this.recovered = d.recovered === true;
     const continued = this.recovered && previousSessionId !== null && d.session_id === previousSessionId;
     const ts = Date.parse(frame.timestamp);
@@ -238,7 +239,7 @@ export class RouterConnection extends Emitter {
     this._establishedAt = Date.now();
   }
 
-  _establishedInfo(resumed = this._resumeToken !== null) {
+  _establishedInfo(resumed = this._resumed === true) {
     return {
       recovered: this.recovered === true,
       resumed,

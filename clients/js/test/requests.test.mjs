@@ -33,7 +33,25 @@ test('connect: subprotocol auth, established info, state changes', TIMEOUT, asyn
   assert.equal(ev.length, 1);
   assert.equal(ev[0].type, 'connection_established');
   assert.equal(ev[0].event_id, 0);
-  assert.equal((await c.connect()).sessionId, info.sessionId, 'connect() when open resolves at once');
+  const again = await c.connect();
+  assert.equal(again.sessionId, info.sessionId, 'connect() when open resolves at once');
+  assert.equal(again.resumed, false, 'and says what this connection asked for (it said true)');
+});
+
+test('a message over limits.max_message_bytes is refused by the client; the connection goes on', TIMEOUT, async () => {
+  const c = client();
+  const info = await c.connect();
+  const limit = info.limits.max_message_bytes;
+  const big = 'é'.repeat(Math.ceil(limit / 2)); // over the limit in UTF-8 bytes, not in characters
+  const log = record(c);
+  await assert.rejects(c.createThread(big), (e) => e instanceof RouterError && e.code === 'message_too_big');
+  assert.throws(() => c.send({ type: 'create_thread', id: 'x', payload: { title: big } }),
+    (e) => e instanceof RouterError && e.code === 'message_too_big');
+  assert.throws(() => c.startAgent('echo', big), (e) => e instanceof RouterError && e.code === 'message_too_big');
+  // Before, the router closed the connection with 1009, a terminal close for the whole client.
+  assert.equal(c.state, 'open');
+  assert.ok((await c.ping()) >= 0);
+  assert.deepEqual(log.of('close'), []);
 });
 
 test('request() resolves each reply by reply_to, also when replies come out of order', TIMEOUT, async () => {
