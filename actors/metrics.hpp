@@ -51,10 +51,10 @@ public:
 
   double active_runs() const;
 
-  /// Reads read_heap() into the heap gauges (once per scrape). In use against RSS tells a leak
-  /// from memory the allocator keeps.
   /// router_info{server_id="<id>"} 1: which node these metrics are from (DESIGN §10). Once.
   void set_server_id(const std::string& server_id);
+  /// Reads read_heap() into the heap gauges (once per scrape). In use against RSS tells a leak
+  /// from memory the allocator keeps.
   void sample_heap();
   void heap_trimmed(); ///< app::heap_trimmer handed free pages back to the system
 

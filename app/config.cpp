@@ -241,7 +241,6 @@ command_agent_settings command_agent(const std::string& file, const std::string&
   return agent;
 }
 
-
 std::string agent_string(const std::string& where, const std::string& key,
                          const caf::config_value& value) {
   auto text = caf::get_if<std::string>(&value);
@@ -325,7 +324,6 @@ std::string host_name() {
   return buf.data();
 }
 
-// The shipped development secrets are public: fine on loopback, never on a reachable port.
 /// router.host is where the listener binds: an IP address (a name would need resolving, and
 /// "localhost" may mean either family).
 void check_host(const router_settings& s) {
@@ -337,6 +335,7 @@ void check_host(const router_settings& s) {
                          "for every interface)");
 }
 
+// The shipped development secrets are public: fine on loopback, never on a reachable port.
 void check_secrets(const router_settings& s) {
   if (s.jwt_secret.empty())
     throw config_error("router.jwt-secret must not be empty");
