@@ -1,5 +1,6 @@
 #include "app/cluster_join.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <memory>
@@ -45,8 +46,9 @@ using context_ptr = std::unique_ptr<redisContext, context_free>;
 /// stopped Redis accepts and answers nothing); null, after saying why, when it does not answer.
 /// Start-up and the end, when no io thread serves: a blocking client is the simple tool there.
 context_ptr connect_shard(const actors::cluster_settings& cluster,
-                          const actors::redis_address& shard, const char* consequence) {
-  auto ms = cluster.redis_timeout.count();
+                          const actors::redis_address& shard, const char* consequence,
+                          std::chrono::milliseconds limit = std::chrono::milliseconds::max()) {
+  auto ms = std::min(cluster.redis_timeout, limit).count();
   timeval timeout{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
   auto unanswered = [&](const char* why) {
     std::cerr << "event-router: redis " << shard.text() << " does not answer (" << why << "): "
@@ -114,9 +116,18 @@ void claim_node_id(const actors::cluster_settings& cluster) {
 void release_node_id(const actors::cluster_settings& cluster) {
   static constexpr const char* if_ours =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
-  for (auto& shard : cluster.shards)
-    if (auto c = connect_shard(cluster, shard, "this node's id stays taken until it expires"))
-      command(c.get(), {"EVAL", if_ours, "1", node_key(cluster), cluster.incarnation});
+  // At most a second per shard (the stop has its own deadline), and nothing thrown: at worst
+  // the key expires by itself.
+  for (auto& shard : cluster.shards) {
+    try {
+      if (auto c = connect_shard(cluster, shard, "this node's id stays taken until it expires",
+                                 std::chrono::milliseconds{1000}))
+        command(c.get(), {"EVAL", if_ours, "1", node_key(cluster), cluster.incarnation});
+    } catch (const std::exception& e) {
+      std::cerr << "event-router: redis " << shard.text() << ": " << e.what()
+                << ": this node's id stays taken until it expires" << std::endl;
+    }
+  }
 }
 
 } // namespace er::app

@@ -14,7 +14,7 @@ void claim_node_id(const actors::cluster_settings& cluster);
 
 /// At a clean stop: deletes this node's liveness key on every shard where it still holds this
 /// process's incarnation, so that a restart claims the id at once. A shard that does not answer
-/// is skipped (the key expires there).
+/// within a second (or refuses) is skipped: the key expires there. Never throws.
 void release_node_id(const actors::cluster_settings& cluster);
 
 } // namespace er::app

@@ -370,12 +370,12 @@ private:
     return within_queue_limit();
   }
 
-  /// False once the queue holds more than the limit: the 4008 close has begun and the queue
-  /// is dropped (a slow consumer loses what it did not read, never a frame in the middle).
-  /// One frame alone over the limit (a large event or reply) is sent: a slow consumer is one
-  /// whose frames pile up behind each other.
+  /// False once the frames queued behind the oldest one waiting hold more than the limit: the
+  /// 4008 close has begun and the queue is dropped (a slow consumer loses what it did not read,
+  /// never a frame in the middle). The oldest is not counted: a frame over the limit (a large
+  /// event or reply) is sent, and a slow consumer is one whose frames pile up behind it.
   bool within_queue_limit() {
-    if (queued_bytes_ <= limits_.outbound_queue_bytes || queue_.size() == 1)
+    if (queue_.empty() || queued_bytes_ - queue_.front().size() <= limits_.outbound_queue_bytes)
       return true;
     begin_close(close_code::slow_consumer, true);
     return false;

@@ -863,7 +863,9 @@ TEST_CASE("users are spread over two Redis shards, and each publish reaches its 
 
 TEST_CASE("a second live node with the same router.server-id refuses to start") {
   redis_server redis;
-  node n1{redis.address(), "twin"};
+  // n1 refreshes its key every second for 5 s: the twin's retries (its own TTL, 1 s) never see
+  // it expire, however long a tick of n1 is delayed on a loaded host.
+  node n1{redis.address(), "twin", {"--cluster.node-ttl-ms=5000"}};
   child_process twin{{ER_ROUTER_BINARY, "--router.port=0", "--router.store-path=:memory:",
                       "--router.server-id=twin", "--cluster.redis=" + redis.address(),
                       "--cluster.node-ttl-ms=1000"}};
@@ -877,18 +879,19 @@ TEST_CASE("a node started again with its id at once starts: a clean stop release
           "after a crash the id is waited for until it expires") {
   redis_server redis;
   auto held = [&] { return redis_command(redis.port(), "EXISTS er:node:phoenix") == ":1\r\n"; };
-  auto n = std::make_unique<node>(redis.address(), "phoenix");
+  const std::vector<std::string> ttl{"--cluster.node-ttl-ms=3000"};
+  auto n = std::make_unique<node>(redis.address(), "phoenix", ttl);
   CHECK(held());
   // systemctl restart: before, the id stayed taken for node-ttl-ms after the clean stop, and
   // the new process exited 2, which the packaged unit does not restart.
   CHECK(n->stop() == 0);
   CHECK_FALSE(held());
-  n = std::make_unique<node>(redis.address(), "phoenix");
+  n = std::make_unique<node>(redis.address(), "phoenix", ttl);
   CHECK(n->health()["cluster"]["node_id"] == "phoenix");
-  // A crash leaves the key until it expires (1 s here): the next process waits for it.
+  // A crash leaves the key until it expires (3 s here): the next process waits for it.
   n->kill_now();
   CHECK(held());
-  n = std::make_unique<node>(redis.address(), "phoenix");
+  n = std::make_unique<node>(redis.address(), "phoenix", ttl);
   CHECK(n->health()["cluster"]["node_id"] == "phoenix");
   auto c = n->connect("alice");
   c->send_text(R"({"type":"ping","id":"p"})");
@@ -1541,7 +1544,17 @@ TEST_CASE("a connection whose admission Redis answers after its node began to dr
   auto connecting = std::async(std::launch::async, [&] { return n1.try_connect("alice"); });
   REQUIRE(eventually([&] { return counted_connections(redis.port(), "alice") == ":1\r\n"; }, 5s));
   n1.terminate();
-  std::this_thread::sleep_for(300ms); // the drain has reached the router and bob's manager
+  // The listener stops before the drain goes out: once it refuses, the drain is on its way.
+  auto accepting = [&] {
+    try {
+      er::client::http_request("127.0.0.1", n1.port(), "GET", "/healthz", {}, {}, 1s);
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  REQUIRE(eventually([&] { return !accepting(); }, 10s));
+  std::this_thread::sleep_for(300ms); // it has reached the router and bob's manager
   in.release_replies();
   auto alice = connecting.get();
   CHECK(next_json(*alice)["type"] == "connection_established");

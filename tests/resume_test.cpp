@@ -44,7 +44,7 @@ TEST_CASE("a connection the heartbeat finds gone (4009) waits for its resume lik
   settings.resume_window_ms = 10000;
   settings.heartbeat_interval_ms = 200;
   settings.heartbeat_timeout_ms = 300;
-  settings.handshake_timeout_ms = 300; // the close frame's answer is not waited for long
+  settings.handshake_timeout_ms = 1000; // the close frame's answer is not waited for long
   test_router router{settings};
   // A client whose network went away silently: it answers no ping (it never reads) and sends
   // no close frame. Before, its session ended with the 4009, and the client, back on another

@@ -140,11 +140,15 @@ manager_record& spawn_admitted(router_pointer self, connection_ptr connection,
   rec.user_id = &user.first;
   auto& placed = st.managers.emplace(manager.address(), std::move(rec)).first->second;
   count(self, user.first, +1, 0);
-  // Admitted after the drain was sent to the others (its admission or a failed resume was
-  // still being answered): drained as well, or it would stay open for the drain's whole time.
-  if (st.shutting_down)
-    self->send(manager, drain_atom::value);
   return placed;
+}
+
+/// A manager admitted after the drain was sent to the others (its admission or a failed resume
+/// was still being answered) is drained as well, after what its admission owes it; else it
+/// would stay open for the drain's whole time.
+void drain_if_late(router_pointer self, const manager_actor& manager) {
+  if (self->state.shutting_down)
+    self->send(manager, drain_atom::value);
 }
 
 /// A new session, within router.max-connections-per-user: across the cluster when there is
@@ -156,7 +160,7 @@ void spawn_manager(router_pointer self, connection_ptr connection,
   if (!st.bus) {
     if (attached_of(self, ctx.user_id()) >= limit)
       return refuse_over_limit(self, connection, ctx);
-    spawn_admitted(self, std::move(connection), std::move(ctx));
+    drain_if_late(self, spawn_admitted(self, std::move(connection), std::move(ctx)).handle);
     return;
   }
   auto user = ctx.user_id();
@@ -172,11 +176,12 @@ void spawn_manager(router_pointer self, connection_ptr connection,
           self->send(manager, shutdown_atom::value,
                      a.disconnected ? close_code::disconnected_by_backend.code
                                     : close_code::state_lost.code);
+        drain_if_late(self, manager);
       },
       [=](caf::error&) mutable { // Redis is unreachable: this node's own count
         if (attached_of(self, ctx.user_id()) >= limit)
           return refuse_over_limit(self, connection, ctx);
-        spawn_admitted(self, std::move(connection), std::move(ctx));
+        drain_if_late(self, spawn_admitted(self, std::move(connection), std::move(ctx)).handle);
       });
 }
 

@@ -128,8 +128,9 @@ class RouterSession:
             log.error("event router client callback failed", exc_info=task.exception())
 
     async def _settle_callbacks(self, timeout: float) -> None:
-        """Gives the async callbacks still running `timeout` seconds, then cancels them (a
-        callback that is itself waiting in close() is left alone)."""
+        """Gives the async callbacks still running `timeout` seconds, then cancels them and
+        gives them as long again to end (one that ignores its cancellation is left running).
+        A callback that is itself waiting in close() is left alone."""
         pending = {t for t in self._callback_tasks if t is not asyncio.current_task()}
         if not pending:
             return
@@ -137,5 +138,5 @@ class RouterSession:
         for task in late:
             task.cancel()
         if late:
-            await asyncio.wait(late)
+            await asyncio.wait(late, timeout=timeout)
 

@@ -105,9 +105,6 @@ class UrlTest(unittest.TestCase):
         self.assertIn("last_event_id=3", text)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class AsyncCallbackTest(unittest.IsolatedAsyncioTestCase):
     """Async callbacks run as tasks the client keeps: a failure is logged through the
@@ -148,3 +145,7 @@ class AsyncCallbackTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(states, ["closed"])
         self.assertEqual(hung, ["cancelled"])
         self.assertEqual(client._callback_tasks, set())
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -368,9 +368,14 @@ void exchange::read_head() {
                               // an interim one is skipped (a connection given back to the pool
                               // here would hand this run's response to the next run).
                               auto status = self->parser_->get().result_int();
-                              if (status / 100 == 1 && status != 101)
+                              self->head_seen_ = true; // the agent has the request: no retry
+                              if (status / 100 == 1 && status != 101) {
+                                // An agent that says it is working has another
+                                // connect-timeout-ms for its final head.
+                                self->connection_->tcp().expires_after(
+                                  self->pool_->options().connect_timeout);
                                 return self->read_head();
-                              self->head_seen_ = true;
+                              }
                               self->connection_->tcp().expires_never(); // the run's timeout
                               auto& res = self->parser_->get();
                               if (self->cb_.on_head)
