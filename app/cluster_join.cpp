@@ -42,6 +42,11 @@ reply_ptr command(redisContext* c, const std::vector<std::string>& argv) {
 
 using context_ptr = std::unique_ptr<redisContext, context_free>;
 
+void say_unanswered(const actors::redis_address& shard, const char* why, const char* consequence) {
+  std::cerr << "event-router: redis " << shard.text() << " does not answer (" << why << "): "
+            << consequence << std::endl;
+}
+
 /// A blocking client of `shard`, authenticated, with cluster.redis-timeout-ms on every step (a
 /// stopped Redis accepts and answers nothing); null, after saying why, when it does not answer.
 /// Start-up and the end, when no io thread serves: a blocking client is the simple tool there.
@@ -50,10 +55,7 @@ context_ptr connect_shard(const actors::cluster_settings& cluster,
                           std::chrono::milliseconds limit = std::chrono::milliseconds::max()) {
   auto ms = std::min(cluster.redis_timeout, limit).count();
   timeval timeout{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>(ms % 1000 * 1000)};
-  auto unanswered = [&](const char* why) {
-    std::cerr << "event-router: redis " << shard.text() << " does not answer (" << why << "): "
-              << consequence << std::endl;
-  };
+  auto unanswered = [&](const char* why) { say_unanswered(shard, why, consequence); };
   context_ptr c{redisConnectWithTimeout(shard.host.c_str(), shard.port, timeout)};
   if (!c || c->err) {
     unanswered(c ? c->errstr : "out of memory");
@@ -84,8 +86,9 @@ void claim_node_id(const actors::cluster_settings& cluster) {
   // it expires, at most node-ttl-ms after its last refresh. A live node refreshes it long before
   // that: so the claim is tried again until then, and refused only after.
   auto deadline = std::chrono::steady_clock::now() + cluster.node_ttl + std::chrono::milliseconds{500};
+  const char* registers_later = "this node registers there once it does";
   for (auto& shard : cluster.shards) {
-    auto c = connect_shard(cluster, shard, "this node registers there once it does");
+    auto c = connect_shard(cluster, shard, registers_later);
     if (!c)
       continue;
     bool told = false;
@@ -93,8 +96,7 @@ void claim_node_id(const actors::cluster_settings& cluster) {
       auto set = command(c.get(), {"SET", node_key(cluster), cluster.incarnation, "PX",
                                    std::to_string(cluster.node_ttl.count()), "NX"});
       if (!set) {
-        std::cerr << "event-router: redis " << shard.text() << " does not answer (" << c->errstr
-                  << "): this node registers there once it does" << std::endl;
+        say_unanswered(shard, c->errstr, registers_later);
         break;
       }
       if (set->type != REDIS_REPLY_NIL)

@@ -15,21 +15,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$root/build}
 CONNS=${CONNS:-10000}
 RUNS=${RUNS:-2}
-router_bin="$BUILD_DIR/event-router"
-load_bin="$BUILD_DIR/router-load"
-[ -x "$router_bin" ] && [ -x "$load_bin" ] || { echo "build event-router and router-load in $BUILD_DIR" >&2; exit 2; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/router-idle.XXXXXX")
 # shellcheck source=bench/lib.sh
 . "$root/bench/lib.sh"
+built_binaries
 
 secret="idle-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-metric() { # PORT NAME: the value of one series of the router's /metrics
-  exec 3<>"/dev/tcp/127.0.0.1/$1"
-  printf 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3
-  awk -v n="$2" '$1 == n {printf "%d\n", $2}' <&3
-  exec 3<&-
-}
 
 results=()
 for run in $(seq "$RUNS"); do
@@ -42,18 +34,18 @@ for run in $(seq "$RUNS"); do
   pids+=("$router_pid")
   wait_port "$port" || { echo "the router did not start: $(cat "$work/router-$run.log")" >&2; exit 1; }
   sleep 0.5
-  heap0=$(metric "$port" router_heap_in_use_bytes)
+  heap0=$(router_metric "$port" router_heap_in_use_bytes)
   rss0=$(rss_kib "$router_pid")
   "$load_bin" --scenario=idle "--connections=$CONNS" --duration=4 --connect-window=128 \
     "--port=$port" "--router.jwt-secret=$secret" --quiet >"$work/load-$run.out" 2>&1 &
   load_pid=$!
   pids+=("$load_pid")
   for _ in $(seq 300); do
-    [ "$(metric "$port" router_connections)" = "$CONNS" ] && break
+    [ "$(router_metric "$port" router_connections)" = "$CONNS" ] && break
     sleep 0.1
   done
   sleep 1.5 # every connection greeted and idle
-  heap1=$(metric "$port" router_heap_in_use_bytes)
+  heap1=$(router_metric "$port" router_heap_in_use_bytes)
   rss1=$(rss_kib "$router_pid")
   wait "$load_pid" || { echo "router-load failed: $(cat "$work/load-$run.out")" >&2; exit 1; }
   stop_pids "$router_pid"

@@ -17,14 +17,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$root/build}
 SHORT=${SHORT:-2}
 LONG=${LONG:-6}
-router_bin="$BUILD_DIR/event-router"
-load_bin="$BUILD_DIR/router-load"
 command -v valgrind >/dev/null || { echo "valgrind is missing (apt-get install valgrind)" >&2; exit 2; }
-[ -x "$router_bin" ] && [ -x "$load_bin" ] || { echo "build event-router and router-load in $BUILD_DIR" >&2; exit 2; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/router-instructions.XXXXXX")
 # shellcheck source=bench/lib.sh
 . "$root/bench/lib.sh"
+built_binaries
 
 secret="instr-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 common=(--config-file=/dev/null "--router.jwt-secret=$secret" --router.max-runs-per-connection=32

@@ -40,6 +40,20 @@ wait_port() { # PORT [SECONDS]: true once something accepts on 127.0.0.1:PORT (d
   return 1
 }
 
+# built_binaries: router_bin and load_bin, from BUILD_DIR; exits 2 naming what to build
+built_binaries() {
+  router_bin="$BUILD_DIR/event-router"
+  load_bin="$BUILD_DIR/router-load"
+  [ -x "$router_bin" ] && [ -x "$load_bin" ] || { echo "build event-router and router-load in $BUILD_DIR" >&2; exit 2; }
+}
+
+# router_metric PORT NAME: one series of the router's /metrics, as an integer
+router_metric() {
+  python3 -c 'import sys, urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=10).read().decode())' "$1" |
+    awk -v n="$2" '$1 == n {printf "%d\n", $2}'
+}
+
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 fd_count() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

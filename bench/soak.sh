@@ -46,7 +46,7 @@ wait_port "$port" 30 || { log "the router did not start: $(tail -5 "$work/router
 # GET PATH from the router: its body
 http_get() { python3 -c 'import sys, urllib.request
 print(urllib.request.urlopen("http://127.0.0.1:%s%s" % (sys.argv[1], sys.argv[2]), timeout=10).read().decode())' "$port" "$1"; }
-heap_in_use() { http_get /metrics | awk '$1 == "router_heap_in_use_bytes" {printf "%d\n", $2}'; }
+heap_in_use() { router_metric "$port" router_heap_in_use_bytes; }
 heap_before=$(heap_in_use)
 log "router PID $router_pid on port $port; $secs s of agents, publish and churn at once"
 

@@ -19,6 +19,8 @@ import { readClientOptions } from './client-options.js';
 import { RouterConnection } from './router-connection.js';
 import { RouterError } from './router-protocol.js';
 
+const utf8 = new TextEncoder(); // a message's size as the router counts it: UTF-8 bytes
+
 export { DEFAULTS } from './client-options.js';
 export { AgentRun } from './agent-run.js';
 export { closePolicy, backoffDelay } from './reconnect-policy.js';
@@ -205,7 +207,7 @@ export class RouterClient extends RouterConnection {
   _checkSize(text) {
     const limit = this.limits?.max_message_bytes;
     if (typeof limit !== 'number') return; // not connected yet: the router's 1009 decides
-    const size = new TextEncoder().encode(text).length;
+    const size = utf8.encode(text).length;
     if (size > limit) {
       throw new RouterError('message_too_big', `the message is ${size} bytes; the router takes at most ${limit}`);
     }

@@ -139,4 +139,3 @@ class RouterSession:
             task.cancel()
         if late:
             await asyncio.wait(late, timeout=timeout)
-

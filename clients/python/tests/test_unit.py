@@ -105,7 +105,6 @@ class UrlTest(unittest.TestCase):
         self.assertIn("last_event_id=3", text)
 
 
-
 class AsyncCallbackTest(unittest.IsolatedAsyncioTestCase):
     """Async callbacks run as tasks the client keeps: a failure is logged through the
     package's logger, and close() lets them finish or cancels them."""

@@ -367,9 +367,9 @@ void exchange::read_head() {
                               // the final response is still to come on this connection, so
                               // an interim one is skipped (a connection given back to the pool
                               // here would hand this run's response to the next run).
-                              auto status = self->parser_->get().result_int();
+                              auto& res = self->parser_->get();
                               self->head_seen_ = true; // the agent has the request: no retry
-                              if (status / 100 == 1 && status != 101) {
+                              if (res.result_int() / 100 == 1 && res.result_int() != 101) {
                                 // An agent that says it is working has another
                                 // connect-timeout-ms for its final head.
                                 self->connection_->tcp().expires_after(
@@ -377,7 +377,6 @@ void exchange::read_head() {
                                 return self->read_head();
                               }
                               self->connection_->tcp().expires_never(); // the run's timeout
-                              auto& res = self->parser_->get();
                               if (self->cb_.on_head)
                                 self->cb_.on_head(res.result_int(),
                                                   std::string{res[http::field::content_type]});
