@@ -3,6 +3,7 @@
 #include <array>
 #include <cstring>
 #include <charconv>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -11,6 +12,7 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <caf/actor_system_config.hpp>
+#include <caf/config_option_set.hpp>
 #include <caf/config_value.hpp>
 #include <caf/settings.hpp>
 
@@ -293,6 +295,26 @@ void add_agent(const std::string& file, const std::string& name,
     out.command_agents.push_back(command_agent(file, name, entries));
 }
 
+/// CAF's own options (scheduler.*, logger.*, middleman.*, ...). CAF checks them on the command
+/// line, but keeps a file's unknown keys and sections without a word: `[rotuer]` or
+/// `max-treads` would be ignored, and the router would run on defaults nobody chose.
+const caf::config_option_set& caf_options() {
+  struct exposed : caf::actor_system_config {
+    const caf::config_option_set& options() const {
+      return custom_options_;
+    }
+  };
+  static const exposed config;
+  return config.options();
+}
+
+bool is_caf_section(const std::string& section) {
+  for (auto& opt : caf_options())
+    if (opt.category() == caf::string_view{section})
+      return true;
+  return false;
+}
+
 void apply_file(const std::string& path, router_settings& out) {
   auto parsed = caf::actor_system_config::parse_config_file(path.c_str());
   if (!parsed)
@@ -303,6 +325,12 @@ void apply_file(const std::string& path, router_settings& out) {
     auto dict = caf::get_if<caf::config_value::dictionary>(&entries);
     if (!dict)
       continue;
+    bool ours = section_is_ours(section + ".");
+    if (!ours && !is_caf_section(section))
+      throw config_error(path + ": unknown section [" + section
+                         + "] (the router reads [router], [cluster], [agents.NAME] and CAF's "
+                           "own sections such as [scheduler] and [logger]; see README, "
+                           "Configuration)");
     for (auto& [name, value] : *dict) {
       auto key = section + "." + name;
       refuse_replaced_key(key, path);
@@ -311,8 +339,10 @@ void apply_file(const std::string& path, router_settings& out) {
         add_agent(path, name, *agent, out);
       else if (auto opt = find_option(key))
         assign_from_value(*opt, value, out, path);
-      else if (section_is_ours(key))
+      else if (ours)
         throw config_error(path + ": unknown option " + key + " (see README, Configuration)");
+      else if (!caf_options().qualified_name_lookup(section, name))
+        throw config_error(path + ": unknown option " + key + " (not one of CAF's options)");
     }
   }
 }
@@ -432,11 +462,17 @@ loaded_config load_config(const std::vector<std::string>& args) {
       result.caf_args.push_back(arg);
     }
   }
+  // The default file may be absent (the embedded defaults apply), but one that is there and
+  // cannot be read (a dangling link, no permission) is an error like an explicit one.
+  std::error_code ec;
+  bool present = std::filesystem::symlink_status(file, ec).type()
+                 != std::filesystem::file_type::not_found;
   if (std::ifstream probe{file}; probe.good()) {
     apply_file(file, result.settings);
     result.config_file = file;
-  } else if (file_required) {
-    throw config_error("cannot read config file " + file);
+  } else if (file_required || (present && !ec)) {
+    throw config_error("cannot read config file " + file
+                       + (file_required ? "" : " (the default one: remove it or fix it)"));
   }
   for (auto& [key, value] : overrides)
     assign_from_text(*find_option(key), value, result.settings, "command line");

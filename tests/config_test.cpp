@@ -90,6 +90,36 @@ TEST_CASE("an unknown key in [router] is an error, a typo never passes silently"
   CHECK(error_of({"--router.prot=1"}).find("unknown option") != std::string::npos);
 }
 
+TEST_CASE("a misspelled section or CAF option in the file is an error, as on the command line") {
+  // CAF keeps a file's unknown sections and keys and ignores them: the router would run on
+  // defaults nobody chose.
+  temp_file section{"[rotuer]\nport=9000\n"};
+  CHECK(error_of({"--config-file=" + section.path}).find("unknown section [rotuer]")
+        != std::string::npos);
+  temp_file caf_key{"[logger]\nverbosty=\"quiet\"\n"};
+  CHECK(error_of({"--config-file=" + caf_key.path}).find("unknown option logger.verbosty")
+        != std::string::npos);
+  temp_file fine{"[logger]\nverbosity=\"quiet\"\n[scheduler]\nmax-throughput=50\n"
+                 "[middleman]\nenable-automatic-connections=false\n[router]\nport=9000\n"
+                 "[cluster]\nprefix=\"er\"\n[agents]\ndefault=\"demo\"\n"};
+  CHECK(error_of({"--config-file=" + fine.path}) == "");
+}
+
+TEST_CASE("a default config file that is there but cannot be read is an error, not the defaults") {
+  char dir[] = "/tmp/er-config-dir-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  std::string link = std::string{dir} + "/caf-application.conf";
+  REQUIRE(symlink("/nonexistent/router.conf", link.c_str()) == 0); // dangling
+  char here[4096];
+  REQUIRE(getcwd(here, sizeof here) != nullptr);
+  REQUIRE(chdir(dir) == 0);
+  auto err = error_of({});
+  REQUIRE(chdir(here) == 0);
+  std::remove(link.c_str());
+  rmdir(dir);
+  CHECK(err.find("cannot read config file caf-application.conf") != std::string::npos);
+}
+
 TEST_CASE("a syntax error in the file is reported with the file name") {
   temp_file f{"[router]\nport=9000 # not an INI comment\n"};
   CHECK(error_of({"--config-file=" + f.path}).find(f.path) != std::string::npos);
