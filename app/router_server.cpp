@@ -155,6 +155,7 @@ struct router_server::impl {
     manager_cfg->resume_buffer_events = static_cast<std::size_t>(s.resume_buffer_events);
     manager_cfg->resume_buffer_bytes = static_cast<std::size_t>(s.resume_buffer_bytes);
     manager_cfg->max_detached_per_user = static_cast<std::size_t>(s.max_detached_per_user);
+    manager_cfg->resume_answer_timeout = std::chrono::milliseconds{s.resume_answer_timeout_ms};
     auto replay_budget = std::make_shared<actors::replay_budget>(effective_replay_budget(s));
     manager_cfg->budget = replay_budget;
     manager_cfg->messages_per_second = static_cast<std::size_t>(s.messages_per_second);

@@ -62,6 +62,9 @@ struct router_settings {
   std::int64_t resume_buffer_events = 1000;
   std::int64_t resume_buffer_bytes = 1048576;
   std::int64_t max_detached_per_user = 8;
+  /// How long the router waits for a detached session to take a resume (not a config key:
+  /// tests shorten it to show that a late answer cannot start the connection twice).
+  std::int64_t resume_answer_timeout_ms = 5000;
   std::int64_t replay_budget_bytes = 0; ///< 0: a quarter of the machine's memory
   std::int64_t max_threads_per_user = 1000;
   std::int64_t max_user_store_bytes = 64 << 20;

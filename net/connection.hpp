@@ -71,6 +71,11 @@ private:
 class ws_connection {
 public:
   virtual ~ws_connection() = default;
+  /// Makes the caller the connection's one owner: true for the first call, false for every
+  /// later one. Only the owner may start the connection. Two actors may hold the same
+  /// connection (a resume the router gave up waiting for, then gave to a fresh manager): the
+  /// claim decides which of them gets it.
+  virtual bool claim() = 0;
   /// Completes the upgrade (101) and starts reading into `sink`. At `token_expires_at` (the
   /// end of the token the connection was opened with; time_point::max(): never) the
   /// connection closes itself with 4501.

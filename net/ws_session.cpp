@@ -1,5 +1,6 @@
 #include "net/ws_session.hpp"
 
+#include <atomic>
 #include <stdexcept>
 #include <typeinfo>
 #include <vector>
@@ -71,6 +72,10 @@ public:
     clock_.cancel(*this);
     if (budget_)
       budget_->release();
+  }
+
+  bool claim() override {
+    return !claimed_.exchange(true);
   }
 
   void start(std::shared_ptr<session_sink> sink,
@@ -501,6 +506,7 @@ private:
   bool reading_ = false;    ///< an accept or a read is in flight: it will finish the session
   bool writing_ = false;    ///< a burst is being flushed
   bool peer_closed_ = false; ///< the peer's close frame was read (see on_peer_close)
+  std::atomic<bool> claimed_{false}; ///< see claim(); any thread
   std::shared_ptr<connection_budget> budget_;
 };
 

@@ -58,6 +58,47 @@ TEST_CASE("a connection the heartbeat finds gone (4009) waits for its resume lik
   CHECK(next_json(*client)["reply_to"] == "back");
 }
 
+TEST_CASE("a resume answered after the router gave up waiting starts the connection once") {
+  // The router waits settings.resume_answer_timeout for the detached session to take the
+  // connection, then gives it to a fresh manager. A session answering late (a long mailbox)
+  // started the same socket as well: two upgrades, two greetings, two writers. At 0 ms the
+  // router gives up at once, while the session takes the connection as quickly as ever: the
+  // two race on every resume here, and the connection's one claim decides.
+  auto settings = resume_settings();
+  settings.resume_answer_timeout_ms = 0;
+  settings.resume_window_ms = 30000;
+  test_router router{settings};
+  int recovered = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto user = "racer-" + std::to_string(i);
+    auto c = connect_user(router, user);
+    c.client->reset();
+    CHECK(eventually([&] { return router.server().stats().connections == 0; }));
+    auto [client, greeting] = reconnect(router, user, resume_target(c.established, 0));
+    recovered += greeting["data"]["recovered"] == true ? 1 : 0;
+    client->send_text(R"({"type":"ping","id":"once"})");
+    int greetings = 1, pongs = 0, others = 0;
+    for (;;) {
+      auto f = client->read(300ms);
+      if (f.what != er::client::frame::kind::text)
+        break;
+      auto j = json::parse(f.data);
+      if (j["type"] == "connection_established")
+        ++greetings;
+      else if (j["reply_to"] == "once")
+        ++pongs;
+      else
+        ++others;
+    }
+    CHECK(greetings == 1);
+    CHECK(pongs == 1);
+    CHECK(others == 0);
+    CHECK(router.server().stats().connections == 1);
+    client->close();
+  }
+  MESSAGE(recovered << " of 20 resumes were taken by the detached session");
+}
+
 TEST_CASE("resuming in the middle of a running demo agent loses and duplicates nothing") {
   test_router router{resume_settings()};
   auto c = connect_user(router, "alice");

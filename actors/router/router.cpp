@@ -119,6 +119,8 @@ void count(router_pointer self, const std::string& user, int attached_delta, int
 /// so that the client reads the close code instead of a failed handshake.
 void refuse_over_limit(router_pointer self, const connection_ptr& connection,
                        const context::user_execution_context& ctx) {
+  if (!connection->claim()) // a manager resumed with it after all (see attach)
+    return;
   connection->start(std::make_shared<refusing_sink>(), ctx.token_expires_at()); // closed next
   connection->close(close_code::too_many_connections);
   if (auto& m = self->state.settings->metrics)
@@ -228,6 +230,8 @@ void adopt_from(router_pointer self, const std::string& owner, attach_request& u
 void attach(router_pointer self, attach_request& up) {
   auto& st = self->state;
   if (st.shutting_down) {
+    if (!up.connection->claim())
+      return;
     up.connection->start(std::make_shared<refusing_sink>(), up.ctx.token_expires_at()); // closed next
     up.connection->close(close_code::going_away);
     return;
@@ -239,7 +243,10 @@ void attach(router_pointer self, attach_request& up) {
     if (rec != st.managers.end() && *rec->second.user_id == up.ctx.user_id()) {
       auto connection = up.connection;
       auto ctx = up.ctx;
-      self->request(rec->second.handle, resume_timeout, resume_atom::value, connection,
+      // Past the timeout the manager may still take the connection: whichever of it and the
+      // fresh manager claims the connection first owns it (ws_connection::claim).
+      self->request(rec->second.handle, st.settings->resume_answer_timeout, resume_atom::value,
+                    connection,
                     up.resume->last_event_id, ctx)
         .then(
           [=](bool resumed) {

@@ -124,6 +124,10 @@ bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t l
     st.replay->expire(replay_buffer::clock::now()); // what the window no longer covers
   if (st.shutting_down || !can_replay(st, last_event_id))
     return false;
+  // The router gives up waiting after settings.resume_answer_timeout and gives the connection
+  // to a fresh manager: then this session stays as it was.
+  if (!connection->claim())
+    return false;
   if (st.connection)
     move_away_from_connection(self);
   attach_connection(self, std::move(connection), true, new_ctx.token_expires_at());
@@ -554,6 +558,12 @@ protected:
   behavior_type make_behavior() override {
     set_exit_handler([this](caf::exit_msg& msg) { on_exit_msg(this, msg); });
     auto connection = std::move(state.connection);
+    if (!connection->claim()) {
+      // The detached session this connection asked to resume took it after the router had
+      // given up waiting for its answer: this manager never had a connection.
+      quit(caf::exit_reason::normal);
+      return shared_behavior();
+    }
     if (adopted_)
       state.next_event_id = adopted_->next_event_id;
     attach_connection(this, std::move(connection), adopted_ != nullptr,

@@ -71,6 +71,9 @@ struct manager_settings {
   std::size_t resume_buffer_events = 1000;
   std::size_t resume_buffer_bytes = 1048576;
   std::size_t max_detached_per_user = 8;
+  /// How long the router waits for a detached session's manager to take a resume before it
+  /// gives the connection to a fresh one (not configurable: tests shorten it).
+  std::chrono::milliseconds resume_answer_timeout{5000};
   std::shared_ptr<replay_budget> budget; ///< all replay buffers together; may be null
   /// Appended to every resume token: in a cluster it names this node (cluster_bus.hpp), so
   /// that another node can find the session; empty on a single node.
