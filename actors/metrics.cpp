@@ -40,6 +40,9 @@ router_metrics::router_metrics()
     slow_consumers_(BuildCounter().Name("router_slow_consumer_disconnects_total")
                       .Help("Connections closed with 4008 (outbound queue full)")
                       .Register(*registry_).Add({})),
+    accept_pauses_(BuildCounter().Name("router_accept_pauses_total")
+                     .Help("Times accepting waited: router.max-http-connections were open")
+                     .Register(*registry_).Add({})),
     connections_(BuildGauge().Name("router_connections").Help("Open WebSocket connections")
                    .Register(*registry_).Add({})),
     users_(BuildGauge().Name("router_users").Help("Users with at least one connection")
@@ -141,6 +144,10 @@ void router_metrics::run_started() {
 void router_metrics::run_ended(std::string_view outcome) {
   runs_active_.Decrement();
   runs_by_outcome_.at(std::string{outcome})->Increment();
+}
+
+void router_metrics::accept_paused() {
+  accept_pauses_.Increment();
 }
 
 void router_metrics::auth_failure(std::string_view reason) {

@@ -33,6 +33,7 @@ public:
   void run_started();
   void run_ended(std::string_view outcome); ///< completed, error, stopped
   void auth_failure(std::string_view reason);
+  void accept_paused(); ///< the listener waits: router.max-http-connections are open
   void closed(std::uint16_t code);
   void published();
   void connection_opened();
@@ -74,6 +75,7 @@ private:
   prometheus::Family<prometheus::Counter>& closes_;
   prometheus::Counter& publishes_;
   prometheus::Counter& slow_consumers_;
+  prometheus::Counter& accept_pauses_;
   prometheus::Gauge& connections_;
   prometheus::Gauge& users_;
   prometheus::Gauge& detached_;

@@ -55,6 +55,8 @@ const option_spec options[] = {
   {"router.store-path", &router_settings::store_path, 0, 0, "SQLite file (or :memory:)"},
   {"router.max-connections", &router_settings::max_connections, 1, 10000000,
    "total connections, past it 503"},
+  {"router.max-http-connections", &router_settings::max_http_connections, 1, 10000000,
+   "plain HTTP connections and upgrades in progress; at it, accepting waits"},
   {"router.max-connections-per-user", &router_settings::max_connections_per_user, 1, 100000,
    "per user, past it close 4503"},
   {"router.max-message-bytes", &router_settings::max_message_bytes, 64, 64 << 20,

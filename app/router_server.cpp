@@ -192,6 +192,7 @@ struct router_server::impl {
     hooks.on_auth_failure = [m = metrics](context::auth_failure f) {
       m->auth_failure(context::to_string(f));
     };
+    hooks.on_accept_paused = [m = metrics] { m->accept_paused(); };
     hooks.connection_context = [sched = &actors::io_scheduler_of(system)]() -> asio::io_context& {
       return sched->next_io_context();
     };
@@ -199,7 +200,8 @@ struct router_server::impl {
       static_cast<std::size_t>(s.max_connections));
     listener = std::make_unique<net::listener>(io, s.host, static_cast<unsigned short>(s.port),
                                                verifier, session_limits_of(s), std::move(budget),
-                                               std::move(hooks), s.reuse_port);
+                                               std::move(hooks), s.reuse_port,
+                                               static_cast<std::size_t>(s.max_http_connections));
     listener->start();
     if (s.heap_trim_interval_ms > 0)
       trimmer = std::make_unique<heap_trimmer>(

@@ -51,6 +51,7 @@ struct router_settings {
   std::string store_path = "router.db";
   std::int64_t max_connections = 18000;
   std::int64_t max_connections_per_user = 8;
+  std::int64_t max_http_connections = 1000;
   std::int64_t max_message_bytes = 65536;
   std::int64_t outbound_queue_bytes = 1048576;
   std::int64_t messages_per_second = 50;

@@ -48,10 +48,18 @@ constexpr std::size_t max_buffered_request_bytes = 2 * max_request_head_bytes;
 constexpr std::string_view websocket_path = "/ws";
 
 struct shared_settings {
+  shared_settings(const context::jwt_verifier& v, session_limits l,
+                  std::shared_ptr<connection_budget> b, listener_hooks h, std::size_t max_http)
+    : verifier(v), limits(l), budget(std::move(b)), hooks(std::move(h)),
+      max_http_connections(max_http) {
+  }
+
   const context::jwt_verifier& verifier;
   session_limits limits;
   std::shared_ptr<connection_budget> budget;
   listener_hooks hooks;
+  std::size_t max_http_connections;
+  mutable std::atomic<std::size_t> http_connections{0}; ///< http_session objects alive
 };
 
 /// When a connection opened with a token that expires at `exp` closes with 4501: exp plus
@@ -68,8 +76,14 @@ std::chrono::system_clock::time_point expiry_of(std::int64_t exp, std::chrono::s
 /// One HTTP exchange at a time on one TCP connection, until it upgrades or closes.
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
+  /// Counted in settings->http_connections (taken by the listener before) until destroyed,
+  /// which is when the connection closes or has become a WebSocket session.
   http_session(tcp::socket socket, std::shared_ptr<const shared_settings> settings)
     : stream_(std::move(socket)), settings_(std::move(settings)) {
+  }
+
+  ~http_session() {
+    settings_->http_connections.fetch_sub(1);
   }
 
   void start() {
@@ -245,6 +259,21 @@ struct listener::impl : std::enable_shared_from_this<listener::impl> {
   void accept_next() {
     if (!acceptor.is_open())
       return;
+    // Only this strand adds to the count, so the check cannot be raced past. At the bound,
+    // connections wait in the kernel's accept queue (and past it, their SYNs are retried), as
+    // a burst of clients would wait for a busy server: nobody is refused, and silent clients
+    // cannot take every file descriptor. The slots come back as their sessions end.
+    if (settings->http_connections.load() >= settings->max_http_connections) {
+      if (!paused) {
+        paused = true;
+        if (settings->hooks.on_accept_paused)
+          settings->hooks.on_accept_paused();
+      }
+      backoff.expires_after(std::chrono::milliseconds(10));
+      backoff.async_wait([self = shared_from_this()](beast::error_code) { self->accept_next(); });
+      return;
+    }
+    paused = false;
     auto& home = settings->hooks.connection_context ? settings->hooks.connection_context() : io;
     // The connection's socket runs on its io_context's own executor: one thread runs that
     // io_context, so its handlers already run one at a time (net/ws_session.cpp).
@@ -263,6 +292,7 @@ struct listener::impl : std::enable_shared_from_this<listener::impl> {
       backoff.async_wait([self = shared_from_this()](beast::error_code) { self->accept_next(); });
       return;
     }
+    settings->http_connections.fetch_add(1);
     socket.set_option(tcp::no_delay{true}, ec);
     std::make_shared<http_session>(std::move(socket), settings)->start();
     accept_next();
@@ -272,15 +302,16 @@ struct listener::impl : std::enable_shared_from_this<listener::impl> {
   tcp::acceptor acceptor;
   asio::steady_timer backoff;
   std::shared_ptr<const shared_settings> settings;
+  bool paused = false; ///< waiting for one of max_http_connections to end
   unsigned short bound_port = 0;
 };
 
 listener::listener(asio::io_context& io, const std::string& host, unsigned short port,
                    const context::jwt_verifier& verifier, session_limits limits,
                    std::shared_ptr<connection_budget> budget, listener_hooks hooks,
-                   bool reuse_port) {
-  auto settings = std::make_shared<const shared_settings>(
-    shared_settings{verifier, limits, std::move(budget), std::move(hooks)});
+                   bool reuse_port, std::size_t max_http_connections) {
+  auto settings = std::make_shared<const shared_settings>(verifier, limits, std::move(budget),
+                                                          std::move(hooks), max_http_connections);
   impl_ = std::make_shared<impl>(io, std::move(settings));
   auto where = host + ":" + std::to_string(port);
   beast::error_code ec;

@@ -57,6 +57,8 @@ struct listener_hooks {
     on_request;
   /// Called for every refused upgrade (metrics); never given the token.
   std::function<void(context::auth_failure)> on_auth_failure;
+  /// Called each time the listener stops accepting because max_http_connections are open.
+  std::function<void()> on_accept_paused;
   /// The io_context each accepted connection lives on (e.g. the io threads in turn); without
   /// this hook, the listener's own. Each must be run by exactly one thread: a connection's
   /// handlers rely on that to run one at a time (there is no strand).
@@ -68,10 +70,14 @@ public:
   /// Binds and listens; throws boost::system::system_error (a std::runtime_error) naming the
   /// address on failure. Past `budget`'s capacity, upgrade requests get 503 before anything
   /// else happens. `reuse_port`: SO_REUSEPORT, so that processes can share the port.
+  /// `max_http_connections`: connections not (yet) WebSocket ones, i.e. plain HTTP requests
+  /// (keep-alive included) and upgrades being read or answered; at the bound the listener
+  /// stops accepting until one of them ends, so that silent or slow clients cannot take every
+  /// file descriptor (each lasts at most the handshake timeout per request).
   listener(boost::asio::io_context& io, const std::string& host, unsigned short port,
            const context::jwt_verifier& verifier, session_limits limits,
            std::shared_ptr<connection_budget> budget, listener_hooks hooks,
-           bool reuse_port = false);
+           bool reuse_port = false, std::size_t max_http_connections = 1000);
   ~listener();
 
   listener(const listener&) = delete;

@@ -167,6 +167,9 @@ TEST_CASE("the disconnect API reads its path as a path: a plus stays a plus, %XX
   auto r = disconnect("ann+test@example.com");
   CHECK(r.status == 200);
   CHECK(json::parse(r.body)["disconnected"] == 1);
+  // Closing, not yet gone: a second disconnect finds nobody left to close (it counted the
+  // closing connection again, and a new connection of the user made it 2).
+  CHECK(json::parse(disconnect("ann+test@example.com").body)["disconnected"] == 0);
   expect_close(*plus.client, 4511);
   CHECK(answered_ping(space)); // the user whose id has a space instead is not touched
 

@@ -46,6 +46,7 @@ TEST_CASE("the shipped caf-application.conf loads and matches the embedded defau
   CHECK(cfg.settings.host == defaults.host);
   CHECK(cfg.settings.max_message_bytes == defaults.max_message_bytes);
   CHECK(cfg.settings.max_connections == defaults.max_connections);
+  CHECK(cfg.settings.max_http_connections == defaults.max_http_connections);
   CHECK(cfg.settings.demo_steps == defaults.demo_steps);
   CHECK(cfg.settings.demo_step_delay_ms == defaults.demo_step_delay_ms);
   CHECK(cfg.settings.heap_trim_interval_ms == defaults.heap_trim_interval_ms);

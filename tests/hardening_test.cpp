@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
+#include "tests/raw_socket.hpp"
 #include "tests/support.hpp"
 #include "tests/temp_dir.hpp"
 
@@ -254,4 +255,27 @@ TEST_CASE("a client that never sends its upgrade request is dropped after the ha
   socket.read_some(boost::asio::buffer(&byte, 1), ec); // blocks until the server hangs up
   CHECK(ec); // EOF or reset: the server closed it
   CHECK(std::chrono::steady_clock::now() - start < 5s);
+}
+
+TEST_CASE("at router.max-http-connections the listener waits for one to end before it accepts "
+          "more, and the WebSocket connections already open are not affected") {
+  auto settings = test_settings();
+  settings.max_http_connections = 4;
+  settings.handshake_timeout_ms = 60000; // the silent clients stay until they leave
+  test_router router{settings};
+  auto alice = connect_user(router, "alice"); // a WebSocket connection: not counted any more
+  // Silent clients (or slow ones, a byte per second) each kept a file descriptor for the
+  // handshake timeout, with no bound on how many: enough of them took every descriptor, and
+  // agents could not start, SQLite could not open, nobody could connect.
+  std::vector<std::unique_ptr<raw_socket>> silent;
+  for (int i = 0; i < 4; ++i)
+    silent.push_back(std::make_unique<raw_socket>(router.port()));
+  raw_socket fifth{router.port()}; // in the kernel's queue, not accepted
+  REQUIRE(fifth.send(upgrade_request(token_for(router, "bob"))));
+  CHECK(fifth.read_until("\r\n\r\n", 1s).empty());
+  alice.client->send_text(R"({"type":"ping","id":"still"})");
+  CHECK(next_json(*alice.client)["reply_to"] == "still");
+  silent.clear(); // their slots come back as the router sees them go
+  CHECK(fifth.read_until("\r\n\r\n", 5s).rfind("HTTP/1.1 101", 0) == 0);
+  CHECK(metric(router, "router_accept_pauses_total") >= 1);
 }

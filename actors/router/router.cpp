@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -49,6 +50,7 @@ struct manager_record {
   /// Its session moved to another node and it only hosts runs for it: out of the user's
   /// index (no publish, disconnect or resume reaches it), counted nowhere.
   bool hosting = false;
+  bool closing = false; ///< told to close by to_user (a disconnect): ending, not counted
   std::uint64_t detached_at = 0; ///< its key in `detached_order` while detached; 0: none
   std::unique_ptr<record_peers> peers;
 };
@@ -489,9 +491,12 @@ void to_peer(router_pointer self, bool downstream, peer_note::kind what, Fill fi
   self->send(st.bus, peer_atom::value, std::move(note));
 }
 
-/// Sends `msg` to every manager of `user_id`; answers how many are attached.
-template <class... Ts>
-std::uint64_t to_user(router_pointer self, const std::string& user_id, const Ts&... msg) {
+/// Sends `msg` to every manager of `user_id`; answers how many are attached. A manager told to
+/// close (shutdown_atom) stays in the index until it has ended, closing: nothing more is sent
+/// to it or counted for it (a second disconnect in the meantime answers 0, not 1).
+template <class Atom, class... Ts>
+std::uint64_t to_user(router_pointer self, const std::string& user_id, Atom atom,
+                      const Ts&... msg) {
   auto& st = self->state;
   auto it = st.users.find(user_id);
   if (it == st.users.end())
@@ -499,8 +504,12 @@ std::uint64_t to_user(router_pointer self, const std::string& user_id, const Ts&
   std::uint64_t attached = 0;
   for (auto& addr : it->second.managers) {
     auto& rec = st.managers.at(addr);
-    self->send(rec.handle, msg...);
+    if (rec.closing)
+      continue;
+    self->send(rec.handle, atom, msg...);
     attached += rec.attached ? 1 : 0;
+    if constexpr (std::is_same_v<Atom, shutdown_atom>)
+      rec.closing = true;
   }
   return attached;
 }
