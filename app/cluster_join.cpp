@@ -4,6 +4,7 @@
 #include <chrono>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -83,15 +84,24 @@ std::string node_key(const actors::cluster_settings& cluster) {
 void claim_node_id(const actors::cluster_settings& cluster) {
   // A node that ended a moment ago may still hold the key: one that stopped cleanly released
   // it (release_node_id), one that crashed (a restart after a fault, by systemd) holds it until
-  // it expires, at most node-ttl-ms after its last refresh. A live node refreshes it long before
-  // that: so the claim is tried again until then, and refused only after.
-  auto deadline = std::chrono::steady_clock::now() + cluster.node_ttl + std::chrono::milliseconds{500};
+  // it expires, at most its node-ttl-ms (which may differ from ours) after its last refresh. A
+  // live node refreshes it before that, so the key's time to live grows again: that is refused
+  // at once. A key that only runs down is waited for, until its time to live as first read
+  // (or our own node-ttl-ms, whichever is longer) has passed.
+  using clock = std::chrono::steady_clock;
+  static constexpr auto margin = std::chrono::milliseconds{500};
   const char* registers_later = "this node registers there once it does";
+  auto live_node = [&](const actors::redis_address& shard) {
+    return config_error("router.server-id \"" + cluster.node_id
+                        + "\" is the id of a live node of the cluster (redis " + shard.text()
+                        + "): every node needs its own");
+  };
   for (auto& shard : cluster.shards) {
     auto c = connect_shard(cluster, shard, registers_later);
     if (!c)
       continue;
-    bool told = false;
+    auto deadline = clock::now() + cluster.node_ttl + margin;
+    std::optional<long long> last_ttl; ///< the key's PTTL at the previous try
     for (;;) {
       auto set = command(c.get(), {"SET", node_key(cluster), cluster.incarnation, "PX",
                                    std::to_string(cluster.node_ttl.count()), "NX"});
@@ -101,15 +111,29 @@ void claim_node_id(const actors::cluster_settings& cluster) {
       }
       if (set->type != REDIS_REPLY_NIL)
         break;
-      if (std::chrono::steady_clock::now() >= deadline)
-        throw config_error("router.server-id \"" + cluster.node_id
-                           + "\" is the id of a live node of the cluster (redis " + shard.text()
-                           + "): every node needs its own");
-      if (!std::exchange(told, true))
-        std::cerr << "event-router: router.server-id \"" << cluster.node_id << "\" is held on redis "
-                  << shard.text() << ": waiting up to " << cluster.node_ttl.count() + 500
-                  << " ms for it to expire (a node that just ended), else it is a live node's"
+      auto pttl = command(c.get(), {"PTTL", node_key(cluster)});
+      if (!pttl) {
+        say_unanswered(shard, c->errstr, registers_later);
+        break;
+      }
+      // -2: gone since the SET (try again at once); -1: no expiry, which no node sets.
+      auto ttl = pttl->type == REDIS_REPLY_INTEGER ? pttl->integer : -1;
+      if (ttl == -2)
+        continue;
+      if (ttl == -1 || (last_ttl && ttl > *last_ttl + 50)) // refreshed since the last try
+        throw live_node(shard);
+      if (!last_ttl) {
+        deadline = std::max(deadline, clock::now() + std::chrono::milliseconds{ttl} + margin);
+        std::cerr << "event-router: router.server-id \"" << cluster.node_id
+                  << "\" is held on redis " << shard.text() << ": waiting up to "
+                  << std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now())
+                       .count()
+                  << " ms for it to expire (a node that just ended), unless a live node refreshes it"
                   << std::endl;
+      }
+      last_ttl = ttl;
+      if (clock::now() >= deadline)
+        throw live_node(shard);
       std::this_thread::sleep_for(std::chrono::milliseconds{100});
     }
   }

@@ -898,6 +898,19 @@ TEST_CASE("a node started again with its id at once starts: a clean stop release
   CHECK(next_json(*c)["reply_to"] == "p");
 }
 
+TEST_CASE("a node that crashed with a longer node-ttl-ms than the new one's is waited for until "
+          "its key expires") {
+  redis_server redis;
+  // The key a crashed node that ran with node-ttl-ms 4000 leaves behind. The new process (the
+  // helper's 1000) waited its own TTL only, then exited 2 as if a live node held the id.
+  REQUIRE(redis_command(redis.port(), "SET er:node:longer crashed-incarnation PX 4000")
+            .rfind("+OK", 0) == 0);
+  node n{redis.address(), "longer"};
+  CHECK(n.health()["cluster"]["node_id"] == "longer");
+  CHECK(redis_command(redis.port(), "GET er:node:longer").find("crashed-incarnation")
+        == std::string::npos);
+}
+
 TEST_CASE("a resume on another node in the middle of a running agent gets the session with "
           "consecutive event ids, twice over, and the run goes on reporting to it") {
   redis_server redis;
