@@ -471,9 +471,11 @@ void recover(bus_pointer self, const std::string& user) {
          if (it == self->state.users.end() || r.is_error() || r.elements.size() != 2)
            return;
          auto& u = it->second;
+         if (u.filling) // a read in progress (or waiting to be made again) covers an older
+           return u.deferred.push_back([self, user] { recover(self, user); }); // span only
          auto seq = std::strtoull(r.elements[0].text.c_str(), nullptr, 10);
          auto& epoch = r.elements[1].text;
-         if (!u.known || u.filling || epoch.empty())
+         if (!u.known || epoch.empty())
            return; // no start yet (the next message sets it), or nothing published when read
          bool fresh = !u.epoch.empty() && epoch != u.epoch; // Redis started anew
          if (fresh)
@@ -515,9 +517,12 @@ void sync_counts(bus_pointer self, std::size_t index) {
   for (auto& [user, u] : st.users)
     if (shard_for(self, user) == index && u.local > 0)
       to_sync.push_back(user);
-  for (auto& user : st.unsynced)
-    if (shard_for(self, user) == index && st.users.count(user) == 0)
-      to_sync.push_back(user); // left meanwhile: its count goes
+  for (auto& user : st.unsynced) {
+    auto it = st.users.find(user);
+    // Left meanwhile, or only detached sessions left (they do not count): its count goes.
+    if (shard_for(self, user) == index && (it == st.users.end() || it->second.local == 0))
+      to_sync.push_back(user);
+  }
   for (auto& user : to_sync)
     sync_count(self, user);
 }
