@@ -198,10 +198,21 @@ struct router_server::impl {
     };
     auto budget = std::make_shared<net::connection_budget>(
       static_cast<std::size_t>(s.max_connections));
-    listener = std::make_unique<net::listener>(io, s.host, static_cast<unsigned short>(s.port),
-                                               verifier, session_limits_of(s), std::move(budget),
-                                               std::move(hooks), s.reuse_port,
-                                               static_cast<std::size_t>(s.max_http_connections));
+    try {
+      listener = std::make_unique<net::listener>(
+        io, s.host, static_cast<unsigned short>(s.port), verifier, session_limits_of(s),
+        std::move(budget), std::move(hooks), s.reuse_port,
+        static_cast<std::size_t>(s.max_http_connections));
+    } catch (...) {
+      // A port taken, an address not here: the actors already run, and the router and the
+      // cluster bus hold each other, so the system's destructor (which waits for every actor)
+      // never returned and the process hung without a word. They are ended first.
+      caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
+      if (cluster)
+        release_node_id(*cluster);
+      throw;
+    }
     listener->start();
     if (s.heap_trim_interval_ms > 0)
       trimmer = std::make_unique<heap_trimmer>(

@@ -5,6 +5,8 @@
 // 2 bad usage.
 
 #include <charconv>
+#include <cmath>
+#include <type_traits>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -88,7 +90,19 @@ T positive(const std::string& name, const std::string& text) {
   auto value = number<T>(name, text);
   if (!(value > 0))
     throw usage_error(name + " must be positive, got '" + text + "'");
+  if constexpr (std::is_floating_point_v<T>)
+    if (!std::isfinite(value)) // from_chars reads "inf"
+      throw usage_error(name + " must be a finite number, got '" + text + "'");
   return value;
+}
+
+/// Seconds, at least a millisecond and at most a week (a window of 0 ms measured nothing and
+/// still passed; "inf" overflowed into a negative duration).
+std::chrono::milliseconds seconds_option(const std::string& name, const std::string& text) {
+  auto seconds = positive<double>(name, text);
+  if (seconds < 0.001 || seconds > 7 * 86400.0)
+    throw usage_error(name + " must be between 0.001 and 604800 seconds, got '" + text + "'");
+  return std::chrono::milliseconds{static_cast<std::int64_t>(seconds * 1000)};
 }
 
 struct cli {
@@ -121,8 +135,7 @@ void apply(cli& c, const std::string& name, const std::string& value) {
   } else if (name == "--rate") {
     o.agent_rate = positive<double>(name, value);
   } else if (name == "--duration") {
-    o.duration = std::chrono::milliseconds{
-      static_cast<std::int64_t>(positive<double>(name, value) * 1000)};
+    o.duration = seconds_option(name, value);
   } else if (name == "--host") {
     o.host = value;
   } else if (name == "--port") {

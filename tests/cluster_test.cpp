@@ -14,6 +14,8 @@
 #include <sstream>
 #include <thread>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <doctest/doctest.h>
 #include <sqlite3.h>
 
@@ -949,6 +951,22 @@ TEST_CASE("a node started again with its id at once starts: a clean stop release
   auto c = n->connect("alice");
   c->send_text(R"({"type":"ping","id":"p"})");
   CHECK(next_json(*c)["reply_to"] == "p");
+}
+
+TEST_CASE("a node that cannot listen (its port taken) exits 1 saying so, and releases its id") {
+  redis_server redis;
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor taken{io, {boost::asio::ip::make_address("127.0.0.1"), 0}};
+  auto port = taken.local_endpoint().port();
+  // Before, the router and the cluster bus, already running, held each other: the process
+  // waited for them forever, without a word, and did not end on SIGTERM either.
+  child_process n{{ER_ROUTER_BINARY, "--router.port=" + std::to_string(port),
+                   "--router.store-path=:memory:", "--router.server-id=blocked",
+                   "--cluster.redis=" + redis.address(), "--cluster.node-ttl-ms=5000"}};
+  CHECK(n.wait(10s) == 1);
+  CHECK(n.read_all_stderr().find("cannot listen on 127.0.0.1:" + std::to_string(port))
+        != std::string::npos);
+  CHECK(redis_command(redis.port(), "EXISTS er:node:blocked") == ":0\r\n");
 }
 
 TEST_CASE("a node that crashed with a longer node-ttl-ms than the new one's is waited for until "

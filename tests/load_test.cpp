@@ -312,4 +312,13 @@ TEST_CASE("the router-load binary mints tokens from the router's configuration, 
   child_process bad{{ER_ROUTER_LOAD_BINARY, "--scenario=nope", "--config-file=/dev/null"}};
   CHECK(bad.wait(10s) == 2);
   CHECK(bad.read_all_stderr(2s).find("unknown scenario") != std::string::npos);
+  // "inf" (which from_chars reads) overflowed into a negative duration, and 0.0001 s into an
+  // empty window: both ran nothing and still reported pass.
+  for (std::string d : {"inf", "0.0001", "nan", "1e300"}) {
+    CAPTURE(d);
+    child_process odd{{ER_ROUTER_LOAD_BINARY, "--scenario=ping", "--duration=" + d,
+                       "--config-file=/dev/null", "--port=" + std::to_string(router.port())}};
+    CHECK(odd.wait(10s) == 2);
+    CHECK(odd.read_all_stderr(2s).find("--duration") != std::string::npos);
+  }
 }
