@@ -206,9 +206,13 @@ struct router_server::impl {
     } catch (...) {
       // A port taken, an address not here: the actors already run, and the router and the
       // cluster bus hold each other, so the system's destructor (which waits for every actor)
-      // never returned and the process hung without a word. They are ended first.
+      // never returned and the process hung without a word. They are ended first, and the
+      // node id is released only once the bus is gone: a liveness refresh still on its way
+      // registered the id again (SET NX) after the release.
       caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
       caf::anon_send_exit(store, caf::exit_reason::user_shutdown);
+      system.await_all_actors_done();
+      actors::io_scheduler_of(system).stop_io_threads();
       if (cluster)
         release_node_id(*cluster);
       throw;

@@ -578,29 +578,13 @@ TEST_CASE("after Redis comes back empty, what was published before a node's subs
   CHECK(a1->read(300ms).what == er::client::frame::kind::timeout); // each once
 }
 
-TEST_CASE("a user's count written while a node's command link was down reaches Redis once it "
-          "is back: a connection that closed meanwhile no longer counts against the limit") {
-  redis_server redis;
-  auto limit = std::vector<std::string>{"--router.max-connections-per-user=1"};
-  node n1{redis.address(), "n1", limit}, n2{redis.address(), "n2", limit};
-  {
-    auto a1 = n1.connect("alice");
-    CHECK(redis_command(redis.port(), "HLEN er:u:alice:conns") == ":1\r\n");
-    auto commands = redis_client_id(redis.port(), "er:node:n1:commands");
-    REQUIRE(!commands.empty());
-    CHECK(redis_command(redis.port(), "CLIENT KILL ID " + commands) == ":1\r\n");
-    a1->close(1000); // while n1 cannot write its count
-  }
-  CHECK(eventually([&] { return n1.health()["connections"] == 0; }, 5s));
-  CHECK(eventually([&] { return redis_command(redis.port(), "HLEN er:u:alice:conns") == ":0\r\n"; },
-                   10s));
-  auto again = n2.connect("alice"); // within the limit of one: the old count is gone
-  again->send_text(R"({"type":"ping","id":"p"})");
-  CHECK(next_json(*again)["reply_to"] == "p");
-}
+namespace {
 
-TEST_CASE("a connection dropped while its node's command link was down no longer counts once "
-          "the link is back, though its session waits for a resume") {
+/// alice's one connection on n1 (of two nodes at max-connections-per-user=1) ends by `end_it`
+/// while n1's command link is down, and `ended` tells when n1 has seen it: once the link is
+/// back, her count in Redis is gone, and her next connection on n2 is within the limit.
+void count_gone_after_link_returns(const std::function<void(er::client::ws_client&)>& end_it,
+                                   const std::function<bool(node&)>& ended) {
   redis_server redis;
   auto limit = std::vector<std::string>{"--router.max-connections-per-user=1"};
   node n1{redis.address(), "n1", limit}, n2{redis.address(), "n2", limit};
@@ -609,16 +593,30 @@ TEST_CASE("a connection dropped while its node's command link was down no longer
   auto commands = redis_client_id(redis.port(), "er:node:n1:commands");
   REQUIRE(!commands.empty());
   CHECK(redis_command(redis.port(), "CLIENT KILL ID " + commands) == ":1\r\n");
-  a1->reset(); // dropped without a close frame: the session waits for a resume on n1
-  CHECK(eventually([&] { return n1.health()["detached"] == 1; }, 5s));
+  end_it(*a1); // while n1 cannot write its count
+  CHECK(eventually([&] { return ended(n1); }, 5s));
+  CHECK(eventually([&] { return redis_command(redis.port(), "HLEN er:u:alice:conns") == ":0\r\n"; },
+                   10s));
+  auto again = n2.connect("alice"); // within the limit of one: the old count is gone
+  again->send_text(R"({"type":"ping","id":"p"})");
+  CHECK(next_json(*again)["reply_to"] == "p");
+}
+
+} // namespace
+
+TEST_CASE("a user's count written while a node's command link was down reaches Redis once it "
+          "is back: a connection that closed meanwhile no longer counts against the limit") {
+  count_gone_after_link_returns([](er::client::ws_client& c) { c.close(1000); },
+                                [](node& n1) { return n1.health()["connections"] == 0; });
+}
+
+TEST_CASE("a connection dropped while its node's command link was down no longer counts once "
+          "the link is back, though its session waits for a resume") {
   // Before, only users with an open connection, and users gone altogether, were written when
   // the link came back: alice's count of 1 stayed for the whole resume window, and her next
   // connection on any node was refused with 4503.
-  CHECK(eventually([&] { return redis_command(redis.port(), "HLEN er:u:alice:conns") == ":0\r\n"; },
-                   10s));
-  auto again = n2.connect("alice");
-  again->send_text(R"({"type":"ping","id":"p"})");
-  CHECK(next_json(*again)["reply_to"] == "p");
+  count_gone_after_link_returns([](er::client::ws_client& c) { c.reset(); }, // no close frame
+                                [](node& n1) { return n1.health()["detached"] == 1; });
 }
 
 TEST_CASE("what a node missed while its subscription was cut is filled from the user's history") {
