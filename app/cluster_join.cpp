@@ -109,6 +109,11 @@ void claim_node_id(const actors::cluster_settings& cluster) {
         say_unanswered(shard, c->errstr, registers_later);
         break;
       }
+      if (set->type == REDIS_REPLY_ERROR) { // -LOADING: a Redis that restarts from a snapshot
+        std::cerr << "event-router: redis " << shard.text() << ": " << set->str << ": "
+                  << registers_later << std::endl;
+        break;
+      }
       if (set->type != REDIS_REPLY_NIL)
         break;
       auto pttl = command(c.get(), {"PTTL", node_key(cluster)});

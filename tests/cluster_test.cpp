@@ -747,6 +747,37 @@ TEST_CASE("a Redis that restarts from a snapshot starts a new epoch: its users g
   CHECK(n1.metric_value("router_cluster_gaps_lost_total") == 0);
 }
 
+TEST_CASE("a Redis still loading its snapshot when the links come back is waited for: the new "
+          "epoch is taken once it has loaded, and its users get what is published after") {
+  // 2,000 keys at a millisecond each: about two seconds of loading, during which Redis accepts
+  // connections and answers nearly every command with -LOADING.
+  redis_server redis{{"--key-load-delay", "1000", "--loading-process-events-interval-bytes",
+                      "1024"}};
+  REQUIRE(redis_command(redis.port(),
+                        R"(EVAL "for i=1,2000 do redis.call('SET','pad:'..i,i) end" 0)")
+          == "$-1\r\n");
+  node n1{redis.address(), "n1"};
+  auto a1 = n1.connect("alice");
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
+  CHECK(read_published(*a1, "alice", 3) == upto(3));
+  REQUIRE(redis_command(redis.port(), "SAVE") == "+OK\r\n"); // the snapshot: offset 3
+  for (int i = 3; i < 6; ++i)
+    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
+  CHECK(read_published(*a1, "alice", 3) == std::vector<int>{3, 4, 5});
+  redis.stop();
+  redis.start(); // returns once Redis answers PING: loaded; the node's links came back before
+  // Before, the link was up while Redis loaded: the new epoch's EVAL was refused with
+  // -LOADING and dropped, so the node kept the old epoch and took the publishes after the
+  // restart (offsets 4 to 6 once more) for ones its users already had.
+  REQUIRE(eventually([&] { return n1.publish("alice", {{"n", 6}}).status == 202; }, 10s));
+  for (int i = 7; i < 9; ++i)
+    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
+  CHECK(read_published(*a1, "alice", 3) == std::vector<int>{6, 7, 8});
+  CHECK(a1->read(300ms).what == er::client::frame::kind::timeout);
+  CHECK(n1.metric_value("router_cluster_gaps_lost_total") == 0);
+}
+
 TEST_CASE("a node reports Redis down while Redis is stopped with SIGSTOP and up once it goes on, and "
           "a node started while Redis is stopped starts and joins once it answers") {
   redis_server redis;

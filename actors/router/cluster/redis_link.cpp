@@ -114,6 +114,7 @@ private:
     if (ac_ || closed_)
       return;
     connect_started_ = clock_type::now();
+    loading_ = false;
     ac_ = redisAsyncConnect(address_.host.c_str(), address_.port);
     if (!ac_ || ac_->err) {
       std::string why = ac_ ? ac_->errstr : "out of memory";
@@ -181,7 +182,7 @@ private:
       nullptr, 3, args, lengths);
   }
 
-  /// INFO server's run_id, then up (with an empty run_id when Redis refuses INFO).
+  /// INFO server's run_id (empty when Redis refuses INFO), then up once Redis has loaded.
   void ask_run_id() {
     const char* args[] = {"INFO", "server"};
     std::size_t lengths[] = {4, 6};
@@ -200,9 +201,39 @@ private:
             run_id = std::string{value.substr(0, value.find_first_of("\r\n"))};
           }
         }
-        static_cast<link_impl*>(ac->data)->ready(std::move(run_id));
+        auto* self = static_cast<link_impl*>(ac->data);
+        self->run_id_ = std::move(run_id);
+        self->await_loaded();
       },
       nullptr, 2, args, lengths);
+  }
+
+  /// Up once Redis has loaded its dataset. While it loads one (a restart from a snapshot) it
+  /// accepts connections and answers nearly every command with -LOADING: the owner's first
+  /// commands on a link it took for up (the new epoch, the liveness key, the counts) were
+  /// refused and not made again. PING is refused too until the load is done; it is asked again
+  /// each tick. Any other answer, a refusal by an ACL included, means loaded.
+  void await_loaded() {
+    const char* args[] = {"PING"};
+    std::size_t lengths[] = {4};
+    redisAsyncCommandArgv(
+      ac_,
+      [](redisAsyncContext* ac, void* reply, void*) {
+        if (reply == nullptr)
+          return; // the connection went first: on_disconnect says so
+        auto* self = static_cast<link_impl*>(ac->data);
+        auto* r = static_cast<redisReply*>(reply);
+        self->heard();
+        if (r->type == REDIS_REPLY_ERROR
+            && std::string_view{r->str, r->len}.rfind("LOADING", 0) == 0) {
+          self->loading_ = true;
+          // Redis answers: not a connect that hangs, however long the load takes.
+          self->connect_started_ = clock_type::now();
+          return;
+        }
+        self->ready(std::exchange(self->run_id_, {}));
+      },
+      nullptr, 1, args, lengths);
   }
 
   void ready(std::string run_id) {
@@ -300,6 +331,8 @@ private:
            + std::to_string(timeout_.count()) + " ms");
     else if (up_ && !probe_sent_ && now - last_heard_ >= timeout_ / 2)
       probe();
+    else if (ac_ && !up_ && std::exchange(loading_, false))
+      await_loaded();
     timer_.expires_after(std::max(timeout_ / 4, std::chrono::milliseconds{1}));
     timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
       auto self = weak.lock();
@@ -383,6 +416,9 @@ private:
   bool waiting_[2] = {false, false};
   bool up_ = false;
   bool closed_ = false;
+  /// Connected, and Redis answered the last PING with -LOADING: asked again on the next tick.
+  bool loading_ = false;
+  std::string run_id_; ///< INFO's answer, kept until Redis has loaded
 };
 
 } // namespace
