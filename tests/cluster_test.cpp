@@ -747,6 +747,43 @@ TEST_CASE("a Redis that restarts from a snapshot starts a new epoch: its users g
   CHECK(n1.metric_value("router_cluster_gaps_lost_total") == 0);
 }
 
+TEST_CASE("after a restart from a snapshot whose histories had expired, a user's sessions stay, "
+          "and get what the new epoch has for them once their node's links are back") {
+  redis_server redis;
+  std::vector<std::string> opts{"--cluster.history-ttl-ms=1000"};
+  node n1{redis.address(), "n1", opts}, n2{redis.address(), "n2", opts};
+  auto alice = n1.connect("alice");
+  auto bob = n1.connect("bob");
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
+    REQUIRE(n1.publish("bob", {{"n", i}}).status == 202);
+  }
+  CHECK(read_published(*alice, "alice", 3) == upto(3));
+  CHECK(read_published(*bob, "bob", 3) == upto(3));
+  REQUIRE(eventually([&] {
+    return redis_command(redis.port(), "EXISTS er:u:alice:hist er:u:bob:hist") == ":0\r\n";
+  }, 5s));
+  REQUIRE(redis_command(redis.port(), "SAVE") == "+OK\r\n"); // offsets 3, no history
+  // n1 sleeps through the restart, and n2 publishes to bob in the new epoch meanwhile.
+  n1.pause();
+  redis.stop();
+  redis.start();
+  REQUIRE(eventually([&] { return n2.publish("bob", {{"n", 3}}).status == 202; }, 10s));
+  REQUIRE(n2.publish("bob", {{"n", 4}}).status == 202);
+  n1.resume();
+  // Back, n1 reads what it missed. Before, the history could not say where the new epoch
+  // began for either user: bob's sessions lost their state (4010) though offsets 4 and 5
+  // were there, and alice's too though nothing was owed, as for every user not published to
+  // within the history's time to live before the restart.
+  CHECK(read_published(*bob, "bob", 2) == std::vector<int>{3, 4});
+  CHECK(alice->read(1500ms).what == er::client::frame::kind::timeout);
+  REQUIRE(n2.publish("alice", {{"n", 3}}).status == 202);
+  CHECK(read_published(*alice, "alice", 1) == std::vector<int>{3});
+  CHECK(bob->read(300ms).what == er::client::frame::kind::timeout); // nothing twice
+  CHECK(n1.metric_value("router_cluster_gaps_lost_total") == 0);
+  CHECK(redis_command(redis.port(), "GET er:u:bob:began").find(" 3\r\n") != std::string::npos);
+}
+
 TEST_CASE("a Redis still loading its snapshot when the links come back is waited for: the new "
           "epoch is taken once it has loaded, and its users get what is published after") {
   // 2,000 keys at a millisecond each: about two seconds of loading, during which Redis accepts
@@ -1332,6 +1369,34 @@ TEST_CASE_FIXTURE(proxied_pair,
   CHECK(next_json(*b)["type"] == "connection_established");
   REQUIRE(n3.publish("alice", {{"n", 2}}).status == 202);
   expect_each_once({b.get(), moved.get()}, "alice", {1, 2});
+}
+
+TEST_CASE_FIXTURE(proxied_pair,
+                  "an offer that reaches the adopter late in its wait for it has the whole wait "
+                  "for the acceptance: a history read past the request's 3 s still moves the "
+                  "session") {
+  node n3{redis.address(), "n3"}; // publishes
+  auto a = n2.connect("alice"); // n2 follows alice's stream for it
+  auto [greeting, last_event_id] = session_left_waiting(n1, n3, *a, "alice"); // to move to n2
+  auto moving = resume_offer_held(owner_out, n1, n2, "alice", greeting, last_event_id);
+  // n2 hands on a publish after n1's mark (offset 2): the offer has to read it from the history.
+  REQUIRE(n3.publish("alice", {{"n", 1}}).status == 202);
+  CHECK(read_published(*a, "alice", 1) == std::vector<int>{1});
+  // The offer reaches n2 two seconds into n2's 3 s wait for it, and its read's answer waits
+  // past the end of that wait.
+  std::this_thread::sleep_for(2s);
+  adopter_in.hold_replies_after("XRANGE");
+  owner_out.release_sends();
+  REQUIRE(eventually([&] { return adopter_in.replies_held() > 0; }, 5s));
+  std::this_thread::sleep_for(1500ms);
+  adopter_in.release_replies();
+  // Before, the request's wait ended the hand-over too: declined, and a fresh session here.
+  auto moved = moving.get();
+  expect_moved(*moved);
+  CHECK(read_published(*moved, "alice", 1) == std::vector<int>{1});
+  REQUIRE(n3.publish("alice", {{"n", 2}}).status == 202);
+  expect_each_once({a.get(), moved.get()}, "alice", {2});
+  CHECK(eventually([&] { return n1.health()["detached"] == 0; }, 5s));
 }
 
 TEST_CASE("a new connection of a user its node already follows gets every publish counted for "

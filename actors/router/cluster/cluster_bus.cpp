@@ -55,6 +55,9 @@ struct history_span {
   std::uint64_t to = 0;
   std::string epoch;
   bool fresh = false;
+  /// Fresh spans: where the stream began in the epoch (the user's `began` key) was read, and
+  /// no publish in the epoch had written it (else the span is no longer fresh).
+  bool began_read = false;
 };
 
 /// A history read Redis did not answer (the link went, an error reply), made again while the
@@ -119,6 +122,9 @@ struct adoption {
   std::optional<caf::typed_response_promise<peer_note>> promise; ///< while waiting for the offer
   std::string node;
   std::string user;
+  /// The end of the wait under way: for the offer, then, from its arrival, for the router's
+  /// acceptance. The wait for the offer's timeout message comes too and finds it not yet due.
+  std::chrono::steady_clock::time_point until;
 };
 
 struct bus_state {
@@ -300,6 +306,11 @@ std::vector<history_entry> entries_of(redis_reply& r) {
 /// follow it without a gap up to span.to.
 std::optional<std::vector<std::string>> span_entries(std::vector<history_entry>& entries,
                                                      const history_span& span) {
+  // No publish in the epoch wrote where the stream began (read_began), so it has none by a
+  // node that writes it: an empty history owes nothing. It had expired before Redis restarted
+  // from its snapshot, and every user not published to lately lost its sessions (4010).
+  if (span.fresh && span.began_read && entries.empty())
+    return std::vector<std::string>{};
   std::size_t first = 0;
   std::uint64_t start = span.from;
   if (span.fresh) {
@@ -331,9 +342,44 @@ std::optional<std::vector<std::string>> span_entries(std::vector<history_entry>&
 /// since then does not wait for this read. A read Redis fails (the link went, an error reply)
 /// is made again each tick until `give_up_at`, then counts as incomplete.
 void read_history(bus_pointer self, const std::string& user, history_span span,
+                  history_done done, std::chrono::steady_clock::time_point give_up_at);
+
+/// A fresh span first reads where the user's stream began in its epoch (publish_lua writes it
+/// with the epoch's first publish): from there on it is a span of that epoch like any other.
+/// The history alone cannot say: the snapshot's entries may have expired.
+void read_began(bus_pointer self, const std::string& user, history_span span,
+                history_done done, std::chrono::steady_clock::time_point give_up_at) {
+  auto& u = self->state.users.at(user);
+  call(self, shard_for(self, user), {"GET", user_key(self, user, ":began")},
+       [self, user, span, done, give_up_at, generation = u.generation](redis_reply& r) mutable {
+         auto it = self->state.users.find(user);
+         if (it == self->state.users.end() || it->second.generation != generation)
+           return done(read_end::superseded, {});
+         if (r.is_error()) {
+           if (std::chrono::steady_clock::now() < give_up_at) {
+             it->second.retry = failed_read{span, done, give_up_at};
+             return; // the channel waits on
+           }
+           done(read_end::incomplete, {});
+           return go_on(self, user);
+         }
+         auto prefix = span.epoch + " ";
+         if (r.type == redis_reply::kind::string && r.text.rfind(prefix, 0) == 0) {
+           std::uint64_t base = std::strtoull(r.text.c_str() + prefix.size(), nullptr, 10);
+           span.from = std::min(std::max(span.from, base + 1), span.to + 1);
+           span.fresh = false;
+         }
+         span.began_read = true;
+         read_history(self, user, std::move(span), std::move(done), give_up_at);
+       });
+}
+
+void read_history(bus_pointer self, const std::string& user, history_span span,
                   history_done done, std::chrono::steady_clock::time_point give_up_at) {
   auto& u = self->state.users.at(user);
   u.filling = true;
+  if (span.fresh && !span.began_read)
+    return read_began(self, user, std::move(span), std::move(done), give_up_at);
   call(self, shard_for(self, user),
        {"XRANGE", user_key(self, user, ":hist"), std::to_string(span.from) + "-0",
         std::to_string(span.to) + "-0"},
@@ -705,7 +751,9 @@ void adopt(bus_pointer self, std::string node, std::string user, std::string tok
          ask.user = user;
          ask.token = token;
          ask.last_event_id = last_event_id;
-         self->state.adoptions.emplace(ask.handover, adoption{rp, node, user});
+         self->state.adoptions.emplace(
+           ask.handover,
+           adoption{rp, node, user, std::chrono::steady_clock::now() + adoption_timeout});
          send_note(self, ask);
          self->delayed_send(self, adoption_timeout, hotimeout_atom::value, ask.handover);
        });
@@ -807,6 +855,7 @@ void on_offer(bus_pointer self, peer_note& note) {
     adoptions.erase(it);
   } else {
     it->second.promise.reset(); // now waiting for the router's accept
+    it->second.until = std::chrono::steady_clock::now() + adoption_timeout;
     self->delayed_send(self, adoption_timeout, hotimeout_atom::value, note.handover);
     if (note.stream_known)
       return catch_up(self, std::move(note), std::move(rp));
@@ -819,8 +868,8 @@ void on_offer(bus_pointer self, peer_note& note) {
 void on_adoption_timeout(bus_pointer self, const std::string& handover) {
   auto& adoptions = self->state.adoptions;
   auto it = adoptions.find(handover);
-  if (it == adoptions.end())
-    return;
+  if (it == adoptions.end() || std::chrono::steady_clock::now() < it->second.until)
+    return; // settled, or the offer came since: the wait for the acceptance has its own
   auto a = std::move(it->second);
   adoptions.erase(it);
   if (a.promise)
@@ -965,8 +1014,9 @@ void append_to_stream(bus_pointer self, const std::string& user, std::string ent
        {"EVAL",
         std::string{"local CONNS = KEYS[3]\n"} + cluster_scripts::live_count_lua
           + cluster_scripts::publish_lua + "return {offset, total}",
-        "4", user_key(self, user, ":seq"), user_key(self, user, ":hist"),
-        user_key(self, user, ":conns"), s.prefix + "epoch", s.prefix, channel_of(self, user),
+        "5", user_key(self, user, ":seq"), user_key(self, user, ":hist"),
+        user_key(self, user, ":conns"), s.prefix + "epoch", user_key(self, user, ":began"),
+        s.prefix, channel_of(self, user),
         std::move(entry), std::to_string(s.history_size), random_epoch(),
         std::to_string(s.history_ttl.count())},
        [self, rp](redis_reply& r) mutable {

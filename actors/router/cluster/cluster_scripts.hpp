@@ -10,6 +10,8 @@
 //                         snapshot)
 //   <p>run_id             the run_id of the Redis process the epoch belongs to
 //   <p>u:<user>:seq       the user's last publish offset
+//   <p>u:<user>:began     "<epoch> <offset>": the user's stream began in that epoch after that
+//                         offset (the first publish in the epoch writes it); kept like seq
 //   <p>u:<user>:hist      the user's history stream (entries "<offset>-0", field e: the event,
 //                         or "disconnect"; field p: the epoch it was published in), PX
 //                         history-ttl from the last entry
@@ -45,10 +47,13 @@ end
 /// seconds (a lost link, a hand-over), and a user who is no longer published to must not hold
 /// memory for good. The offset stays (a few bytes): were it to start again from 1, nodes
 /// that stand further on would take the new entries for ones they had.
-/// KEYS[1] seq, KEYS[2] hist, KEYS[3] conns, KEYS[4] epoch. ARGV[1] prefix, ARGV[2] channel,
-/// ARGV[3] the entry, ARGV[4] history size, ARGV[5] an epoch to use if the shard has none,
-/// ARGV[6] the history TTL (ms). Leaves `offset`, and `total` (connections of the user on
-/// live nodes) for the caller's return.
+/// The first publish in an epoch notes where the user's stream began in it (KEYS[5]): a node
+/// that comes to a new epoch owes its sessions the entries after that offset, and the history
+/// cannot tell it (the entries of the snapshot's epoch may have expired).
+/// KEYS[1] seq, KEYS[2] hist, KEYS[3] conns, KEYS[4] epoch, KEYS[5] began. ARGV[1] prefix,
+/// ARGV[2] channel, ARGV[3] the entry, ARGV[4] history size, ARGV[5] an epoch to use if the
+/// shard has none, ARGV[6] the history TTL (ms). Leaves `offset`, and `total` (connections of
+/// the user on live nodes) for the caller's return.
 inline constexpr const char* publish_lua = R"lua(
 local epoch = redis.call('GET', KEYS[4])
 if not epoch then
@@ -56,6 +61,10 @@ if not epoch then
   redis.call('SET', KEYS[4], epoch)
 end
 local offset = redis.call('INCR', KEYS[1])
+local began = redis.call('GET', KEYS[5])
+if not began or string.sub(began, 1, #epoch + 1) ~= epoch .. ' ' then
+  redis.call('SET', KEYS[5], epoch .. ' ' .. (offset - 1))
+end
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], offset .. '-0', 'e', ARGV[3], 'p', epoch)
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 redis.call('PUBLISH', ARGV[2], epoch .. ' ' .. offset .. ' ' .. ARGV[3])
