@@ -723,18 +723,24 @@ TEST_CASE("a user's history in Redis expires cluster.history-ttl-ms after the la
   CHECK(n1.metric_value("router_cluster_gaps_lost_total") == 0);
 }
 
+/// Three publishes to alice through `n`, `redis` saved to its snapshot (offset 3), three more:
+/// `a`, her connection on `n`, got all six.
+void snapshot_between_publishes(redis_server& redis, const node& n, er::client::ws_client& a) {
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(n.publish("alice", {{"n", i}}).status == 202);
+  CHECK(read_published(a, "alice", 3) == upto(3));
+  REQUIRE(redis_command(redis.port(), "SAVE") == "+OK\r\n");
+  for (int i = 3; i < 6; ++i)
+    REQUIRE(n.publish("alice", {{"n", i}}).status == 202);
+  CHECK(read_published(a, "alice", 3) == std::vector<int>{3, 4, 5});
+}
+
 TEST_CASE("a Redis that restarts from a snapshot starts a new epoch: its users get the "
           "publishes made after the restart once and nothing from before it again") {
   redis_server redis;
   node n1{redis.address(), "n1"};
   auto a1 = n1.connect("alice");
-  for (int i = 0; i < 3; ++i)
-    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
-  CHECK(read_published(*a1, "alice", 3) == upto(3));
-  REQUIRE(redis_command(redis.port(), "SAVE") == "+OK\r\n"); // the snapshot: offset 3
-  for (int i = 3; i < 6; ++i)
-    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
-  CHECK(read_published(*a1, "alice", 3) == std::vector<int>{3, 4, 5});
+  snapshot_between_publishes(redis, n1, *a1);
   // Redis restarts and loads the snapshot: the user's offset is 3 again, where n1 stood at 6.
   redis.stop();
   redis.start();
@@ -795,13 +801,7 @@ TEST_CASE("a Redis still loading its snapshot when the links come back is waited
           == "$-1\r\n");
   node n1{redis.address(), "n1"};
   auto a1 = n1.connect("alice");
-  for (int i = 0; i < 3; ++i)
-    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
-  CHECK(read_published(*a1, "alice", 3) == upto(3));
-  REQUIRE(redis_command(redis.port(), "SAVE") == "+OK\r\n"); // the snapshot: offset 3
-  for (int i = 3; i < 6; ++i)
-    REQUIRE(n1.publish("alice", {{"n", i}}).status == 202);
-  CHECK(read_published(*a1, "alice", 3) == std::vector<int>{3, 4, 5});
+  snapshot_between_publishes(redis, n1, *a1);
   redis.stop();
   redis.start(); // returns once Redis answers PING: loaded; the node's links came back before
   // Before, the link was up while Redis loaded: the new epoch's EVAL was refused with
