@@ -448,6 +448,28 @@ TEST_CASE("router.max-connections-per-user holds across nodes, and a killed node
   CHECK(next_json(*again)["reply_to"] == "p");
 }
 
+TEST_CASE("a resume that would take the user past max-connections-per-user on the node it "
+          "reaches is closed with 4503, and the session waits on at its owner") {
+  redis_server redis;
+  auto limit = std::vector<std::string>{"--router.max-connections-per-user=1"};
+  node n1{redis.address(), "n1", limit}, n2{redis.address(), "n2", limit};
+  auto c = n1.try_connect("alice");
+  auto greeting = next_json(*c);
+  c->reset();
+  CHECK(eventually([&] { return n1.health()["detached"] == 1; }, 5s));
+  auto a2 = n2.connect("alice"); // the detached session does not count
+  // Before, n2 adopted the session: two connections of a user limited to one.
+  auto refused = n2.try_connect("alice", resume_target(greeting, 0));
+  expect_close(*refused, 4503);
+  CHECK(n2.health()["connections"] == 1);
+  CHECK(n1.health()["detached"] == 1);
+  a2->close();
+  CHECK(eventually([&] { return n2.health()["connections"] == 0; }, 5s));
+  auto [moved, hello] = resume_on(n2, "alice", greeting, 0);
+  CHECK(hello["data"]["recovered"] == true);
+  CHECK(hello["data"]["session_id"] == greeting["data"]["session_id"]);
+}
+
 TEST_CASE("a limit script that gets no answer from Redis (here: an ACL without EVAL) admits "
           "connections by the node's own count instead of refusing them") {
   redis_server redis{{"--user", "default", "on", "nopass", "~*", "&*", "+@all", "-eval"}};

@@ -268,6 +268,40 @@ TEST_CASE("a resume while the old socket still looks open takes the session over
   CHECK(next_json(*client)["reply_to"] == "after"); // the old socket's close did not detach it
 }
 
+TEST_CASE("a resume of a detached session past max-connections-per-user is closed with 4503, "
+          "and the session waits on for a resume once there is room") {
+  auto settings = resume_settings();
+  settings.max_connections_per_user = 2;
+  settings.resume_window_ms = 10000;
+  test_router router{settings};
+  auto first = connect_user(router, "alice");
+  first.client->reset(); // detached: it does not count against the limit
+  CHECK(eventually([&] { return router.server().stats().detached == 1; }));
+  auto second = connect_user(router, "alice");
+  auto third = connect_user(router, "alice");
+  // Before, the resume was let in: three connections of a user limited to two.
+  auto o = options_for(router);
+  o.subprotocols = "router.v1, jwt." + token_for(router, "alice");
+  o.target = resume_target(first.established, 0);
+  auto [refused, h] = er::client::ws_client::connect(o);
+  REQUIRE(h.upgraded);
+  expect_close(*refused, 4503);
+  CHECK(router.server().stats().connections == 2);
+  CHECK(router.server().stats().detached == 1);
+  third.client->close();
+  CHECK(eventually([&] { return router.server().stats().connections == 1; }));
+  auto [client, greeting] = reconnect(router, "alice", resume_target(first.established, 0));
+  CHECK(greeting["data"]["recovered"] == true);
+  CHECK(greeting["data"]["session_id"] == first.established["data"]["session_id"]);
+  // A resume whose session still has its socket moves it: no connection more, not refused.
+  auto [moved, mg] = reconnect(router, "alice", resume_target(greeting, 0));
+  CHECK(mg["data"]["recovered"] == true);
+  expect_close_after_text(*client, 4512);
+  CHECK(router.server().stats().connections == 2);
+  moved->send_text(R"({"type":"ping","id":"in"})");
+  CHECK(next_json(*moved)["reply_to"] == "in");
+}
+
 TEST_CASE("a session closed with 4501 (token expired) can be resumed with a fresh token") {
   auto settings = resume_settings();
   settings.jwt_leeway_s = 0;

@@ -74,6 +74,9 @@ struct router_state {
   std::string node_id;   ///< in a cluster: this node's id
   /// Managers at one end of a hand-over, by its id: routes the other node's notes to them.
   std::unordered_map<std::string, caf::actor_addr> by_handover;
+  /// Resumes of detached sessions under way, by user: each holds a place within
+  /// max-connections-per-user until its session is attached again (or a fresh one is made).
+  std::unordered_map<std::string, std::uint32_t> resuming;
   bool shutting_down = false;
 
   static inline const char* name = "router";
@@ -89,9 +92,19 @@ class refusing_sink final : public net::session_sink {
   void on_closed(net::close_info) override {}
 };
 
+/// The user's connections here for max-connections-per-user: those attached, and the
+/// resumes of detached sessions under way (a detached session does not count until then).
 std::size_t attached_of(router_pointer self, const std::string& user_id) {
-  auto it = self->state.users.find(user_id);
-  return it == self->state.users.end() ? 0 : it->second.attached;
+  auto& st = self->state;
+  auto it = st.users.find(user_id);
+  auto r = st.resuming.find(user_id);
+  return (it == st.users.end() ? 0 : it->second.attached)
+         + (r == st.resuming.end() ? 0 : r->second);
+}
+
+void end_resuming(router_state& st, const std::string& user_id) {
+  if (auto r = st.resuming.find(user_id); r != st.resuming.end() && --r->second == 0)
+    st.resuming.erase(r);
 }
 
 void add(std::uint64_t& n, int delta) {
@@ -206,16 +219,22 @@ void adopt_from(router_pointer self, const std::string& owner, attach_request& u
   auto& st = self->state;
   auto connection = up.connection;
   auto ctx = up.ctx;
+  // The adopted session is a connection more here: past the per-user limit (this node's own
+  // count) the client gets 4503, and the session waits on at its owner.
+  if (attached_of(self, ctx.user_id()) >= st.settings->max_connections_per_user)
+    return refuse_over_limit(self, connection, ctx);
+  ++st.resuming[ctx.user_id()];
   self->request(st.bus, adopt_request_timeout, adopt_atom::value, owner, ctx.user_id(),
                 up.resume->token, up.resume->last_event_id)
     .then(
       [=](peer_note& offer) mutable {
+        end_resuming(self->state, ctx.user_id());
         if (!offer.offer.ok || self->state.shutting_down) {
           if (offer.offer.ok)
             tell_peer(self, peer_note::kind::decline, offer.node, offer.handover, ctx.user_id());
           return spawn_manager(self, connection, ctx);
         }
-        // A resume is not a new connection for the per-user limit, here as on one node.
+        // Counted as the adopted session's manager is spawned (the place held for it above).
         auto upstream = peer_link{offer.node, offer.handover};
         bool hosts_runs = !offer.offer.runs.empty() || offer.offer.owner_busy;
         auto& rec = spawn_admitted(self, connection, ctx, std::move(offer));
@@ -226,7 +245,10 @@ void adopt_from(router_pointer self, const std::string& owner, attach_request& u
         }
         tell_peer(self, peer_note::kind::accept, upstream.node, upstream.handover, ctx.user_id());
       },
-      [=](caf::error&) mutable { spawn_manager(self, connection, ctx); });
+      [=](caf::error&) mutable {
+        end_resuming(self->state, ctx.user_id());
+        spawn_manager(self, connection, ctx);
+      });
 }
 
 void attach(router_pointer self, attach_request& up) {
@@ -245,6 +267,15 @@ void attach(router_pointer self, attach_request& up) {
     if (rec != st.managers.end() && *rec->second.user_id == up.ctx.user_id()) {
       auto connection = up.connection;
       auto ctx = up.ctx;
+      // A detached session attached again is a connection more for the per-user limit: past
+      // it the client gets 4503, and the session waits on for a resume within its window. One
+      // whose socket still looks open moves to the new one: no more connections than before.
+      bool detached = !rec->second.attached;
+      if (detached) {
+        if (attached_of(self, ctx.user_id()) >= st.settings->max_connections_per_user)
+          return refuse_over_limit(self, connection, ctx);
+        ++st.resuming[ctx.user_id()];
+      }
       // Past the timeout the manager may still take the connection: whichever of it and the
       // fresh manager claims the connection first owns it (ws_connection::claim).
       self->request(rec->second.handle, st.settings->resume_answer_timeout, resume_atom::value,
@@ -252,10 +283,16 @@ void attach(router_pointer self, attach_request& up) {
                     up.resume->last_event_id, ctx)
         .then(
           [=](bool resumed) {
+            if (detached) // attached again now if resumed: the manager said so first
+              end_resuming(self->state, ctx.user_id());
             if (!resumed)
               spawn_manager(self, connection, ctx);
           },
-          [=](caf::error&) { spawn_manager(self, connection, ctx); });
+          [=](caf::error&) {
+            if (detached)
+              end_resuming(self->state, ctx.user_id());
+            spawn_manager(self, connection, ctx);
+          });
       return;
     }
     if (auto owner = st.bus ? resume_token_node(up.resume->token) : std::nullopt;
