@@ -837,6 +837,25 @@ TEST_CASE("a Redis still loading its snapshot when the links come back is waited
   CHECK(n1.metric_value("router_cluster_gaps_lost_total") == 0);
 }
 
+TEST_CASE("a Redis named by a host name is reached at what the name resolves to, and again "
+          "after Redis restarts") {
+  // The links resolve the name with asio's resolver, off the io threads (hiredis would call
+  // getaddrinfo on them), and hand hiredis the address.
+  redis_server redis;
+  node n1{"localhost:" + std::to_string(redis.port()), "n1"};
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "up"; }, 10s));
+  auto a = n1.connect("alice");
+  REQUIRE(n1.publish("alice", {{"n", 0}}).status == 202);
+  CHECK(read_published(*a, "alice", 1) == upto(1));
+  redis.stop();
+  CHECK(eventually([&] { return n1.health()["cluster"]["redis"] == "down"; }, 10s));
+  redis.start();
+  CHECK(eventually([&] { return n1.publish("alice", {{"n", 1}}).status == 202; }, 10s));
+  CHECK(read_published(*a, "alice", 1) == std::vector<int>{1});
+  CHECK(!redis_client_id(redis.port(), "er:node:n1:commands").empty());
+  CHECK(!redis_client_id(redis.port(), "er:node:n1:pubsub").empty());
+}
+
 TEST_CASE("a node reports Redis down while Redis is stopped with SIGSTOP and up once it goes on, and "
           "a node started while Redis is stopped starts and joins once it answers") {
   redis_server redis;

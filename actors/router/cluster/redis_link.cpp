@@ -7,6 +7,8 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -58,7 +60,8 @@ public:
             std::string client_name, std::chrono::milliseconds timeout, events cb)
     : strand_(asio::make_strand(io)), address_(std::move(address)),
       password_(std::move(password)), client_name_(std::move(client_name)), cb_(std::move(cb)),
-      timeout_(std::max(timeout, std::chrono::milliseconds{1})), timer_(strand_) {
+      timeout_(std::max(timeout, std::chrono::milliseconds{1})), timer_(strand_),
+      resolver_(strand_) {
     for (auto& c : client_name_)
       if (c < '!' || c > '~')
         c = '_';
@@ -102,6 +105,7 @@ public:
     asio::post(strand_, [self = shared_from_this()] {
       self->closed_ = true;
       self->timer_.cancel();
+      self->resolver_.cancel();
       if (self->ac_)
         redisAsyncFree(std::exchange(self->ac_, nullptr));
     });
@@ -110,17 +114,49 @@ public:
 private:
   // -- hiredis ----------------------------------------------------------------
 
+  /// Connects to the next of the host's addresses, resolved first when it is a name. hiredis
+  /// would resolve a name itself, with getaddrinfo on this io thread: a slow DNS server (each
+  /// reconnect while Redis is away asks again) would hold every connection served there. asio's
+  /// resolver asks on a thread of its own. The addresses are tried in turn while they fail, and
+  /// resolved anew once the link was up (Redis may have moved to another address since).
   void open() {
-    if (ac_ || closed_)
+    if (ac_ || resolving_ || closed_)
       return;
     connect_started_ = clock_type::now();
     loading_ = false;
-    ac_ = redisAsyncConnect(address_.host.c_str(), address_.port);
+    if (next_address_ < addresses_.size())
+      return open_at(addresses_[next_address_++]);
+    boost::system::error_code ec;
+    auto ip = asio::ip::make_address(address_.host, ec);
+    if (!ec)
+      return open_at(ip.to_string());
+    resolving_ = true;
+    resolver_.async_resolve(
+      address_.host, std::to_string(address_.port),
+      [self = shared_from_this(), attempt = ++resolve_attempt_](
+        const boost::system::error_code& ec, asio::ip::tcp::resolver::results_type found) {
+        if (attempt != self->resolve_attempt_ || self->closed_)
+          return; // given up on (tick), or closed
+        self->resolving_ = false;
+        self->addresses_.clear();
+        self->next_address_ = 0;
+        for (auto& entry : found)
+          self->addresses_.push_back(entry.endpoint().address().to_string());
+        if (ec || self->addresses_.empty())
+          return self->lost("cannot resolve the redis host " + self->address_.text() + ": "
+                            + (ec ? ec.message() : std::string{"no address"}));
+        self->open();
+      });
+  }
+
+  /// hiredis connects to `ip` (numeric: it resolves nothing).
+  void open_at(const std::string& ip) {
+    ac_ = redisAsyncConnect(ip.c_str(), address_.port);
     if (!ac_ || ac_->err) {
       std::string why = ac_ ? ac_->errstr : "out of memory";
       if (ac_)
         redisAsyncFree(std::exchange(ac_, nullptr));
-      return lost("cannot connect to redis " + address_.text() + ": " + why);
+      return failed_to_connect(why);
     }
     ac_->data = this;
     ac_->ev.data = this;
@@ -138,10 +174,19 @@ private:
     });
   }
 
+  /// A connect that failed: the host's next address at once, if it has one; else down.
+  void failed_to_connect(const std::string& why) {
+    if (next_address_ < addresses_.size()) // after hiredis's callback, if in one
+      return asio::post(strand_, [self = shared_from_this()] { self->open(); });
+    addresses_.clear();
+    next_address_ = 0;
+    lost("cannot connect to redis " + address_.text() + ": " + why);
+  }
+
   void on_connect(std::string error) {
     if (!error.empty()) { // hiredis frees the context after this callback
       ac_ = nullptr;
-      return lost("cannot connect to redis " + address_.text() + ": " + error);
+      return failed_to_connect(error);
     }
     if (password_.empty())
       return name_self();
@@ -238,6 +283,8 @@ private:
 
   void ready(std::string run_id) {
     up_ = true;
+    addresses_.clear(); // a reconnect resolves the host anew
+    next_address_ = 0;
     heard();
     if (cb_.on_up)
       cb_.on_up(std::move(run_id));
@@ -323,7 +370,13 @@ private:
   /// a link silent for half of it sends a probe.
   void tick() {
     auto now = clock_type::now();
-    if (ac_ && !up_ && now - connect_started_ >= timeout_)
+    if (resolving_ && now - connect_started_ >= timeout_) {
+      resolving_ = false;
+      ++resolve_attempt_; // its answer, when it comes, is not used
+      resolver_.cancel();
+      lost("the redis host " + address_.text() + " did not resolve within "
+           + std::to_string(timeout_.count()) + " ms");
+    } else if (ac_ && !up_ && now - connect_started_ >= timeout_)
       drop("redis " + address_.text() + " did not accept the link within "
            + std::to_string(timeout_.count()) + " ms");
     else if (up_ && probe_sent_ && now - *probe_sent_ >= timeout_)
@@ -406,6 +459,11 @@ private:
   events cb_;
   std::chrono::milliseconds timeout_;
   asio::steady_timer timer_;
+  asio::ip::tcp::resolver resolver_;
+  bool resolving_ = false;
+  std::uint64_t resolve_attempt_ = 0;
+  std::vector<std::string> addresses_; ///< the host's, while they are tried in turn
+  std::size_t next_address_ = 0;
   bool ticking_ = false;
   clock_type::time_point connect_started_{};
   clock_type::time_point last_heard_{};
