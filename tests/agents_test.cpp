@@ -2,6 +2,7 @@
 // documented event order, limits, stop, timeouts and failures.
 
 #include <csignal>
+#include <thread>
 
 #include <doctest/doctest.h>
 
@@ -203,6 +204,16 @@ TEST_CASE("command agent: a crash, garbage output, an exit without completion an
   CHECK(message_of("hanger").find("timed out") != std::string::npos);
   c.client->send_text(R"({"type":"ping","id":"alive"})");
   CHECK(next_json(*c.client)["reply_to"] == "alive");
+}
+
+TEST_CASE("command agent: one that prints as fast as it can waits for its events to be handled: "
+          "memory stays bounded, and its client, which does not read, is closed as a slow "
+          "consumer") {
+  test_router router{agent_settings()};
+  // Before, the agent's lines piled up in the run's and the manager's mailboxes faster than the
+  // manager handled them (about 100 MB a second), and the manager kept its frames until its
+  // mailbox was empty, which it never was.
+  expect_flood_contained(router, start("flood", "f"));
 }
 
 TEST_CASE("stop_agent and a closing connection terminate the command's whole process group") {

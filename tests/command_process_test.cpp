@@ -453,3 +453,23 @@ TEST_CASE_FIXTURE(fixture, "the example agent reports unusable input as agent_er
   CHECK(rec.exit->code == 2);
   CHECK(p->stderr_tail().find("not valid JSON") != std::string::npos);
 }
+
+TEST_CASE_FIXTURE(fixture, "with an output window stdout is read only while the lines delivered and "
+                           "not consumed hold less than the window: consumed() reads on") {
+  auto spec = shell("exec yes 0123456789"); // 11 bytes a line, for ever
+  spec.output_window = 64 * 1024;
+  auto p = start(spec);
+  REQUIRE(wait_lines(1));
+  run_until(io, [] { return false; }, 500ms); // the process had time to fill far more
+  // The last read before the window filled may bring a pipe's worth (64 KiB) more.
+  auto held = rec.lines.size();
+  CHECK(held * 11 >= spec.output_window);
+  CHECK(held * 11 < spec.output_window + 128 * 1024);
+  run_until(io, [] { return false; }, 300ms);
+  CHECK(rec.lines.size() == held); // parked: nothing more is read
+  p->consumed(held * 11);
+  CHECK(run_until(io, [&] { return rec.lines.size() >= held + spec.output_window / 11; }));
+  p->terminate();
+  CHECK(wait_exit());
+  settle(p);
+}

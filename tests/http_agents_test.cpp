@@ -8,7 +8,10 @@
 #include <set>
 #include <thread>
 
+#include <boost/asio/io_context.hpp>
 #include <doctest/doctest.h>
+
+#include "actors/router/manager/runs/http_agent_client.hpp"
 
 #include "tests/support.hpp"
 #include "tests/temp_dir.hpp"
@@ -147,6 +150,16 @@ TEST_CASE("an HTTP agent's events reach the client while its response is still o
   CHECK(server.stats()["gates_waiting"] == 1);
   server.release(started["run_id"]);
   CHECK(next_json(*c.client)["type"] == "agent_completed");
+}
+
+TEST_CASE("an HTTP agent that streams as fast as it can waits for its events to be handled: "
+          "memory stays bounded, and its client, which does not read, is closed as a slow "
+          "consumer") {
+  agent_server server;
+  test_router router{settings_with({http_agent("flood", server.url("/flood"))})};
+  // Before, the body was read as fast as it came, its events piling up in the mailboxes.
+  expect_flood_contained(router, start("flood", "f"));
+  CHECK(eventually([&] { return server.stats()["in_flight"] == 0; }, 10s)); // the request ended
 }
 
 TEST_CASE("every failure of an HTTP agent is exactly one agent_error with a clear message") {
@@ -442,4 +455,35 @@ TEST_CASE("agents/http-agent-example.py works as an HTTP agent, in both formats"
   }
   example.signal(SIGTERM);
   example.wait();
+}
+
+TEST_CASE("with a body window a response's body is read only while the bytes delivered and not "
+          "consumed are fewer: consumed() reads on") {
+  agent_server server;
+  boost::asio::io_context io;
+  std::string why;
+  er::actors::http_agent_options options;
+  options.url = *er::actors::parse_agent_url(server.url("/flood"), why);
+  auto pool = er::actors::http_agent_pool::create(io, options);
+  std::size_t received = 0;
+  er::actors::agent_response_callbacks cb;
+  cb.on_body = [&](std::string bytes) { received += bytes.size(); };
+  constexpr std::size_t window = 64 * 1024;
+  auto request = pool->start("r-window", R"({"run_id":"r-window"})", cb, window);
+  auto run_for = [&](std::chrono::milliseconds d) {
+    io.restart();
+    io.run_for(d);
+  };
+  run_for(500ms); // the server had time to send far more
+  auto held = received;
+  CHECK(held >= window);
+  CHECK(held < window + 16 * 1024); // the read that filled the window was the last
+  run_for(300ms);
+  CHECK(received == held); // parked: nothing more is read
+  request->consumed(held);
+  run_for(500ms);
+  CHECK(received >= held + window);
+  request->abort();
+  run_for(100ms);
+  CHECK(eventually([&] { return server.saw_disconnect("r-window"); }, 10s));
 }

@@ -310,6 +310,8 @@ app::router_settings agent_settings() {
     sh("hanger", "read line; echo '{\"type\":\"agent_progress\",\"data\":{\"pid\":'$$'}}'; sleep 30",
        700),
     sh("quitter", "read line; exit 3", 5000),
+    // prints agent events as fast as a pipe takes them, for ever
+    sh("flood", "read line; exec yes '{\"type\":\"agent_progress\",\"data\":{\"n\":1}}'", 60000),
     sh("sleeper",
        "read line; sleep 30 & echo '{\"type\":\"agent_progress\",\"data\":{\"pid\":'$$',\"child\":'$!'}}'; wait",
        30000),
@@ -354,6 +356,36 @@ bool back_to_baseline(test_router& router, std::size_t actors) {
     return router.server().stats().connections == 0
            && router.server().running_actors() == actors;
   });
+}
+
+} // namespace er::test
+
+namespace er::test {
+
+void expect_flood_contained(const test_router& router, const json& start) {
+  auto bystander = connect_user(router, "bob");
+  auto c = connect_user(router, "alice");
+  [[maybe_unused]] auto before = heap_in_use_kib(); // unused under the sanitizers
+  c.client->send_text(start.dump());
+  for (int i = 0; i < 30; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds{100});
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) // their allocators are not glibc's
+    CHECK(heap_in_use_kib() - before < 64 * 1024);
+#endif
+  }
+  bystander.client->send_text(R"({"type":"ping","id":"p"})");
+  CHECK(next_json(*bystander.client)["reply_to"] == "p");
+  CHECK(eventually([&] { return metric(router, "router_slow_consumer_disconnects_total") == 1; },
+                   std::chrono::seconds{20}));
+  for (;;) { // what alice's socket still holds, then the close
+    auto f = c.client->read(std::chrono::seconds{5});
+    if (f.what == client::frame::kind::text)
+      continue;
+    CHECK(f.what == client::frame::kind::closed);
+    CHECK((f.close_code == 4008 || f.close_code == 1006)); // 1006: reset after the close timer
+    break;
+  }
+  CHECK(eventually([&] { return metric(router, "router_agent_runs_active") == 0; }));
 }
 
 } // namespace er::test

@@ -84,6 +84,12 @@ double metric(const std::string& text, const std::string& series);
 /// A metric's value from the router's GET /metrics, 0 when absent.
 double metric(const test_router& router, const std::string& series);
 
+/// `start` (a start_agent) runs an agent that streams events for ever, for alice, who reads
+/// nothing: the heap stays within 64 MiB of where it was for three seconds (the sanitizers'
+/// allocators aside), bob's connection is answered, alice's is closed as a slow consumer and
+/// the run ends.
+void expect_flood_contained(const test_router& router, const json& start);
+
 /// Resident set size of this process in KiB.
 long rss_kib();
 /// What this process's heap holds allocated, in KiB (glibc's mallinfo2 over every arena): unlike

@@ -27,6 +27,8 @@ Agent paths (POST):
                     string) of exactly 70,000 bytes and a newline, written in 4 KiB chunks;
                     `?bytes=N` chooses N (not below the size of the echo without padding).
   /no-final         200 NDJSON chunked: agent_thinking, then the chunked terminator.
+  /flood            200 NDJSON, close-delimited: agent_progress lines, 64 KiB a write, as fast
+                    as the connection takes them, until the client goes away.
   /hang             200 NDJSON chunked: agent_thinking, then nothing until the client closes
                     the connection; the disconnect is recorded.
   /slow-headers     reads the request, never answers; the disconnect is recorded.
@@ -194,6 +196,14 @@ def serve_no_final(handler, query, request):
     body.end()
 
 
+def serve_flood(handler, query, request):
+    body = Body(handler, NDJSON, chunked=False)
+    line = json.dumps({"type": "agent_progress", "data": {"n": 1}}).encode() + b"\n"
+    block = line * (65536 // len(line))
+    while True:
+        body.send(block)  # ClientGone ends it
+
+
 def serve_hang(handler, query, request):
     body = Body(handler, NDJSON, chunked=True)
     body.event("agent_thinking", {"seq": 1, "text": "hanging"})
@@ -233,6 +243,7 @@ BEHAVIOURS = {  # path -> behaviour(handler, query, request)
     "/malformed": serve_malformed,
     "/long-line": serve_long_line,
     "/no-final": serve_no_final,
+    "/flood": serve_flood,
     "/hang": serve_hang,
     "/slow-headers": serve_slow_headers,
     "/interim": serve_interim,

@@ -14,8 +14,8 @@ its fields echo as null and `body_error` says why). The run id of a request is t
 
 What each agent path answers is in http_agent_behaviours.py beside this file (imported from
 there): NDJSON and SSE streams (/ndjson, /count, /sse, /ndjson-close, /sse-close), /gate,
-/status/<code>, /bad-type, /malformed, /long-line, /no-final, /hang, /slow-headers,
-/interim.
+/status/<code>, /bad-type, /malformed, /long-line, /no-final, /flood, /hang,
+/slow-headers, /interim.
 
 A client that goes away before a response has ended (a write fails, or the socket reads EOF
 while the server waits: pauses, /gate, /hang, /slow-headers) is recorded in the stats and

@@ -455,6 +455,7 @@ manager_actor::behavior_type shared_behavior() {
       finish_hosting_if_idle(self); // and a host may have kept on for it
     },
     [](run_event_atom, protocol::outbound_event& event) { on_run_event(running_manager(), event); },
+    [](run_sync_atom) { return true; }, // every event sent before it is handled
     [](store_atom, thread_query& q) {
       auto self = running_manager();
       // The one place a handler's query gets its user_id: this connection's own.
@@ -535,7 +536,8 @@ public:
     auto result = super::consume(x);
     if (state.moves && state.moves->offer_waiting) // after the message that ended the wait
       offer_when_ready(this);
-    if (mailbox().empty() && !(std::exchange(state.hold_outbox, false) && hold_for_children()))
+    if (mailbox().empty() ? !(std::exchange(state.hold_outbox, false) && hold_for_children())
+                          : state.outbox.size() >= manager_state::max_outbox_frames)
       state.flush_outbox();
     return result;
   }

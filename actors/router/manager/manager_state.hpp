@@ -108,8 +108,10 @@ struct manager_state {
   /// Frames emitted while the manager works through the messages waiting in its mailbox,
   /// sent as one batch when none is left (manager_impl::consume): a run's burst of events
   /// leaves with one dispatch to the socket's strand and one write. Empty, without storage,
-  /// between batches.
+  /// between batches. At most max_outbox_frames: a mailbox that never empties (an agent that
+  /// floods) must not keep its frames here, past the socket's queue bound (4008).
   net::frame_batch outbox;
+  static constexpr std::size_t max_outbox_frames = 64;
   router_feedback router;
   bool shutting_down = false; ///< closing: nothing more is processed
   bool draining = false;      ///< the server stops: no new runs, close once runs ended

@@ -14,6 +14,7 @@ namespace er::actors {
 
 using emit_atom = caf::atom_constant<caf::atom("emit")>;           ///< a handler's reply
 using run_event_atom = caf::atom_constant<caf::atom("run_event")>; ///< a run's event
+using run_sync_atom = caf::atom_constant<caf::atom("run_sync")>;   ///< a run's flow control
 
 /// A handler's manager: replies to the requests it was given, and thread store queries that
 /// the manager scopes by its own user_id.
@@ -22,6 +23,10 @@ using handler_parent = caf::typed_actor<
   caf::replies_to<store_atom, thread_query>::with<thread_reply>>;
 
 /// A run's manager: the run's events, nothing else. The manager knows the run by the sender.
-using run_parent = caf::typed_actor<caf::reacts_to<run_event_atom, protocol::outbound_event>>;
+/// run_sync is answered once every event the run sent before it has been handled (a mailbox
+/// keeps one sender's order): a run whose source can outpace the manager (a command agent's
+/// stdout) waits for it, so that its events cannot pile up in the manager's mailbox.
+using run_parent = caf::typed_actor<caf::reacts_to<run_event_atom, protocol::outbound_event>,
+                                    caf::replies_to<run_sync_atom>::with<bool>>;
 
 } // namespace er::actors

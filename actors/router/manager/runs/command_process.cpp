@@ -16,6 +16,7 @@ extern "C" {
 #include <sys/pidfd.h>
 }
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <deque>
@@ -85,6 +86,7 @@ public:
   impl(asio::io_context& io, const command_spec& spec, command_callbacks cb)
     : strand_(asio::make_strand(io)),
       lines_(spec.max_line_bytes),
+      output_window_(spec.output_window),
       orphan_grace_(spec.orphan_grace),
       cb_(std::move(cb)),
       stdin_(strand_),
@@ -101,6 +103,7 @@ public:
   void queue_line(std::string line);
   void request_stdin_close();
   void terminate(std::chrono::milliseconds grace);
+  void release_output(std::size_t bytes);
   std::string tail() const;
 
   template <class F>
@@ -130,6 +133,7 @@ private:
   void on_stdout(const char* data, std::size_t n);
   void keep_tail(const char* data, std::size_t n);
   void deliver_line(std::string line);
+  bool output_full() const;
   void write_next();
   void close_stdin_now();
   void watch_exit();
@@ -142,6 +146,9 @@ private:
 
   strand_type strand_;
   line_splitter lines_; ///< stdout, split into lines of at most max_line_bytes
+  std::size_t output_window_;      ///< see command_spec::output_window
+  std::size_t output_unconsumed_ = 0; ///< bytes of the lines delivered, not yet consumed()
+  bool stdout_parked_ = false; ///< the window is full: no read of stdout is pending
   std::chrono::milliseconds orphan_grace_;
   command_callbacks cb_;
 
@@ -210,8 +217,24 @@ void command_process::impl::read_output(pipe_member pipe) {
       if (ec) // EOF, or an error that ends the stream just the same
         return s.end_output(pipe);
       s.on_output(pipe, buf->data(), n);
+      if (pipe == &impl::stdout_ && s.output_full()) {
+        s.stdout_parked_ = true; // release_output() reads on
+        return;
+      }
       s.read_output(pipe);
     }));
+}
+
+bool command_process::impl::output_full() const {
+  return output_window_ != 0 && output_unconsumed_ >= output_window_;
+}
+
+void command_process::impl::release_output(std::size_t bytes) {
+  output_unconsumed_ -= std::min(bytes, output_unconsumed_);
+  if (stdout_parked_ && !output_full() && !stdout_.done) {
+    stdout_parked_ = false;
+    read_output(&impl::stdout_);
+  }
 }
 
 void command_process::impl::on_output(pipe_member pipe, const char* data, std::size_t n) {
@@ -244,6 +267,7 @@ void command_process::impl::on_stdout(const char* data, std::size_t n) {
 }
 
 void command_process::impl::deliver_line(std::string line) {
+  output_unconsumed_ += line.size() + 1;
   if (cb_.on_line)
     cb_.on_line(std::move(line));
 }
@@ -443,6 +467,10 @@ void command_process::write_line(std::string line) {
 
 void command_process::close_stdin() {
   impl_->run_on_strand([](impl& s) { s.request_stdin_close(); });
+}
+
+void command_process::consumed(std::size_t bytes) {
+  impl_->run_on_strand([bytes](impl& s) { s.release_output(bytes); });
 }
 
 void command_process::terminate(std::chrono::milliseconds grace) {

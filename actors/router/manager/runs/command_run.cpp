@@ -8,6 +8,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "actors/router/manager/runs/agent_line.hpp"
+#include "actors/router/manager/runs/run_flow.hpp"
 #include "actors/router/manager/runs/run_reporter.hpp"
 #include "protocol/message_types.hpp"
 
@@ -23,7 +24,12 @@ using reap_atom = caf::atom_constant<caf::atom("reap")>;
 
 struct command_state {
   std::shared_ptr<command_process> process;
+  run_parent parent;
+  run_flow flow; ///< stdout is read on as the manager handles its lines' events
   bool finished = false; ///< its one final event has been reported
+  void release_source(std::size_t bytes) {
+    process->consumed(bytes);
+  }
   static inline const char* name = "command_run";
 };
 
@@ -78,9 +84,12 @@ command_callbacks mailbox_callbacks(command_pointer self) {
 
 caf::behavior command_run(command_pointer self, run_parent parent, run_spec spec,
                           agent_definition agent, boost::asio::io_context* io) {
+  self->state.parent = parent;
   run_reporter out{self, std::move(parent)};
+  auto command = agent.command;
+  command.output_window = run_flow::window;
   try {
-    self->state.process = command_process::start(*io, agent.command, mailbox_callbacks(self));
+    self->state.process = command_process::start(*io, command, mailbox_callbacks(self));
   } catch (const std::exception& e) {
     fail(self, out, std::string{"the agent could not be started: "} + e.what());
     self->quit();
@@ -94,7 +103,10 @@ caf::behavior command_run(command_pointer self, run_parent parent, run_spec spec
                                     .dump());
   self->state.process->close_stdin();
   return {
-    [=](line_atom, const std::string& line) { on_agent_line(self, out, line); },
+    [=](line_atom, const std::string& line) {
+      on_agent_line(self, out, line);
+      flow_handled(self, line.size() + 1); // after its event: a run_sync asked now covers it
+    },
     [=](bad_out_atom, const std::string& why) {
       fail(self, out, "the agent printed invalid output: " + why);
     },

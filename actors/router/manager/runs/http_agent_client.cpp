@@ -1,5 +1,6 @@
 #include "actors/router/manager/runs/http_agent_client.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <deque>
@@ -82,14 +83,15 @@ class pool_impl;
 class exchange final : public agent_request, public std::enable_shared_from_this<exchange> {
 public:
   exchange(std::shared_ptr<pool_impl> pool, std::string request_id, std::string body,
-           agent_response_callbacks cb)
+           agent_response_callbacks cb, std::size_t body_window)
     : pool_(std::move(pool)), request_id_(std::move(request_id)), body_(std::move(body)),
-      cb_(std::move(cb)) {
+      cb_(std::move(cb)), body_window_(body_window) {
   }
 
   /// Runs on `connection` (its strand); `reused`: it served an earlier request.
   void begin(connection_ptr connection);
   void abort() override;
+  void consumed(std::size_t bytes) override;
   /// No slot freed in time (called by the pool, which has dropped it from its queue).
   void fail_unavailable(std::string message);
 
@@ -111,6 +113,9 @@ private:
   std::string request_id_;
   std::string body_;
   agent_response_callbacks cb_;
+  std::size_t body_window_;         ///< see http_agent_pool::start; 0: none
+  std::size_t body_unconsumed_ = 0; ///< body bytes delivered, not yet consumed() (strand)
+  bool body_parked_ = false;        ///< the window is full: no read is pending (strand)
   connection_ptr connection_;
   std::unique_ptr<tcp::resolver> resolver_;
   http::request<http::string_body> request_;
@@ -148,9 +153,10 @@ public:
   }
 
   std::shared_ptr<agent_request> start(std::string request_id, std::string body,
-                                       agent_response_callbacks callbacks) override {
+                                       agent_response_callbacks callbacks,
+                                       std::size_t body_window) override {
     auto ex = std::make_shared<exchange>(shared_from_this(), std::move(request_id),
-                                         std::move(body), std::move(callbacks));
+                                         std::move(body), std::move(callbacks), body_window);
     std::unique_lock lock{mutex_};
     if (in_flight_ < options_.max_in_flight) {
       ++in_flight_;
@@ -411,7 +417,29 @@ void exchange::on_read(error_code ec) {
     cb_.on_body(std::string{chunk_.data(), received});
   if (ec)
     return fail("the connection to the agent broke", ec);
+  body_unconsumed_ += received;
+  if (body_window_ != 0 && body_unconsumed_ >= body_window_) {
+    body_parked_ = true; // consumed() reads on
+    return;
+  }
   read_body();
+}
+
+void exchange::consumed(std::size_t bytes) {
+  connection_ptr connection;
+  {
+    std::lock_guard lock{start_mutex_};
+    connection = connection_;
+  }
+  if (!connection) // body bytes come after the start: nothing to release yet
+    return;
+  asio::dispatch(connection->strand(), [self = shared_from_this(), bytes] {
+    self->body_unconsumed_ -= std::min(bytes, self->body_unconsumed_);
+    if (self->body_parked_ && !self->finished_ && self->body_unconsumed_ < self->body_window_) {
+      self->body_parked_ = false;
+      self->read_body();
+    }
+  });
 }
 
 void exchange::succeed() {

@@ -13,6 +13,7 @@
 #include <caf/stateful_actor.hpp>
 
 #include "actors/router/manager/runs/http_agent_client.hpp"
+#include "actors/router/manager/runs/run_flow.hpp"
 #include "actors/router/manager/runs/run_reporter.hpp"
 #include "actors/router/manager/runs/sse_decoder.hpp"
 #include "protocol/message_types.hpp"
@@ -40,6 +41,12 @@ struct ndjson_stream {
 
 struct http_state {
   std::shared_ptr<agent_request> request; ///< aborted when the run ends before it did
+  run_parent parent;
+  run_flow flow; ///< the body is read on as the manager handles its events
+  void release_source(std::size_t bytes) {
+    if (request)
+      request->consumed(bytes);
+  }
   std::variant<std::monostate, ndjson_stream, sse_decoder> format;
   unsigned status = 0;
   std::string error_body; ///< the first bytes of a non-2xx answer
@@ -177,18 +184,23 @@ agent_response_callbacks mailbox_callbacks(http_pointer self) {
 
 caf::behavior http_run(http_pointer self, run_parent parent, run_spec spec,
                        std::shared_ptr<http_agent_pool> pool, std::string agent) {
+  self->state.parent = parent;
   run_reporter out{self, std::move(parent)};
   auto body = json{{"run_id", spec.run_id},
                    {"thread_id", spec.thread_id.empty() ? json(nullptr) : json(spec.thread_id)},
                    {"agent", agent},
                    {"user_id", spec.user_id},
                    {"payload", spec.payload}};
-  self->state.request = pool->start(spec.run_id, body.dump(), mailbox_callbacks(self));
+  self->state.request =
+    pool->start(spec.run_id, body.dump(), mailbox_callbacks(self), run_flow::window);
   return {
     [=](head_atom, std::uint32_t status, const std::string& type) {
       on_head(self, out, status, type);
     },
-    [=](body_atom, const std::string& bytes) { on_body(self, out, bytes); },
+    [=](body_atom, const std::string& bytes) {
+      on_body(self, out, bytes);
+      flow_handled(self, bytes.size()); // after its events: a run_sync asked now covers them
+    },
     [=](end_atom) { on_end(self, out); },
     [=](failed_atom, const std::string& message, bool unavailable) {
       fail(self, out, message, unavailable);
