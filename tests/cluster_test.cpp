@@ -448,15 +448,24 @@ TEST_CASE("router.max-connections-per-user holds across nodes, and a killed node
   CHECK(next_json(*again)["reply_to"] == "p");
 }
 
+/// A session of `user` on `n`, its socket lost without a close: detached there, waiting for a
+/// resume (the node's only one). Its greeting.
+json left_detached(const node& n, const std::string& user) {
+  auto c = n.try_connect(user);
+  auto greeting = next_json(*c);
+  c->reset();
+  CHECK(eventually([&] { return n.health()["detached"] == 1; }, 5s));
+  return greeting;
+}
+
 TEST_CASE("a resume that would take the user past max-connections-per-user on the node it "
           "reaches is closed with 4503, and the session waits on at its owner") {
+  // The adopting node holds the limit's connection itself here; the cluster's count is
+  // checked in Redis either way.
   redis_server redis;
   auto limit = std::vector<std::string>{"--router.max-connections-per-user=1"};
   node n1{redis.address(), "n1", limit}, n2{redis.address(), "n2", limit};
-  auto c = n1.try_connect("alice");
-  auto greeting = next_json(*c);
-  c->reset();
-  CHECK(eventually([&] { return n1.health()["detached"] == 1; }, 5s));
+  auto greeting = left_detached(n1, "alice");
   auto a2 = n2.connect("alice"); // the detached session does not count
   // Before, n2 adopted the session: two connections of a user limited to one.
   auto refused = n2.try_connect("alice", resume_target(greeting, 0));
@@ -468,6 +477,34 @@ TEST_CASE("a resume that would take the user past max-connections-per-user on th
   auto [moved, hello] = resume_on(n2, "alice", greeting, 0);
   CHECK(hello["data"]["recovered"] == true);
   CHECK(hello["data"]["session_id"] == greeting["data"]["session_id"]);
+}
+
+TEST_CASE("a resume of a detached session on its own node is held to the cluster's count: past "
+          "max-connections-per-user with connections elsewhere it is closed with 4503") {
+  redis_server redis;
+  auto limit = std::vector<std::string>{"--router.max-connections-per-user=2"};
+  node n1{redis.address(), "n1", limit}, n2{redis.address(), "n2", limit};
+  auto greeting = left_detached(n1, "alice");
+  auto a2 = n2.connect("alice"); // the detached session does not count
+  auto b2 = n2.connect("alice");
+  // n1 holds none of alice's connections: before, its own count let the resume in, and alice
+  // had three connections at a limit of two.
+  auto refused = n1.try_connect("alice", resume_target(greeting, 0));
+  expect_close(*refused, 4503);
+  CHECK(n1.health()["detached"] == 1);
+  b2->close();
+  CHECK(eventually([&] { return counted_connections(redis.port(), "alice") == ":1\r\n"; }, 5s));
+  auto [back, hello] = resume_on(n1, "alice", greeting, 0);
+  CHECK(hello["data"]["recovered"] == true);
+  CHECK(counted_connections(redis.port(), "alice") == ":2\r\n");
+  // A resume the session refuses (it claims events never sent) gives its place back first:
+  // the fresh session it gets instead fits (with the place still held it was refused, 4503).
+  back->reset();
+  CHECK(eventually([&] { return n1.health()["detached"] == 1; }, 5s));
+  CHECK(eventually([&] { return counted_connections(redis.port(), "alice") == ":1\r\n"; }, 5s));
+  auto [fresh, fh] = resume_on(n1, "alice", hello, 1000);
+  CHECK(fh["data"]["recovered"] == false);
+  CHECK(eventually([&] { return counted_connections(redis.port(), "alice") == ":2\r\n"; }, 5s));
 }
 
 TEST_CASE("a limit script that gets no answer from Redis (here: an ACL without EVAL) admits "

@@ -202,6 +202,45 @@ void spawn_manager(router_pointer self, connection_ptr connection,
       });
 }
 
+/// A resume that attaches a detached session is a connection more: `go(reserved)` runs once it
+/// fits within router.max-connections-per-user, else the client gets 4503 and the session waits
+/// on. In a cluster the place is counted at once across the nodes (`reserved`: by the limit
+/// script, as for a new connection); while Redis is unreachable, by this node's own count. The
+/// place is held here (`resuming`) until resume_settled.
+template <class Go>
+void admit_resume(router_pointer self, connection_ptr connection,
+                  context::user_execution_context ctx, Go go) {
+  auto& st = self->state;
+  auto limit = st.settings->max_connections_per_user;
+  auto by_own_count = [=]() mutable {
+    if (attached_of(self, ctx.user_id()) >= limit)
+      return refuse_over_limit(self, connection, ctx);
+    ++self->state.resuming[ctx.user_id()];
+    go(false);
+  };
+  if (!st.bus)
+    return by_own_count();
+  self->request(st.bus, resume_timeout, reserve_atom::value, ctx.user_id(),
+                static_cast<std::uint64_t>(limit))
+    .then(
+      [=](bool admitted) mutable {
+        if (!admitted)
+          return refuse_over_limit(self, connection, ctx);
+        ++self->state.resuming[ctx.user_id()];
+        go(true);
+      },
+      [=](caf::error&) mutable { by_own_count(); });
+}
+
+/// The end of a resume admit_resume let in: `attached`, its session is counted as attached now
+/// (the manager said so first); otherwise the place held in Redis is given back (the node's
+/// count of the user written anew) before anything else is asked of the bus.
+void resume_settled(router_pointer self, const std::string& user, bool reserved, bool attached) {
+  end_resuming(self->state, user);
+  if (reserved && !attached)
+    self->send(self->state.bus, unreserve_atom::value, user);
+}
+
 /// Sends the other node a step without content of its own.
 void tell_peer(router_pointer self, peer_note::kind what, const std::string& node,
                const std::string& handover, const std::string& user) {
@@ -215,29 +254,22 @@ void tell_peer(router_pointer self, peer_note::kind what, const std::string& nod
 
 /// A resume of a session that another node holds (DESIGN §11.5): that node offers it through
 /// the bus, a manager here adopts it and the bus confirms; no offer means a fresh session.
-void adopt_from(router_pointer self, const std::string& owner, attach_request& up) {
-  auto& st = self->state;
-  auto connection = up.connection;
-  auto ctx = up.ctx;
-  // The adopted session is a connection more here: past the per-user limit (this node's own
-  // count) the client gets 4503, and the session waits on at its owner.
-  if (attached_of(self, ctx.user_id()) >= st.settings->max_connections_per_user)
-    return refuse_over_limit(self, connection, ctx);
-  ++st.resuming[ctx.user_id()];
-  self->request(st.bus, adopt_request_timeout, adopt_atom::value, owner, ctx.user_id(),
-                up.resume->token, up.resume->last_event_id)
+void adopt_admitted(router_pointer self, const std::string& owner, connection_ptr connection,
+                    context::user_execution_context ctx, resume_request resume, bool reserved) {
+  self->request(self->state.bus, adopt_request_timeout, adopt_atom::value, owner, ctx.user_id(),
+                resume.token, resume.last_event_id)
     .then(
       [=](peer_note& offer) mutable {
-        end_resuming(self->state, ctx.user_id());
         if (!offer.offer.ok || self->state.shutting_down) {
+          resume_settled(self, ctx.user_id(), reserved, false);
           if (offer.offer.ok)
             tell_peer(self, peer_note::kind::decline, offer.node, offer.handover, ctx.user_id());
           return spawn_manager(self, connection, ctx);
         }
-        // Counted as the adopted session's manager is spawned (the place held for it above).
         auto upstream = peer_link{offer.node, offer.handover};
         bool hosts_runs = !offer.offer.runs.empty() || offer.offer.owner_busy;
-        auto& rec = spawn_admitted(self, connection, ctx, std::move(offer));
+        auto& rec = spawn_admitted(self, connection, ctx, std::move(offer)); // counted here
+        resume_settled(self, ctx.user_id(), reserved, true);
         if (hosts_runs) {
           rec.peers = std::make_unique<record_peers>();
           rec.peers->upstream = upstream;
@@ -246,7 +278,49 @@ void adopt_from(router_pointer self, const std::string& owner, attach_request& u
         tell_peer(self, peer_note::kind::accept, upstream.node, upstream.handover, ctx.user_id());
       },
       [=](caf::error&) mutable {
-        end_resuming(self->state, ctx.user_id());
+        resume_settled(self, ctx.user_id(), reserved, false);
+        spawn_manager(self, connection, ctx);
+      });
+}
+
+/// The adopted session is a connection more here (admit_resume): past the limit the client
+/// gets 4503, and the session waits on at its owner.
+void adopt_from(router_pointer self, const std::string& owner, attach_request& up) {
+  auto resume = *up.resume;
+  admit_resume(self, up.connection, up.ctx,
+               [self, owner, connection = up.connection, ctx = up.ctx, resume](bool reserved) {
+                 adopt_admitted(self, owner, connection, ctx, resume, reserved);
+               });
+}
+
+/// A resume of a session held here, once admitted (`counted`: admit_resume held a place for
+/// it). The session is looked up anew: it may have ended while the limit was asked.
+void resume_here(router_pointer self, connection_ptr connection,
+                 context::user_execution_context ctx, resume_request resume, bool counted,
+                 bool reserved) {
+  auto& st = self->state;
+  auto settle = [=](bool attached) {
+    if (counted)
+      resume_settled(self, ctx.user_id(), reserved, attached);
+  };
+  auto it = st.manager_by_token.find(resume.token);
+  auto rec = it == st.manager_by_token.end() ? st.managers.end() : st.managers.find(it->second);
+  if (rec == st.managers.end() || *rec->second.user_id != ctx.user_id()) {
+    settle(false);
+    return spawn_manager(self, connection, ctx);
+  }
+  // Past the timeout the manager may still take the connection: whichever of it and the
+  // fresh manager claims the connection first owns it (ws_connection::claim).
+  self->request(rec->second.handle, st.settings->resume_answer_timeout, resume_atom::value,
+                connection, resume.last_event_id, ctx)
+    .then(
+      [=](bool resumed) {
+        settle(resumed); // attached again now if resumed: the manager said so first
+        if (!resumed)
+          spawn_manager(self, connection, ctx);
+      },
+      [=](caf::error&) {
+        settle(false);
         spawn_manager(self, connection, ctx);
       });
 }
@@ -265,35 +339,15 @@ void attach(router_pointer self, attach_request& up) {
     auto rec = it == st.manager_by_token.end() ? st.managers.end() : st.managers.find(it->second);
     // Another user's token behaves exactly like an unknown one: a fresh session.
     if (rec != st.managers.end() && *rec->second.user_id == up.ctx.user_id()) {
-      auto connection = up.connection;
-      auto ctx = up.ctx;
-      // A detached session attached again is a connection more for the per-user limit: past
-      // it the client gets 4503, and the session waits on for a resume within its window. One
-      // whose socket still looks open moves to the new one: no more connections than before.
-      bool detached = !rec->second.attached;
-      if (detached) {
-        if (attached_of(self, ctx.user_id()) >= st.settings->max_connections_per_user)
-          return refuse_over_limit(self, connection, ctx);
-        ++st.resuming[ctx.user_id()];
-      }
-      // Past the timeout the manager may still take the connection: whichever of it and the
-      // fresh manager claims the connection first owns it (ws_connection::claim).
-      self->request(rec->second.handle, st.settings->resume_answer_timeout, resume_atom::value,
-                    connection,
-                    up.resume->last_event_id, ctx)
-        .then(
-          [=](bool resumed) {
-            if (detached) // attached again now if resumed: the manager said so first
-              end_resuming(self->state, ctx.user_id());
-            if (!resumed)
-              spawn_manager(self, connection, ctx);
-          },
-          [=](caf::error&) {
-            if (detached)
-              end_resuming(self->state, ctx.user_id());
-            spawn_manager(self, connection, ctx);
-          });
-      return;
+      // A session whose socket still looks open moves to the new one: no more connections
+      // than before. A detached one attached again is one more (admit_resume).
+      if (rec->second.attached)
+        return resume_here(self, up.connection, up.ctx, *up.resume, false, false);
+      auto resume = *up.resume;
+      return admit_resume(self, up.connection, up.ctx,
+                          [self, connection = up.connection, ctx = up.ctx, resume](bool reserved) {
+                            resume_here(self, connection, ctx, resume, true, reserved);
+                          });
     }
     if (auto owner = st.bus ? resume_token_node(up.resume->token) : std::nullopt;
         owner && *owner != st.node_id && rec == st.managers.end())

@@ -1026,6 +1026,35 @@ void append_to_stream(bus_pointer self, const std::string& user, std::string ent
        });
 }
 
+/// The limit script (acquire_lua): one more connection of `user` on this node, counted at once
+/// if the user's connections on live nodes are fewer than `limit`. `then` gets the script's
+/// answer; `rp` an error when there is none (the shard unreachable, Redis loading, out of
+/// memory, an ACL), which is not a refusal: the router falls back to this node's own count.
+template <class Promise, class Then>
+void count_within_limit(bus_pointer self, const std::string& user, std::uint64_t limit,
+                        Promise rp, Then then) {
+  if (!self->state.shards[shard_for(self, user)].commands_up) {
+    rp.deliver(caf::make_error(caf::sec::request_receiver_down));
+    return;
+  }
+  std::string lua = std::string{"local CONNS = KEYS[1]\n"} + cluster_scripts::live_count_lua
+                    + cluster_scripts::acquire_lua;
+  auto& s = settings_of(self);
+  call(self, shard_for(self, user),
+       {"EVAL", std::move(lua), "3", user_key(self, user, ":conns"),
+        user_key(self, user, ":seq"), s.prefix + "epoch", s.prefix, node_field(self),
+        std::to_string(limit)},
+       [self, rp, then](redis_reply& r) mutable {
+         count_metric(self, &router_metrics::cluster_message_out);
+         if (r.is_error() || r.elements.empty()) {
+           rp.deliver(caf::make_error(caf::sec::runtime_error,
+                                      "the limit script failed: " + r.text));
+           return;
+         }
+         then(r);
+       });
+}
+
 } // namespace
 
 std::size_t shard_of(const std::string& user_id, std::size_t shards) {
@@ -1066,36 +1095,25 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
         },
         [=](acquire_atom, const std::string& user, std::uint64_t limit) {
           auto rp = self->make_response_promise<admission>();
-          if (!self->state.shards[shard_for(self, user)].commands_up) {
-            rp.deliver(caf::make_error(caf::sec::request_receiver_down));
-            return rp;
-          }
-          std::string lua = std::string{"local CONNS = KEYS[1]\n"} + cluster_scripts::live_count_lua
-                            + cluster_scripts::acquire_lua;
-          auto& s = settings_of(self);
-          call(self, shard_for(self, user),
-               {"EVAL", std::move(lua), "3", user_key(self, user, ":conns"),
-                user_key(self, user, ":seq"), s.prefix + "epoch", s.prefix, node_field(self),
-                std::to_string(limit)},
-               [self, user, rp](redis_reply& r) mutable {
-                 count_metric(self, &router_metrics::cluster_message_out);
-                 // No answer from the script (Redis loading, out of memory, an ACL, the link
-                 // lost) is not a refusal: the router falls back to this node's own count.
-                 if (r.is_error() || r.elements.empty()) {
-                   rp.deliver(caf::make_error(caf::sec::runtime_error,
-                                              "the limit script failed: " + r.text));
-                   return;
-                 }
-                 if (r.elements[0].integer != 1 || r.elements.size() != 3) {
-                   rp.deliver(admission{});
-                   return;
-                 }
-                 auto seq = std::strtoull(r.elements[1].text.c_str(), nullptr, 10);
-                 note_baseline(self, user, r.elements[2].text, seq);
-                 admit(self, user, r.elements[2].text, seq, rp);
-               });
+          count_within_limit(self, user, limit, rp, [self, user, rp](redis_reply& r) mutable {
+            if (r.elements[0].integer != 1 || r.elements.size() != 3) {
+              rp.deliver(admission{});
+              return;
+            }
+            auto seq = std::strtoull(r.elements[1].text.c_str(), nullptr, 10);
+            note_baseline(self, user, r.elements[2].text, seq);
+            admit(self, user, r.elements[2].text, seq, rp);
+          });
           return rp;
         },
+        [=](reserve_atom, const std::string& user, std::uint64_t limit) {
+          auto rp = self->make_response_promise<bool>();
+          count_within_limit(self, user, limit, rp, [rp](redis_reply& r) mutable {
+            rp.deliver(r.elements[0].integer == 1);
+          });
+          return rp;
+        },
+        [=](unreserve_atom, const std::string& user) { sync_count(self, user); },
         [=](cpublish_atom, const std::string& user, const protocol::outbound_event& ev) {
           auto rp = self->make_response_promise<cluster_result>();
           append_to_stream(self, user, json{{"type", ev.type}, {"data", ev.data}}.dump(), rp);
