@@ -344,14 +344,17 @@ std::optional<std::vector<std::string>> span_entries(std::vector<history_entry>&
 void read_history(bus_pointer self, const std::string& user, history_span span,
                   history_done done, std::chrono::steady_clock::time_point give_up_at);
 
-/// A fresh span first reads where the user's stream began in its epoch (publish_lua writes it
-/// with the epoch's first publish): from there on it is a span of that epoch like any other.
-/// The history alone cannot say: the snapshot's entries may have expired.
-void read_began(bus_pointer self, const std::string& user, history_span span,
-                history_done done, std::chrono::steady_clock::time_point give_up_at) {
-  auto& u = self->state.users.at(user);
-  call(self, shard_for(self, user), {"GET", user_key(self, user, ":began")},
-       [self, user, span, done, give_up_at, generation = u.generation](redis_reply& r) mutable {
+/// One command of a history read for `user`: `answered` gets Redis's reply, unless the read
+/// was superseded meanwhile (the user's state here ended or was made anew: `done` is told so)
+/// or Redis failed the command (the link went, an error reply): then the read is made again
+/// from `span` at each tick until `give_up_at`, and after that counts as incomplete.
+template <class Answered>
+void read_step(bus_pointer self, const std::string& user, std::vector<std::string> command,
+               history_span span, history_done done,
+               std::chrono::steady_clock::time_point give_up_at, Answered answered) {
+  call(self, shard_for(self, user), std::move(command),
+       [self, user, span, done, give_up_at, answered,
+        generation = self->state.users.at(user).generation](redis_reply& r) mutable {
          auto it = self->state.users.find(user);
          if (it == self->state.users.end() || it->second.generation != generation)
            return done(read_end::superseded, {});
@@ -363,43 +366,44 @@ void read_began(bus_pointer self, const std::string& user, history_span span,
            done(read_end::incomplete, {});
            return go_on(self, user);
          }
-         auto prefix = span.epoch + " ";
-         if (r.type == redis_reply::kind::string && r.text.rfind(prefix, 0) == 0) {
-           std::uint64_t base = std::strtoull(r.text.c_str() + prefix.size(), nullptr, 10);
-           span.from = std::min(std::max(span.from, base + 1), span.to + 1);
-           span.fresh = false;
-         }
-         span.began_read = true;
-         read_history(self, user, std::move(span), std::move(done), give_up_at);
+         answered(r);
        });
+}
+
+/// A fresh span first reads where the user's stream began in its epoch (publish_lua writes it
+/// with the epoch's first publish): from there on it is a span of that epoch like any other.
+/// The history alone cannot say: the snapshot's entries may have expired.
+void read_began(bus_pointer self, const std::string& user, history_span span,
+                history_done done, std::chrono::steady_clock::time_point give_up_at) {
+  read_step(self, user, {"GET", user_key(self, user, ":began")}, span, done, give_up_at,
+            [self, user, span, done, give_up_at](redis_reply& r) mutable {
+              auto prefix = span.epoch + " ";
+              if (r.type == redis_reply::kind::string && r.text.rfind(prefix, 0) == 0) {
+                std::uint64_t base = std::strtoull(r.text.c_str() + prefix.size(), nullptr, 10);
+                span.from = std::min(std::max(span.from, base + 1), span.to + 1);
+                span.fresh = false;
+              }
+              span.began_read = true;
+              read_history(self, user, std::move(span), std::move(done), give_up_at);
+            });
 }
 
 void read_history(bus_pointer self, const std::string& user, history_span span,
                   history_done done, std::chrono::steady_clock::time_point give_up_at) {
-  auto& u = self->state.users.at(user);
-  u.filling = true;
+  self->state.users.at(user).filling = true;
   if (span.fresh && !span.began_read)
     return read_began(self, user, std::move(span), std::move(done), give_up_at);
-  call(self, shard_for(self, user),
-       {"XRANGE", user_key(self, user, ":hist"), std::to_string(span.from) + "-0",
-        std::to_string(span.to) + "-0"},
-       [self, user, span, done, give_up_at, generation = u.generation](redis_reply& r) {
-         auto it = self->state.users.find(user);
-         if (it == self->state.users.end() || it->second.generation != generation)
-           return done(read_end::superseded, {});
-         if (r.is_error() && std::chrono::steady_clock::now() < give_up_at) {
-           it->second.retry = failed_read{span, done, give_up_at};
-           return; // the channel waits on
-         }
-         std::optional<std::vector<std::string>> events;
-         if (!r.is_error()) {
-           auto entries = entries_of(r);
-           events = span_entries(entries, span);
-         }
-         done(events ? read_end::complete : read_end::incomplete,
-              events ? std::move(*events) : std::vector<std::string>{});
-         go_on(self, user);
-       });
+  std::vector<std::string> command{"XRANGE", user_key(self, user, ":hist"),
+                                   std::to_string(span.from) + "-0",
+                                   std::to_string(span.to) + "-0"};
+  read_step(self, user, std::move(command), span, done, give_up_at,
+            [self, user, span, done](redis_reply& r) {
+              auto entries = entries_of(r);
+              auto events = span_entries(entries, span);
+              done(events ? read_end::complete : read_end::incomplete,
+                   events ? std::move(*events) : std::vector<std::string>{});
+              go_on(self, user);
+            });
 }
 
 /// read_history with the deadline of a first read.
