@@ -1420,11 +1420,12 @@ TEST_CASE_FIXTURE(proxied_pair,
   // The resume on n2: n1 marks alice's stream at offset 1 and offers; the offer waits in the
   // proxy.
   auto moving = resume_offer_held(owner_out, n1, n2, "alice", greeting, last_event_id);
-  // A new connection of alice on n2: Redis counts it from offset 1, and its answer waits while
-  // a publish (offset 2) reaches n2, which then stands past the connection's start.
+  // A new connection of alice on n2: Redis counts it from offset 1 (the third place: a, and the
+  // one the resume holds), and its answer waits while a publish (offset 2) reaches n2, which
+  // then stands past the connection's start.
   adopter_in.hold_replies_to("er:node:n2:commands");
   auto connecting = std::async(std::launch::async, [&] { return n2.try_connect("alice"); });
-  REQUIRE(eventually([&] { return counted_connections(redis.port(), "alice") == ":2\r\n"; }, 5s));
+  REQUIRE(eventually([&] { return counted_connections(redis.port(), "alice") == ":3\r\n"; }, 5s));
   REQUIRE(n3.publish("alice", {{"n", 1}}).status == 202);
   CHECK(read_published(*a, "alice", 1) == std::vector<int>{1});
   // The admission reads offset 2 from the history, for the new connection; that answer waits.
