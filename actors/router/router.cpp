@@ -142,6 +142,16 @@ void refuse_over_limit(router_pointer self, const connection_ptr& connection,
     m->closed(close_code::too_many_connections.code);
 }
 
+/// Whether one connection more of the user fits within max-connections-per-user by this node's
+/// own count (no cluster, or Redis unreachable); if not, the connection is refused (4503).
+bool fits_own_count(router_pointer self, const connection_ptr& connection,
+                    const context::user_execution_context& ctx) {
+  if (attached_of(self, ctx.user_id()) < self->state.settings->max_connections_per_user)
+    return true;
+  refuse_over_limit(self, connection, ctx);
+  return false;
+}
+
 /// Spawns the manager of a new session, or of one adopted from another node (`adopted`: its
 /// owner's note with an ok offer).
 manager_record& spawn_admitted(router_pointer self, connection_ptr connection,
@@ -173,15 +183,14 @@ void drain_if_late(router_pointer self, const manager_actor& manager) {
 void spawn_manager(router_pointer self, connection_ptr connection,
                    context::user_execution_context ctx) {
   auto& st = self->state;
-  auto limit = st.settings->max_connections_per_user;
-  if (!st.bus) {
-    if (attached_of(self, ctx.user_id()) >= limit)
-      return refuse_over_limit(self, connection, ctx);
-    drain_if_late(self, spawn_admitted(self, std::move(connection), std::move(ctx)).handle);
-    return;
-  }
-  auto user = ctx.user_id();
-  self->request(st.bus, resume_timeout, acquire_atom::value, user, static_cast<std::uint64_t>(limit))
+  auto by_own_count = [=]() mutable {
+    if (fits_own_count(self, connection, ctx))
+      drain_if_late(self, spawn_admitted(self, std::move(connection), std::move(ctx)).handle);
+  };
+  if (!st.bus)
+    return by_own_count();
+  auto limit = static_cast<std::uint64_t>(st.settings->max_connections_per_user);
+  self->request(st.bus, resume_timeout, acquire_atom::value, ctx.user_id(), limit)
     .then(
       [=](admission& a) mutable {
         if (!a.admitted)
@@ -195,11 +204,7 @@ void spawn_manager(router_pointer self, connection_ptr connection,
                                     : close_code::state_lost.code);
         drain_if_late(self, manager);
       },
-      [=](caf::error&) mutable { // Redis is unreachable: this node's own count
-        if (attached_of(self, ctx.user_id()) >= limit)
-          return refuse_over_limit(self, connection, ctx);
-        drain_if_late(self, spawn_admitted(self, std::move(connection), std::move(ctx)).handle);
-      });
+      [=](caf::error&) mutable { by_own_count(); }); // Redis is unreachable
 }
 
 /// A resume that attaches a detached session is a connection more: `go(reserved)` runs once it
@@ -211,17 +216,16 @@ template <class Go>
 void admit_resume(router_pointer self, connection_ptr connection,
                   context::user_execution_context ctx, Go go) {
   auto& st = self->state;
-  auto limit = st.settings->max_connections_per_user;
   auto by_own_count = [=]() mutable {
-    if (attached_of(self, ctx.user_id()) >= limit)
-      return refuse_over_limit(self, connection, ctx);
+    if (!fits_own_count(self, connection, ctx))
+      return;
     ++self->state.resuming[ctx.user_id()];
     go(false);
   };
   if (!st.bus)
     return by_own_count();
-  self->request(st.bus, resume_timeout, reserve_atom::value, ctx.user_id(),
-                static_cast<std::uint64_t>(limit))
+  auto limit = static_cast<std::uint64_t>(st.settings->max_connections_per_user);
+  self->request(st.bus, resume_timeout, reserve_atom::value, ctx.user_id(), limit)
     .then(
       [=](bool admitted) mutable {
         if (!admitted)
