@@ -16,7 +16,6 @@ extern "C" {
 #include <sys/pidfd.h>
 }
 
-#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <deque>
@@ -26,6 +25,7 @@ extern "C" {
 
 #include "actors/router/manager/runs/line_splitter.hpp"
 #include "actors/router/manager/runs/process_spawn.hpp"
+#include "actors/router/manager/runs/read_window.hpp"
 
 namespace er::actors {
 
@@ -86,7 +86,7 @@ public:
   impl(asio::io_context& io, const command_spec& spec, command_callbacks cb)
     : strand_(asio::make_strand(io)),
       lines_(spec.max_line_bytes),
-      output_window_(spec.output_window),
+      output_(spec.output_window),
       orphan_grace_(spec.orphan_grace),
       cb_(std::move(cb)),
       stdin_(strand_),
@@ -133,7 +133,6 @@ private:
   void on_stdout(const char* data, std::size_t n);
   void keep_tail(const char* data, std::size_t n);
   void deliver_line(std::string line);
-  bool output_full() const;
   void write_next();
   void close_stdin_now();
   void watch_exit();
@@ -146,9 +145,7 @@ private:
 
   strand_type strand_;
   line_splitter lines_; ///< stdout, split into lines of at most max_line_bytes
-  std::size_t output_window_;      ///< see command_spec::output_window
-  std::size_t output_unconsumed_ = 0; ///< bytes of the lines delivered, not yet consumed()
-  bool stdout_parked_ = false; ///< the window is full: no read of stdout is pending
+  read_window output_; ///< stdout's lines delivered, not yet consumed() (output_window)
   std::chrono::milliseconds orphan_grace_;
   command_callbacks cb_;
 
@@ -217,24 +214,15 @@ void command_process::impl::read_output(pipe_member pipe) {
       if (ec) // EOF, or an error that ends the stream just the same
         return s.end_output(pipe);
       s.on_output(pipe, buf->data(), n);
-      if (pipe == &impl::stdout_ && s.output_full()) {
-        s.stdout_parked_ = true; // release_output() reads on
-        return;
-      }
+      if (pipe == &impl::stdout_ && s.output_.park_if_full())
+        return; // release_output() reads on
       s.read_output(pipe);
     }));
 }
 
-bool command_process::impl::output_full() const {
-  return output_window_ != 0 && output_unconsumed_ >= output_window_;
-}
-
 void command_process::impl::release_output(std::size_t bytes) {
-  output_unconsumed_ -= std::min(bytes, output_unconsumed_);
-  if (stdout_parked_ && !output_full() && !stdout_.done) {
-    stdout_parked_ = false;
+  if (output_.release(bytes) && !stdout_.done)
     read_output(&impl::stdout_);
-  }
 }
 
 void command_process::impl::on_output(pipe_member pipe, const char* data, std::size_t n) {
@@ -267,7 +255,7 @@ void command_process::impl::on_stdout(const char* data, std::size_t n) {
 }
 
 void command_process::impl::deliver_line(std::string line) {
-  output_unconsumed_ += line.size() + 1;
+  output_.delivered(line.size() + 1);
   if (cb_.on_line)
     cb_.on_line(std::move(line));
 }

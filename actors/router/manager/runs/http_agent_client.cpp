@@ -1,6 +1,5 @@
 #include "actors/router/manager/runs/http_agent_client.hpp"
 
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <deque>
@@ -18,6 +17,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+
+#include "actors/router/manager/runs/read_window.hpp"
 
 namespace er::actors {
 
@@ -113,9 +114,7 @@ private:
   std::string request_id_;
   std::string body_;
   agent_response_callbacks cb_;
-  std::size_t body_window_;         ///< see http_agent_pool::start; 0: none
-  std::size_t body_unconsumed_ = 0; ///< body bytes delivered, not yet consumed() (strand)
-  bool body_parked_ = false;        ///< the window is full: no read is pending (strand)
+  read_window body_window_; ///< body bytes delivered, not yet consumed() (strand)
   connection_ptr connection_;
   std::unique_ptr<tcp::resolver> resolver_;
   http::request<http::string_body> request_;
@@ -417,11 +416,9 @@ void exchange::on_read(error_code ec) {
     cb_.on_body(std::string{chunk_.data(), received});
   if (ec)
     return fail("the connection to the agent broke", ec);
-  body_unconsumed_ += received;
-  if (body_window_ != 0 && body_unconsumed_ >= body_window_) {
-    body_parked_ = true; // consumed() reads on
-    return;
-  }
+  body_window_.delivered(received);
+  if (body_window_.park_if_full())
+    return; // consumed() reads on
   read_body();
 }
 
@@ -434,11 +431,8 @@ void exchange::consumed(std::size_t bytes) {
   if (!connection) // body bytes come after the start: nothing to release yet
     return;
   asio::dispatch(connection->strand(), [self = shared_from_this(), bytes] {
-    self->body_unconsumed_ -= std::min(bytes, self->body_unconsumed_);
-    if (self->body_parked_ && !self->finished_ && self->body_unconsumed_ < self->body_window_) {
-      self->body_parked_ = false;
+    if (self->body_window_.release(bytes) && !self->finished_)
       self->read_body();
-    }
   });
 }
 
