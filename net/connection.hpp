@@ -38,6 +38,9 @@ public:
   virtual void on_binary(std::size_t bytes) = 0;
   /// Called once; nothing else is delivered after it.
   virtual void on_closed(close_info info) = 0;
+  /// The connection is no longer congested, asked for with ws_connection::notify_writable.
+  virtual void on_writable() {
+  }
 };
 
 /// Caps open WebSocket connections process-wide (router.max-connections): a slot is taken
@@ -89,6 +92,13 @@ public:
   virtual void send_all(std::vector<std::string> frames) = 0;
   /// Sends what is queued, then the close frame; idempotent.
   virtual void close(const close_reason& why) = 0;
+  /// Whether the frames waiting behind the write in flight (the peer reads slower than they
+  /// come) hold a quarter of session_limits::outbound_queue_bytes or more. Any thread; the
+  /// answer may be a moment old: notify_writable settles it on the connection's own thread.
+  virtual bool congested() const = 0;
+  /// The sink's on_writable, once, as soon as the connection is not congested: at once when it
+  /// is not now. Never after on_closed (the sink hears of the close instead).
+  virtual void notify_writable() = 0;
 };
 
 } // namespace er::net

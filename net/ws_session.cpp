@@ -111,6 +111,17 @@ public:
     });
   }
 
+  bool congested() const override {
+    return congested_.load(std::memory_order_relaxed);
+  }
+
+  void notify_writable() override {
+    asio::dispatch(ws_.get_executor(), [self = shared_from_this()] {
+      self->writable_wanted_ = true;
+      self->report_writable();
+    });
+  }
+
 private:
   // -- accept and read ------------------------------------------------------
 
@@ -380,6 +391,7 @@ private:
   /// never a frame in the middle). The oldest is not counted: a frame over the limit (a large
   /// event or reply) is sent, and a slow consumer is one whose frames pile up behind it.
   bool within_queue_limit() {
+    congested_.store(queued_bytes_ >= limits_.outbound_queue_bytes / 4, std::memory_order_relaxed);
     if (queue_.empty() || queued_bytes_ - queue_.front().size() <= limits_.outbound_queue_bytes)
       return true;
     begin_close(close_code::slow_consumer, true);
@@ -413,6 +425,17 @@ private:
     }
     drop_queued(); // all of it is in the burst now
     flush();
+    report_writable();
+  }
+
+  /// The sink's on_writable, when it asked for it and the queue is below the congestion mark.
+  /// The burst in flight is not counted: what a run sends on now waits behind it, within the
+  /// queue's bound (docs/internals.md, "A slow reader slows its runs").
+  void report_writable() {
+    if (!writable_wanted_ || congested_.load(std::memory_order_relaxed) || !sink_)
+      return;
+    writable_wanted_ = false;
+    sink_->on_writable();
   }
 
   void flush() {
@@ -458,6 +481,7 @@ private:
   void drop_queued() {
     recycle_frame_batch(queue_);
     queued_bytes_ = 0;
+    congested_.store(false, std::memory_order_relaxed);
   }
 
   void abort_transport() {
@@ -507,6 +531,9 @@ private:
   bool writing_ = false;    ///< a burst is being flushed
   bool peer_closed_ = false; ///< the peer's close frame was read (see on_peer_close)
   std::atomic<bool> claimed_{false}; ///< see claim(); any thread
+  /// queued_bytes_ at a quarter of the bound or more (see congested()); read by any thread
+  std::atomic<bool> congested_{false};
+  bool writable_wanted_ = false; ///< notify_writable was called, on_writable not yet
   std::shared_ptr<connection_budget> budget_;
 };
 

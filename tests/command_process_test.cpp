@@ -473,3 +473,25 @@ TEST_CASE_FIXTURE(fixture, "with an output window stdout is read only while the 
   CHECK(wait_exit());
   settle(p);
 }
+
+TEST_CASE_FIXTURE(fixture, "with an output line weight each line weighs its bytes, its newline "
+                           "and the weight: a window of short lines holds that many fewer") {
+  auto spec = shell("exec yes 0123456789"); // 11 bytes a line, for ever
+  spec.output_window = 64 * 1024;
+  spec.output_line_weight = 100; // 111 a line
+  auto p = start(spec);
+  REQUIRE(wait_lines(1));
+  run_until(io, [] { return false; }, 500ms);
+  auto held = rec.lines.size();
+  CHECK(held * 111 >= spec.output_window);
+  // Weighed by their bytes alone the window would hold 5,958 lines; the read that filled it
+  // brought at most one read buffer's worth more.
+  CHECK(held * 11 < spec.output_window / 2);
+  run_until(io, [] { return false; }, 300ms);
+  CHECK(rec.lines.size() == held);
+  p->consumed(held * 111);
+  CHECK(run_until(io, [&] { return rec.lines.size() >= held + spec.output_window / 111; }));
+  p->terminate();
+  CHECK(wait_exit());
+  settle(p);
+}

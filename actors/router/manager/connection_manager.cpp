@@ -50,6 +50,10 @@ public:
     caf::anon_send(manager_, closed_atom::value, info.code, info.clean, generation_);
   }
 
+  void on_writable() override {
+    caf::anon_send(manager_, writable_atom::value, generation_);
+  }
+
 private:
   manager_actor manager_;
   std::uint64_t generation_;
@@ -115,6 +119,7 @@ void move_away_from_connection(manager_pointer self) {
   }
   st.close_connection(close_code::session_moved);
   st.connection = nullptr;
+  st.release_held_syncs();
 }
 
 bool on_resume(manager_pointer self, connection_ptr& connection, std::uint64_t last_event_id,
@@ -298,6 +303,7 @@ void on_closed(manager_pointer self, std::uint16_t code, bool clean, std::uint64
   }
   st.connection = nullptr;
   st.flush_outbox(); // no connection: drops what was for the closed socket (the replay has it)
+  st.release_held_syncs();
   if (!resumable(st, code, clean))
     return self->quit(caf::exit_reason::user_shutdown); // not normal: children must end too
   ++st.generation;
@@ -455,7 +461,12 @@ manager_actor::behavior_type shared_behavior() {
       finish_hosting_if_idle(self); // and a host may have kept on for it
     },
     [](run_event_atom, protocol::outbound_event& event) { on_run_event(running_manager(), event); },
-    [](run_sync_atom) { return true; }, // every event sent before it is handled
+    [](run_sync_atom) { return on_run_sync(running_manager()); },
+    [](writable_atom, std::uint64_t generation) {
+      auto self = running_manager();
+      if (generation == self->state.generation)
+        self->state.release_held_syncs();
+    },
     [](store_atom, thread_query& q) {
       auto self = running_manager();
       // The one place a handler's query gets its user_id: this connection's own.

@@ -344,6 +344,20 @@ void on_run_event(manager_pointer self, protocol::outbound_event& event) {
   emit(self, std::move(event));
 }
 
+caf::result<bool> on_run_sync(manager_pointer self) {
+  auto& st = self->state;
+  if (!st.runs || !st.connection)
+    return true;
+  auto& held = st.runs->held_syncs;
+  if (held.empty()) {
+    if (!st.connection->congested())
+      return true;
+    st.connection->notify_writable(); // writable_atom, with this attachment's generation
+  }
+  held.push_back(self->make_response_promise<bool>());
+  return held.back();
+}
+
 bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf::error& reason) {
   auto* runs = self->state.runs.get();
   if (!runs)

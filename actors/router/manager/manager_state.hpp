@@ -75,6 +75,10 @@ struct run_table {
   /// When the deadline check is due; max(): none armed. One timer covers every run's timeout.
   std::chrono::steady_clock::time_point deadline_check = std::chrono::steady_clock::time_point::max();
   run_deadline_timer deadline_timer;
+  /// run_sync answers held while the socket is congested (its reader is slower than the runs),
+  /// oldest first: they go when it is writable again or when the socket goes, so that a slow
+  /// reader slows its runs instead of filling its queue to the 4008 bound.
+  std::vector<caf::typed_response_promise<bool>> held_syncs;
 };
 
 /// This session's part in a move between nodes (session_handover.hpp). Null for a session
@@ -173,6 +177,14 @@ struct manager_state {
     connection->close(why);
   }
 
+  /// Answers the run_syncs held for a congested socket: it is writable again, or gone (a
+  /// detached session's events go to its replay buffer, bounded by the replay budget).
+  void release_held_syncs() {
+    if (runs)
+      for (auto& sync : std::exchange(runs->held_syncs, {}))
+        sync.deliver(true);
+  }
+
   static inline const char* name = "connection_manager";
 };
 
@@ -190,6 +202,9 @@ bool is_agent_message(const std::string& type);
 std::size_t active_runs(manager_pointer self);
 void on_agent_message(manager_pointer self, protocol::inbound_message& msg);
 void on_run_event(manager_pointer self, protocol::outbound_event& event);
+/// A run asks whether every event it sent before has been handled: yes at once, unless the
+/// socket is congested; then the answer waits until it is not (run_table::held_syncs).
+caf::result<bool> on_run_sync(manager_pointer self);
 /// Handles the exit of one of this manager's runs; false when `source` is not a run.
 bool on_run_exit(manager_pointer self, const caf::actor_addr& source, const caf::error& reason);
 /// Ends the runs past their deadline and arms the check for the next one.

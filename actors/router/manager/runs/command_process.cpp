@@ -86,7 +86,7 @@ public:
   impl(asio::io_context& io, const command_spec& spec, command_callbacks cb)
     : strand_(asio::make_strand(io)),
       lines_(spec.max_line_bytes),
-      output_(spec.output_window),
+      output_(spec.output_window, spec.output_line_weight),
       orphan_grace_(spec.orphan_grace),
       cb_(std::move(cb)),
       stdin_(strand_),
@@ -255,7 +255,7 @@ void command_process::impl::on_stdout(const char* data, std::size_t n) {
 }
 
 void command_process::impl::deliver_line(std::string line) {
-  output_.delivered(line.size() + 1);
+  output_.delivered_line(line.size());
   if (cb_.on_line)
     cb_.on_line(std::move(line));
 }

@@ -21,9 +21,10 @@
 //  - write_line/close_stdin/terminate/consumed may be called from any thread;
 //    they are no-ops once the process has finished.
 //  - With an output_window, stdout is read only while the lines delivered and
-//    not yet released with consumed() hold fewer bytes than the window (each
-//    line counts its '\n'): an agent that prints faster than its events are
-//    handled waits on a full pipe instead of filling the host's memory.
+//    not yet released with consumed() weigh less than the window (each line
+//    its bytes, its '\n' and output_line_weight: read_window.hpp): an agent
+//    that prints faster than its events are handled waits on a full pipe
+//    instead of filling the host's memory.
 //
 // Linux only (pidfd). No SIGCHLD handler is installed and SIGPIPE is never
 // raised by writes to the process, whatever the host's signal setup is.
@@ -46,6 +47,7 @@ struct command_spec {
   std::vector<std::string> args;  // argv[1..]; argv[0] is `executable`
   std::size_t max_line_bytes = 65536;
   std::size_t output_window = 0;  // 0: stdout is read as fast as it comes
+  std::size_t output_line_weight = 0; // what each line weighs in the window beyond its bytes
   std::chrono::milliseconds orphan_grace{1000};
 };
 
@@ -75,8 +77,9 @@ public:
   // Closes stdin once the queued lines are written.
   void close_stdin();
 
-  // The receiver is done with `bytes` of the lines delivered (see output_window).
-  void consumed(std::size_t bytes);
+  // The receiver is done with this `weight` of the lines delivered (see
+  // output_window).
+  void consumed(std::size_t weight);
 
   // SIGTERM to the process group, SIGKILL to it after `grace`. Idempotent.
   void terminate(std::chrono::milliseconds grace = std::chrono::milliseconds(500));

@@ -27,8 +27,8 @@ struct command_state {
   run_parent parent;
   run_flow flow; ///< stdout is read on as the manager handles its lines' events
   bool finished = false; ///< its one final event has been reported
-  void release_source(std::size_t bytes) {
-    process->consumed(bytes);
+  void release_source(std::size_t weight) {
+    process->consumed(weight);
   }
   static inline const char* name = "command_run";
 };
@@ -88,6 +88,7 @@ caf::behavior command_run(command_pointer self, run_parent parent, run_spec spec
   run_reporter out{self, std::move(parent)};
   auto command = agent.command;
   command.output_window = run_flow::window;
+  command.output_line_weight = run_flow::line_weight;
   try {
     self->state.process = command_process::start(*io, command, mailbox_callbacks(self));
   } catch (const std::exception& e) {
@@ -105,7 +106,8 @@ caf::behavior command_run(command_pointer self, run_parent parent, run_spec spec
   return {
     [=](line_atom, const std::string& line) {
       on_agent_line(self, out, line);
-      flow_handled(self, line.size() + 1); // after its event: a run_sync asked now covers it
+      // after its event: a run_sync asked now covers it
+      flow_handled(self, read_window::line_weight_of(line.size(), run_flow::line_weight));
     },
     [=](bad_out_atom, const std::string& why) {
       fail(self, out, "the agent printed invalid output: " + why);

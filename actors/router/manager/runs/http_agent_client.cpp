@@ -84,9 +84,9 @@ class pool_impl;
 class exchange final : public agent_request, public std::enable_shared_from_this<exchange> {
 public:
   exchange(std::shared_ptr<pool_impl> pool, std::string request_id, std::string body,
-           agent_response_callbacks cb, std::size_t body_window)
+           agent_response_callbacks cb, std::size_t body_window, std::size_t line_weight)
     : pool_(std::move(pool)), request_id_(std::move(request_id)), body_(std::move(body)),
-      cb_(std::move(cb)), body_window_(body_window) {
+      cb_(std::move(cb)), body_window_(body_window, line_weight) {
   }
 
   /// Runs on `connection` (its strand); `reused`: it served an earlier request.
@@ -153,9 +153,11 @@ public:
 
   std::shared_ptr<agent_request> start(std::string request_id, std::string body,
                                        agent_response_callbacks callbacks,
-                                       std::size_t body_window) override {
+                                       std::size_t body_window,
+                                       std::size_t line_weight) override {
     auto ex = std::make_shared<exchange>(shared_from_this(), std::move(request_id),
-                                         std::move(body), std::move(callbacks), body_window);
+                                         std::move(body), std::move(callbacks), body_window,
+                                         line_weight);
     std::unique_lock lock{mutex_};
     if (in_flight_ < options_.max_in_flight) {
       ++in_flight_;
@@ -416,7 +418,7 @@ void exchange::on_read(error_code ec) {
     cb_.on_body(std::string{chunk_.data(), received});
   if (ec)
     return fail("the connection to the agent broke", ec);
-  body_window_.delivered(received);
+  body_window_.delivered({chunk_.data(), received});
   if (body_window_.park_if_full())
     return; // consumed() reads on
   read_body();

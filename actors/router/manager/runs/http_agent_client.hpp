@@ -64,8 +64,8 @@ class agent_request {
 public:
   virtual ~agent_request() = default;
   virtual void abort() = 0;
-  /// The receiver is done with `bytes` of the body delivered (see http_agent_pool::start).
-  virtual void consumed(std::size_t bytes) = 0;
+  /// The receiver is done with this `weight` of the body delivered (see http_agent_pool::start).
+  virtual void consumed(std::size_t weight) = 0;
 };
 
 class http_agent_pool {
@@ -77,11 +77,13 @@ public:
 
   /// POSTs `body` (JSON) with X-Request-Id: `request_id` once a slot is free. With a
   /// `body_window`, the response's body is read only while the bytes delivered and not yet
-  /// released with consumed() are fewer: an agent that streams faster than its events are
-  /// handled waits on TCP's flow control. 0: read as fast as it comes.
+  /// released with consumed() weigh less (each line its bytes and `line_weight`:
+  /// read_window.hpp): an agent that streams faster than its events are handled waits on
+  /// TCP's flow control. 0: read as fast as it comes.
   virtual std::shared_ptr<agent_request> start(std::string request_id, std::string body,
                                                agent_response_callbacks callbacks,
-                                               std::size_t body_window = 0) = 0;
+                                               std::size_t body_window = 0,
+                                               std::size_t line_weight = 0) = 0;
 
   /// Connections kept open between requests (tests).
   virtual std::size_t idle_connections() const = 0;

@@ -43,9 +43,9 @@ struct http_state {
   std::shared_ptr<agent_request> request; ///< aborted when the run ends before it did
   run_parent parent;
   run_flow flow; ///< the body is read on as the manager handles its events
-  void release_source(std::size_t bytes) {
+  void release_source(std::size_t weight) {
     if (request)
-      request->consumed(bytes);
+      request->consumed(weight);
   }
   std::variant<std::monostate, ndjson_stream, sse_decoder> format;
   unsigned status = 0;
@@ -192,14 +192,16 @@ caf::behavior http_run(http_pointer self, run_parent parent, run_spec spec,
                    {"user_id", spec.user_id},
                    {"payload", spec.payload}};
   self->state.request =
-    pool->start(spec.run_id, body.dump(), mailbox_callbacks(self), run_flow::window);
+    pool->start(spec.run_id, body.dump(), mailbox_callbacks(self), run_flow::window,
+                run_flow::line_weight);
   return {
     [=](head_atom, std::uint32_t status, const std::string& type) {
       on_head(self, out, status, type);
     },
     [=](body_atom, const std::string& bytes) {
       on_body(self, out, bytes);
-      flow_handled(self, bytes.size()); // after its events: a run_sync asked now covers them
+      // after its events: a run_sync asked now covers them
+      flow_handled(self, read_window::weight(bytes, run_flow::line_weight));
     },
     [=](end_atom) { on_end(self, out); },
     [=](failed_atom, const std::string& message, bool unavailable) {

@@ -1,21 +1,44 @@
 #pragma once
-// The source side of a run's flow control (run_flow.hpp): a reader that stops reading once the
-// bytes it delivered and its receiver has not released hold the window, and reads on once they
-// are released below it. Used on the reader's own strand only.
+// The source side of a run's flow control (run_flow.hpp): a reader that stops reading once what
+// it delivered and its receiver has not released weighs the window, and reads on once it is
+// released below it. Used on the reader's own strand only.
+//
+// An agent's output is a stream of lines, each of which becomes one event: a line weighs its
+// bytes plus a fixed `line_weight` (what an event's envelope adds), so that a window bounds the
+// frames its events become, however short the lines are. Both sides weigh the same bytes with
+// the same functions: the reader what it delivers, the receiver what it releases.
 
 #include <algorithm>
 #include <cstddef>
+#include <string_view>
 
 namespace er::actors {
 
 class read_window {
 public:
-  /// 0: no window, the reader never waits.
-  explicit read_window(std::size_t size) : size_(size) {
+  /// size 0: no window, the reader never waits.
+  explicit read_window(std::size_t size, std::size_t line_weight = 0)
+    : size_(size), line_weight_(line_weight) {
   }
 
-  void delivered(std::size_t bytes) {
-    unreleased_ += bytes;
+  /// What `bytes` of a stream of lines weigh: their size, plus `line_weight` for each line
+  /// they end ('\n').
+  static std::size_t weight(std::string_view bytes, std::size_t line_weight) {
+    auto lines = static_cast<std::size_t>(std::count(bytes.begin(), bytes.end(), '\n'));
+    return bytes.size() + lines * line_weight;
+  }
+
+  /// What one line of `line_bytes` (its '\n' not included) weighs: as weight() counts it.
+  static std::size_t line_weight_of(std::size_t line_bytes, std::size_t line_weight) {
+    return line_bytes + 1 + line_weight;
+  }
+
+  void delivered(std::string_view bytes) {
+    unreleased_ += weight(bytes, line_weight_);
+  }
+
+  void delivered_line(std::size_t line_bytes) {
+    unreleased_ += line_weight_of(line_bytes, line_weight_);
   }
 
   /// After a read: whether the reader stops here (the window is full). release() then says
@@ -25,9 +48,9 @@ public:
     return parked_;
   }
 
-  /// The receiver is done with `bytes`: true when the reader was stopped and reads on now.
-  bool release(std::size_t bytes) {
-    unreleased_ -= std::min(bytes, unreleased_);
+  /// The receiver is done with `weight`: true when the reader was stopped and reads on now.
+  bool release(std::size_t weight) {
+    unreleased_ -= std::min(weight, unreleased_);
     if (!parked_ || unreleased_ >= size_)
       return false;
     parked_ = false;
@@ -36,7 +59,8 @@ public:
 
 private:
   std::size_t size_;
-  std::size_t unreleased_ = 0; ///< bytes delivered, not yet released
+  std::size_t line_weight_;
+  std::size_t unreleased_ = 0; ///< weight delivered, not yet released
   bool parked_ = false;        ///< stopped by the full window: no read is pending
 };
 
