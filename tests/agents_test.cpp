@@ -217,6 +217,32 @@ TEST_CASE("command agent: one that prints as fast as it can waits for its events
   expect_flood_held_back(router, start("flood", "f"));
 }
 
+TEST_CASE("command agent: four that flood one client at once are held back together within its "
+          "queue's bound, and go on at its pace") {
+  test_router router{agent_settings()};
+  // Four runs (the default limit per connection), each a window of 128 KiB behind a socket
+  // congested at a quarter of the default 1 MiB bound: 768 KiB at most.
+  expect_flood_held_back(router, start("flood", "f"), 4);
+}
+
+TEST_CASE("command agent: a client that reads nothing while its agent floods is left to its "
+          "heartbeat (4009, resumable), not closed as a slow consumer") {
+  auto settings = agent_settings();
+  settings.heartbeat_interval_ms = 200;
+  settings.heartbeat_timeout_ms = 500;
+  test_router router{settings};
+  auto c = connect_user(router, "alice");
+  c.client->send_text(start("flood", "f").dump());
+  // Its ping waits behind the frames it does not read, so no pong comes: 4009, once the close
+  // has waited for the frames ahead of it (the handshake timeout).
+  CHECK(eventually([&] { return metric(router, R"(router_closes_total{code="4009"})") == 1; },
+                   std::chrono::seconds{30}));
+  CHECK(metric(router, "router_slow_consumer_disconnects_total") == 0);
+  auto other = connect_user(router, "alice");
+  other.client->send_text(R"({"type":"ping","id":"o"})");
+  CHECK(next_json(*other.client)["reply_to"] == "o");
+}
+
 TEST_CASE("stop_agent and a closing connection terminate the command's whole process group") {
   test_router router{agent_settings()};
   auto baseline = router.server().running_actors();

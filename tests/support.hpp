@@ -84,12 +84,13 @@ double metric(const std::string& text, const std::string& series);
 /// A metric's value from the router's GET /metrics, 0 when absent.
 double metric(const test_router& router, const std::string& series);
 
-/// `start` (a start_agent) runs an agent that streams events for ever, for alice, who reads
-/// nothing for three seconds: the heap stays within 64 MiB of where it was (the sanitizers'
-/// allocators aside), bob's connection is answered, alice's is not closed. Then she reads for
-/// three seconds: every event once and in order, and more than her socket held, so the agent
-/// went on at her pace; she stops the run, and her connection is still answered.
-void expect_flood_held_back(const test_router& router, const json& start);
+/// `start` (a start_agent) runs an agent that streams events for ever, `runs` times at once,
+/// for alice, who reads nothing for three seconds: the heap stays within 64 MiB of where it was
+/// (the sanitizers' allocators aside), bob's connection is answered, alice's is not closed, and
+/// the runs are held back. Then she reads: every event once and in order, and far more than
+/// her socket held, so the agents went on at her pace; she stops the runs, and her connection
+/// is still answered.
+void expect_flood_held_back(const test_router& router, const json& start, int runs = 1);
 
 /// Resident set size of this process in KiB.
 long rss_kib();
