@@ -28,6 +28,7 @@ struct session_limits {
 struct close_info {
   std::uint16_t code = 1006; ///< the peer's or our close code; 1006 when none was exchanged
   bool clean = false;        ///< a close frame was exchanged (not a reset or a timeout)
+  bool by_peer = false;      ///< `code` is the peer's own: its close frame came before ours
 };
 
 /// Receives what a connection reads, in order, on the connection's io thread.

@@ -330,7 +330,8 @@ private:
     close_info info;
     if (ec == websocket::error::closed) {
       info.clean = true;
-      info.code = closing_ == closing::sent ? close_.code : peer_close_code();
+      info.by_peer = closing_ != closing::sent;
+      info.code = info.by_peer ? peer_close_code() : close_.code;
     } else if (ec == websocket::error::message_too_big) {
       info.code = close_code::too_big.code; // Beast sent the close frame and drained the rest
     } else if (ec == websocket::condition::protocol_violation && closing_ != closing::sent) {
@@ -343,6 +344,7 @@ private:
       // The peer closed with a close frame; the teardown after Beast's answer failed (a reset,
       // or the peer took too long to end the connection): its close all the same.
       info.clean = true;
+      info.by_peer = true;
       info.code = peer_close_code();
     } else if (closing_ != closing::no) {
       // Our close: Beast ends the pending read with operation_aborted once it is sent.

@@ -155,14 +155,20 @@ TEST_CASE("a used resume token and an unknown one give a fresh session") {
   CHECK(g3["data"]["recovered"] == false);
 }
 
-TEST_CASE("a client close ends the session at once: nothing to resume") {
-  test_router router{resume_settings()};
-  auto c = connect_user(router, "alice");
-  c.client->close(1000);
-  CHECK(eventually([&] { return router.server().stats().connections == 0; }));
-  CHECK(router.server().stats().detached == 0);
-  auto [client, g] = reconnect(router, "alice", resume_target(c.established, 0));
-  CHECK(g["data"]["recovered"] == false);
+TEST_CASE("a client close ends the session at once, whatever its code: nothing to resume") {
+  // 4009 and 4501 leave a session detached when the router closes with them; sent by a client
+  // they did too, so that a client could keep its session and its runs going at will.
+  for (std::uint16_t code : {1000, 1001, 4009, 4501}) {
+    CAPTURE(code);
+    test_router router{resume_settings()};
+    auto c = connect_user(router, "alice");
+    c.client->close(code);
+    CHECK(eventually([&] { return router.server().stats().connections == 0; }));
+    CHECK(router.server().stats().detached == 0);
+    CHECK(metric(router, "router_closes_total{code=\"" + std::to_string(code) + "\"}") == 1);
+    auto [client, g] = reconnect(router, "alice", resume_target(c.established, 0));
+    CHECK(g["data"]["recovered"] == false);
+  }
 }
 
 TEST_CASE("a detached session, its runs and buffers are gone after the resume window") {

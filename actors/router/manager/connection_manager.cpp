@@ -47,7 +47,7 @@ public:
   }
 
   void on_closed(net::close_info info) override {
-    caf::anon_send(manager_, closed_atom::value, info.code, info.clean, generation_);
+    caf::anon_send(manager_, closed_atom::value, info.code, info.clean, info.by_peer, generation_);
   }
 
   void on_writable() override {
@@ -281,14 +281,20 @@ void on_upstream_gone(manager_pointer self) {
 /// connection lost without a close frame, or found lost by the heartbeat (a peer whose network
 /// went away silently: 4009), or closed because its token expired (the client comes back
 /// with a fresh token).
-bool resumable(const manager_state& st, std::uint16_t code, bool clean) {
+/// A dropped connection, or one we closed for a reason its client recovers from with a resume
+/// (4009, 4501). A client that sends those codes itself closes as with any other: its session
+/// ends (else a client could keep a detached session, and its runs, at will).
+bool resumable(const manager_state& st, std::uint16_t code, bool clean, bool by_peer) {
   if (st.shutting_down || st.settings->resume_window.count() == 0)
     return false;
-  return (!clean && code == 1006) || code == close_code::heartbeat_timeout.code
-         || code == close_code::token_expired.code;
+  return (!clean && code == 1006)
+         || (!by_peer
+             && (code == close_code::heartbeat_timeout.code
+                 || code == close_code::token_expired.code));
 }
 
-void on_closed(manager_pointer self, std::uint16_t code, bool clean, std::uint64_t generation) {
+void on_closed(manager_pointer self, std::uint16_t code, bool clean, bool by_peer,
+               std::uint64_t generation) {
   auto& st = self->state;
   if (generation != st.generation) { // a socket this session has moved away from
     if (st.moves && st.moves->old_socket == generation) { // to another node
@@ -304,7 +310,7 @@ void on_closed(manager_pointer self, std::uint16_t code, bool clean, std::uint64
   st.connection = nullptr;
   st.flush_outbox(); // no connection: drops what was for the closed socket (the replay has it)
   st.release_held_syncs();
-  if (!resumable(st, code, clean))
+  if (!resumable(st, code, clean, by_peer))
     return self->quit(caf::exit_reason::user_shutdown); // not normal: children must end too
   ++st.generation;
   self->send(st.router, session_atom::value, false, std::string{}); // the token stays valid
@@ -441,8 +447,8 @@ manager_actor::behavior_type shared_behavior() {
         reply_error(self, error_code::invalid_message,
                     "binary frames are not supported: send JSON text frames", std::nullopt);
     },
-    [](closed_atom, std::uint16_t code, bool clean, std::uint64_t generation) {
-      on_closed(running_manager(), code, clean, generation);
+    [](closed_atom, std::uint16_t code, bool clean, bool by_peer, std::uint64_t generation) {
+      on_closed(running_manager(), code, clean, by_peer, generation);
     },
     [](shutdown_atom, std::uint16_t code) { on_shutdown(running_manager(), code); },
     [](drain_atom) {

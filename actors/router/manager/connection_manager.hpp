@@ -90,8 +90,9 @@ struct manager_settings {
 using manager_actor = handler_parent::extend_with<run_parent>::extend<
   caf::reacts_to<frame_atom, std::string>,          // an inbound text frame
   caf::reacts_to<binary_atom, std::uint64_t>,       // an inbound binary frame (refused)
-  // the socket closed: code, clean, and the generation of the attachment it belonged to
-  caf::reacts_to<closed_atom, std::uint16_t, bool, std::uint64_t>,
+  // the socket closed: code, clean, by_peer (the code is the client's), and the generation of
+  // the attachment it belonged to
+  caf::reacts_to<closed_atom, std::uint16_t, bool, bool, std::uint64_t>,
   // the socket of this attachment generation is no longer congested (held run_syncs go)
   caf::reacts_to<writable_atom, std::uint64_t>,
   caf::reacts_to<shutdown_atom, std::uint16_t>,     // close the socket with this code
