@@ -278,12 +278,11 @@ void on_upstream_gone(manager_pointer self) {
 }
 
 /// Whether a session whose socket closed this way waits for a resume (DESIGN §8): a
-/// connection lost without a close frame, or found lost by the heartbeat (a peer whose network
-/// went away silently: 4009), or closed because its token expired (the client comes back
-/// with a fresh token).
-/// A dropped connection, or one we closed for a reason its client recovers from with a resume
-/// (4009, 4501). A client that sends those codes itself closes as with any other: its session
-/// ends (else a client could keep a detached session, and its runs, at will).
+/// connection lost without a close frame, or one the router closed because the heartbeat found
+/// it lost (a peer whose network went away silently: 4009) or its token expired (the client
+/// comes back with a fresh token: 4501). A client that sends those codes itself closes as with
+/// any other code: its session ends (else a client could keep a detached session, and its runs,
+/// at will).
 bool resumable(const manager_state& st, std::uint16_t code, bool clean, bool by_peer) {
   if (st.shutting_down || st.settings->resume_window.count() == 0)
     return false;
