@@ -225,6 +225,22 @@ TEST_CASE("command agent: four that flood one client at once are held back toget
   expect_flood_held_back(router, start("flood", "f"), 4);
 }
 
+TEST_CASE("command agent: two that flood one client with the shortest lines are held back "
+          "within its queue's bound: a read of many lines stops where the window fills") {
+  auto settings = agent_settings();
+  settings.outbound_queue_bytes = 256 * 1024;
+  test_router router{settings};
+  // A 16 KiB read of `{"type":"agent_progress"}` lines brings 630 events, 177 KiB of weight
+  // (each line weighs 256 bytes more than its own; its frame is 188 bytes). Before, a read was
+  // delivered whole once it had begun below the window, so each run could add its window and
+  // up to that much more behind the congested socket: the queue reached 269 KiB in two of five
+  // runs of this test, and the client was closed with 4008. Now a read's lines are delivered
+  // only up to the one that fills the window, the rest when it is released: each run adds at
+  // most a window's 466 frames (88 KiB) past the congestion mark (64 KiB), and the queue peaked
+  // at 201-217 KiB in five runs.
+  expect_flood_held_back(router, start("flood-short", "f"), 2);
+}
+
 TEST_CASE("command agent: a client that reads nothing while its agent floods is left to its "
           "heartbeat (4009, resumable), not closed as a slow consumer") {
   auto settings = agent_settings();

@@ -454,17 +454,20 @@ TEST_CASE_FIXTURE(fixture, "the example agent reports unusable input as agent_er
   CHECK(p->stderr_tail().find("not valid JSON") != std::string::npos);
 }
 
-TEST_CASE_FIXTURE(fixture, "with an output window stdout is read only while the lines delivered and "
-                           "not consumed hold less than the window: consumed() reads on") {
+TEST_CASE_FIXTURE(fixture, "with an output window stdout's lines are delivered only while the lines "
+                           "delivered and not consumed hold less than the window: consumed() goes "
+                           "on") {
   auto spec = shell("exec yes 0123456789"); // 11 bytes a line, for ever
   spec.output_window = 64 * 1024;
   auto p = start(spec);
   REQUIRE(wait_lines(1));
   run_until(io, [] { return false; }, 500ms); // the process had time to fill far more
-  // The last read before the window filled may bring a pipe's worth (64 KiB) more.
+  // Whole lines up to the one that filled the window (or the read ended within a line that
+  // did): the rest of the read that filled it waits, where a read of up to 16 KiB used to be
+  // delivered whole.
   auto held = rec.lines.size();
-  CHECK(held * 11 >= spec.output_window);
-  CHECK(held * 11 < spec.output_window + 128 * 1024);
+  CHECK(held * 11 + 11 > spec.output_window);
+  CHECK(held * 11 < spec.output_window + 11);
   run_until(io, [] { return false; }, 300ms);
   CHECK(rec.lines.size() == held); // parked: nothing more is read
   p->consumed(held * 11);
@@ -483,10 +486,10 @@ TEST_CASE_FIXTURE(fixture, "with an output line weight each line weighs its byte
   REQUIRE(wait_lines(1));
   run_until(io, [] { return false; }, 500ms);
   auto held = rec.lines.size();
-  CHECK(held * 111 >= spec.output_window);
-  // Weighed by their bytes alone the window would hold 5,958 lines; the read that filled it
-  // brought at most one read buffer's worth more.
-  CHECK(held * 11 < spec.output_window / 2);
+  // Weighed by their bytes alone the window would hold 5,958 lines; a read of up to 16 KiB
+  // brings 1,489 of them, far past the window: the lines past it wait.
+  CHECK(held * 111 + 111 > spec.output_window);
+  CHECK(held * 111 < spec.output_window + 111);
   run_until(io, [] { return false; }, 300ms);
   CHECK(rec.lines.size() == held);
   p->consumed(held * 111);

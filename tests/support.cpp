@@ -312,6 +312,8 @@ app::router_settings agent_settings() {
     sh("quitter", "read line; exit 3", 5000),
     // prints agent events as fast as a pipe takes them, for ever
     sh("flood", "read line; exec yes '{\"type\":\"agent_progress\",\"data\":{\"n\":1}}'", 60000),
+    // the same with the shortest line an agent event can have: 630 lines in a 16 KiB read
+    sh("flood-short", "read line; exec yes '{\"type\":\"agent_progress\"}'", 60000),
     sh("sleeper",
        "read line; sleep 30 & echo '{\"type\":\"agent_progress\",\"data\":{\"pid\":'$$',\"child\":'$!'}}'; wait",
        30000),

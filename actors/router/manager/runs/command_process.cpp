@@ -128,8 +128,8 @@ private:
   using pipe_member = output_pipe impl::*;
 
   void read_output(pipe_member pipe);
-  void on_output(pipe_member pipe, const char* data, std::size_t n);
   void end_output(pipe_member pipe);
+  bool deliver_stdout();
   void on_stdout(const char* data, std::size_t n);
   void keep_tail(const char* data, std::size_t n);
   void deliver_line(std::string line);
@@ -146,6 +146,9 @@ private:
   strand_type strand_;
   line_splitter lines_; ///< stdout, split into lines of at most max_line_bytes
   read_window output_; ///< stdout's lines delivered, not yet consumed() (output_window)
+  /// stdout's last read, in its pipe's buffer: what the window has not admitted yet. Empty
+  /// unless the window is full: no read is made before it is delivered.
+  std::string_view stdout_kept_;
   std::chrono::milliseconds orphan_grace_;
   command_callbacks cb_;
 
@@ -213,23 +216,33 @@ void command_process::impl::read_output(pipe_member pipe) {
         return;
       if (ec) // EOF, or an error that ends the stream just the same
         return s.end_output(pipe);
-      s.on_output(pipe, buf->data(), n);
-      if (pipe == &impl::stdout_ && s.output_.park_if_full())
-        return; // release_output() reads on
+      if (pipe == &impl::stderr_) {
+        s.keep_tail(buf->data(), n);
+      } else {
+        s.stdout_kept_ = {buf->data(), n};
+        if (!s.deliver_stdout())
+          return; // release_output() goes on
+      }
       s.read_output(pipe);
     }));
 }
 
-void command_process::impl::release_output(std::size_t bytes) {
-  if (output_.release(bytes) && !stdout_.done)
-    read_output(&impl::stdout_);
+/// Hands what stdout's last read kept to the line splitter, as far as the window admits it.
+/// False: the window is full, and what it did not admit stays kept.
+bool command_process::impl::deliver_stdout() {
+  if (lines_.overflowed()) { // drained unweighed: the process is being ended
+    stdout_kept_ = {};
+    return true;
+  }
+  auto admitted = output_.take(stdout_kept_);
+  on_stdout(stdout_kept_.data(), admitted);
+  stdout_kept_.remove_prefix(admitted);
+  return !output_.park_if_full();
 }
 
-void command_process::impl::on_output(pipe_member pipe, const char* data, std::size_t n) {
-  if (pipe == &impl::stdout_)
-    on_stdout(data, n);
-  else
-    keep_tail(data, n);
+void command_process::impl::release_output(std::size_t bytes) {
+  if (output_.release(bytes) && !stdout_.done && deliver_stdout())
+    read_output(&impl::stdout_);
 }
 
 void command_process::impl::end_output(pipe_member pipe) {
@@ -255,7 +268,6 @@ void command_process::impl::on_stdout(const char* data, std::size_t n) {
 }
 
 void command_process::impl::deliver_line(std::string line) {
-  output_.delivered_line(line.size());
   if (cb_.on_line)
     cb_.on_line(std::move(line));
 }

@@ -20,11 +20,13 @@
 //    before its io_context.
 //  - write_line/close_stdin/terminate/consumed may be called from any thread;
 //    they are no-ops once the process has finished.
-//  - With an output_window, stdout is read only while the lines delivered and
-//    not yet released with consumed() weigh less than the window (each line
-//    its bytes, its '\n' and output_line_weight: read_window.hpp): an agent
-//    that prints faster than its events are handled waits on a full pipe
-//    instead of filling the host's memory.
+//  - With an output_window, stdout's lines are delivered only while the lines
+//    delivered and not yet released with consumed() weigh less than the
+//    window (each line its bytes, its '\n' and output_line_weight:
+//    read_window.hpp), so never more than one line past it; a read's further
+//    lines wait in its buffer, and the pipe is read again once they are
+//    delivered. An agent that prints faster than its events are handled waits
+//    on a full pipe instead of filling the host's memory.
 //
 // Linux only (pidfd). No SIGCHLD handler is installed and SIGPIPE is never
 // raised by writes to the process, whatever the host's signal setup is.

@@ -104,6 +104,7 @@ private:
   void read_head();
   void read_body();
   void on_read(error_code ec);
+  bool deliver_body();
   void succeed();
   /// Ends it with on_error; a connection that served an earlier request and failed before
   /// any response is retried once on a fresh one (the agent closed it while it was idle).
@@ -121,6 +122,9 @@ private:
   std::optional<http::response_parser<http::buffer_body>> parser_;
   beast::flat_buffer buffer_;
   std::array<char, read_chunk_bytes> chunk_;
+  /// The last read's body bytes in chunk_ that the window has not admitted yet. Empty unless
+  /// the window is full: no read is made before they are delivered.
+  std::string_view body_kept_;
   bool reused_ = false;
   bool head_seen_ = false;
   /// on_end or on_error was called, or it was aborted. Atomic: an abort runs on the strand of
@@ -414,14 +418,25 @@ void exchange::on_read(error_code ec) {
   if (ec == http::error::need_buffer)
     ec = {};
   auto received = chunk_.size() - parser_->get().body().size;
-  if (received > 0 && cb_.on_body)
-    cb_.on_body(std::string{chunk_.data(), received});
-  if (ec)
+  if (ec) {
+    if (received > 0 && cb_.on_body) // what came before the break, window or not
+      cb_.on_body(std::string{chunk_.data(), received});
     return fail("the connection to the agent broke", ec);
-  body_window_.delivered({chunk_.data(), received});
-  if (body_window_.park_if_full())
-    return; // consumed() reads on
-  read_body();
+  }
+  body_kept_ = {chunk_.data(), received};
+  if (deliver_body())
+    read_body();
+  // else consumed() goes on
+}
+
+/// Hands on what the last read kept, as far as the window admits it. False: the window is
+/// full, and what it did not admit stays kept.
+bool exchange::deliver_body() {
+  auto admitted = body_window_.take(body_kept_);
+  if (admitted > 0 && cb_.on_body)
+    cb_.on_body(std::string{body_kept_.substr(0, admitted)});
+  body_kept_.remove_prefix(admitted);
+  return !body_window_.park_if_full();
 }
 
 void exchange::consumed(std::size_t bytes) {
@@ -433,7 +448,7 @@ void exchange::consumed(std::size_t bytes) {
   if (!connection) // body bytes come after the start: nothing to release yet
     return;
   asio::dispatch(connection->strand(), [self = shared_from_this(), bytes] {
-    if (self->body_window_.release(bytes) && !self->finished_)
+    if (self->body_window_.release(bytes) && !self->finished_ && self->deliver_body())
       self->read_body();
   });
 }

@@ -76,10 +76,11 @@ public:
   virtual ~http_agent_pool() = default;
 
   /// POSTs `body` (JSON) with X-Request-Id: `request_id` once a slot is free. With a
-  /// `body_window`, the response's body is read only while the bytes delivered and not yet
-  /// released with consumed() weigh less (each line its bytes and `line_weight`:
-  /// read_window.hpp): an agent that streams faster than its events are handled waits on
-  /// TCP's flow control. 0: read as fast as it comes.
+  /// `body_window`, the response's body is delivered only while the bytes delivered and not
+  /// yet released with consumed() weigh less (each line its bytes and `line_weight`:
+  /// read_window.hpp), so never more than one line past it: a read's further lines wait in its
+  /// buffer, and the body is read on once they are delivered. An agent that streams faster
+  /// than its events are handled waits on TCP's flow control. 0: read as fast as it comes.
   virtual std::shared_ptr<agent_request> start(std::string request_id, std::string body,
                                                agent_response_callbacks callbacks,
                                                std::size_t body_window = 0,

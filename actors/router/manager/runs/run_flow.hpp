@@ -11,9 +11,10 @@
 // than the runs: manager_state's run_table::held_syncs), so an agent that prints faster than
 // its client reads fills its own pipe or socket, neither the router's memory nor the socket's
 // queue up to its 4008 bound. The window is weighed per line (read_window.hpp), so that it
-// bounds the frames its events become: each run can add at most about a window behind a
-// congested socket, which the defaults (4 runs per connection, a congestion mark at a quarter
-// of the 1 MiB bound) keep within the bound.
+// bounds the frames its events become, and a source delivers a read's lines only up to the one
+// that fills it: each run can add at most a window and one line behind a congested socket,
+// which the defaults (4 runs per connection, a congestion mark at a quarter of the 1 MiB bound)
+// keep within the bound.
 
 #include <cstddef>
 #include <utility>
