@@ -1,5 +1,6 @@
 #include "protocol/envelope.hpp"
 
+#include <charconv>
 #include <cstdio>
 #include <ctime>
 #include <utility>
@@ -247,6 +248,28 @@ void write_member(std::string& text, std::string_view key, const json& value) {
   text += buffer.value;
 }
 
+/// Whether nlohmann writes `value` as it is between its quotes: printable ASCII other than the
+/// quote and the backslash. It escapes those and control characters, and checks every byte from
+/// 0x7F up as UTF-8 (replacing what is invalid): such a value goes through it.
+bool written_as_is(std::string_view value) {
+  for (unsigned char c : value)
+    if (c < 0x20 || c >= 0x7F || c == '"' || c == '\\')
+      return false;
+  return true;
+}
+
+/// `,"key":"value"` into `text` (its capacity kept), for a value written_as_is: the text
+/// nlohmann would write, without its serializer's pass over every byte.
+void write_plain_member(std::string& text, std::string_view key, std::string_view value) {
+  text.clear();
+  text.reserve(key.size() + value.size() + 6);
+  text += ",\"";
+  text += key;
+  text += "\":\"";
+  text += value;
+  text += '"';
+}
+
 std::string member_text(std::string_view key, const json& value) {
   std::string text;
   write_member(text, key, value);
@@ -273,7 +296,10 @@ const std::string& type_member(render_buffer& buffer, const std::string& type) {
 const std::string& timestamp_member(render_buffer& buffer,
                                     std::chrono::system_clock::time_point at) {
   if (auto ms = millis_of(at); ms != buffer.timestamp_ms) {
-    buffer.timestamp_member = member_text("timestamp", json(rfc3339(at)));
+    auto& text = buffer.timestamp_member; // digits and "-:.TZ": nothing to escape
+    text.assign(",\"timestamp\":\"");
+    append_rfc3339(text, at);
+    text += '"';
     buffer.timestamp_ms = ms;
   }
   return buffer.timestamp_member;
@@ -290,7 +316,10 @@ void event_renderer::append(std::string& out, cached_member& member, std::string
   bool same = !member.text.empty() && member.value.has_value() == (value != nullptr)
               && (value == nullptr || *member.value == *value);
   if (!same) { // both kept in place: a run's members repeat, a ping's reply_to changes each time
-    write_member(member.text, key, value ? scratch_string(*value) : json(nullptr));
+    if (value && written_as_is(*value)) // minted ids, and most clients' request ids
+      write_plain_member(member.text, key, *value);
+    else
+      write_member(member.text, key, value ? scratch_string(*value) : json(nullptr));
     if (!value)
       member.value.reset();
     else if (member.value)
@@ -314,7 +343,8 @@ std::string event_renderer::render(const outbound_event& event, std::uint64_t ev
   else
     buffer.writer.dump(event.data, false, false, 0);
   out += ",\"event_id\":";
-  out += std::to_string(event_id);
+  char digits[24];
+  out.append(digits, std::to_chars(digits, digits + sizeof digits, event_id).ptr);
   append(out, reply_to_, "reply_to", event.reply_to ? &*event.reply_to : nullptr);
   append(out, run_id_, "run_id", event.run_id ? &*event.run_id : nullptr);
   append(out, thread_id_, "thread_id", event.thread_id ? &*event.thread_id : nullptr);
@@ -359,6 +389,12 @@ outbound_event make_error(const protocol_error& error) {
 }
 
 std::string rfc3339(std::chrono::system_clock::time_point at) {
+  std::string text;
+  append_rfc3339(text, at);
+  return text;
+}
+
+void append_rfc3339(std::string& out, std::chrono::system_clock::time_point at) {
   auto ms = millis_of(at);
   auto secs = ms / 1000;
   // Per thread, the text up to the second (gmtime and its formatting run once a second).
@@ -373,12 +409,11 @@ std::string rfc3339(std::chrono::system_clock::time_point at) {
     cached_secs = secs;
   }
   auto milli = static_cast<int>(ms % 1000);
-  std::string text = prefix;
-  text += static_cast<char>('0' + milli / 100);
-  text += static_cast<char>('0' + milli / 10 % 10);
-  text += static_cast<char>('0' + milli % 10);
-  text += 'Z';
-  return text;
+  out += prefix;
+  out += static_cast<char>('0' + milli / 100);
+  out += static_cast<char>('0' + milli / 10 % 10);
+  out += static_cast<char>('0' + milli % 10);
+  out += 'Z';
 }
 
 } // namespace er::protocol

@@ -58,7 +58,9 @@ struct outbound_event {
 /// what the renderer's test compares against. Members that repeat from event to event (the
 /// user_id, run_id and thread_id of the stream's last event; per thread, the timestamp of the
 /// current millisecond and recent types) are kept as serialized text, so an event costs the
-/// dump of its data and little else; all values are serialized by nlohmann.
+/// dump of its data and little else. Values are serialized by nlohmann, except the strings it
+/// would write as they are (printable ASCII without a quote or a backslash: minted ids, most
+/// request ids) and the timestamp, which are copied between their quotes.
 class event_renderer {
 public:
   explicit event_renderer(const std::string& user_id);
@@ -107,5 +109,7 @@ std::string quote_excerpt(std::string_view text);
 
 /// RFC 3339 UTC with milliseconds, e.g. 2026-11-25T22:10:59.123Z
 std::string rfc3339(std::chrono::system_clock::time_point at);
+/// rfc3339(at) appended to `out`.
+void append_rfc3339(std::string& out, std::chrono::system_clock::time_point at);
 
 } // namespace er::protocol

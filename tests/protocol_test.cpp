@@ -215,6 +215,38 @@ TEST_CASE("the envelope renderer writes what a JSON document of the envelope dum
         == dom_envelope(events[2], 42, user, t0));
 }
 
+TEST_CASE("ids that nlohmann writes as they are are copied, every other one goes through it: the "
+          "envelope is the same byte for byte") {
+  using er::protocol::outbound_event;
+  const std::string user = "u1";
+  er::protocol::event_renderer renderer{user};
+  auto at = std::chrono::system_clock::time_point{std::chrono::milliseconds{1764000000123}};
+  // Printable ASCII but the quote and the backslash (copied); the edges of that range, control
+  // characters, UTF-8 and bytes that are not UTF-8 (through nlohmann).
+  const std::vector<std::string> ids = {
+    "", "p-1", " ~{}[]:,/'`$", "q-\x7f", "\x1f", "\x20\x7e", "tab\t", "\xc3\xa9t\xc3\xa9",
+    "\xff", "say \"hi\"", "back\\slash", "r-0123456789abcdef0123456789abcdef", "\x7f"};
+  std::uint64_t id = 1;
+  for (const auto& value : ids) {
+    outbound_event e;
+    e.type = "pong";
+    e.reply_to = value;
+    e.run_id = value;
+    e.thread_id = value;
+    auto text = renderer.render(e, id, at);
+    CHECK_MESSAGE(text == dom_envelope(e, id, user, at), "id: " << json(value).dump(-1, ' ', true,
+                                                                  json::error_handler_t::replace));
+    CHECK(json::accept(text));
+    // The next event's timestamp is another millisecond's: written anew each time.
+    at += std::chrono::milliseconds{1};
+    ++id;
+  }
+  // event_id at its widest
+  outbound_event e;
+  e.type = "pong";
+  CHECK(renderer.render(e, UINT64_MAX, at) == dom_envelope(e, UINT64_MAX, user, at));
+}
+
 TEST_CASE("timestamps are RFC 3339 UTC with milliseconds, across second and day boundaries") {
   auto at = [](std::int64_t ms) {
     return std::chrono::system_clock::time_point{std::chrono::milliseconds{ms}};
