@@ -42,10 +42,8 @@ public:
   /// and including the line that fills the window (a line begun below it is delivered whole),
   /// or all of them when they do not fill it. The reader keeps the rest for after a release.
   std::size_t take(std::string_view bytes) {
-    if (size_ == 0) {
-      unreleased_ += weight(bytes, line_weight_);
+    if (size_ == 0) // no window: nothing to count
       return bytes.size();
-    }
     std::size_t at = 0;
     while (at < bytes.size() && unreleased_ < size_) {
       auto newline = bytes.find('\n', at);
