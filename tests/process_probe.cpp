@@ -1,12 +1,12 @@
 #include "tests/process_probe.hpp"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <cerrno>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -23,9 +23,28 @@ struct proc_stat {
 
 // /proc/<pid>/stat (or a thread's, /proc/<pid>/task/<tid>/stat): "pid (comm) state ppid pgrp
 // ...", comm may contain spaces.
+// Read with open/read, not a stream: when the process is reaped between the open and the read,
+// the read fails with ESRCH, which libstdc++'s filebuf turns into an exception. Here it means
+// what a missing file means: no such process.
 std::optional<proc_stat> read_stat_file(const std::string& path) {
-  std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return std::nullopt;
+  std::string text;
+  char buf[512];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      ::close(fd);
+      return std::nullopt;
+    }
+    if (n == 0)
+      break;
+    text.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
   auto close_paren = text.rfind(')');
   if (close_paren == std::string::npos)
     return std::nullopt;
