@@ -507,6 +507,37 @@ TEST_CASE("a resume of a detached session on its own node is held to the cluster
   CHECK(eventually([&] { return counted_connections(redis.port(), "alice") == ":2\r\n"; }, 5s));
 }
 
+TEST_CASE("a place the limit script granted counts in Redis until it is a connection: another "
+          "connection of the user closing meanwhile does not free it for a third node") {
+  // Before, the node wrote its count of the user (HSET, HDEL at zero) without the places the
+  // script had granted it and the router had not yet turned into connections: here the place
+  // of a resume waiting for its owner's offer. The other connection's close took it away in
+  // Redis, and n3 admitted two connections of a user limited to two, three with the resume.
+  redis_server redis;
+  auto limit = std::vector<std::string>{"--router.max-connections-per-user=2"};
+  node n1{redis.address(), "n1", limit}, n2{redis.address(), "n2", limit},
+    n3{redis.address(), "n3", limit};
+  auto greeting = left_detached(n1, "alice");
+  auto a = n2.connect("alice");
+  CHECK(counted_connections(redis.port(), "alice") == ":1\r\n");
+  n1.pause(); // the owner: the resume waits for its offer (up to 3 s), its place held on n2
+  auto moving = resume_later(n2, "alice", greeting, 0);
+  CHECK(eventually([&] { return counted_connections(redis.port(), "alice") == ":2\r\n"; }, 2s));
+  a->close();
+  CHECK(eventually([&] { return n2.health()["connections"] == 0; }, 2s));
+  CHECK(eventually([&] { return counted_connections(redis.port(), "alice") != ":2\r\n"; }, 2s));
+  CHECK(counted_connections(redis.port(), "alice") == ":1\r\n"); // the resume's place
+  auto b = n3.connect("alice");
+  auto refused = n3.try_connect("alice");
+  expect_close(*refused, 4503);
+  n1.resume();
+  auto resumed = moving.get();
+  CHECK(next_json(*resumed, 10s)["type"] == "connection_established");
+  CHECK(eventually([&] { return counted_connections(redis.port(), "alice") == ":2\r\n"; }, 5s));
+  CHECK(n2.health()["connections"] == 1);
+  CHECK(n3.health()["connections"] == 1);
+}
+
 TEST_CASE("a limit script that gets no answer from Redis (here: an ACL without EVAL) admits "
           "connections by the node's own count instead of refusing them") {
   redis_server redis{{"--user", "default", "on", "nopass", "~*", "&*", "+@all", "-eval"}};

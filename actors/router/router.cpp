@@ -178,6 +178,12 @@ void drain_if_late(router_pointer self, const manager_actor& manager) {
     self->send(manager, drain_atom::value);
 }
 
+/// A place the limit script was asked for (acquire, reserve) is settled: the bus stops adding
+/// it to this node's count of the user and writes the count anew (cluster_bus_actor).
+void settle_place(router_pointer self, const std::string& user) {
+  self->send(self->state.bus, settle_atom::value, user);
+}
+
 /// A new session, within router.max-connections-per-user: across the cluster when there is
 /// one (counted there at once), this node's own count while Redis is unreachable.
 void spawn_manager(router_pointer self, connection_ptr connection,
@@ -195,7 +201,9 @@ void spawn_manager(router_pointer self, connection_ptr connection,
       [=](admission& a) mutable {
         if (!a.admitted)
           return refuse_over_limit(self, connection, ctx);
+        auto user = ctx.user_id();
         auto manager = spawn_admitted(self, std::move(connection), std::move(ctx)).handle;
+        settle_place(self, user); // the presence count has the connection now
         for (auto& event : a.owed) // before anything newer from the bus, which comes after
           self->send(manager, publish_atom::value, std::move(event));
         if (a.disconnected || a.lost)
@@ -204,7 +212,12 @@ void spawn_manager(router_pointer self, connection_ptr connection,
                                     : close_code::state_lost.code);
         drain_if_late(self, manager);
       },
-      [=](caf::error&) mutable { by_own_count(); }); // Redis is unreachable
+      [=](caf::error& err) mutable { // Redis is unreachable
+        auto user = ctx.user_id();
+        by_own_count();
+        if (err == caf::sec::request_timeout) // the script may have counted it after all
+          settle_place(self, user);
+      });
 }
 
 /// A resume that attaches a detached session is a connection more: `go(reserved)` runs once it
@@ -233,16 +246,20 @@ void admit_resume(router_pointer self, connection_ptr connection,
         ++self->state.resuming[ctx.user_id()];
         go(true);
       },
-      [=](caf::error&) mutable { by_own_count(); });
+      [=](caf::error& err) mutable {
+        if (err == caf::sec::request_timeout) // the script may have counted it after all
+          settle_place(self, ctx.user_id());
+        by_own_count();
+      });
 }
 
-/// The end of a resume admit_resume let in: `attached`, its session is counted as attached now
-/// (the manager said so first); otherwise the place held in Redis is given back (the node's
-/// count of the user written anew) before anything else is asked of the bus.
-void resume_settled(router_pointer self, const std::string& user, bool reserved, bool attached) {
+/// The end of a resume admit_resume let in, attached or not: a place it reserved is settled
+/// (attached, the session is in the presence count now, the manager having said so first;
+/// otherwise the place is given back), before anything else is asked of the bus.
+void resume_settled(router_pointer self, const std::string& user, bool reserved) {
   end_resuming(self->state, user);
-  if (reserved && !attached)
-    self->send(self->state.bus, unreserve_atom::value, user);
+  if (reserved)
+    settle_place(self, user);
 }
 
 /// Sends the other node a step without content of its own.
@@ -265,7 +282,7 @@ void adopt_admitted(router_pointer self, const std::string& owner, connection_pt
     .then(
       [=](peer_note& offer) mutable {
         if (!offer.offer.ok || self->state.shutting_down) {
-          resume_settled(self, ctx.user_id(), reserved, false);
+          resume_settled(self, ctx.user_id(), reserved);
           if (offer.offer.ok)
             tell_peer(self, peer_note::kind::decline, offer.node, offer.handover, ctx.user_id());
           return spawn_manager(self, connection, ctx);
@@ -273,7 +290,7 @@ void adopt_admitted(router_pointer self, const std::string& owner, connection_pt
         auto upstream = peer_link{offer.node, offer.handover};
         bool hosts_runs = !offer.offer.runs.empty() || offer.offer.owner_busy;
         auto& rec = spawn_admitted(self, connection, ctx, std::move(offer)); // counted here
-        resume_settled(self, ctx.user_id(), reserved, true);
+        resume_settled(self, ctx.user_id(), reserved);
         if (hosts_runs) {
           rec.peers = std::make_unique<record_peers>();
           rec.peers->upstream = upstream;
@@ -282,7 +299,7 @@ void adopt_admitted(router_pointer self, const std::string& owner, connection_pt
         tell_peer(self, peer_note::kind::accept, upstream.node, upstream.handover, ctx.user_id());
       },
       [=](caf::error&) mutable {
-        resume_settled(self, ctx.user_id(), reserved, false);
+        resume_settled(self, ctx.user_id(), reserved);
         spawn_manager(self, connection, ctx);
       });
 }
@@ -303,14 +320,14 @@ void resume_here(router_pointer self, connection_ptr connection,
                  context::user_execution_context ctx, resume_request resume, bool counted,
                  bool reserved) {
   auto& st = self->state;
-  auto settle = [=](bool attached) {
+  auto settle = [=] {
     if (counted)
-      resume_settled(self, ctx.user_id(), reserved, attached);
+      resume_settled(self, ctx.user_id(), reserved);
   };
   auto it = st.manager_by_token.find(resume.token);
   auto rec = it == st.manager_by_token.end() ? st.managers.end() : st.managers.find(it->second);
   if (rec == st.managers.end() || *rec->second.user_id != ctx.user_id()) {
-    settle(false);
+    settle();
     return spawn_manager(self, connection, ctx);
   }
   // Past the timeout the manager may still take the connection: whichever of it and the
@@ -319,12 +336,12 @@ void resume_here(router_pointer self, connection_ptr connection,
                 connection, resume.last_event_id, ctx)
     .then(
       [=](bool resumed) {
-        settle(resumed); // attached again now if resumed: the manager said so first
+        settle(); // attached again now if resumed: the manager said so first
         if (!resumed)
           spawn_manager(self, connection, ctx);
       },
       [=](caf::error&) {
-        settle(false);
+        settle();
         spawn_manager(self, connection, ctx);
       });
 }

@@ -140,6 +140,16 @@ struct bus_state {
   /// link was down, or the write failed): written again once it is up. A user who left
   /// meanwhile gets an HDEL; without it the old count would hold the user's limit for good.
   std::unordered_set<std::string> unsynced;
+  /// Places the limit script was asked for or granted here (acquire, reserve) and the router
+  /// has not settled yet (settle_atom): the node's count of the user written to Redis includes
+  /// them. Else a count written meanwhile (another of the user's connections here closing or
+  /// opening) would take a granted place away before it became a connection, and another node
+  /// could admit one connection past the limit in that moment.
+  struct held_places {
+    std::uint32_t held = 0;
+    bool written = false; ///< a count that includes them was written
+  };
+  std::unordered_map<std::string, held_places> places;
   std::uint64_t next_request = 0;
   std::uint64_t user_generations = 0; ///< user_state::generation, the last one given
   cluster_status status;
@@ -547,16 +557,33 @@ void sync_count(bus_pointer self, const std::string& user) {
   }
   st.unsynced.erase(user);
   auto it = st.users.find(user);
-  auto local = it == st.users.end() ? 0 : it->second.local;
+  auto count = it == st.users.end() ? 0 : it->second.local;
+  if (auto p = st.places.find(user); p != st.places.end()) {
+    count += p->second.held;
+    p->second.written = true;
+  }
   auto key = user_key(self, user, ":conns");
   auto retry = [self, user](redis_reply& r) {
     if (r.is_error()) // the link broke first: again once it is back
       self->state.unsynced.insert(user);
   };
-  if (local > 0)
-    call(self, index, {"HSET", key, node_field(self), std::to_string(local)}, retry);
+  if (count > 0)
+    call(self, index, {"HSET", key, node_field(self), std::to_string(count)}, retry);
   else
     call(self, index, {"HDEL", key, node_field(self)}, retry);
+}
+
+/// One place of `user` fewer (bus_state::places). Whether a count that included it was
+/// written: then the count must be written anew.
+bool release_place(bus_pointer self, const std::string& user) {
+  auto& places = self->state.places;
+  auto it = places.find(user);
+  if (it == places.end())
+    return false;
+  bool written = it->second.written;
+  if (--it->second.held == 0)
+    places.erase(it);
+  return written;
 }
 
 /// Writes this node's count of every user of shard `index`, and drops the counts of users who
@@ -567,6 +594,11 @@ void sync_counts(bus_pointer self, std::size_t index) {
   for (auto& [user, u] : st.users)
     if (shard_for(self, user) == index && u.local > 0)
       to_sync.push_back(user);
+  for (auto& [user, held] : st.places) {
+    auto it = st.users.find(user);
+    if (shard_for(self, user) == index && (it == st.users.end() || it->second.local == 0))
+      to_sync.push_back(user); // its places alone
+  }
   for (auto& user : st.unsynced) {
     auto it = st.users.find(user);
     // Left meanwhile, or only detached sessions left (they do not count): its count goes.
@@ -1044,12 +1076,16 @@ void count_within_limit(bus_pointer self, const std::string& user, std::uint64_t
   std::string lua = std::string{"local CONNS = KEYS[1]\n"} + cluster_scripts::live_count_lua
                     + cluster_scripts::acquire_lua;
   auto& s = settings_of(self);
+  ++self->state.places[user].held; // from here on: a count written before the answer has it
   call(self, shard_for(self, user),
        {"EVAL", std::move(lua), "3", user_key(self, user, ":conns"),
         user_key(self, user, ":seq"), s.prefix + "epoch", s.prefix, node_field(self),
         std::to_string(limit)},
-       [self, rp, then](redis_reply& r) mutable {
+       [self, rp, then, user](redis_reply& r) mutable {
          count_metric(self, &router_metrics::cluster_message_out);
+         bool granted = !r.is_error() && !r.elements.empty() && r.elements[0].integer == 1;
+         if (!granted && release_place(self, user))
+           sync_count(self, user); // a count written meanwhile had it
          if (r.is_error() || r.elements.empty()) {
            rp.deliver(caf::make_error(caf::sec::runtime_error,
                                       "the limit script failed: " + r.text));
@@ -1101,6 +1137,10 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           auto rp = self->make_response_promise<admission>();
           count_within_limit(self, user, limit, rp, [self, user, rp](redis_reply& r) mutable {
             if (r.elements[0].integer != 1 || r.elements.size() != 3) {
+              if (r.elements[0].integer == 1) { // counted, but not answered as the script does
+                release_place(self, user);
+                sync_count(self, user);
+              }
               rp.deliver(admission{});
               return;
             }
@@ -1117,7 +1157,10 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           });
           return rp;
         },
-        [=](unreserve_atom, const std::string& user) { sync_count(self, user); },
+        [=](settle_atom, const std::string& user) {
+          release_place(self, user);
+          sync_count(self, user); // without the place: the connection it became, or nothing
+        },
         [=](cpublish_atom, const std::string& user, const protocol::outbound_event& ev) {
           auto rp = self->make_response_promise<cluster_result>();
           append_to_stream(self, user, json{{"type", ev.type}, {"data", ev.data}}.dump(), rp);

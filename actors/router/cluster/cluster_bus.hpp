@@ -41,7 +41,7 @@ namespace er::actors {
 using presence_atom = caf::atom_constant<caf::atom("presence")>; ///< router -> bus
 using acquire_atom = caf::atom_constant<caf::atom("acquire")>;   ///< router -> bus
 using reserve_atom = caf::atom_constant<caf::atom("reserve")>;   ///< router -> bus
-using unreserve_atom = caf::atom_constant<caf::atom("unreserve")>; ///< router -> bus
+using settle_atom = caf::atom_constant<caf::atom("settle")>;     ///< router -> bus
 using cpublish_atom = caf::atom_constant<caf::atom("cpublish")>; ///< router -> bus
 using cdisconn_atom = caf::atom_constant<caf::atom("cdisconn")>; ///< router -> bus
 using remote_atom = caf::atom_constant<caf::atom("remote")>;     ///< bus -> router
@@ -110,13 +110,15 @@ using cluster_bus_actor = caf::typed_actor<
   // this node holds `n` open connections of the user (and some session of it while n >= 0;
   // -1: no session of the user left here): keeps the counts and the subscription
   caf::reacts_to<presence_atom, std::string, std::int64_t>,
-  // may this node open one more connection of the user under the limit? (counted if so)
+  // may this node open one more connection of the user under the limit? (a place, counted
+  // at once if so)
   caf::replies_to<acquire_atom, std::string, std::uint64_t>::with<admission>,
-  // may a detached session of the user here be attached again under the limit? (counted if
-  // so, until the node's count of the user is written next: unreserve writes it at once, for
-  // a resume that did not attach)
+  // may a detached session of the user here be attached again under the limit? (likewise)
   caf::replies_to<reserve_atom, std::string, std::uint64_t>::with<bool>,
-  caf::reacts_to<unreserve_atom, std::string>,
+  // a place asked for with acquire or reserve is settled: granted and now a connection in the
+  // presence count, granted and given back, or asked for by a request that timed out here.
+  // Until then the node's count written to Redis includes it.
+  caf::reacts_to<settle_atom, std::string>,
   caf::replies_to<cpublish_atom, std::string, protocol::outbound_event>::with<cluster_result>,
   caf::replies_to<cdisconn_atom, std::string>::with<cluster_result>,
   // a resume of a session that node `node` holds: its offer, or one that is not ok (that node
