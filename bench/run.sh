@@ -243,9 +243,11 @@ node "$root/bench/http-agent-server.mjs" "$http_agent_port" >"$work/http-agent.l
 http_agent_pid=$!
 pids+=("$http_agent_pid")
 wait_port "$http_agent_port" || log "the bench HTTP agent did not start"
-http_rate=7.2
+agents_rate=7.2
+http_rate=$agents_rate
 for round in 1 2 3; do
-  load_run "agents-$round" --scenario=agents --connections=1000 --users=1000 --rate=7.2 --duration=5
+  load_run "agents-$round" --scenario=agents --connections=1000 --users=1000 \
+    "--rate=$agents_rate" --duration=5
   while :; do
     load_run "http-agents-$round@$http_rate" --scenario=agents --agent=bench-http \
       --connections=1000 --users=1000 "--rate=$http_rate" --duration=5
@@ -255,7 +257,7 @@ for round in 1 2 3; do
     http_rate=$(python3 -c "print($http_rate / 2)")
     log "the HTTP agent did not keep up: its rounds go on at $http_rate runs/s per user"
   done
-  if [ "$http_rate" != 7.2 ]; then
+  if [ "$http_rate" != "$agents_rate" ]; then
     load_run "agents-$round@$http_rate" --scenario=agents --connections=1000 --users=1000 \
       "--rate=$http_rate" --duration=5
   fi
@@ -371,14 +373,15 @@ agents_summary = agents_of(r"agents-\d+")
 # The HTTP rounds at the last rate tried (bench/run.sh halves it while the agent server cannot
 # keep up), against the demo rounds at that rate.
 http_names = [r["scenario"] for r in runs if r["kind"] == "router-load" and r["scenario"].startswith("http-agents-")]
+agents_rate = http_names[0].split("@")[1] if http_names else None  # the first HTTP round's: the demo rounds'
 http_rate = http_names[-1].split("@")[1] if http_names else None
 http_summary = http_rate and agents_of(r"http-agents-\d+@" + re.escape(http_rate))
 http_given_up = [n for n in http_names if not n.endswith("@" + http_rate)]  # rates it did not keep up with
-demo_at_http_rate = agents_summary if http_rate == "7.2" else http_rate and agents_of(r"agents-\d+@" + re.escape(http_rate))
+demo_at_http_rate = agents_summary if http_rate == agents_rate else http_rate and agents_of(r"agents-\d+@" + re.escape(http_rate))
 summary["agents, 1,000 users (median of rounds)"] = agents_summary or None
 summary["agents over HTTP, 1,000 users (median of rounds)"] = http_summary and {
     "runs_per_s_per_user": float(http_rate), "rounds_at_higher_rates": http_given_up, **http_summary}
-if http_rate and http_rate != "7.2":
+if http_rate != agents_rate:
     summary["agents at the HTTP rounds' rate, 1,000 users (median of rounds)"] = demo_at_http_rate or None
 if http_summary and demo_at_http_rate:
     summary["agents over HTTP / built-in demo"] = {
@@ -435,7 +438,7 @@ for r in runs:
                 pub.get("expected_deliveries"), pub.get("skipped")))
 named_summaries = [("agents", agents_summary),
                    ("agents over HTTP at %s runs/s per user" % http_rate, http_summary)]
-if http_rate and http_rate != "7.2":
+if http_rate != agents_rate:
     named_summaries.append(("agents at %s runs/s per user" % http_rate, demo_at_http_rate))
 for name, a in named_summaries:
     if a:

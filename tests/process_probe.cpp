@@ -22,8 +22,7 @@ struct proc_stat {
 };
 
 // /proc/<pid>/stat (or a thread's, /proc/<pid>/task/<tid>/stat): "pid (comm) state ppid pgrp
-// ...", comm may contain spaces.
-// Read with open/read, not a stream: when the process is reaped between the open and the read,
+// ...", comm may contain spaces. Read with open/read, not a stream: when the process is reaped between the open and the read,
 // the read fails with ESRCH, which libstdc++'s filebuf turns into an exception. Here it means
 // what a missing file means: no such process.
 std::optional<proc_stat> read_stat_file(const std::string& path) {

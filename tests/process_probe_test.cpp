@@ -16,8 +16,8 @@
 TEST_CASE("is_running and group_of answer 'no such process' while the process is being reaped") {
   // Each round forks a child that exits at once and reaps it on another thread while this one
   // asks about it. A read of /proc/PID/stat opened before the reaping and made after it fails
-  // with ESRCH, which a std::ifstream turned into an exception (a CI failure of stop 34): with
-  // a stream, about one round in five threw here.
+  // with ESRCH, which a std::ifstream turns into an exception: with a stream, about one round
+  // in five throws here.
   int threw = 0;
   int answered_gone = 0;
   for (int round = 0; round < 300; ++round) {

@@ -184,6 +184,14 @@ void settle_place(router_pointer self, const std::string& user) {
   self->send(self->state.bus, settle_atom::value, user);
 }
 
+/// The limit script was asked for a place and no answer came: one that timed out here may
+/// still have been counted in Redis, so it is settled; after any other error nothing is
+/// counted (no script was sent, or the bus dropped the place its script did not grant).
+void settle_unanswered(router_pointer self, const caf::error& err, const std::string& user) {
+  if (err == caf::sec::request_timeout)
+    settle_place(self, user);
+}
+
 /// A new session, within router.max-connections-per-user: across the cluster when there is
 /// one (counted there at once), this node's own count while Redis is unreachable.
 void spawn_manager(router_pointer self, connection_ptr connection,
@@ -213,10 +221,8 @@ void spawn_manager(router_pointer self, connection_ptr connection,
         drain_if_late(self, manager);
       },
       [=](caf::error& err) mutable { // Redis is unreachable
-        auto user = ctx.user_id();
+        settle_unanswered(self, err, ctx.user_id());
         by_own_count();
-        if (err == caf::sec::request_timeout) // the script may have counted it after all
-          settle_place(self, user);
       });
 }
 
@@ -247,8 +253,7 @@ void admit_resume(router_pointer self, connection_ptr connection,
         go(true);
       },
       [=](caf::error& err) mutable {
-        if (err == caf::sec::request_timeout) // the script may have counted it after all
-          settle_place(self, ctx.user_id());
+        settle_unanswered(self, err, ctx.user_id());
         by_own_count();
       });
 }

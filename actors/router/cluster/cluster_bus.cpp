@@ -586,6 +586,13 @@ bool release_place(bus_pointer self, const std::string& user) {
   return written;
 }
 
+/// A place counted in Redis that is settled: the node's count is written without it (with the
+/// connection it became, if it became one).
+void settle_place(bus_pointer self, const std::string& user) {
+  release_place(self, user);
+  sync_count(self, user);
+}
+
 /// Writes this node's count of every user of shard `index`, and drops the counts of users who
 /// left while they could not be written.
 void sync_counts(bus_pointer self, std::size_t index) {
@@ -1137,10 +1144,8 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           auto rp = self->make_response_promise<admission>();
           count_within_limit(self, user, limit, rp, [self, user, rp](redis_reply& r) mutable {
             if (r.elements[0].integer != 1 || r.elements.size() != 3) {
-              if (r.elements[0].integer == 1) { // counted, but not answered as the script does
-                release_place(self, user);
-                sync_count(self, user);
-              }
+              if (r.elements[0].integer == 1) // counted, but not answered as the script does
+                settle_place(self, user);
               rp.deliver(admission{});
               return;
             }
@@ -1157,10 +1162,7 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
           });
           return rp;
         },
-        [=](settle_atom, const std::string& user) {
-          release_place(self, user);
-          sync_count(self, user); // without the place: the connection it became, or nothing
-        },
+        [=](settle_atom, const std::string& user) { settle_place(self, user); },
         [=](cpublish_atom, const std::string& user, const protocol::outbound_event& ev) {
           auto rp = self->make_response_promise<cluster_result>();
           append_to_stream(self, user, json{{"type", ev.type}, {"data", ev.data}}.dump(), rp);
