@@ -496,8 +496,8 @@ TEST_CASE("a resume of a detached session on its own node is held to the cluster
   CHECK(eventually([&] { return counted_connections(redis.port(), "alice") == ":1\r\n"; }, 5s));
   auto [back, hello] = resume_on(n1, "alice", greeting, 0);
   CHECK(hello["data"]["recovered"] == true);
-  // Until its place is settled, the attached session counts twice in n1's writes (3).
-  CHECK(eventually([&] { return counted_connections(redis.port(), "alice") == ":2\r\n"; }, 5s));
+  // Its place is settled with the attach's count, in one write: never counted twice (3).
+  CHECK(counted_connections(redis.port(), "alice") == ":2\r\n");
   // A resume the session refuses (it claims events never sent) gives its place back first:
   // the fresh session it gets instead fits (with the place still held it was refused, 4503).
   back->reset();
@@ -520,8 +520,8 @@ TEST_CASE("a place the limit script granted counts in Redis until it is a connec
     n3{redis.address(), "n3", limit};
   auto greeting = left_detached(n1, "alice");
   auto a = n2.connect("alice");
-  // Its place and the connection it became count twice until the router settles the place.
-  CHECK(eventually([&] { return counted_connections(redis.port(), "alice") == ":1\r\n"; }, 5s));
+  // The place and the connection it became are one write: never counted twice (2).
+  CHECK(counted_connections(redis.port(), "alice") == ":1\r\n");
   n1.pause(); // the owner: the resume waits for its offer (up to 3 s), its place held on n2
   auto moving = resume_later(n2, "alice", greeting, 0);
   CHECK(eventually([&] { return counted_connections(redis.port(), "alice") == ":2\r\n"; }, 2s));
@@ -538,6 +538,37 @@ TEST_CASE("a place the limit script granted counts in Redis until it is a connec
   CHECK(eventually([&] { return counted_connections(redis.port(), "alice") == ":2\r\n"; }, 5s));
   CHECK(n2.health()["connections"] == 1);
   CHECK(n3.health()["connections"] == 1);
+}
+
+TEST_CASE("a place the limit script granted and the connection it becomes are one count in the "
+          "node's writes to Redis: a new connection and a resume are never counted twice") {
+  // Before, the router settled the place in a message of its own after the presence count:
+  // the node wrote the count with both (one too high, refusing a connection that fit), then
+  // again without the place.
+  redis_server redis;
+  node n1{redis.address(), "n1", {"--router.max-connections-per-user=3"}};
+  raw_socket monitor{redis.port()};
+  monitor.send("MONITOR\r\n");
+  REQUIRE(monitor.read_until("+OK\r\n", 2s).find("+OK\r\n") != std::string::npos);
+  auto a = n1.connect("alice");                    // 1
+  auto greeting = left_detached(n1, "alice");      // 2, then 1 once detached
+  auto [back, hello] = resume_on(n1, "alice", greeting, 0); // 2
+  CHECK(hello["data"]["recovered"] == true);
+  auto written = [&] { // the node's HSETs of its count of alice, in order: "1 2 ..."
+    std::string values;
+    auto& log = monitor.received();
+    std::regex hset{R"re("HSET" "er:u:alice:conns" "[^"]*" "(\d+)")re"};
+    for (std::sregex_iterator m{log.begin(), log.end(), hset}, end; m != end; ++m)
+      values += (values.empty() ? "" : " ") + (*m)[1].str();
+    return values;
+  };
+  CHECK(eventually([&] { // the last one may follow the greeting
+    monitor.read_until("\n-never-\n", 50ms);
+    return written().size() >= 7; // four values
+  }, 5s));
+  REQUIRE(redis_command(redis.port(), "ECHO end-of-writes") == "$13\r\nend-of-writes\r\n");
+  monitor.read_until("\"end-of-writes\"", 5s); // and none after it
+  CHECK(written() == "1 2 1 2");
 }
 
 TEST_CASE("a limit script that gets no answer from Redis (here: an ACL without EVAL) admits "

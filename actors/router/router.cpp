@@ -4,6 +4,7 @@
 #include <map>
 #include <type_traits>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <caf/actor_cast.hpp>
@@ -53,6 +54,9 @@ struct manager_record {
   bool closing = false; ///< told to close by to_user (a disconnect): ending, not counted
   std::uint64_t detached_at = 0; ///< its key in `detached_order` while detached; 0: none
   std::unique_ptr<record_peers> peers;
+  /// A resume with a place the limit script reserved is under way (resume_here): while true,
+  /// the session's attach settles the place with its count (count), and sets it false.
+  std::shared_ptr<bool> place_on_attach;
 };
 
 struct user_entry {
@@ -111,9 +115,17 @@ void add(std::uint64_t& n, int delta) {
   n = delta < 0 ? n - static_cast<std::uint64_t>(-delta) : n + static_cast<std::uint64_t>(delta);
 }
 
+/// A place the limit script was asked for (acquire, reserve) is settled: the bus stops adding
+/// it to this node's count of the user and writes the count anew (cluster_bus_actor).
+void settle_place(router_pointer self, const std::string& user) {
+  self->send(self->state.bus, settle_atom::value, user);
+}
+
 /// Moves one manager of `user` between attached and detached (or in and out), keeping the
-/// counts and the users metric current.
-void count(router_pointer self, const std::string& user, int attached_delta, int detached_delta) {
+/// counts and the users metric current. `settles`: the connection counted here is a place the
+/// limit script granted, settled with this count (settle_place) in one write of it to Redis.
+void count(router_pointer self, const std::string& user, int attached_delta, int detached_delta,
+           bool settles = false) {
   auto& st = self->state;
   auto& entry = st.users[user];
   bool had_connection = entry.attached > 0;
@@ -127,7 +139,8 @@ void count(router_pointer self, const std::string& user, int attached_delta, int
     m->set_detached(static_cast<double>(st.counts.detached));
   }
   if (st.bus && attached_delta != 0) // this node's count of the user, for the cluster's limit
-    self->send(st.bus, presence_atom::value, user, static_cast<std::int64_t>(entry.attached));
+    self->send(st.bus, presence_atom::value, user, static_cast<std::int64_t>(entry.attached),
+               settles);
 }
 
 /// Past max-connections-per-user the connection is upgraded and closed at once with 4503,
@@ -153,9 +166,11 @@ bool fits_own_count(router_pointer self, const connection_ptr& connection,
 }
 
 /// Spawns the manager of a new session, or of one adopted from another node (`adopted`: its
-/// owner's note with an ok offer).
+/// owner's note with an ok offer). `settles`: its connection is a place the limit script
+/// granted (count).
 manager_record& spawn_admitted(router_pointer self, connection_ptr connection,
-                               context::user_execution_context ctx, peer_note adopted = {}) {
+                               context::user_execution_context ctx, peer_note adopted = {},
+                               bool settles = false) {
   auto& st = self->state;
   auto& user = *st.users.try_emplace(ctx.user_id()).first;
   auto manager = spawn_connection_manager(self, caf::actor_cast<router_feedback>(self),
@@ -166,7 +181,7 @@ manager_record& spawn_admitted(router_pointer self, connection_ptr connection,
   rec.handle = manager;
   rec.user_id = &user.first;
   auto& placed = st.managers.emplace(manager.address(), std::move(rec)).first->second;
-  count(self, user.first, +1, 0);
+  count(self, user.first, +1, 0, settles);
   return placed;
 }
 
@@ -176,12 +191,6 @@ manager_record& spawn_admitted(router_pointer self, connection_ptr connection,
 void drain_if_late(router_pointer self, const manager_actor& manager) {
   if (self->state.shutting_down)
     self->send(manager, drain_atom::value);
-}
-
-/// A place the limit script was asked for (acquire, reserve) is settled: the bus stops adding
-/// it to this node's count of the user and writes the count anew (cluster_bus_actor).
-void settle_place(router_pointer self, const std::string& user) {
-  self->send(self->state.bus, settle_atom::value, user);
 }
 
 /// The limit script was asked for a place and no answer came: one that timed out here may
@@ -209,9 +218,7 @@ void spawn_manager(router_pointer self, connection_ptr connection,
       [=](admission& a) mutable {
         if (!a.admitted)
           return refuse_over_limit(self, connection, ctx);
-        auto user = ctx.user_id();
-        auto manager = spawn_admitted(self, std::move(connection), std::move(ctx)).handle;
-        settle_place(self, user); // the presence count has the connection now
+        auto manager = spawn_admitted(self, std::move(connection), std::move(ctx), {}, true).handle;
         for (auto& event : a.owed) // before anything newer from the bus, which comes after
           self->send(manager, publish_atom::value, std::move(event));
         if (a.disconnected || a.lost)
@@ -258,9 +265,10 @@ void admit_resume(router_pointer self, connection_ptr connection,
       });
 }
 
-/// The end of a resume admit_resume let in, attached or not: a place it reserved is settled
-/// (attached, the session is in the presence count now, the manager having said so first;
-/// otherwise the place is given back), before anything else is asked of the bus.
+/// The end of a resume admit_resume let in, attached or not. `reserved`: it holds a place the
+/// limit script reserved that no attach settled (count), settled now (attached, the session is
+/// in the presence count already, the manager having said so first; otherwise the place is
+/// given back), before anything else is asked of the bus.
 void resume_settled(router_pointer self, const std::string& user, bool reserved) {
   end_resuming(self->state, user);
   if (reserved)
@@ -294,8 +302,9 @@ void adopt_admitted(router_pointer self, const std::string& owner, connection_pt
         }
         auto upstream = peer_link{offer.node, offer.handover};
         bool hosts_runs = !offer.offer.runs.empty() || offer.offer.owner_busy;
-        auto& rec = spawn_admitted(self, connection, ctx, std::move(offer)); // counted here
-        resume_settled(self, ctx.user_id(), reserved);
+        // Counted here, and a place it reserved settled with that count.
+        auto& rec = spawn_admitted(self, connection, ctx, std::move(offer), reserved);
+        end_resuming(self->state, ctx.user_id());
         if (hosts_runs) {
           rec.peers = std::make_unique<record_peers>();
           rec.peers->upstream = upstream;
@@ -325,9 +334,10 @@ void resume_here(router_pointer self, connection_ptr connection,
                  context::user_execution_context ctx, resume_request resume, bool counted,
                  bool reserved) {
   auto& st = self->state;
+  auto place = std::make_shared<bool>(reserved); // unless the attach settles it (on_session)
   auto settle = [=] {
     if (counted)
-      resume_settled(self, ctx.user_id(), reserved);
+      resume_settled(self, ctx.user_id(), std::exchange(*place, false));
   };
   auto it = st.manager_by_token.find(resume.token);
   auto rec = it == st.manager_by_token.end() ? st.managers.end() : st.managers.find(it->second);
@@ -335,6 +345,8 @@ void resume_here(router_pointer self, connection_ptr connection,
     settle();
     return spawn_manager(self, connection, ctx);
   }
+  if (reserved)
+    rec->second.place_on_attach = place;
   // Past the timeout the manager may still take the connection: whichever of it and the
   // fresh manager claims the connection first owns it (ws_connection::claim).
   self->request(rec->second.handle, st.settings->resume_answer_timeout, resume_atom::value,
@@ -436,7 +448,11 @@ void on_session(router_pointer self, bool attached, const std::string& token) {
   if (rec->second.attached == attached)
     return;
   rec->second.attached = attached;
-  count(self, *rec->second.user_id, attached ? +1 : -1, attached ? -1 : +1);
+  bool settles = false;
+  if (attached && rec->second.place_on_attach)
+    settles = std::exchange(*rec->second.place_on_attach, false);
+  rec->second.place_on_attach.reset();
+  count(self, *rec->second.user_id, attached ? +1 : -1, attached ? -1 : +1, settles);
   if (attached)
     return unlist_detached(st, rec->second);
   rec->second.detached_at = ++st.detach_count;
@@ -484,7 +500,7 @@ void unindex(router_pointer self, const caf::actor_addr& manager, manager_record
   if (list.empty()) {
     st.users.erase(user);
     if (st.bus) // no session of the user left here: the bus unsubscribes
-      self->send(st.bus, presence_atom::value, user_id, std::int64_t{-1});
+      self->send(st.bus, presence_atom::value, user_id, std::int64_t{-1}, false);
   }
   forget_token(st, rec);
   unlist_detached(st, rec);

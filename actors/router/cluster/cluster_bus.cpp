@@ -938,8 +938,10 @@ void on_node_message(bus_pointer self, const std::string& payload) {
 
 // -- the router's requests ------------------------------------------------------------------
 
-void on_presence(bus_pointer self, const std::string& user, std::int64_t local) {
+void on_presence(bus_pointer self, const std::string& user, std::int64_t local, bool settles) {
   auto& st = self->state;
+  if (settles)
+    release_place(self, user); // the count written below has it as a connection instead
   auto index = shard_for(self, user);
   auto it = st.users.find(user);
   if (local < 0) {
@@ -1137,8 +1139,8 @@ cluster_bus_actor spawn_cluster_bus(caf::local_actor* router, cluster_feedback f
         }
       });
       return {
-        [=](presence_atom, const std::string& user, std::int64_t local) {
-          on_presence(self, user, local);
+        [=](presence_atom, const std::string& user, std::int64_t local, bool settles) {
+          on_presence(self, user, local, settles);
         },
         [=](acquire_atom, const std::string& user, std::uint64_t limit) {
           auto rp = self->make_response_promise<admission>();

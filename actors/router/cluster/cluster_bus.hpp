@@ -108,8 +108,10 @@ using cluster_feedback = caf::typed_actor<
 
 using cluster_bus_actor = caf::typed_actor<
   // this node holds `n` open connections of the user (and some session of it while n >= 0;
-  // -1: no session of the user left here): keeps the counts and the subscription
-  caf::reacts_to<presence_atom, std::string, std::int64_t>,
+  // -1: no session of the user left here): keeps the counts and the subscription. `settles`:
+  // the connection it adds is a place acquire or reserve granted, settled with it (as by
+  // settle_atom, in the same write of the count).
+  caf::reacts_to<presence_atom, std::string, std::int64_t, bool>,
   // may this node open one more connection of the user under the limit? (a place, counted
   // at once if so)
   caf::replies_to<acquire_atom, std::string, std::uint64_t>::with<admission>,
